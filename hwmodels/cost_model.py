@@ -1,0 +1,102 @@
+"""The cost-model interface: batch shape -> per-operator times -> iteration time.
+
+Every implementation (constant, roofline, profiled tables) answers the same three questions, so
+the engine never knows which one it is talking to.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hwmodels.shapes import BatchShape
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorTime:
+    """One operator of an iteration: its name, how many times it runs, and seconds per run."""
+
+    name: str
+    calls: int
+    seconds_per_call: float
+
+    @property
+    def seconds(self) -> float:
+        return self.calls * self.seconds_per_call
+
+
+@dataclass(frozen=True, slots=True)
+class IterationCost:
+    """The per-operator breakdown of one iteration; `seconds` is the iteration time."""
+
+    operators: tuple[OperatorTime, ...]
+
+    @property
+    def seconds(self) -> float:
+        return sum(op.seconds for op in self.operators)
+
+    def by_operator(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for op in self.operators:
+            totals[op.name] = totals.get(op.name, 0.0) + op.seconds
+        return totals
+
+
+class CostModel(ABC):
+    """Predicts how long one iteration of a batch takes on one replica."""
+
+    @abstractmethod
+    def breakdown(self, batch: BatchShape) -> IterationCost:
+        """Per-operator times of one iteration, in execution order."""
+
+    def iteration_time(self, batch: BatchShape) -> float:
+        """Seconds for one iteration; implementations memoise this, the engine's hot path."""
+        return self.breakdown(batch).seconds
+
+    def decode_stretch_times(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
+        """Times of `num_steps` consecutive decode-only iterations of one fixed set of requests.
+
+        Step k (from 0) decodes every request with context `context_lens + k`. Implementations
+        may vectorise this; the result must equal calling `iteration_time` step by step.
+        """
+        times = np.empty(num_steps)
+        ones = (1,) * len(context_lens)
+        base = [int(c) for c in context_lens]
+        for k in range(num_steps):
+            times[k] = self.iteration_time(BatchShape(ones, tuple(c + k for c in base)))
+        return times
+
+    @abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """What the run summary records about this cost model (kind, parameters, tables)."""
+
+
+class ConstantCostModel(CostModel):
+    """Iteration time = `iteration_s` + `per_token_s` x new tokens: for tests and queueing theory.
+
+    With `per_token_s = 0` every iteration takes the same time, which makes timelines exact and
+    lets single-server queueing formulas (M/D/1) be checked against the engine.
+    """
+
+    def __init__(self, iteration_s: float, per_token_s: float = 0.0) -> None:
+        self.iteration_s = iteration_s
+        self.per_token_s = per_token_s
+
+    def breakdown(self, batch: BatchShape) -> IterationCost:
+        return IterationCost(
+            (
+                OperatorTime("fixed", 1, self.iteration_s),
+                OperatorTime("per_token", batch.num_tokens, self.per_token_s),
+            )
+        )
+
+    def iteration_time(self, batch: BatchShape) -> float:
+        return self.iteration_s + self.per_token_s * batch.num_tokens
+
+    def decode_stretch_times(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
+        return np.full(num_steps, self.iteration_s + self.per_token_s * len(context_lens))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "constant", "iteration_s": self.iteration_s, "per_token_s": self.per_token_s}

@@ -1,0 +1,82 @@
+"""One accelerator (or CPU) as the roofline and the memory model see it.
+
+Units: memory in GiB, bandwidths in GB/s (1e9 bytes per second, per direction for links), peak
+rates in TFLOPS (1e12 FLOP/s, dense), latency in microseconds.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from hwmodels.dtypes import DTYPE_BYTES
+from hwmodels.errors import CatalogError
+
+
+class DeviceKind(StrEnum):
+    GPU = "gpu"
+    CPU = "cpu"
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareSpec:
+    """Datasheet figures plus the efficiency factors that turn peaks into achievable rates.
+
+    `peer_link_gbps` is set for full-mesh topologies (MI300X): each peer is reached over one link
+    of that bandwidth, so a collective over n devices gets at most n-1 of them.
+    """
+
+    name: str
+    source: str
+    kind: DeviceKind
+    memory_gib: float
+    memory_bandwidth_gbps: float
+    peak_tflops: Mapping[str, float] = field(hash=False)
+    devices_per_node: int
+    intra_node_link_gbps: float
+    host_link_gbps: float
+    link_latency_us: float
+    compute_efficiency: float
+    memory_efficiency: float
+    efficiency_source: str
+    peer_link_gbps: float | None = None
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{key} must be > 0, got {getattr(self, key)}"
+            for key in ("memory_gib", "memory_bandwidth_gbps", "devices_per_node", "intra_node_link_gbps",
+                        "host_link_gbps")
+            if getattr(self, key) <= 0
+        ]
+        if self.link_latency_us < 0:
+            problems.append(f"link_latency_us must be >= 0, got {self.link_latency_us}")
+        if self.peer_link_gbps is not None and self.peer_link_gbps <= 0:
+            problems.append(f"peer_link_gbps must be > 0 when set, got {self.peer_link_gbps}")
+        problems += [
+            f"{key} must be in (0, 1], got {getattr(self, key)}"
+            for key in ("compute_efficiency", "memory_efficiency")
+            if not 0 < getattr(self, key) <= 1
+        ]
+        problems += [f"peak_tflops.{dtype}: unknown format (known: {sorted(DTYPE_BYTES)})"
+                     for dtype in self.peak_tflops if dtype not in DTYPE_BYTES]
+        problems += [f"peak_tflops.{dtype} must be > 0, got {rate}"
+                     for dtype, rate in self.peak_tflops.items() if rate <= 0]
+        if not self.peak_tflops:
+            problems.append("peak_tflops must name at least one format")
+        if problems:
+            raise CatalogError(f"hardware {self.name!r}: " + "; ".join(problems))
+
+    def peak_flops(self, dtype: str) -> float:
+        """Dense peak FLOP/s in `dtype`; a CatalogError names the formats the device has."""
+        if dtype not in self.peak_tflops:
+            raise CatalogError(
+                f"hardware {self.name!r} has no peak rate for {dtype!r}; it lists {sorted(self.peak_tflops)}"
+            )
+        return self.peak_tflops[dtype] * 1e12
+
+    def collective_bytes_per_s(self, num_devices: int) -> float:
+        """Per-direction bandwidth one device gets in a collective over `num_devices` in the node."""
+        link = self.intra_node_link_gbps
+        if self.peer_link_gbps is not None:
+            link = min(link, self.peer_link_gbps * max(1, num_devices - 1))
+        return link * 1e9

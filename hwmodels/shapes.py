@@ -1,0 +1,52 @@
+"""The shapes a cost model sees: one iteration's batch and the parallel plan it runs under.
+
+Cost models never see Request objects, only these shapes, so a model can be profiled, tabulated
+and memoised independently of the engine.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ParallelPlan:
+    """How one replica's model is split over devices (tensor, pipeline and expert parallel)."""
+
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+
+    @property
+    def num_devices(self) -> int:
+        return self.tp * self.pp
+
+
+@dataclass(frozen=True, slots=True)
+class BatchShape:
+    """One iteration: for each batch entry, the new tokens computed and the context before them.
+
+    An entry with one new token and a non-empty context is a decode; anything else is (a chunk
+    of) a prefill. `context_lens[i]` counts tokens whose KV is already cached for entry i.
+    """
+
+    new_tokens: tuple[int, ...]
+    context_lens: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.new_tokens) != len(self.context_lens):
+            raise ValueError("BatchShape: new_tokens and context_lens differ in length")
+
+    @property
+    def num_entries(self) -> int:
+        return len(self.new_tokens)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(self.new_tokens)
+
+    def decode_context_lens(self) -> list[int]:
+        return [c for n, c in zip(self.new_tokens, self.context_lens) if n == 1 and c > 0]
+
+    def prefill_chunks(self) -> list[tuple[int, int]]:
+        """(new tokens, prior context) of each prefill entry."""
+        return [(n, c) for n, c in zip(self.new_tokens, self.context_lens) if not (n == 1 and c > 0)]

@@ -1,0 +1,1 @@
+"""Batch-forming scheduler policies."""

@@ -1,0 +1,142 @@
+"""`simrun`: run, validate and list experiments from the command line.
+
+User errors (config, trace, catalog, policy) print one paragraph and exit with code 2; a
+traceback is shown only with `--debug`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from hwmodels.errors import CatalogError
+from policies import PolicyError
+from sim.errors import UserInputError
+from traces.errors import TraceError
+
+EXIT_USER_ERROR = 2
+USER_ERRORS = (UserInputError, CatalogError, PolicyError, TraceError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except USER_ERRORS as exc:
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        print(f"simrun: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("simrun: interrupted; no results written", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="simrun", description="servesim: simulate LLM serving clusters")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one experiment and write its results directory")
+    run.add_argument("config", type=Path, help="experiment YAML file")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                     help="override a config key (repeatable), e.g. --set scheduler.max_num_seqs=64")
+    run.add_argument("-o", "--output", type=Path, help="results directory (default: output.dir or results/<name>)")
+    run.add_argument("--seed", type=int, help="override the experiment seed")
+    run.add_argument("--no-progress", action="store_true", help="never show the progress bar")
+    run.add_argument("--debug", action="store_true", help="show tracebacks")
+    run.set_defaults(handler=_run)
+
+    validate = sub.add_parser("validate", help="check configs (keys, catalogs, policies, traces) without running")
+    validate.add_argument("configs", type=Path, nargs="+", help="experiment YAML files")
+    validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    validate.add_argument("--debug", action="store_true", help="show tracebacks")
+    validate.set_defaults(handler=_validate)
+
+    listing = sub.add_parser("list", help="show catalog models and hardware and registered policies")
+    listing.set_defaults(handler=_list)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sim.headline import headline
+    from sim.loading import load_config
+    from sim.results import write_results
+    from sim.runner import prepare, simulate
+
+    overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    config, base_dir = load_config(args.config, overrides)
+    prepared = prepare(config, base_dir)
+    out_dir = args.output or Path(config.output.dir or f"results/{config.name}")
+    show = not args.no_progress and sys.stderr.isatty()
+    with _progress_bar(len(prepared.workload), show) as progress:
+        result = simulate(prepared, progress)
+    write_results(result, out_dir, plots=config.output.plots)
+    print(headline(result.summary, out_dir))
+    return 0
+
+
+class _progress_bar:
+    """A tqdm bar that appears only for runs longer than two seconds."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.bar = None
+
+    def __enter__(self) -> Callable[[int, float], None] | None:
+        if not self.enabled:
+            return None
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, unit="req", delay=2.0, mininterval=0.5, desc="simulating")
+        bar = self.bar
+
+        def update(num_done: int, now: float) -> None:
+            bar.update(num_done - bar.n)
+            bar.set_postfix_str(f"sim t={now:,.1f}s", refresh=False)
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from sim.loading import load_config
+    from sim.runner import prepare
+
+    failures = 0
+    for path in args.configs:
+        try:
+            config, base_dir = load_config(path, args.overrides)
+            prepared = prepare(config, base_dir)
+        except USER_ERRORS as exc:
+            if args.debug:
+                traceback.print_exc()
+            print(f"simrun: error: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        print(f"{path}: ok ({len(prepared.workload)} requests, {prepared.capacity.num_blocks} KV blocks per replica)")
+    return EXIT_USER_ERROR if failures else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from hwmodels.catalog import list_hardware, list_models
+    from policies import all_policies
+
+    print("models:   " + ", ".join(list_models()))
+    print("hardware: " + ", ".join(list_hardware()))
+    print("policies:")
+    for entry in all_policies():
+        print(f"  {entry.kind:<11} {entry.name:<14} {entry.description}")
+        for key, (type_name, default, description) in entry.parameters().items():
+            print(f"  {'':<11} {'':<14}   {key} ({type_name}, default {default!r}): {description}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

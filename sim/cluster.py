@@ -1,0 +1,65 @@
+"""The cluster: replicas behind a router, fed by the workload's arrival process."""
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Sequence
+
+import simpy
+
+from policies import RouterPolicy
+from sim.metrics import MetricsRecorder
+from sim.replica import Replica
+from sim.request import Request
+
+INFINITY = float("inf")
+
+
+class Cluster:
+    """Routes each arrival to a replica and tracks how many requests are in the system."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        router: RouterPolicy,
+        requests: Sequence[Request],
+        metrics: MetricsRecorder,
+        on_done: Callable[[Request], None] = lambda request: None,
+    ) -> None:
+        self.env = env
+        self.router = router
+        self.requests = requests
+        self.metrics = metrics
+        self.replicas: list[Replica] = []
+        self._on_done = on_done
+        self._next_index = 0
+        self._num_in_system = 0
+        self.num_done = 0
+        self.process = env.process(self._arrivals())
+
+    def add_replica(self, replica: Replica) -> None:
+        self.replicas.append(replica)
+
+    def next_arrival_s(self) -> float:
+        """When the next request enters the cluster (infinity when the workload is exhausted)."""
+        if self._next_index < len(self.requests):
+            return self.requests[self._next_index].arrival_s
+        return INFINITY
+
+    def request_done(self, request: Request) -> None:
+        """Called by a replica when a request finishes or is rejected."""
+        self._num_in_system -= 1
+        self.num_done += 1
+        self.metrics.sample_system(self.env.now, self._num_in_system)
+        self._on_done(request)
+
+    def _arrivals(self) -> Generator[simpy.Event, None, None]:
+        env = self.env
+        while self._next_index < len(self.requests):
+            request = self.requests[self._next_index]
+            if request.arrival_s > env.now:
+                yield env.timeout(request.arrival_s - env.now)
+                request.arrival_s = env.now  # the trace time up to float rounding of SimPy's clock
+            self._next_index += 1
+            self._num_in_system += 1
+            self.metrics.sample_system(env.now, self._num_in_system)
+            chosen = self.router.route(request, self.replicas, env.now)
+            self.replicas[chosen].submit(request)

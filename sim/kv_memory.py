@@ -1,0 +1,66 @@
+"""Paged KV memory of one replica: a pool of fixed-size blocks, handed out and taken back whole.
+
+The pool grants or refuses; it never decides whom to preempt (the scheduler and preemption
+policy do). Block ids are kept per owner so that conservation can be checked at any time.
+"""
+from __future__ import annotations
+
+from sim.errors import EngineInvariantError
+
+
+def blocks_for_tokens(num_tokens: int, block_size: int) -> int:
+    """Blocks needed to hold the KV of `num_tokens` tokens."""
+    return -(-num_tokens // block_size)
+
+
+class BlockPool:
+    """A fixed number of KV blocks of `block_size` tokens each, owned by requests."""
+
+    def __init__(self, num_blocks: int, block_size: int) -> None:
+        if num_blocks < 0 or block_size < 1:
+            raise ValueError(f"BlockPool needs num_blocks >= 0 and block_size >= 1, got {num_blocks}, {block_size}")
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        self._free: list[int] = list(range(num_blocks - 1, -1, -1))
+        self._owned: dict[int, list[int]] = {}
+
+    @property
+    def num_free_blocks(self) -> int:
+        return len(self._free)
+
+    @property
+    def num_used_blocks(self) -> int:
+        return self.num_blocks - len(self._free)
+
+    def blocks_of(self, owner: int) -> list[int]:
+        return list(self._owned.get(owner, ()))
+
+    def allocate(self, owner: int, count: int) -> None:
+        """Give `owner` `count` more blocks; the caller has checked that they are free."""
+        if count > len(self._free):
+            raise EngineInvariantError(
+                f"KV pool: owner {owner} asked for {count} blocks with {len(self._free)} free"
+            )
+        if count <= 0:
+            return
+        taken = self._free[-count:]
+        taken.reverse()
+        del self._free[-count:]
+        self._owned.setdefault(owner, []).extend(taken)
+
+    def release(self, owner: int) -> int:
+        """Return every block of `owner` to the pool; returns how many were freed."""
+        blocks = self._owned.pop(owner, None)
+        if not blocks:
+            return 0
+        self._free.extend(reversed(blocks))
+        return len(blocks)
+
+    def check_conservation(self) -> None:
+        """Every block is either free or owned by exactly one owner."""
+        owned = [b for blocks in self._owned.values() for b in blocks]
+        seen = set(owned) | set(self._free)
+        if len(owned) + len(self._free) != self.num_blocks or len(seen) != self.num_blocks:
+            raise EngineInvariantError(
+                f"KV pool: {len(owned)} owned + {len(self._free)} free != {self.num_blocks} blocks"
+            )

@@ -1,0 +1,151 @@
+"""Reading experiment configs: YAML, `--set` overrides, validation, and readable errors.
+
+All problems of a config are reported at once, each with its key path, the bad value, and a
+suggestion where a key looks like a typo of a valid one.
+"""
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from policies import PolicyError, validate_params
+from sim.config import ExperimentConfig
+from sim.errors import ConfigError
+
+POLICY_SECTIONS = {"scheduler": "scheduler", "preemption": "preemption", "cluster.router": "router"}
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path}{where}: malformed YAML: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides (values parsed as YAML) to a copy of `data`."""
+    result = _deep_copy(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. scheduler.max_num_seqs=64")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        node = result
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"--set {item!r}: {where} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def load_config(path: str | Path, overrides: Iterable[str] = ()) -> tuple[ExperimentConfig, Path]:
+    """Load, override and validate a config file; returns the config and the file's folder."""
+    path = Path(path)
+    data = apply_overrides(read_yaml(path), overrides)
+    return validate_config(data, origin=str(path)), path.resolve().parent
+
+
+def validate_config(data: Mapping[str, Any], origin: str = "<config>") -> ExperimentConfig:
+    """Validate the whole config, reporting every problem (keys and policy parameters) at once."""
+    problems: list[str] = []
+    config = None
+    try:
+        config = ExperimentConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = [_describe_error(err) for err in exc.errors()]
+    problems += _policy_problems(data)
+    if problems or config is None:
+        raise ConfigError(f"{origin}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
+    return config
+
+
+def _policy_problems(data: Mapping[str, Any]) -> list[str]:
+    """Check each policy section's parameters against its policy's own model."""
+    problems = []
+    for section, kind in POLICY_SECTIONS.items():
+        node: Any = data
+        for part in section.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        if node is None:
+            continue
+        if not isinstance(node, Mapping) or not isinstance(node.get("name"), str):
+            continue
+        params = {k: v for k, v in node.items() if k != "name"}
+        try:
+            validate_params(kind, node["name"], params)
+        except PolicyError as exc:
+            problems.append(f"{section}: {exc}")
+    return problems
+
+
+def _describe_error(err: Mapping[str, Any]) -> str:
+    loc = [str(p) for p in err["loc"] if not _is_union_tag(p)]
+    path = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        known = _known_keys(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys here: {', '.join(known)}"
+        return f"{path}: unknown key{hint}"
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return f"{path}: required key is missing"
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) or got is None else f" (got {got!r})"
+    return f"{path}: {message}{shown}"
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part in {"str", "HfModelRef"})
+
+
+def _known_keys(loc: list[str]) -> list[str]:
+    model: type[BaseModel] | None = ExperimentConfig
+    for part in loc:
+        field = model.model_fields.get(part) if model else None
+        model = _model_in(field.annotation) if field else None
+    return sorted(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        for arg in typing.get_args(annotation):
+            found = _model_in(arg)
+            if found:
+                return found
+    return None

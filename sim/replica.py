@@ -1,0 +1,289 @@
+"""One serving replica: a SimPy process running iteration-level continuous batching.
+
+Each loop asks the scheduler for a batch, applies its preemptions, admits and allocates, costs
+the batch, advances time by one iteration and applies the result. When the scheduler promises
+that a decode-only batch stays the same until something happens (an arrival, a finish, a
+memory shortage), the whole stretch of iterations is costed and applied in one step.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Generator
+
+import numpy as np
+import simpy
+
+from hwmodels import BatchShape, CostModel
+from policies import SchedulerPolicy, ScheduleDecision
+from sim.errors import EngineInvariantError
+from sim.kv_memory import BlockPool, blocks_for_tokens
+from sim.metrics import MetricsRecorder
+from sim.request import Request, RequestState
+
+MAX_STRETCH_STEPS = 4096
+
+
+class Replica:
+    """A model instance on a group of devices, with its own queues, KV pool and scheduler."""
+
+    def __init__(
+        self,
+        env: simpy.Environment,
+        replica_id: int,
+        scheduler: SchedulerPolicy,
+        cost_model: CostModel,
+        kv: BlockPool,
+        metrics: MetricsRecorder,
+        max_model_len: int,
+        next_arrival_s: Callable[[], float],
+        on_done: Callable[[Request], None],
+        fast_forward: bool = True,
+    ) -> None:
+        self.env = env
+        self.replica_id = replica_id
+        self.scheduler = scheduler
+        self.cost_model = cost_model
+        self.kv = kv
+        self.metrics = metrics
+        self.max_model_len = max_model_len
+        self.next_arrival_s = next_arrival_s
+        self.on_done = on_done
+        self.fast_forward = fast_forward and scheduler.stable_under_decode
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self._wake: simpy.Event | None = None
+        self.num_iterations = 0
+        self.num_engine_steps = 0
+        self.process = env.process(self._loop())
+
+    def submit(self, request: Request) -> None:
+        """Take an arriving request: queue it, or reject it if it could never be served here."""
+        request.replica_id = self.replica_id
+        reason = self._rejection_reason(request)
+        if reason:
+            request.state = RequestState.REJECTED
+            request.reject_reason = reason
+            request.finish_s = self.env.now
+            self.on_done(request)
+            return
+        self.waiting.append(request)
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def _rejection_reason(self, request: Request) -> str:
+        total = request.prompt_tokens + request.output_tokens
+        if total > self.max_model_len:
+            return f"prompt + output = {total} tokens exceeds max_model_len {self.max_model_len}"
+        kv_tokens = total - 1
+        needed = blocks_for_tokens(kv_tokens, self.kv.block_size)
+        if needed > self.kv.num_blocks:
+            return f"needs {needed} KV blocks ({kv_tokens} tokens) but the replica has {self.kv.num_blocks}"
+        return self.scheduler.admission_error(request) or ""
+
+    def _loop(self) -> Generator[simpy.Event, None, None]:
+        env = self.env
+        while True:
+            if not self.running and not self.waiting:
+                self._wake = env.event()
+                yield self._wake
+                continue
+            decision = self.scheduler.schedule(self, env.now)
+            stretch_candidate = self.fast_forward and _is_pure_decode(decision, len(self.running))
+            self._preempt(decision)
+            if not decision.scheduled:
+                if not decision.preempted:
+                    self._wake = env.event()
+                    yield self._wake
+                continue
+            contexts = self._admit_and_allocate(decision)
+            news = tuple(n for _, n in decision.scheduled)
+            self._sample(len(news), sum(news))
+            start = env.now
+            self.num_engine_steps += 1
+            if stretch_candidate:
+                steps, ends = self._plan_stretch(contexts)
+                if steps > 1:
+                    yield env.timeout(float(ends[steps - 1]) - start)
+                    ends[steps - 1] = env.now  # equal up to float rounding of SimPy's clock
+                    self._apply_stretch(contexts, start, ends[:steps])
+                    self.num_iterations += steps
+                    continue
+            yield env.timeout(self.cost_model.iteration_time(BatchShape(news, contexts)))
+            self._apply_iteration(decision, start)
+            self.num_iterations += 1
+
+    def _preempt(self, decision: ScheduleDecision) -> None:
+        for victim in decision.preempted:
+            request: Request = victim  # type: ignore[assignment]
+            if request.state is not RequestState.RUNNING:
+                raise EngineInvariantError(
+                    f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler preempted {request!r}, which is not running"
+                )
+            self.running.remove(request)
+            self.kv.release(request.request_id)
+            request.num_blocks = 0
+            request.num_computed_tokens = 0
+            request.num_preemptions += 1
+            request.state = RequestState.WAITING
+        for victim in decision.preempted:
+            self.waiting.appendleft(victim)  # type: ignore[arg-type]
+
+    def _admit_and_allocate(self, decision: ScheduleDecision) -> tuple[int, ...]:
+        """Admit scheduled waiting requests, give every entry its KV slots; returns contexts."""
+        contexts = []
+        block_size = self.kv.block_size
+        for entry, num_new in decision.scheduled:
+            request: Request = entry  # type: ignore[assignment]
+            if request.state is RequestState.WAITING:
+                self._admit(request)
+            elif request.state is not RequestState.RUNNING:
+                raise EngineInvariantError(
+                    f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler scheduled {request!r}"
+                )
+            if num_new < 1 or num_new > request.num_pending_tokens:
+                raise EngineInvariantError(
+                    f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler gave {request!r} {num_new} new tokens"
+                )
+            need = blocks_for_tokens(request.num_computed_tokens + num_new, block_size) - request.num_blocks
+            if need > 0:
+                self.kv.allocate(request.request_id, need)
+                request.num_blocks += need
+            contexts.append(request.num_computed_tokens)
+        return tuple(contexts)
+
+    def _admit(self, request: Request) -> None:
+        if self.waiting and self.waiting[0] is request:
+            self.waiting.popleft()
+        else:
+            self.waiting.remove(request)
+        request.state = RequestState.RUNNING
+        if math.isnan(request.first_scheduled_s):
+            request.first_scheduled_s = self.env.now
+        self.running.append(request)
+
+    def _sample(self, batch_size: int, batch_tokens: int) -> None:
+        self.metrics.sample_replica(
+            (
+                self.env.now,
+                self.replica_id,
+                len(self.waiting),
+                len(self.running),
+                batch_size,
+                batch_tokens,
+                self.kv.num_used_blocks,
+                self.kv.num_blocks,
+            )
+        )
+
+    def _apply_iteration(self, decision: ScheduleDecision, start: float) -> None:
+        now = self.env.now
+        num_prefill_tokens = 0
+        num_decodes = 0
+        for entry, num_new in decision.scheduled:
+            request: Request = entry  # type: ignore[assignment]
+            if request.is_decoding:
+                num_decodes += 1
+            else:
+                num_prefill_tokens += num_new
+            request.num_computed_tokens += num_new
+            if request.num_computed_tokens == request.num_tokens:
+                self._emit_token(request, now)
+        if self.metrics.record_iterations:
+            num_tokens = sum(n for _, n in decision.scheduled)
+            self.metrics.add_iteration(
+                (self.replica_id, start, now, len(decision.scheduled), num_tokens, num_prefill_tokens, num_decodes)
+            )
+
+    def _emit_token(self, request: Request, now: float) -> None:
+        request.num_generated += 1
+        if math.isnan(request.first_token_s):
+            request.first_token_s = now
+        else:
+            gap = now - request.last_token_s
+            self.metrics.add_gap(gap)
+            if gap > request.max_tbt_s:
+                request.max_tbt_s = gap
+        request.last_token_s = now
+        if request.num_generated >= request.output_tokens:
+            self._finish(request, now)
+
+    def _finish(self, request: Request, now: float) -> None:
+        request.state = RequestState.FINISHED
+        request.finish_s = now
+        self.running.remove(request)
+        self.kv.release(request.request_id)
+        request.num_blocks = 0
+        self.on_done(request)
+
+    def _plan_stretch(self, contexts: tuple[int, ...]) -> tuple[int, np.ndarray]:
+        """How many identical decode iterations can run before anything could change, and their end times."""
+        remaining = min(r.output_tokens - r.num_generated for r in self.running)
+        limit = self._steps_memory_allows(contexts, min(remaining, MAX_STRETCH_STEPS))
+        if limit <= 1:
+            return 1, np.empty(0)
+        times = self.cost_model.decode_stretch_times(np.asarray(contexts), limit)
+        ends = np.cumsum(np.concatenate(([self.env.now], times)))[1:]
+        before_arrival = int(np.searchsorted(ends, self.next_arrival_s(), side="left"))
+        return min(limit, before_arrival), ends
+
+    def _steps_memory_allows(self, contexts: tuple[int, ...], upper: int) -> int:
+        """Largest k <= upper such that k decode steps fit in the free blocks (step 0 is allocated)."""
+        block_size = self.kv.block_size
+        ctx = np.asarray(contexts, dtype=np.int64)
+        held = np.fromiter((r.num_blocks for r in self.running), dtype=np.int64, count=len(self.running))
+        free = self.kv.num_free_blocks
+
+        def extra_blocks(k: int) -> int:
+            return int(np.maximum(0, -(-(ctx + k) // block_size) - held).sum())
+
+        low, high = 1, upper
+        if extra_blocks(high) <= free:
+            return high
+        while high - low > 1:
+            mid = (low + high) // 2
+            if extra_blocks(mid) <= free:
+                low = mid
+            else:
+                high = mid
+        return low
+
+    def _apply_stretch(self, contexts: tuple[int, ...], start: float, ends: np.ndarray) -> None:
+        steps = len(ends)
+        block_size = self.kv.block_size
+        first_end = float(ends[0])
+        last_end = float(ends[-1])
+        inner = np.diff(ends)
+        inner_max = float(inner.max())
+        first_gaps = np.empty(len(self.running))
+        finished = []
+        for i, request in enumerate(self.running):
+            gap = first_end - request.last_token_s
+            first_gaps[i] = gap
+            request.max_tbt_s = max(request.max_tbt_s, gap, inner_max)
+            request.last_token_s = last_end
+            request.num_computed_tokens += steps
+            request.num_generated += steps
+            need = blocks_for_tokens(contexts[i] + steps, block_size) - request.num_blocks
+            if need > 0:
+                self.kv.allocate(request.request_id, need)
+                request.num_blocks += need
+            if request.num_generated >= request.output_tokens:
+                finished.append(request)
+        self.metrics.add_gaps(first_gaps)
+        self.metrics.add_gaps(inner, weight=len(self.running))
+        if self.metrics.record_iterations:
+            starts = np.concatenate(([start], ends[:-1]))
+            self.metrics.add_iteration_stretch(self.replica_id, starts, ends, len(self.running))
+        for request in finished:
+            self._finish(request, last_end)
+
+
+def _is_pure_decode(decision: ScheduleDecision, num_running: int) -> bool:
+    """Every running request decodes one token, nobody is admitted or preempted."""
+    if decision.preempted or len(decision.scheduled) != num_running:
+        return False
+    for request, num_new in decision.scheduled:
+        if num_new != 1 or not request.is_decoding:  # type: ignore[attr-defined]
+            return False
+    return True

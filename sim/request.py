@@ -1,0 +1,68 @@
+"""A request and its mutable serving state.
+
+Following vLLM v1, progress is one number: `num_computed_tokens` catches up with `num_tokens`
+(prompt plus tokens generated so far). Chunked prefill, decoding and recompute after preemption
+are all "how many new tokens does this request compute in this iteration".
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+
+class RequestState(Enum):
+    WAITING = "waiting"
+    RUNNING = "running"
+    FINISHED = "finished"
+    REJECTED = "rejected"
+
+
+@dataclass(slots=True, eq=False)
+class Request:
+    request_id: int
+    arrival_s: float
+    prompt_tokens: int
+    output_tokens: int
+    priority: int = 0
+    slo_class: str = "default"
+    session_id: str | None = None
+    prefix_hashes: tuple[int, ...] = ()
+
+    state: RequestState = RequestState.WAITING
+    replica_id: int = -1
+    num_computed_tokens: int = 0
+    num_generated: int = 0
+    num_blocks: int = 0
+    num_preemptions: int = 0
+    first_scheduled_s: float = math.nan
+    first_token_s: float = math.nan
+    last_token_s: float = math.nan
+    finish_s: float = math.nan
+    max_tbt_s: float = 0.0
+    reject_reason: str = ""
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens the request consists of now: its prompt plus everything generated so far."""
+        return self.prompt_tokens + self.num_generated
+
+    @property
+    def num_pending_tokens(self) -> int:
+        """Tokens whose KV still has to be computed before the next token can be sampled."""
+        return self.prompt_tokens + self.num_generated - self.num_computed_tokens
+
+    @property
+    def is_decoding(self) -> bool:
+        return self.num_generated > 0 and self.num_pending_tokens == 1
+
+    @property
+    def is_done(self) -> bool:
+        return self.num_generated >= self.output_tokens
+
+    def __repr__(self) -> str:
+        return (
+            f"Request(id={self.request_id}, state={self.state.value}, "
+            f"computed={self.num_computed_tokens}/{self.num_tokens}, "
+            f"generated={self.num_generated}/{self.output_tokens})"
+        )

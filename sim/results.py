@@ -1,0 +1,88 @@
+"""Run results in memory, and the results directory they are written to.
+
+The directory is written under a temporary name and renamed into place at the end, so a failed
+or interrupted run never leaves a directory that looks complete.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from sim.config import ExperimentConfig, SloConfig
+from sim.request import Request
+from sim.summary import slo_met
+
+
+@dataclass
+class RunResult:
+    config: ExperimentConfig
+    summary: dict[str, Any]
+    requests: pd.DataFrame
+    replica_series: pd.DataFrame
+    system_series: pd.DataFrame
+    iterations: pd.DataFrame | None
+
+
+def request_table(requests: list[Request], slo: SloConfig) -> pd.DataFrame:
+    """One row per request with its timestamps and derived latencies (see the README)."""
+    table = pd.DataFrame(
+        {
+            "request_id": [r.request_id for r in requests],
+            "replica": [r.replica_id for r in requests],
+            "state": [r.state.value for r in requests],
+            "reject_reason": [r.reject_reason for r in requests],
+            "arrival_s": [r.arrival_s for r in requests],
+            "prompt_tokens": [r.prompt_tokens for r in requests],
+            "output_tokens": [r.output_tokens for r in requests],
+            "priority": [r.priority for r in requests],
+            "slo_class": [r.slo_class for r in requests],
+            "first_scheduled_s": [r.first_scheduled_s for r in requests],
+            "first_token_s": [r.first_token_s for r in requests],
+            "finish_s": [r.finish_s for r in requests],
+            "max_tbt_s": [r.max_tbt_s if r.output_tokens > 1 else np.nan for r in requests],
+            "num_preemptions": [r.num_preemptions for r in requests],
+        }
+    )
+    finished = table["state"] == "finished"
+    table["queue_s"] = (table["first_scheduled_s"] - table["arrival_s"]).where(finished)
+    table["ttft_s"] = (table["first_token_s"] - table["arrival_s"]).where(finished)
+    table["e2e_s"] = (table["finish_s"] - table["arrival_s"]).where(finished)
+    decode_steps = (table["output_tokens"] - 1).where(table["output_tokens"] > 1)
+    table["tpot_s"] = ((table["e2e_s"] - table["ttft_s"]) / decode_steps).where(finished)
+    table["normalized_latency_s"] = table["e2e_s"] / table["output_tokens"]
+    table["slo_met"] = slo_met(table, slo)
+    return table
+
+
+def write_results(result: RunResult, out_dir: Path, plots: bool = True) -> Path:
+    """Write the results directory atomically; an existing directory is replaced only on success."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (staging / "config.yaml").write_text(yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False))
+        (staging / "summary.json").write_text(json.dumps(result.summary, indent=2, allow_nan=True) + "\n")
+        result.requests.to_parquet(staging / "requests.parquet", index=False)
+        result.replica_series.to_parquet(staging / "replica_series.parquet", index=False)
+        result.system_series.to_parquet(staging / "system_series.parquet", index=False)
+        if result.iterations is not None:
+            result.iterations.to_parquet(staging / "iterations.parquet", index=False)
+        if plots:
+            from sim.plots import write_plots
+
+            write_plots(result, staging)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out_dir

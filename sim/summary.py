@@ -1,0 +1,86 @@
+"""From per-request records and token gaps to the `summary.json` contract.
+
+Percentiles use the inverted-CDF definition (the smallest observed value with at least p of the
+mass at or below it) everywhere, so request-level and pooled per-token figures agree in meaning.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.config import SloConfig
+
+PERCENTILES = {"p50": 50, "p90": 90, "p99": 99}
+
+
+def latency_block(values: np.ndarray, weights: np.ndarray | None = None) -> dict[str, float | None]:
+    """mean, p50, p90, p99 and max of `values` (optionally weighted); None when empty."""
+    values = np.asarray(values, dtype=float)
+    keep = ~np.isnan(values)
+    values = values[keep]
+    if weights is not None:
+        weights = np.asarray(weights, dtype=float)[keep]
+    if len(values) == 0:
+        return {"mean": None, **{k: None for k in PERCENTILES}, "max": None}
+    qs = np.percentile(values, list(PERCENTILES.values()), weights=weights, method="inverted_cdf")
+    mean = float(np.average(values, weights=weights))
+    return {"mean": mean, **{k: float(q) for k, q in zip(PERCENTILES, qs)}, "max": float(values.max())}
+
+
+def slo_met(requests: pd.DataFrame, slo: SloConfig) -> np.ndarray:
+    """Per request: finished and within every SLO that is set (rejected requests never meet it)."""
+    met = (requests["state"] == "finished").to_numpy()
+    for column, limit in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s), ("e2e_s", slo.e2e_s)):
+        if limit is not None:
+            values = requests[column].to_numpy(dtype=float)
+            met &= np.isnan(values) | (values <= limit) if column == "tpot_s" else values <= limit
+    return met
+
+
+def summarize(
+    requests: pd.DataFrame,
+    token_gaps: tuple[np.ndarray, np.ndarray],
+    slo: SloConfig,
+    sim_time_s: float,
+) -> dict[str, Any]:
+    finished = requests[requests["state"] == "finished"]
+    first_arrival = float(requests["arrival_s"].min()) if len(requests) else 0.0
+    last_finish = float(finished["finish_s"].max()) if len(finished) else first_arrival
+    duration = last_finish - first_arrival
+    met = requests["slo_met"].to_numpy(dtype=bool)
+    gaps, weights = token_gaps
+
+    def per_second(count: float) -> float:
+        return count / duration if duration > 0 else math.nan
+
+    return {
+        "num_requests": int(len(requests)),
+        "num_finished": int(len(finished)),
+        "num_rejected": int((requests["state"] == "rejected").sum()),
+        "num_preemptions": int(requests["num_preemptions"].sum()),
+        "ttft_s": latency_block(finished["ttft_s"].to_numpy()),
+        "tbt_s": latency_block(gaps, weights),
+        "tpot_s": latency_block(finished["tpot_s"].to_numpy()),
+        "e2e_s": latency_block(finished["e2e_s"].to_numpy()),
+        "queue_s": latency_block(finished["queue_s"].to_numpy()),
+        "normalized_latency_s": latency_block(finished["normalized_latency_s"].to_numpy()),
+        "throughput": {
+            "duration_s": duration,
+            "requests_per_s": per_second(len(finished)),
+            "input_tokens_per_s": per_second(float(finished["prompt_tokens"].sum())),
+            "output_tokens_per_s": per_second(float(finished["output_tokens"].sum())),
+        },
+        "slo": {
+            "ttft_s": slo.ttft_s,
+            "tpot_s": slo.tpot_s,
+            "e2e_s": slo.e2e_s,
+            "attainment_target": slo.attainment_target,
+            "attainment": float(met.mean()) if len(met) else math.nan,
+            "meets_target": bool(len(met) and met.mean() >= slo.attainment_target),
+            "goodput_requests_per_s": per_second(float(met.sum())),
+        },
+        "sim_time_s": sim_time_s,
+    }

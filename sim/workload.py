@@ -1,0 +1,104 @@
+"""Turns the `workload` section into the list of requests to serve, via the traces package."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.config import WorkloadConfig
+from sim.request import Request
+from traces import (
+    arrival_times,
+    load_trace,
+    sample_length_pairs,
+    sample_lengths,
+    sample_path,
+    scale_rate,
+    take,
+    time_window,
+)
+
+
+def build_workload(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> pd.DataFrame:
+    """The canonical trace table of the experiment (arrival_s, prompt_tokens, output_tokens, ...)."""
+    if workload.trace is not None:
+        trace = workload.trace
+        path = sample_path(trace.sample) if trace.sample else _resolve(base_dir, trace.path)
+        table = load_trace(path, trace.format)
+        if workload.start_s > 0 or workload.end_s is not None:
+            table = time_window(table, workload.start_s, workload.end_s)
+        if workload.num_requests is not None:
+            table = take(table, workload.num_requests)
+    else:
+        table = _synthetic(workload, base_dir, rng_seed)
+    if workload.rate_scale != 1.0:
+        table = scale_rate(table, workload.rate_scale)
+    return table.reset_index(drop=True)
+
+
+def _synthetic(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> pd.DataFrame:
+    arrival_rng, prompt_rng, output_rng = (
+        np.random.default_rng(s) for s in np.random.SeedSequence(rng_seed).spawn(3)
+    )
+    n = workload.num_requests
+    assert workload.arrival is not None and n is not None
+    arrivals = arrival_times(workload.arrival.process, workload.arrival.rate, n, arrival_rng, cv=workload.arrival.cv)
+    prompt_spec = _resolve_spec(workload.prompt_tokens, base_dir)
+    output_spec = _resolve_spec(workload.output_tokens, base_dir)
+    joint_path = _joint_empirical_path(prompt_spec, output_spec)
+    if joint_path is not None:
+        prompts, outputs = sample_length_pairs(joint_path, n, prompt_rng)
+    else:
+        prompts = sample_lengths(prompt_spec, n, prompt_rng, origin="workload.prompt_tokens")
+        outputs = sample_lengths(output_spec, n, output_rng, origin="workload.output_tokens")
+    return pd.DataFrame({"arrival_s": arrivals, "prompt_tokens": prompts, "output_tokens": outputs})
+
+
+def _resolve(base_dir: Path, path: str | None) -> Path:
+    assert path is not None
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else base_dir / candidate
+
+
+def _resolve_spec(spec: dict[str, Any] | None, base_dir: Path) -> dict[str, Any]:
+    """Point `path` at the config's folder and `sample` at the bundled file."""
+    resolved = dict(spec or {})
+    if "sample" in resolved:
+        resolved["path"] = str(sample_path(resolved.pop("sample")))
+    elif isinstance(resolved.get("path"), str):
+        resolved["path"] = str(_resolve(base_dir, resolved["path"]))
+    return resolved
+
+
+def _joint_empirical_path(prompt: dict[str, Any], output: dict[str, Any]) -> str | None:
+    """Both lengths from the same length table with no column named: sample its rows jointly."""
+    for spec in (prompt, output):
+        if spec.get("dist") != "empirical" or "column" in spec or "path" not in spec:
+            return None
+    return prompt["path"] if prompt["path"] == output["path"] else None
+
+
+def to_requests(table: pd.DataFrame) -> list[Request]:
+    """One Request per row, ids in arrival order."""
+    optional = {
+        column: table[column].tolist() if column in table else None
+        for column in ("priority", "slo_class", "session_id", "prefix_hashes")
+    }
+    requests = []
+    arrivals = table["arrival_s"].to_numpy(dtype=float).tolist()
+    prompts = table["prompt_tokens"].to_numpy(dtype=np.int64).tolist()
+    outputs = table["output_tokens"].to_numpy(dtype=np.int64).tolist()
+    for i, (arrival, prompt, output) in enumerate(zip(arrivals, prompts, outputs)):
+        request = Request(i, arrival, prompt, output)
+        if optional["priority"] is not None:
+            request.priority = int(optional["priority"][i])
+        if optional["slo_class"] is not None:
+            request.slo_class = str(optional["slo_class"][i])
+        if optional["session_id"] is not None:
+            request.session_id = optional["session_id"][i]
+        if optional["prefix_hashes"] is not None:
+            request.prefix_hashes = tuple(optional["prefix_hashes"][i])
+        requests.append(request)
+    return requests

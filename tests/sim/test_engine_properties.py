@@ -1,0 +1,75 @@
+"""Invariants of every run, over random small workloads and configurations."""
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hwmodels import ConstantCostModel
+from sim.request import RequestState
+from tests.sim.engine_harness import run_engine
+
+workloads = st.lists(
+    st.tuples(st.floats(0, 2.0, allow_nan=False), st.integers(1, 60), st.integers(1, 30)),
+    min_size=1,
+    max_size=25,
+).map(lambda specs: sorted(specs, key=lambda s: s[0]))
+
+engine_settings = st.fixed_dictionaries(
+    {
+        "num_blocks": st.integers(2, 40),
+        "block_size": st.sampled_from([1, 2, 4, 16]),
+        "scheduler": st.fixed_dictionaries(
+            {
+                "max_num_seqs": st.integers(1, 8),
+                "max_num_batched_tokens": st.integers(1, 64),
+                "chunked_prefill": st.booleans(),
+            }
+        ),
+        "preemption": st.fixed_dictionaries({"victim": st.sampled_from(["newest", "lowest_priority", "largest"])}),
+        "replicas": st.integers(1, 3),
+    }
+)
+cost_models = st.builds(ConstantCostModel, st.floats(0.001, 0.1), st.floats(0, 0.001))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(workloads, engine_settings, cost_models, st.booleans())
+def test_every_run_keeps_the_invariants(specs, options, cost_model, fast_forward):
+    run = run_engine(specs, cost_model, fast_forward=fast_forward, record_iterations=True, **options)
+    finished = [r for r in run.requests if r.state is RequestState.FINISHED]
+    for request in run.requests:
+        assert request.state in (RequestState.FINISHED, RequestState.REJECTED)
+    for replica in run.cluster.replicas:
+        replica.kv.check_conservation()
+        assert replica.kv.num_used_blocks == 0
+    for request in finished:
+        assert request.num_generated == request.output_tokens
+        assert request.arrival_s <= request.first_scheduled_s <= request.first_token_s <= request.finish_s
+    gaps, weights = run.metrics.token_gaps()
+    assert weights.sum() == sum(r.output_tokens - 1 for r in finished)
+    assert np.all(gaps > 0)
+    series = run.metrics.replica_series()
+    assert (series["kv_used_blocks"] <= series["kv_total_blocks"]).all()
+    assert series["time_s"].is_monotonic_increasing or series.groupby("replica")["time_s"].apply(
+        lambda t: t.is_monotonic_increasing).all()
+    iterations = run.metrics.iterations()
+    assert (iterations["end_s"] > iterations["start_s"]).all()
+
+
+@settings(max_examples=100, deadline=None)
+@given(workloads, engine_settings, cost_models)
+def test_fast_forward_gives_the_same_results_as_stepping(specs, options, cost_model):
+    stepped = run_engine(specs, cost_model, fast_forward=False, **options)
+    jumped = run_engine(specs, cost_model, fast_forward=True, **options)
+    for a, b in zip(stepped.requests, jumped.requests):
+        assert a.state is b.state and a.replica_id == b.replica_id
+        assert a.num_preemptions == b.num_preemptions
+        for field in ("first_scheduled_s", "first_token_s", "finish_s", "max_tbt_s"):
+            x, y = getattr(a, field), getattr(b, field)
+            assert (np.isnan(x) and np.isnan(y)) or abs(x - y) <= 1e-9 * max(1.0, abs(x)), field
+    gaps_a, w_a = stepped.metrics.token_gaps()
+    gaps_b, w_b = jumped.metrics.token_gaps()
+    order_a, order_b = np.argsort(gaps_a, kind="stable"), np.argsort(gaps_b, kind="stable")
+    assert w_a.sum() == w_b.sum()
+    expanded_a = np.repeat(gaps_a[order_a], w_a[order_a].astype(int))
+    expanded_b = np.repeat(gaps_b[order_b], w_b[order_b].astype(int))
+    np.testing.assert_allclose(expanded_a, expanded_b, rtol=1e-9, atol=1e-12)
