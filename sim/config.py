@@ -24,6 +24,18 @@ class PolicySpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+class SchedulerSpec(PolicySpec):
+    name: str = Field("vllm", description="registered scheduler name (see `simrun list`)")
+
+
+class PreemptionSpec(PolicySpec):
+    name: str = Field("recompute", description="registered preemption policy name")
+
+
+class RouterSpec(PolicySpec):
+    name: str = Field("round_robin", description="registered router name")
+
+
 class HfModelRef(Section):
     hf_config: str = Field(description="path to a HuggingFace config.json (relative to the config file)")
 
@@ -51,9 +63,7 @@ class ParallelConfig(Section):
 class ClusterConfig(Section):
     replicas: int = Field(1, ge=1, description="number of identical replicas in the unified pool")
     parallel: ParallelConfig = Field(default_factory=ParallelConfig, description="parallel plan of each replica")
-    router: PolicySpec = Field(
-        default_factory=lambda: PolicySpec(name="round_robin"), description="which replica gets an arrival"
-    )
+    router: RouterSpec = Field(default_factory=RouterSpec, description="which replica gets an arrival")
 
 
 class MemoryConfig(Section):
@@ -156,8 +166,8 @@ class ExperimentConfig(Section):
     hardware: str = Field("h100-sxm", description="hardware catalog name")
     cost_model: CostModelConfig = Field(default_factory=CostModelConfig, description="iteration-time model")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="replicas, parallel plan, router")
-    scheduler: PolicySpec = Field(default_factory=lambda: PolicySpec(name="vllm"), description="batch scheduler")
-    preemption: PolicySpec = Field(default_factory=lambda: PolicySpec(name="recompute"), description="preemption policy")
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec, description="batch scheduler and its parameters")
+    preemption: PreemptionSpec = Field(default_factory=PreemptionSpec, description="preemption policy and its parameters")
     memory: MemoryConfig = Field(default_factory=MemoryConfig, description="paged KV memory")
     cache: CacheConfig = Field(default_factory=CacheConfig, description="KV caching")
     workload: WorkloadConfig = Field(description="requests to serve")

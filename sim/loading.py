@@ -16,10 +16,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from policies import PolicyError, validate_params
-from sim.config import ExperimentConfig
+from sim.config import ExperimentConfig, PreemptionSpec, RouterSpec, SchedulerSpec
 from sim.errors import ConfigError
 
-POLICY_SECTIONS = {"scheduler": "scheduler", "preemption": "preemption", "cluster.router": "router"}
+POLICY_SECTIONS = {
+    "scheduler": ("scheduler", SchedulerSpec),
+    "preemption": ("preemption", PreemptionSpec),
+    "cluster.router": ("router", RouterSpec),
+}
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -96,17 +100,18 @@ def validate_config(data: Mapping[str, Any], origin: str = "<config>") -> Experi
 def _policy_problems(data: Mapping[str, Any]) -> list[str]:
     """Check each policy section's parameters against its policy's own model."""
     problems = []
-    for section, kind in POLICY_SECTIONS.items():
+    for section, (kind, spec) in POLICY_SECTIONS.items():
         node: Any = data
         for part in section.split("."):
             node = node.get(part) if isinstance(node, Mapping) else None
-        if node is None:
+        if not isinstance(node, Mapping):
             continue
-        if not isinstance(node, Mapping) or not isinstance(node.get("name"), str):
+        name = node.get("name", spec.model_fields["name"].default)
+        if not isinstance(name, str):
             continue
         params = {k: v for k, v in node.items() if k != "name"}
         try:
-            validate_params(kind, node["name"], params)
+            validate_params(kind, name, params)
         except PolicyError as exc:
             problems.append(f"{section}: {exc}")
     return problems

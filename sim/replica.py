@@ -133,26 +133,28 @@ class Replica:
         """Admit scheduled waiting requests, give every entry its KV slots; returns contexts."""
         contexts = []
         block_size = self.kv.block_size
+        running_state = RequestState.RUNNING
         for entry, num_new in decision.scheduled:
             request: Request = entry  # type: ignore[assignment]
-            if request.state is RequestState.WAITING:
+            if request.state is not running_state:
                 self._admit(request)
-            elif request.state is not RequestState.RUNNING:
-                raise EngineInvariantError(
-                    f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler scheduled {request!r}"
-                )
-            if num_new < 1 or num_new > request.num_pending_tokens:
+            computed = request.num_computed_tokens
+            if num_new < 1 or computed + num_new > request.num_tokens:
                 raise EngineInvariantError(
                     f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler gave {request!r} {num_new} new tokens"
                 )
-            need = blocks_for_tokens(request.num_computed_tokens + num_new, block_size) - request.num_blocks
+            need = -(-(computed + num_new) // block_size) - request.num_blocks
             if need > 0:
                 self.kv.allocate(request.request_id, need)
                 request.num_blocks += need
-            contexts.append(request.num_computed_tokens)
+            contexts.append(computed)
         return tuple(contexts)
 
     def _admit(self, request: Request) -> None:
+        if request.state is not RequestState.WAITING:
+            raise EngineInvariantError(
+                f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler scheduled {request!r}"
+            )
         if self.waiting and self.waiting[0] is request:
             self.waiting.popleft()
         else:
@@ -182,21 +184,22 @@ class Replica:
         num_decodes = 0
         for entry, num_new in decision.scheduled:
             request: Request = entry  # type: ignore[assignment]
-            if request.is_decoding:
+            computed = request.num_computed_tokens + num_new
+            request.num_computed_tokens = computed
+            if num_new == 1 and request.num_generated:
                 num_decodes += 1
             else:
                 num_prefill_tokens += num_new
-            request.num_computed_tokens += num_new
-            if request.num_computed_tokens == request.num_tokens:
+            if computed == request.num_tokens:
                 self._emit_token(request, now)
         if self.metrics.record_iterations:
-            num_tokens = sum(n for _, n in decision.scheduled)
             self.metrics.add_iteration(
-                (self.replica_id, start, now, len(decision.scheduled), num_tokens, num_prefill_tokens, num_decodes)
+                (self.replica_id, start, now, len(decision.scheduled), num_prefill_tokens + num_decodes,
+                 num_prefill_tokens, num_decodes)
             )
 
     def _emit_token(self, request: Request, now: float) -> None:
-        request.num_generated += 1
+        request.add_generated(1)
         if math.isnan(request.first_token_s):
             request.first_token_s = now
         else:
@@ -218,24 +221,32 @@ class Replica:
 
     def _plan_stretch(self, contexts: tuple[int, ...]) -> tuple[int, np.ndarray]:
         """How many identical decode iterations can run before anything could change, and their end times."""
+        now = self.env.now
+        next_arrival = self.next_arrival_s()
+        first = self.cost_model.iteration_time(BatchShape((1,) * len(contexts), contexts))
+        if now + 2 * first >= next_arrival:
+            return 1, np.empty(0)
         remaining = min(r.output_tokens - r.num_generated for r in self.running)
         limit = self._steps_memory_allows(contexts, min(remaining, MAX_STRETCH_STEPS))
         if limit <= 1:
             return 1, np.empty(0)
         times = self.cost_model.decode_stretch_times(np.asarray(contexts), limit)
-        ends = np.cumsum(np.concatenate(([self.env.now], times)))[1:]
-        before_arrival = int(np.searchsorted(ends, self.next_arrival_s(), side="left"))
-        return min(limit, before_arrival), ends
+        ends = np.cumsum(np.concatenate(([now], times)))[1:]
+        return min(limit, int(np.searchsorted(ends, next_arrival, side="left"))), ends
 
     def _steps_memory_allows(self, contexts: tuple[int, ...], upper: int) -> int:
         """Largest k <= upper such that k decode steps fit in the free blocks (step 0 is allocated)."""
         block_size = self.kv.block_size
-        ctx = np.asarray(contexts, dtype=np.int64)
-        held = np.fromiter((r.num_blocks for r in self.running), dtype=np.int64, count=len(self.running))
         free = self.kv.num_free_blocks
+        held = [r.num_blocks for r in self.running]
 
         def extra_blocks(k: int) -> int:
-            return int(np.maximum(0, -(-(ctx + k) // block_size) - held).sum())
+            total = 0
+            for c, h in zip(contexts, held):
+                need = -(-(c + k) // block_size) - h
+                if need > 0:
+                    total += need
+            return total
 
         low, high = 1, upper
         if extra_blocks(high) <= free:
@@ -263,7 +274,7 @@ class Replica:
             request.max_tbt_s = max(request.max_tbt_s, gap, inner_max)
             request.last_token_s = last_end
             request.num_computed_tokens += steps
-            request.num_generated += steps
+            request.add_generated(steps)
             need = blocks_for_tokens(contexts[i] + steps, block_size) - request.num_blocks
             if need > 0:
                 self.kv.allocate(request.request_id, need)

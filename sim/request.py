@@ -20,6 +20,9 @@ class RequestState(Enum):
 
 @dataclass(slots=True, eq=False)
 class Request:
+    """`num_tokens` (prompt + generated) is stored, not derived: the scheduler reads it every
+    iteration for every running request."""
+
     request_id: int
     arrival_s: float
     prompt_tokens: int
@@ -30,6 +33,7 @@ class Request:
     prefix_hashes: tuple[int, ...] = ()
 
     state: RequestState = RequestState.WAITING
+    num_tokens: int = 0
     replica_id: int = -1
     num_computed_tokens: int = 0
     num_generated: int = 0
@@ -42,15 +46,18 @@ class Request:
     max_tbt_s: float = 0.0
     reject_reason: str = ""
 
-    @property
-    def num_tokens(self) -> int:
-        """Tokens the request consists of now: its prompt plus everything generated so far."""
-        return self.prompt_tokens + self.num_generated
+    def __post_init__(self) -> None:
+        self.num_tokens = self.prompt_tokens + self.num_generated
+
+    def add_generated(self, count: int) -> None:
+        """Record `count` newly sampled tokens (num_tokens stays prompt + generated)."""
+        self.num_generated += count
+        self.num_tokens += count
 
     @property
     def num_pending_tokens(self) -> int:
         """Tokens whose KV still has to be computed before the next token can be sampled."""
-        return self.prompt_tokens + self.num_generated - self.num_computed_tokens
+        return self.num_tokens - self.num_computed_tokens
 
     @property
     def is_decoding(self) -> bool:

@@ -31,12 +31,19 @@ def latency_block(values: np.ndarray, weights: np.ndarray | None = None) -> dict
 
 
 def slo_met(requests: pd.DataFrame, slo: SloConfig) -> np.ndarray:
-    """Per request: finished and within every SLO that is set (rejected requests never meet it)."""
-    met = (requests["state"] == "finished").to_numpy()
+    """Per request: finished and within every SLO that is set (rejected requests never meet it).
+
+    A request with one output token has no TPOT, so a TPOT objective does not apply to it.
+    """
+    met = (requests["state"] == "finished").to_numpy().copy()
     for column, limit in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s), ("e2e_s", slo.e2e_s)):
-        if limit is not None:
-            values = requests[column].to_numpy(dtype=float)
-            met &= np.isnan(values) | (values <= limit) if column == "tpot_s" else values <= limit
+        if limit is None:
+            continue
+        values = requests[column].to_numpy(dtype=float)
+        within = values <= limit
+        if column == "tpot_s":
+            within |= np.isnan(values)
+        met &= within
     return met
 
 

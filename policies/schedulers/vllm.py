@@ -47,6 +47,7 @@ class VllmSchedulerPolicy(SchedulerPolicy):
 
     def schedule(self, replica: ReplicaView, now: float) -> ScheduleDecision:
         decision = ScheduleDecision()
+        scheduled = decision.scheduled
         budget = self.params.max_num_batched_tokens
         free = replica.kv.num_free_blocks
         block_size = replica.kv.block_size
@@ -54,8 +55,9 @@ class VllmSchedulerPolicy(SchedulerPolicy):
         index = 0
         while index < len(running) and budget > 0:
             request = running[index]
-            num_new = min(request.num_tokens - request.num_computed_tokens, budget)
-            need = new_blocks_needed(request, num_new, block_size)
+            computed = request.num_computed_tokens
+            num_new = min(request.num_tokens - computed, budget)
+            need = -(-(computed + num_new) // block_size) - request.num_blocks
             preempted_itself = False
             while need > free and not preempted_itself:
                 victim = self.preemption.select_victim(running[index:], now)
@@ -65,9 +67,10 @@ class VllmSchedulerPolicy(SchedulerPolicy):
                 preempted_itself = victim is request
             if preempted_itself:
                 break
-            free -= need
+            if need > 0:
+                free -= need
             budget -= num_new
-            decision.scheduled.append((request, num_new))
+            scheduled.append((request, num_new))
             index += 1
         if decision.preempted:
             return decision
@@ -93,4 +96,3 @@ class VllmSchedulerPolicy(SchedulerPolicy):
             budget -= num_new
             num_running += 1
             decision.scheduled.append((request, num_new))
-
