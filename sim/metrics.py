@@ -33,8 +33,9 @@ class MetricsRecorder:
     _iteration_rows: list[tuple] = field(default_factory=list)
     _iteration_chunks: list[pd.DataFrame] = field(default_factory=list)
 
-    def add_gap(self, seconds: float) -> None:
-        self._gap_singles.append(seconds)
+    def gap_sink(self) -> list[float]:
+        """The list single inter-token gaps are appended to (the engine's hottest path)."""
+        return self._gap_singles
 
     def add_gaps(self, seconds: np.ndarray, weight: int = 1) -> None:
         """`seconds` each observed `weight` times (a stretch's gaps, shared by its whole batch)."""

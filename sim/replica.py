@@ -53,6 +53,7 @@ class Replica:
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self._wake: simpy.Event | None = None
+        self._gaps = metrics.gap_sink()
         self.num_iterations = 0
         self.num_engine_steps = 0
         self.process = env.process(self._loop())
@@ -89,19 +90,17 @@ class Replica:
                 yield self._wake
                 continue
             decision = self.scheduler.schedule(self, env.now)
-            stretch_candidate = self.fast_forward and _is_pure_decode(decision, len(self.running))
             self._preempt(decision)
             if not decision.scheduled:
                 if not decision.preempted:
                     self._wake = env.event()
                     yield self._wake
                 continue
-            contexts = self._admit_and_allocate(decision)
-            news = tuple(n for _, n in decision.scheduled)
+            news, contexts, all_decode = self._admit_and_allocate(decision)
             self._sample(len(news), sum(news))
             start = env.now
             self.num_engine_steps += 1
-            if stretch_candidate:
+            if self.fast_forward and all_decode and not decision.preempted and len(news) == len(self.running):
                 steps, ends = self._plan_stretch(contexts)
                 if steps > 1:
                     yield env.timeout(float(ends[steps - 1]) - start)
@@ -129,26 +128,35 @@ class Replica:
         for victim in decision.preempted:
             self.waiting.appendleft(victim)  # type: ignore[arg-type]
 
-    def _admit_and_allocate(self, decision: ScheduleDecision) -> tuple[int, ...]:
-        """Admit scheduled waiting requests, give every entry its KV slots; returns contexts."""
+    def _admit_and_allocate(self, decision: ScheduleDecision) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
+        """Admit scheduled waiting requests and give every entry its KV slots.
+
+        Returns the batch shape (new tokens, contexts) and whether every entry is a running
+        request decoding one token."""
+        news = []
         contexts = []
+        all_decode = True
         block_size = self.kv.block_size
         running_state = RequestState.RUNNING
         for entry, num_new in decision.scheduled:
             request: Request = entry  # type: ignore[assignment]
             if request.state is not running_state:
                 self._admit(request)
+                all_decode = False
             computed = request.num_computed_tokens
             if num_new < 1 or computed + num_new > request.num_tokens:
                 raise EngineInvariantError(
                     f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler gave {request!r} {num_new} new tokens"
                 )
+            if num_new != 1 or not request.num_generated:
+                all_decode = False
             need = -(-(computed + num_new) // block_size) - request.num_blocks
             if need > 0:
                 self.kv.allocate(request.request_id, need)
                 request.num_blocks += need
+            news.append(num_new)
             contexts.append(computed)
-        return tuple(contexts)
+        return tuple(news), tuple(contexts), all_decode
 
     def _admit(self, request: Request) -> None:
         if request.state is not RequestState.WAITING:
@@ -199,12 +207,13 @@ class Replica:
             )
 
     def _emit_token(self, request: Request, now: float) -> None:
-        request.add_generated(1)
-        if math.isnan(request.first_token_s):
+        request.num_generated += 1
+        request.num_tokens += 1
+        if request.num_generated == 1:
             request.first_token_s = now
         else:
             gap = now - request.last_token_s
-            self.metrics.add_gap(gap)
+            self._gaps.append(gap)
             if gap > request.max_tbt_s:
                 request.max_tbt_s = gap
         request.last_token_s = now
@@ -289,12 +298,3 @@ class Replica:
         for request in finished:
             self._finish(request, last_end)
 
-
-def _is_pure_decode(decision: ScheduleDecision, num_running: int) -> bool:
-    """Every running request decodes one token, nobody is admitted or preempted."""
-    if decision.preempted or len(decision.scheduled) != num_running:
-        return False
-    for request, num_new in decision.scheduled:
-        if num_new != 1 or not request.is_decoding:  # type: ignore[attr-defined]
-            return False
-    return True

@@ -1,71 +1,210 @@
-"""The canonical trace table every loader and generator produces.
+"""The canonical trace table that every loader and generator produces, and its validation.
 
-Required: `arrival_s` (float seconds from the first request, sorted), `prompt_tokens` and
-`output_tokens` (integers >= 1). Optional columns carry what some traces know: session and
-turn, prefix-block hash ids, priority, SLO class, tenant.
+Required columns: `arrival_s` (float64 seconds, sorted, the first request at or after 0),
+`prompt_tokens` and `output_tokens` (int64 >= 1). Optional columns carry what some traces
+know: `session_id` and `turn`, `prefix_hashes` (tuple of int hash ids of the prompt's prefix
+blocks) with `prefix_block_tokens` (tokens per block), `priority`, `slo_class`, `tenant`.
+Validation happens once, at the boundary, so the engine can trust every table it is given.
 """
 from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from traces.errors import TraceError
+from traces.errors import Locator, TraceError, shown
 
 REQUIRED_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
-OPTIONAL_COLUMNS = ("session_id", "turn", "prefix_hashes", "prefix_block_tokens", "priority", "slo_class", "tenant")
-INTEGER_COLUMNS = ("prompt_tokens", "output_tokens", "turn", "prefix_block_tokens", "priority")
+OPTIONAL_COLUMNS = (
+    "session_id",
+    "turn",
+    "prefix_hashes",
+    "prefix_block_tokens",
+    "priority",
+    "slo_class",
+    "tenant",
+)
+# column -> smallest allowed value (None: any integer)
+INTEGER_COLUMNS: dict[str, int | None] = {
+    "prompt_tokens": 1,
+    "output_tokens": 1,
+    "turn": 0,
+    "prefix_block_tokens": 1,
+    "priority": None,
+}
+STRING_COLUMNS = ("session_id", "slo_class", "tenant")
+LARGEST_INTEGER = float(2**63 - 1)
 
 
-def validate_trace(table: pd.DataFrame, origin: str, first_line: int = 2) -> pd.DataFrame:
-    """Check a canonical table; `first_line` is the file line of row 0 (for error messages).
+def validate_trace(
+    table: pd.DataFrame,
+    origin: str,
+    *,
+    lines: Sequence[int] | np.ndarray | None = None,
+    names: Mapping[str, str] | None = None,
+    noun: str = "column",
+) -> pd.DataFrame:
+    """Check a canonical table and return it with canonical dtypes, column order and a RangeIndex.
 
-    Returns the table with canonical dtypes. Raises TraceError naming the first bad row.
+    `origin` names the source in messages (a file path, or e.g. "workload"). Loaders pass
+    `lines` (the file line of each row), `names` (canonical column -> name in the file) and
+    `noun` ("field" for JSON) so that errors point at what the user can open and edit.
+    Raises TraceError naming the first bad row and column.
     """
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        raise TraceError(
-            f"{origin}: missing column(s) {', '.join(missing)}; a trace needs {', '.join(REQUIRED_COLUMNS)}"
-        )
-    unknown = [c for c in table.columns if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-    if unknown:
-        raise TraceError(
-            f"{origin}: unknown column(s) {', '.join(map(str, unknown))}; "
-            f"optional columns are {', '.join(OPTIONAL_COLUMNS)}"
-        )
+    if not isinstance(table, pd.DataFrame):
+        raise TraceError(f"{origin}: expected a table (pandas DataFrame), got {type(table).__name__}.")
+    where = Locator(
+        origin,
+        None if lines is None else np.asarray(lines),
+        table.index,
+        dict(names or {}),
+        noun,
+    )
+    _check_columns(table, where)
     if len(table) == 0:
-        raise TraceError(f"{origin}: the trace has no requests")
-    out = table.copy()
-    out["arrival_s"] = _numeric(out, "arrival_s", origin, first_line, minimum=0.0, integer=False)
-    for column in INTEGER_COLUMNS:
-        if column in out.columns:
-            minimum = 1 if column in ("prompt_tokens", "output_tokens", "prefix_block_tokens") else None
-            out[column] = _numeric(out, column, origin, first_line, minimum=minimum, integer=True)
-    arrivals = out["arrival_s"].to_numpy()
-    backwards = np.flatnonzero(np.diff(arrivals) < 0)
-    if len(backwards):
-        row = int(backwards[0]) + 1
-        raise TraceError(
-            f"{origin}: row {row + first_line}, column arrival_s: {float(arrivals[row])!r} is earlier than the row before "
-            f"({float(arrivals[row - 1])!r}); sort the trace by arrival time"
-        )
-    return out.reset_index(drop=True)
+        raise where.file_error("the trace has no requests", "Give at least one request.")
+    columns: dict[str, object] = {
+        "arrival_s": numbers(table["arrival_s"], where, "arrival_s", integer=False, minimum=0),
+    }
+    for name in (*REQUIRED_COLUMNS[1:], *OPTIONAL_COLUMNS):
+        if name not in table.columns:
+            continue
+        if name in INTEGER_COLUMNS:
+            columns[name] = numbers(table[name], where, name, integer=True, minimum=INTEGER_COLUMNS[name])
+        elif name in STRING_COLUMNS:
+            columns[name] = _strings(table[name], where, name)
+        else:
+            columns[name] = hash_tuples(table[name].tolist(), where, name)
+    check_sorted(columns["arrival_s"], where)
+    return pd.DataFrame(columns)
 
 
-def _numeric(
-    table: pd.DataFrame, column: str, origin: str, first_line: int, minimum: float | None, integer: bool
-) -> pd.Series:
-    raw = table[column]
-    values = pd.to_numeric(raw, errors="coerce")
-    bad = ~np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
-    if integer:
-        bad |= ~bad & (values.fillna(0) != np.floor(values.fillna(0))).to_numpy()
-    if minimum is not None:
-        bad |= ~bad & (values.fillna(minimum) < minimum).to_numpy()
+def validate_lengths(table: pd.DataFrame, where: Locator) -> pd.DataFrame:
+    """Check a table of prompt_tokens and output_tokens (a length table, no arrivals)."""
+    if len(table) == 0:
+        raise where.file_error("the table has no rows", "Give at least one row of lengths.")
+    return pd.DataFrame(
+        {name: numbers(table[name], where, name, integer=True, minimum=1) for name in REQUIRED_COLUMNS[1:]}
+    )
+
+
+def numbers(raw: pd.Series, where: Locator, column: str, *, integer: bool, minimum: float | None) -> np.ndarray:
+    """The column as int64 or float64; the first non-number, non-integer or too-small value is an error.
+
+    The check is vectorised; rows are only looked at one by one to report the first bad one.
+    """
+    if pd.api.types.is_bool_dtype(raw.dtype):
+        values = pd.Series(np.nan, index=raw.index)
+    elif pd.api.types.is_numeric_dtype(raw.dtype):
+        values = raw
+    else:
+        values = pd.to_numeric(raw.astype(object), errors="coerce")
+    floats = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(floats)
+        if integer:
+            bad |= (floats != np.floor(floats)) | (np.abs(floats) > LARGEST_INTEGER)
+        if minimum is not None:
+            bad |= floats < minimum
     if bad.any():
-        row = int(np.flatnonzero(bad)[0])
+        position = int(np.flatnonzero(bad)[0])
         kind = "an integer" if integer else "a number"
         bound = f" >= {minimum:g}" if minimum is not None else ""
-        raise TraceError(
-            f"{origin}: row {row + first_line}, column {column}: expected {kind}{bound}, got {raw.iloc[row]!r}"
+        raise where.error(
+            position,
+            column,
+            f"expected {kind}{bound}, got {shown(raw.iloc[position])}",
+            _FIXES.get(column, "Correct the value or remove the row."),
         )
-    return values.astype(np.int64 if integer else np.float64)
+    if integer:
+        return values.to_numpy().astype(np.int64)
+    return floats
+
+
+def check_sorted(arrivals: np.ndarray, where: Locator) -> None:
+    """Arrival times must not go backwards: the engine replays rows in order."""
+    backwards = np.flatnonzero(np.diff(arrivals) < 0)
+    if len(backwards):
+        position = int(backwards[0]) + 1
+        raise where.error(
+            position,
+            "arrival_s",
+            f"arrival {float(arrivals[position])!r} s is earlier than the row before "
+            f"({float(arrivals[position - 1])!r} s), got an unsorted trace",
+            "Sort the file by arrival time (a stable sort keeps the order of equal times).",
+        )
+
+
+def hash_tuples(values: list[object], where: Locator, column: str) -> list[tuple[int, ...]]:
+    """Each value as a tuple of int hash ids; anything else (floats, strings, bools) is an error."""
+    out = []
+    for position, value in enumerate(values):
+        ids = as_hash_tuple(value)
+        if ids is None:
+            raise where.error(
+                position,
+                column,
+                f"expected a list of integer block hash ids, got {shown(value)}",
+                "Give the hash ids of the prompt's prefix blocks as a list of integers "
+                "(space-separated integers in a CSV cell).",
+            )
+        out.append(ids)
+    return out
+
+
+def as_hash_tuple(value: object) -> tuple[int, ...] | None:
+    """`value` as a tuple of Python ints, or None if it is not a sequence of integers."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)):
+        return None
+    if all(type(v) is int for v in value):
+        return value if isinstance(value, tuple) else tuple(value)
+    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
+        return tuple(int(v) for v in value)
+    return None
+
+
+def _check_columns(table: pd.DataFrame, where: Locator) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        shown_missing = ", ".join(where.names.get(c, c) for c in missing)
+        raise where.file_error(
+            f"missing {where.noun}(s) {shown_missing}",
+            f"A trace needs {', '.join(REQUIRED_COLUMNS)}; add the missing {where.noun}(s) "
+            "(a CSV's first line is its header).",
+        )
+    known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    unknown = [str(c) for c in table.columns if c not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise where.file_error(
+            f"unknown {where.noun}(s) {', '.join(unknown)}",
+            f"{hint}Rename or remove it; optional {where.noun}s are {', '.join(OPTIONAL_COLUMNS)}.",
+        )
+
+
+def _strings(raw: pd.Series, where: Locator, column: str) -> pd.Series:
+    values = raw.astype(str)
+    missing = (values.isna() | (values.str.strip() == "")).to_numpy()
+    if missing.any():
+        position = int(np.flatnonzero(missing)[0])
+        raise where.error(
+            position,
+            column,
+            f"expected a name, got {shown(raw.iloc[position])}",
+            f"Give every row a {column} or remove the {where.noun}.",
+        )
+    return values.reset_index(drop=True)
+
+
+_FIXES = {
+    "arrival_s": "Arrival times are seconds from the start of the trace, at or after 0.",
+    "prompt_tokens": "Token counts are whole numbers of at least 1; correct the value or remove the row.",
+    "output_tokens": "Token counts are whole numbers of at least 1; correct the value or remove the row.",
+    "prefix_block_tokens": "Give the number of tokens in each prefix block, e.g. 512.",
+    "turn": "Turns count the requests of a session from 0.",
+}

@@ -56,7 +56,9 @@ class VllmSchedulerPolicy(SchedulerPolicy):
         while index < len(running) and budget > 0:
             request = running[index]
             computed = request.num_computed_tokens
-            num_new = min(request.num_tokens - computed, budget)
+            num_new = request.num_tokens - computed
+            if num_new > budget:
+                num_new = budget
             need = -(-(computed + num_new) // block_size) - request.num_blocks
             preempted_itself = False
             while need > free and not preempted_itself:
