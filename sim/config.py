@@ -43,13 +43,13 @@ class HfModelRef(Section):
 class CostModelConfig(Section):
     kind: Literal["roofline", "constant"] = Field("roofline", description="how iteration times are predicted")
     iteration_overhead_s: float | None = Field(
-        None, ge=0, description="roofline: fixed CPU/launch time per iteration (default: the hardware's)"
+        None, ge=0, description="roofline: fixed CPU/launch time per iteration (default 0.0005, assumed)"
     )
     compute_efficiency: float | None = Field(
-        None, gt=0, le=1, description="roofline: share of peak FLOP/s reached (default: the hardware's)"
+        None, gt=0, le=1, description="roofline: share of peak FLOP/s reached (default: the hardware entry's)"
     )
     memory_efficiency: float | None = Field(
-        None, gt=0, le=1, description="roofline: share of peak memory bandwidth reached (default: the hardware's)"
+        None, gt=0, le=1, description="roofline: share of peak memory bandwidth reached (default: the hardware entry's)"
     )
     iteration_s: float = Field(0.01, gt=0, description="constant: seconds per iteration")
     per_token_s: float = Field(0.0, ge=0, description="constant: extra seconds per new token in the batch")

@@ -148,7 +148,7 @@ class Replica:
                 raise EngineInvariantError(
                     f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler gave {request!r} {num_new} new tokens"
                 )
-            if num_new != 1 or not request.num_generated:
+            if num_new != 1 or not request.num_generated or computed + 1 != request.num_tokens:
                 all_decode = False
             need = -(-(computed + num_new) // block_size) - request.num_blocks
             if need > 0:
@@ -194,7 +194,7 @@ class Replica:
             request: Request = entry  # type: ignore[assignment]
             computed = request.num_computed_tokens + num_new
             request.num_computed_tokens = computed
-            if num_new == 1 and request.num_generated:
+            if num_new == 1 and request.num_generated and computed == request.num_tokens:
                 num_decodes += 1
             else:
                 num_prefill_tokens += num_new
