@@ -1,16 +1,25 @@
-"""Workloads: loaders for published trace formats, synthetic generators, bundled samples."""
+"""Workloads: loaders for published trace formats, synthetic generators, bundled samples.
+
+Every source yields the canonical trace table described in `traces.schema`.
+"""
 from traces.errors import TraceError
-from traces.loaders import FORMATS, load_length_table, load_trace
+from traces.lengths import load_length_table
+from traces.loaders import FORMATS, TraceFormat, load_trace
+from traces.ragpulse import RAGPULSE_COMPONENTS
 from traces.samples import list_samples, sample_path
 from traces.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, validate_trace
-from traces.synthetic import arrival_times, sample_length_pairs, sample_lengths
+from traces.synthetic import ARRIVAL_PROCESSES, LENGTH_DISTRIBUTIONS, arrival_times, sample_length_pairs, sample_lengths
 from traces.transforms import scale_rate, take, time_window
 
 __all__ = [
+    "ARRIVAL_PROCESSES",
     "FORMATS",
+    "LENGTH_DISTRIBUTIONS",
     "OPTIONAL_COLUMNS",
+    "RAGPULSE_COMPONENTS",
     "REQUIRED_COLUMNS",
     "TraceError",
+    "TraceFormat",
     "arrival_times",
     "list_samples",
     "load_length_table",

@@ -7,7 +7,7 @@ came from a file, else by its index label in the DataFrame.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,8 @@ class Locator:
 
     `lines[i]` is the file line of table row i (None for in-memory tables); `names` maps a
     canonical column to the name it has in the file (e.g. prompt_tokens -> ContextTokens);
-    `noun` is "column" for tables and "field" for JSON records.
+    `noun` is "column" for tables and "field" for JSON records; `text` says the values were
+    read from text (CSV), so bad values are quoted as the user typed them.
     """
 
     origin: str
@@ -32,6 +33,7 @@ class Locator:
     index: pd.Index | None = None
     names: Mapping[str, str] = field(default_factory=dict)
     noun: str = "column"
+    text: bool = False
 
     def row(self, position: int) -> str:
         if self.lines is not None:
@@ -50,16 +52,17 @@ class Locator:
         return TraceError(f"{self.origin}: {problem}. {fix}")
 
     def reorder(self, order: np.ndarray) -> Locator:
-        """The same locator for the table's rows taken in `order` (after a loader sorts them)."""
+        """The same locator for the rows taken in `order` (after a loader sorts them)."""
         lines = self.lines[order] if self.lines is not None else None
         index = self.index[order] if self.index is not None else None
-        return Locator(self.origin, lines, index, self.names, self.noun)
+        return replace(self, lines=lines, index=index)
 
-
-def shown(value: Any) -> str:
-    """A bad value as the user wrote it; missing values are named as such."""
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
-        return "nothing (the value is missing)"
-    if isinstance(value, str) and not value.strip():
-        return "an empty value"
-    return repr(value)
+    def shown(self, value: Any) -> str:
+        """A bad value as the user wrote it; missing values are named as such."""
+        if isinstance(value, np.generic):
+            value = value.item()
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            return "nothing (the value is missing)"
+        if isinstance(value, str) and not value.strip():
+            return "an empty value"
+        return repr(str(value)) if self.text else repr(value)

@@ -19,6 +19,9 @@ import pyarrow.json as pa_json
 
 from traces.errors import Locator, TraceError
 
+IS_WHITESPACE = np.zeros(256, dtype=bool)
+IS_WHITESPACE[list(b" \t\r\n\f\v")] = True
+
 
 def read_bytes(path: Path, what: str = "trace file") -> bytes:
     if not path.exists():
@@ -32,22 +35,58 @@ def read_bytes(path: Path, what: str = "trace file") -> bytes:
 
 
 def line_numbers(data: bytes) -> np.ndarray:
-    """1-based numbers of the non-blank lines of `data`."""
-    nonblank = [bool(line.strip()) for line in data.split(b"\n")]
+    """1-based numbers of the non-blank lines of `data`.
+
+    Vectorised, as trace lines can be long: only lines starting with whitespace are inspected.
+    """
+    if not data:
+        return np.empty(0, dtype=np.int64)
+    chars = np.frombuffer(data, dtype=np.uint8)
+    newlines = np.flatnonzero(chars == ord("\n"))
+    starts = np.concatenate(([0], newlines + 1))
+    ends = np.concatenate((newlines, [len(chars)]))
+    nonblank = ends > starts
+    doubtful = nonblank & IS_WHITESPACE[chars[np.minimum(starts, len(chars) - 1)]]
+    for line in np.flatnonzero(doubtful).tolist():
+        nonblank[line] = not data[starts[line] : ends[line]].isspace()
     return np.flatnonzero(nonblank) + 1
 
 
-def read_csv_table(path: Path, what: str = "trace file") -> tuple[pd.DataFrame, np.ndarray | None]:
-    """All cells as strings, and the file line of each row (None if a quoted cell spans lines)."""
+def read_csv_table(
+    path: Path, what: str = "trace file", text_columns: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame, Locator]:
+    """The table, and a locator naming each row by its file line (by index if a quoted cell spans lines).
+
+    Numeric columns are parsed by pandas' C reader; a column holding anything else (even an
+    empty cell) stays text, for the validation to name the bad cell. `text_columns` are never
+    parsed as numbers (a session id "007" stays "007").
+    """
     data = read_bytes(path, what)
     try:
-        table = pd.read_csv(io.BytesIO(data), dtype=str, keep_default_na=False, encoding="utf-8-sig")
+        table = pd.read_csv(
+            io.BytesIO(data), dtype=dict.fromkeys(text_columns, str), keep_default_na=False, encoding="utf-8-sig"
+        )
     except pd.errors.EmptyDataError:
         raise TraceError(f"{path}: the file is empty. A CSV trace starts with a header line.") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise TraceError(f"{path}: not a readable CSV file ({exc}). Fix the line named.") from None
+    except pd.errors.ParserError as exc:
+        reason = " ".join(str(exc).split())
+        raise TraceError(f"{path}: not a readable CSV file ({reason}). Fix the line named.") from None
+    except UnicodeDecodeError as exc:
+        raise TraceError(f"{path}: not UTF-8 text (byte {exc.start}). Save the file as UTF-8.") from None
     lines = line_numbers(data)[1:]
-    return table, lines if len(lines) == len(table) else None
+    return table, Locator(str(path), lines if len(lines) == len(table) else None, table.index, text=True)
+
+
+def require_columns(
+    present: list[str] | pd.Index, needed: tuple[str, ...], where: Locator, fmt: str, fix: str | None = None
+) -> None:
+    """A file without the columns its format needs is most likely in another format: say so."""
+    missing = [c for c in needed if c not in present]
+    if missing:
+        raise where.file_error(
+            f"missing {where.noun}(s) {', '.join(missing)} (found {', '.join(map(str, present)) or 'none'})",
+            fix or f"A {fmt} file has the {where.noun}s {', '.join(needed)}; check that the file and the format match.",
+        )
 
 
 @dataclass
@@ -65,7 +104,7 @@ class JsonRecords:
         return list(self.arrow.column_names) if self.arrow is not None else list(self._rows().columns)
 
     def locator(self, names: dict[str, str] | None = None) -> Locator:
-        return Locator(str(self.path), self.lines, None, names or {}, "field")
+        return Locator(str(self.path), self.lines, None, names or {}, noun="field")
 
     def column(self, name: str) -> pd.Series:
         """A scalar field as a Series; rows without the field hold a missing value."""
@@ -82,6 +121,24 @@ class JsonRecords:
         if self.arrow is not None and not _has_float(self.arrow.schema.field(name).type):
             return self.arrow.column(name).to_pylist()
         return [None if _missing(v) else v for v in self._rows()[name].tolist()]
+
+    def tuples(self, name: str) -> list[Any]:
+        """`values` with JSON lists as tuples (as prefix_hashes holds them); validation checks the rest.
+
+        A column of integer lists without nulls is cut from Arrow's flat buffer: hundreds of
+        thousands of hash ids become Python ints in one call.
+        """
+        kind = self.arrow.schema.field(name).type if self.arrow is not None else None
+        if kind is not None and pa.types.is_list(kind) and pa.types.is_integer(kind.value_type):
+            column = self.arrow.column(name).combine_chunks()
+            if column.null_count == 0 and column.values.null_count == 0:
+                flat = column.values.to_numpy(zero_copy_only=False).tolist()
+                offsets = column.offsets.to_numpy().tolist()
+                return [tuple(flat[start:end]) for start, end in zip(offsets[:-1], offsets[1:])]
+        values = self.values(name)
+        if set(map(type, values)) <= {list}:
+            return list(map(tuple, values))
+        return [tuple(v) if type(v) is list else v for v in values]
 
     def _rows(self) -> pd.DataFrame:
         if self.python is None:
@@ -139,3 +196,4 @@ def _has_float(kind: pa.DataType) -> bool:
 
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and np.isnan(value))
+

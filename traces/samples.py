@@ -1,4 +1,7 @@
-"""Small sample traces shipped inside the package, so servesim runs with no other data."""
+"""Small excerpts of public traces shipped inside the package, so servesim runs with no other data.
+
+Origins, licences and how each excerpt was cut are in traces/data/SOURCE.md.
+"""
 from __future__ import annotations
 
 from importlib.resources import files
@@ -14,11 +17,13 @@ SAMPLES = {
 
 
 def list_samples() -> list[str]:
+    """Names accepted by `sample_path`, sorted."""
     return sorted(SAMPLES)
 
 
 def sample_path(name: str) -> Path:
-    """The file of a bundled sample (see traces/data/SOURCE.md for origin and licence)."""
+    """The file of a bundled sample: azure_conv (format azure), mooncake_conversation (format
+    mooncake) or sharegpt_lengths (a length table)."""
     if name not in SAMPLES:
-        raise TraceError(f"unknown sample trace {name!r}; bundled samples: {', '.join(list_samples())}")
+        raise TraceError(f"unknown sample trace {name!r}. Bundled samples: {', '.join(list_samples())}.")
     return Path(str(files("traces") / "data" / SAMPLES[name]))

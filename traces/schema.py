@@ -9,12 +9,13 @@ Validation happens once, at the boundary, so the engine can trust every table it
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from itertools import chain
 
 import numpy as np
 import pandas as pd
 
-from traces.errors import Locator, TraceError, shown
+from traces.errors import Locator, TraceError
 
 REQUIRED_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 OPTIONAL_COLUMNS = (
@@ -37,31 +38,26 @@ INTEGER_COLUMNS: dict[str, int | None] = {
 STRING_COLUMNS = ("session_id", "slo_class", "tenant")
 LARGEST_INTEGER = float(2**63 - 1)
 
+FIXES = {  # column -> how to fix a bad value
+    "arrival_s": "Arrival times are seconds from the start of the trace, at or after 0.",
+    "prompt_tokens": "Token counts are whole numbers of at least 1; correct the value or remove the row.",
+    "output_tokens": "Token counts are whole numbers of at least 1; correct the value or remove the row.",
+    "prefix_block_tokens": "Give the number of tokens in each prefix block, e.g. 512.",
+    "turn": "Turns count the requests of a session from 0.",
+}
 
-def validate_trace(
-    table: pd.DataFrame,
-    origin: str,
-    *,
-    lines: Sequence[int] | np.ndarray | None = None,
-    names: Mapping[str, str] | None = None,
-    noun: str = "column",
-) -> pd.DataFrame:
+
+def validate_trace(table: pd.DataFrame, origin: str, *, source: Locator | None = None) -> pd.DataFrame:
     """Check a canonical table and return it with canonical dtypes, column order and a RangeIndex.
 
-    `origin` names the source in messages (a file path, or e.g. "workload"). Loaders pass
-    `lines` (the file line of each row), `names` (canonical column -> name in the file) and
-    `noun` ("field" for JSON) so that errors point at what the user can open and edit.
+    `origin` names the table in messages (a file path, or e.g. "workload"). Loaders pass
+    `source`, which knows each row's line in the file and each column's name there, so that
+    errors point at what the user can open and edit; otherwise rows are named by index label.
     Raises TraceError naming the first bad row and column.
     """
     if not isinstance(table, pd.DataFrame):
         raise TraceError(f"{origin}: expected a table (pandas DataFrame), got {type(table).__name__}.")
-    where = Locator(
-        origin,
-        None if lines is None else np.asarray(lines),
-        table.index,
-        dict(names or {}),
-        noun,
-    )
+    where = replace(source or Locator(origin), origin=origin, index=table.index)
     _check_columns(table, where)
     if len(table) == 0:
         raise where.file_error("the trace has no requests", "Give at least one request.")
@@ -90,10 +86,12 @@ def validate_lengths(table: pd.DataFrame, where: Locator) -> pd.DataFrame:
     )
 
 
-def numbers(raw: pd.Series, where: Locator, column: str, *, integer: bool, minimum: float | None) -> np.ndarray:
+def numbers(
+    raw: pd.Series, where: Locator, column: str, *, integer: bool, minimum: float | None, fix: str | None = None
+) -> np.ndarray:
     """The column as int64 or float64; the first non-number, non-integer or too-small value is an error.
 
-    The check is vectorised; rows are only looked at one by one to report the first bad one.
+    The check is vectorised; only the first bad row is looked at, to report it.
     """
     if pd.api.types.is_bool_dtype(raw.dtype):
         values = pd.Series(np.nan, index=raw.index)
@@ -115,8 +113,8 @@ def numbers(raw: pd.Series, where: Locator, column: str, *, integer: bool, minim
         raise where.error(
             position,
             column,
-            f"expected {kind}{bound}, got {shown(raw.iloc[position])}",
-            _FIXES.get(column, "Correct the value or remove the row."),
+            f"expected {kind}{bound}, got {where.shown(raw.iloc[position])}",
+            fix or FIXES.get(column, "Correct the value or remove the row."),
         )
     if integer:
         return values.to_numpy().astype(np.int64)
@@ -132,13 +130,18 @@ def check_sorted(arrivals: np.ndarray, where: Locator) -> None:
             position,
             "arrival_s",
             f"arrival {float(arrivals[position])!r} s is earlier than the row before "
-            f"({float(arrivals[position - 1])!r} s), got an unsorted trace",
+            f"({float(arrivals[position - 1])!r} s)",
             "Sort the file by arrival time (a stable sort keeps the order of equal times).",
         )
 
 
 def hash_tuples(values: list[object], where: Locator, column: str) -> list[tuple[int, ...]]:
-    """Each value as a tuple of int hash ids; anything else (floats, strings, bools) is an error."""
+    """Each value as a tuple of int hash ids; anything else (floats, strings, bools) is an error.
+
+    Tables from the loaders already hold tuples of ints: that case is checked in C-speed passes.
+    """
+    if set(map(type, values)) <= {tuple} and set(map(type, chain.from_iterable(values))) <= {int}:
+        return values
     out = []
     for position, value in enumerate(values):
         ids = as_hash_tuple(value)
@@ -146,7 +149,7 @@ def hash_tuples(values: list[object], where: Locator, column: str) -> list[tuple
             raise where.error(
                 position,
                 column,
-                f"expected a list of integer block hash ids, got {shown(value)}",
+                f"expected a list of integer block hash ids, got {where.shown(value)}",
                 "Give the hash ids of the prompt's prefix blocks as a list of integers "
                 "(space-separated integers in a CSV cell).",
             )
@@ -195,16 +198,8 @@ def _strings(raw: pd.Series, where: Locator, column: str) -> pd.Series:
         raise where.error(
             position,
             column,
-            f"expected a name, got {shown(raw.iloc[position])}",
+            f"expected a name, got {where.shown(raw.iloc[position])}",
             f"Give every row a {column} or remove the {where.noun}.",
         )
     return values.reset_index(drop=True)
 
-
-_FIXES = {
-    "arrival_s": "Arrival times are seconds from the start of the trace, at or after 0.",
-    "prompt_tokens": "Token counts are whole numbers of at least 1; correct the value or remove the row.",
-    "output_tokens": "Token counts are whole numbers of at least 1; correct the value or remove the row.",
-    "prefix_block_tokens": "Give the number of tokens in each prefix block, e.g. 512.",
-    "turn": "Turns count the requests of a session from 0.",
-}

@@ -1,0 +1,33 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.config import SloConfig
+from sim.summary import latency_block, slo_met
+
+
+def test_percentiles_are_inverted_cdf():
+    block = latency_block(np.arange(1.0, 101.0))
+    assert block == {"mean": 50.5, "p50": 50.0, "p90": 90.0, "p99": 99.0, "max": 100.0}
+
+
+def test_weights_count_values_repeatedly():
+    weighted = latency_block(np.array([1.0, 2.0]), np.array([9.0, 1.0]))
+    expanded = latency_block(np.array([1.0] * 9 + [2.0]))
+    assert weighted == pytest.approx(expanded)
+
+
+def test_empty_and_nan_values():
+    assert latency_block(np.array([]))["p50"] is None
+    assert latency_block(np.array([np.nan, 3.0]))["max"] == 3.0
+
+
+def test_slo_met_needs_every_objective_and_skips_tpot_of_single_tokens():
+    table = pd.DataFrame({
+        "state": ["finished", "finished", "finished", "rejected"],
+        "ttft_s": [0.1, 0.1, 2.0, np.nan],
+        "tpot_s": [0.01, np.nan, 0.01, np.nan],
+        "e2e_s": [1.0, 0.1, 3.0, np.nan],
+    })
+    met = slo_met(table, SloConfig(ttft_s=1.0, tpot_s=0.05))
+    assert met.tolist() == [True, True, False, False]

@@ -1,0 +1,42 @@
+"""The canonical table written as CSV or JSON Lines: servesim's own trace files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from traces.errors import Locator
+from traces.readers import read_csv_table, read_jsonl
+from traces.schema import STRING_COLUMNS, validate_trace
+
+
+def load_canonical_csv(path: Path) -> pd.DataFrame:
+    """Columns as in schema.py; a `prefix_hashes` cell holds space-separated integers (empty: none)."""
+    table, where = read_csv_table(path, text_columns=(*STRING_COLUMNS, "prefix_hashes"))
+    if "prefix_hashes" in table.columns:
+        table["prefix_hashes"] = _split_ids(table["prefix_hashes"].tolist(), where)
+    return validate_trace(table, str(path), source=where)
+
+
+def load_canonical_jsonl(path: Path) -> pd.DataFrame:
+    """One JSON object per line with the canonical fields; `prefix_hashes` as a list of integers."""
+    records = read_jsonl(path)
+    table = pd.DataFrame(
+        {name: records.tuples(name) if name == "prefix_hashes" else records.column(name) for name in records.fields}
+    )
+    return validate_trace(table, str(path), source=records.locator())
+
+
+def _split_ids(cells: list[str], where: Locator) -> list[tuple[int, ...]]:
+    out = []
+    for position, cell in enumerate(cells):
+        try:
+            out.append(tuple(int(v) for v in cell.split()))
+        except ValueError:
+            raise where.error(
+                position,
+                "prefix_hashes",
+                f"expected space-separated integers, got {where.shown(cell)}",
+                "Write the prefix block hash ids as integers separated by spaces, e.g. 0 17 42.",
+            ) from None
+    return out
