@@ -1,0 +1,342 @@
+"""`TableCostModel`: iteration times from profiled operator tables, the roofline where they end.
+
+Each operator of the iteration (`hwmodels.operators`) is priced from the table when the table
+has it for the run's tensor-parallel degree (collectives: for the group size), interpolated in
+log space (`hwmodels.tables.interpolate`); operators the table lacks are priced by the roofline
+and listed in `describe()`. Shapes outside an operator's grid are scaled from the grid edge by
+the roofline ratio, with one warning per operator naming it and its range.
+
+Speed follows the roofline model: the operators that depend only on the token (or entry) count
+are summed into per-count arrays built a block at a time with numpy; attention is interpolated
+per prefill chunk and per (decodes, context sum), memoised; decode stretches are vectorised.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from hwmodels.cost_model import CostModel, IterationCost, OperatorTime
+from hwmodels.errors import CatalogError
+from hwmodels.hardware_spec import HardwareSpec
+from hwmodels.model_spec import ModelSpec
+from hwmodels.operators import Operator, OpKind
+from hwmodels.roofline import RooflineCostModel
+from hwmodels.shapes import BatchShape, ParallelPlan
+from hwmodels.tables.interpolate import Curve, Surface
+from hwmodels.tables.schema import COLLECTIVE_OPERATORS, OVERHEAD_OPERATOR, TableSet
+
+_BLOCK = 1024  # counts priced together when a per-count array grows
+_LIMIT = 16384  # counts beyond this are priced one by one (memoised)
+_MEMO_LIMIT = 1 << 18  # attention memo entries kept before the memo is cleared
+
+Build = Callable[[Any], list[Operator]]
+
+
+class TableRangeWarning(UserWarning):
+    """A shape fell outside an operator's profiled grid and was scaled by the roofline."""
+
+
+class TableCostModel(CostModel):
+    """Profiled-table iteration times for `model` on `hardware` under `plan`.
+
+    `label` names the tables in messages and in the run summary (a directory, or the shipped
+    tables' name). The roofline (default: the hardware entry's efficiencies) prices what the
+    tables lack and sets the trend outside their grids.
+    """
+
+    def __init__(
+        self, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan, tables: TableSet, label: str,
+        roofline: RooflineCostModel | None = None,
+    ) -> None:
+        _check_match(tables, model, hardware, plan, label)
+        self.tables, self.label, self.plan = tables, label, plan
+        self.roofline = roofline or RooflineCostModel(model, hardware, plan)
+        self.ops = self.roofline.ops
+        self._layers = model.num_layers
+        self._curves = self._load_curves(tables.frame)
+        self._surfaces = self._load_surfaces(tables.frame)
+        overhead = tables.frame[tables.frame["operator"] == OVERHEAD_OPERATOR]
+        self.overhead_s = (float(overhead["time_s"].median()) if len(overhead)
+                           else self.roofline.iteration_overhead_s)
+        self.table_operators = sorted(set(self._curves) | set(self._surfaces) | ({OVERHEAD_OPERATOR} if len(overhead) else set()))
+        self.roofline_operators = sorted(set(self._operator_names()) - set(self.table_operators))
+        self.out_of_grid: dict[str, str] = {}
+        self._token_ranges = self._count_ranges(self.ops.token_ops)
+        self._entry_ranges = self._count_ranges(self.ops.entry_ops)
+        self._token_safe = _intersect(self._token_ranges.values())
+        self._entry_safe = _intersect(self._entry_ranges.values())
+        self._token_s: list[float] = []
+        self._entry_s: list[float] = []
+        self._count_memo: dict[tuple[str, int], float] = {}
+        self._prefill_memo: dict[tuple[int, int], float] = {}
+        self._decode_memo: dict[tuple[int, int], float] = {}
+        if self.roofline_operators:
+            warnings.warn(
+                f"cost tables {label}: no measurements of {', '.join(self.roofline_operators)} for "
+                f"{model.name} at tp={plan.tp}; these operators are priced by the roofline",
+                TableRangeWarning, stacklevel=2,
+            )
+
+    # ---- loading -----------------------------------------------------------------------------
+
+    def _operator_names(self) -> list[str]:
+        names = [op.name for op in self.ops.token_ops(1) + self.ops.entry_ops(1)]
+        return names + ["attn_prefill", "attn_decode", OVERHEAD_OPERATOR]
+
+    def _group(self, name: str) -> int:
+        return {"tp_all_reduce": self.plan.tp, "ep_all_to_all": self.plan.ep, "pp_send_recv": 2}[name]
+
+    def _load_curves(self, frame: Any) -> dict[str, Curve]:
+        curves = {}
+        for name in {op.name for op in self.ops.token_ops(1) + self.ops.entry_ops(1)}:
+            rows = frame[frame["operator"] == name]
+            if name in COLLECTIVE_OPERATORS:
+                rows = rows[rows["num_devices"] == self._group(name)]
+                if len(rows):
+                    curves[name] = Curve.from_points(rows["num_bytes"].to_numpy(), rows["time_s"].to_numpy())
+            else:
+                rows = rows[rows["tp"] == self.plan.tp]
+                if len(rows):
+                    curves[name] = Curve.from_points(rows["num_tokens"].to_numpy(), rows["time_s"].to_numpy())
+        return curves
+
+    def _load_surfaces(self, frame: Any) -> dict[str, Surface]:
+        surfaces = {}
+        for name in ("attn_prefill", "attn_decode"):
+            rows = frame[(frame["operator"] == name) & (frame["tp"] == self.plan.tp)]
+            if len(rows):
+                surfaces[name] = Surface.from_points(
+                    rows["num_tokens"].to_numpy(), rows["context_len"].to_numpy(), rows["time_s"].to_numpy()
+                )
+        return surfaces
+
+    def _count_ranges(self, build: Build) -> dict[str, tuple[float, float]]:
+        """Each tabled operator's grid as a range of token (or entry) counts."""
+        ranges = {}
+        for op in build(1):
+            curve = self._curves.get(op.name)
+            if curve is not None:
+                per_count = float(op.bytes_moved) if op.name in COLLECTIVE_OPERATORS else 1.0
+                ranges[op.name] = (curve.lo / per_count, curve.hi / per_count)
+        return ranges
+
+    # ---- the hot path ------------------------------------------------------------------------
+
+    def iteration_time(self, batch: BatchShape) -> float:
+        new, contexts = batch.new_tokens, batch.context_lens
+        num_tokens, num_entries = sum(new), len(new)
+        seconds = self._linear_seconds(num_tokens, num_entries)
+        num_decodes = decode_sum = 0
+        for n, c in zip(new, contexts):
+            if n == 1 and c > 0:
+                num_decodes += 1
+                decode_sum += c
+            else:
+                seconds += self._prefill_seconds(n, c)
+        if num_decodes:
+            seconds += self._decode_seconds(num_decodes, decode_sum)
+        return seconds
+
+    def decode_stretch_times(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
+        """Vectorised: only decode attention changes over a stretch (mean context grows by 1 a step)."""
+        contexts = np.asarray(context_lens, dtype=np.int64)
+        if num_steps <= 0:
+            return np.empty(0)
+        if contexts.size == 0 or contexts.min() <= 0:
+            return super().decode_stretch_times(contexts, num_steps)
+        size = int(contexts.size)
+        base = self._linear_seconds(size, size)
+        means = float(contexts.sum()) / size + np.arange(num_steps, dtype=np.float64)
+        return base + self._layers * self._decode_per_layer(size, means)
+
+    def _linear_seconds(self, num_tokens: int, num_entries: int) -> float:
+        lo, hi = self._token_safe
+        if not lo <= num_tokens <= hi:
+            self._check_counts("num_tokens", num_tokens, self._token_ranges)
+        lo, hi = self._entry_safe
+        if not lo <= num_entries <= hi:
+            self._check_counts("batch entries", num_entries, self._entry_ranges)
+        return (self._count_seconds(self._token_s, "token", num_tokens, self.ops.token_ops)
+                + self._count_seconds(self._entry_s, "entry", num_entries, self.ops.entry_ops))
+
+    def _count_seconds(self, table: list[float], key: str, count: int, build: Build) -> float:
+        if count < len(table):
+            return table[count]
+        if count >= _LIMIT:
+            memo_key = (key, count)
+            if memo_key not in self._count_memo:
+                self._count_memo[memo_key] = float(self._price(build, np.array([count]))[0])
+            return self._count_memo[memo_key]
+        counts = np.arange(len(table), min(max(count + 1, len(table) + _BLOCK), _LIMIT))
+        table.extend(self._price(build, counts).tolist())
+        return table[count]
+
+    def _prefill_seconds(self, new_tokens: int, context_len: int) -> float:
+        key = (new_tokens, context_len)
+        seconds = self._prefill_memo.get(key)
+        if seconds is None:
+            if len(self._prefill_memo) >= _MEMO_LIMIT:
+                self._prefill_memo.clear()
+            seconds = self._prefill_memo[key] = self._layers * float(self._prefill_per_layer(new_tokens, context_len))
+        return seconds
+
+    def _decode_seconds(self, num_decodes: int, context_sum: int) -> float:
+        key = (num_decodes, context_sum)
+        seconds = self._decode_memo.get(key)
+        if seconds is None:
+            if len(self._decode_memo) >= _MEMO_LIMIT:
+                self._decode_memo.clear()
+            surface = self._surfaces.get("attn_decode")
+            per_layer = surface.inside_scalar(num_decodes, context_sum / num_decodes) if surface else None
+            if per_layer is None:
+                per_layer = float(self._decode_per_layer(num_decodes, np.array([context_sum / num_decodes]))[0])
+            seconds = self._decode_memo[key] = self._layers * per_layer
+        return seconds
+
+    # ---- pricing -----------------------------------------------------------------------------
+
+    def _price(self, build: Build, counts: np.ndarray) -> np.ndarray:
+        """Seconds of every operator of `build(counts)` per count: tables where they exist."""
+        total = np.zeros(counts.size)
+        for op in build(counts):
+            total += op.calls * self._op_seconds(op, build, counts)
+        return total
+
+    def _op_seconds(self, op: Operator, build: Build, counts: Any) -> Any:
+        if op.kind is OpKind.OVERHEAD:
+            return self.overhead_s
+        curve = self._curves.get(op.name)
+        if curve is None:
+            return self.roofline.operator_seconds(op)
+        if op.name in COLLECTIVE_OPERATORS:
+            def roofline(nbytes: np.ndarray) -> np.ndarray:
+                return self.roofline.operator_seconds(replace(op, bytes_moved=nbytes))
+            return curve.evaluate(op.bytes_moved, roofline)[0]
+
+        def roofline_at(xs: np.ndarray) -> np.ndarray:
+            same = next(o for o in build(xs) if o.name == op.name)
+            return np.broadcast_to(self.roofline.operator_seconds(same), np.shape(xs))
+        return curve.evaluate(counts, roofline_at)[0]
+
+    def _prefill_per_layer(self, new_tokens: int, context_len: int) -> float:
+        surface = self._surfaces.get("attn_prefill")
+        if surface is None:
+            return float(self._roof_prefill(new_tokens, np.array([context_len]))[0])
+        fast = surface.inside_scalar(new_tokens, context_len)
+        if fast is not None:
+            return fast
+        times, outside = surface.evaluate(new_tokens, np.array([context_len]), self._roof_prefill)
+        if outside:
+            self._note_outside("attn_prefill", f"chunk of {new_tokens} tokens after {context_len}", surface,
+                               "new tokens", "context")
+        return float(times[0])
+
+    def _decode_per_layer(self, num_decodes: int, mean_contexts: np.ndarray) -> np.ndarray:
+        surface = self._surfaces.get("attn_decode")
+        if surface is None:
+            return self._roof_decode(num_decodes, mean_contexts)
+        times, outside = surface.evaluate(num_decodes, mean_contexts, self._roof_decode)
+        if outside:
+            self._note_outside("attn_decode", f"{num_decodes} decodes at mean context {float(mean_contexts.max()):.0f}",
+                               surface, "decodes", "context")
+        return times
+
+    def _roof_prefill(self, new_tokens: float, context_lens: np.ndarray) -> np.ndarray:
+        flops, nbytes = self.ops.attention.prefill(new_tokens, context_lens)
+        return np.broadcast_to(self.roofline.operator_seconds(Operator("attn_prefill", 1, flops, nbytes)),
+                               np.shape(context_lens))
+
+    def _roof_decode(self, num_decodes: float, mean_contexts: np.ndarray) -> np.ndarray:
+        flops, nbytes = self.ops.attention.decode(num_decodes, num_decodes * mean_contexts)
+        return np.broadcast_to(self.roofline.operator_seconds(Operator("attn_decode", 1, flops, nbytes)),
+                               np.shape(mean_contexts))
+
+    # ---- out-of-grid reporting ---------------------------------------------------------------
+
+    def _check_counts(self, axis: str, count: int, ranges: dict[str, tuple[float, float]]) -> None:
+        for name, (lo, hi) in ranges.items():
+            if not lo <= count <= hi and name not in self.out_of_grid:
+                self._warn(name, f"{axis} {count} is outside its grid [{lo:g}, {hi:g}] {axis}")
+
+    def _note_outside(self, name: str, shape: str, surface: Surface, x_axis: str, y_axis: str) -> None:
+        if name not in self.out_of_grid:
+            (x_lo, x_hi), (y_lo, y_hi) = surface.x_range, surface.y_range
+            self._warn(name, f"{shape} is outside its grid ({x_axis} [{x_lo:g}, {x_hi:g}], {y_axis} [{y_lo:g}, {y_hi:g}])")
+
+    def _warn(self, name: str, what: str) -> None:
+        self.out_of_grid[name] = what
+        warnings.warn(
+            f"cost tables {self.label}: {name}: {what}; scaled from the grid edge by the roofline ratio "
+            f"(reported once per operator)", TableRangeWarning, stacklevel=4,
+        )
+
+    # ---- the interface's other questions -----------------------------------------------------
+
+    def breakdown(self, batch: BatchShape) -> IterationCost:
+        chunks = iter(batch.prefill_chunks())
+        decodes = batch.decode_context_lens()
+        counts = {"token": batch.num_tokens, "entry": batch.num_entries}
+        entry_names = {op.name for op in self.ops.entry_ops(1)}
+        times = []
+        for op in self.ops.iteration_ops(batch):
+            if op.name == "attn_prefill":
+                seconds = self._prefill_per_layer(*next(chunks))
+            elif op.name == "attn_decode":
+                seconds = float(self._decode_per_layer(len(decodes), np.array([sum(decodes) / len(decodes)]))[0])
+            else:
+                kind = "entry" if op.name in entry_names else "token"
+                build = self.ops.entry_ops if kind == "entry" else self.ops.token_ops
+                count = np.array([counts[kind]])
+                seconds = float(np.asarray(self._op_seconds(self._at(build, op, count), build, count)).reshape(-1)[0])
+            times.append(OperatorTime(op.name, op.calls, seconds))
+        return IterationCost(tuple(times))
+
+    @staticmethod
+    def _at(build: Build, op: Operator, counts: np.ndarray) -> Operator:
+        """`op` rebuilt for an array of one count, so it prices exactly as the per-count arrays."""
+        return next(o for o in build(counts) if o.name == op.name)
+
+    def describe(self) -> dict[str, Any]:
+        meta = self.tables.metadata
+        return {
+            "kind": "table",
+            "tables": self.label,
+            "source": self.tables.describe_source(),
+            "device_name": meta.get("device_name"),
+            "hardware": self.roofline.hardware.name,
+            "model": self.roofline.model.name,
+            "tp": self.plan.tp,
+            "pp": self.plan.pp,
+            "ep": self.plan.ep,
+            "dtype": meta.get("dtype"),
+            "table_operators": self.table_operators,
+            "roofline_operators": self.roofline_operators,
+            "out_of_grid": dict(sorted(self.out_of_grid.items())),
+            "iteration_overhead_s": self.overhead_s,
+        }
+
+
+def _intersect(ranges: Any) -> tuple[float, float]:
+    ranges = list(ranges)
+    if not ranges:
+        return (-np.inf, np.inf)
+    return max(lo for lo, _ in ranges), min(hi for _, hi in ranges)
+
+
+def _check_match(tables: TableSet, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan, label: str) -> None:
+    """The tables must be for this model and hardware and hold this tensor-parallel degree."""
+    meta = tables.metadata
+    where = f"cost tables {label}"
+    if meta["model"] != model.name:
+        raise CatalogError(f"{where} were measured for model {meta['model']!r}, not {model.name!r}; "
+                           f"profile {model.name} (`simrun profile --model {model.name}`) or point `tables` elsewhere")
+    if meta["hardware"] != hardware.name:
+        raise CatalogError(f"{where} were measured on hardware {meta['hardware']!r}, not {hardware.name!r}; "
+                           "set `hardware` to match or profile this device")
+    if plan.tp not in tables.tp_degrees:
+        raise CatalogError(f"{where} hold tensor-parallel degrees {tables.tp_degrees}, not tp={plan.tp}; "
+                           f"profile with `--tp {plan.tp}` or change cluster.parallel.tp")

@@ -1,0 +1,27 @@
+"""Build a `TableCostModel` from what a config says: a tables directory, or the shipped tables."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hwmodels.hardware_spec import HardwareSpec
+from hwmodels.model_spec import ModelSpec
+from hwmodels.roofline import RooflineCostModel
+from hwmodels.shapes import ParallelPlan
+from hwmodels.tables.cost_model import TableCostModel
+from hwmodels.tables.schema import read_tables
+from hwmodels.tables.shipped import load_shipped
+
+
+def table_cost_model(
+    tables: str | None, base_dir: Path, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan,
+    roofline: RooflineCostModel,
+) -> TableCostModel:
+    """`tables` is a directory relative to `base_dir` (the config file's folder), or None for the
+    shipped tables of `hardware` and `model`; `roofline` prices what the tables lack."""
+    if tables is None:
+        table_set, label = load_shipped(hardware.name, model.name)
+    else:
+        path = Path(tables)
+        path = path if path.is_absolute() else base_dir / path
+        table_set, label = read_tables(path), str(path)
+    return TableCostModel(model, hardware, plan, table_set, label, roofline)
