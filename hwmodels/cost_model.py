@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from hwmodels.operators import LAYER_OPERATORS
 from hwmodels.shapes import BatchShape
 
 
@@ -36,6 +37,24 @@ class IterationCost:
     @property
     def seconds(self) -> float:
         return sum(op.seconds for op in self.operators)
+
+    def boundaries(self) -> np.ndarray:
+        """Cumulative end times of every operator call, in execution order.
+
+        The per-layer operators run layer after layer, so their calls interleave: each layer
+        runs its share (seconds / layers) of every per-layer operator in order. An iteration can
+        be interrupted only at these boundaries (operator-level preemption).
+        """
+        layered = [op for op in self.operators if op.name in LAYER_OPERATORS]
+        if not layered:
+            return np.cumsum([op.seconds for op in self.operators])
+        first = next(i for i, op in enumerate(self.operators) if op.name in LAYER_OPERATORS)
+        head = [op.seconds for op in self.operators[:first] if op.name not in LAYER_OPERATORS]
+        tail = [op.seconds for op in self.operators[first:] if op.name not in LAYER_OPERATORS]
+        layers = max(op.calls for op in layered)
+        one_layer = np.array([op.seconds / layers for op in layered])
+        pieces = np.concatenate([head, np.tile(one_layer, layers), tail])
+        return np.cumsum(pieces)
 
     def by_operator(self) -> dict[str, float]:
         totals: dict[str, float] = {}

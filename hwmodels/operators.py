@@ -33,6 +33,14 @@ from hwmodels.shapes import BatchShape, ParallelPlan
 
 LOGIT_BYTES = 4  # logits and router scores are float32
 
+# Operators that run once per decoder layer, in this order inside a layer; the others run once
+# per iteration before the layers (overhead, embedding) or after them (LM head, sampling).
+LAYER_OPERATORS = (
+    "input_norm", "attn_qkv_proj", "attn_rope", "kv_cache_write", "attn_prefill", "attn_decode",
+    "attn_out_proj", "tp_all_reduce", "post_norm", "mlp_gate_up", "mlp_act", "mlp_down", "moe_router",
+    "ep_all_to_all", "moe_experts", "moe_shared_experts", "moe_combine",
+)
+
 
 class OpKind(Enum):
     COMPUTE = "compute"

@@ -1,9 +1,23 @@
-"""Policy plug-ins (scheduling, preemption, routing) and their registry.
+"""Policy plug-ins (scheduling, queue order, preemption, eviction, routing, length prediction,
+KV transfer) and their registry.
 
 Policies read views of engine state and return decisions; they never touch SimPy.
 """
-from policies.base import PolicyParams, PreemptionPolicy, RouterPolicy, SchedulerPolicy
-from policies.decisions import ScheduleDecision
+from policies.base import (
+    CachedBlock,
+    EvictionPolicy,
+    LengthPredictor,
+    Policy,
+    PolicyParams,
+    PreemptionPolicy,
+    QueuePolicy,
+    RouterPolicy,
+    SchedulerPolicy,
+    TransferDecision,
+    TransferPolicy,
+)
+from policies.decisions import PreemptionMode, ScheduleDecision
+from policies.refs import PolicyRef, PredictorRef, QueueRef
 from policies.registry import (
     KINDS,
     PolicyEntry,
@@ -18,13 +32,24 @@ from policies.registry import (
 
 __all__ = [
     "KINDS",
+    "CachedBlock",
+    "EvictionPolicy",
+    "LengthPredictor",
+    "Policy",
     "PolicyEntry",
     "PolicyError",
     "PolicyParams",
+    "PolicyRef",
+    "PredictorRef",
+    "PreemptionMode",
     "PreemptionPolicy",
+    "QueuePolicy",
+    "QueueRef",
     "RouterPolicy",
     "ScheduleDecision",
     "SchedulerPolicy",
+    "TransferDecision",
+    "TransferPolicy",
     "all_policies",
     "create_policy",
     "get_policy",

@@ -1,13 +1,20 @@
-"""The interfaces of each policy kind. Policies read views and return decisions."""
+"""The interfaces of each policy kind. Policies read views and `now`, and return decisions.
+
+Every policy is constructed from its validated `Params` and a random generator of its own
+(spawned from the experiment seed), so a policy that draws random numbers repeats exactly.
+"""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from policies.decisions import ScheduleDecision
-from policies.views import ReplicaView, RequestView
+from policies.decisions import PreemptionMode, ScheduleDecision
+from policies.views import IterationView, KvView, ReplicaView, RequestView
 
 
 class PolicyParams(BaseModel):
@@ -16,26 +23,55 @@ class PolicyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class PreemptionPolicy(ABC):
-    """Chooses which running request gives up its KV memory when blocks run out."""
+class Policy(ABC):
+    """What every policy has: its parameters and its own random generator."""
 
-    Params = PolicyParams
+    Params: ClassVar[type[PolicyParams]] = PolicyParams
 
-    def __init__(self, params: PolicyParams) -> None:
+    def __init__(self, params: PolicyParams, rng: np.random.Generator | None = None) -> None:
         self.params = params
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+
+
+class QueuePolicy(Policy):
+    """Orders waiting requests; admission under budgets is the scheduler's job (as in SGLang)."""
+
+    time_invariant: ClassVar[bool] = False
+    """True if a request's key changes only with its own progress or with finished requests,
+    never with time alone; then a scheduler using it may be fast-forwarded over decode stretches."""
+
+    @abstractmethod
+    def key(self, request: RequestView, replica: ReplicaView, now: float) -> Any:
+        """Sort key: requests with smaller keys are considered first (ties keep arrival order)."""
+
+
+class LengthPredictor(Policy):
+    """Predicts a request's output length before it is known (for SJF, SRPT, admission)."""
+
+    @abstractmethod
+    def predict(self, request: RequestView, replica: ReplicaView, now: float) -> float:
+        """Predicted total output tokens of `request` (at least 1)."""
+
+
+class PreemptionPolicy(Policy):
+    """Chooses which running request gives up its KV memory when blocks run out, and how."""
 
     @abstractmethod
     def select_victim(self, candidates: Sequence[RequestView], now: float) -> RequestView:
         """One of `candidates` (running, in admission order; never empty)."""
 
+    def mode(self, victim: RequestView, host: KvView, now: float) -> PreemptionMode:
+        """Recompute (the default) or swap `victim`'s KV to host memory (`host` has room?)."""
+        return PreemptionMode.RECOMPUTE
 
-class SchedulerPolicy(ABC):
+
+class SchedulerPolicy(Policy):
     """Chooses the next iteration's batch from a replica's waiting and running requests."""
 
-    Params = PolicyParams
-
-    def __init__(self, params: PolicyParams, preemption: PreemptionPolicy) -> None:
-        self.params = params
+    def __init__(
+        self, params: PolicyParams, preemption: PreemptionPolicy, rng: np.random.Generator | None = None
+    ) -> None:
+        super().__init__(params, rng)
         self.preemption = preemption
 
     @abstractmethod
@@ -53,15 +89,55 @@ class SchedulerPolicy(ABC):
         iterations in one step; results are identical, only faster."""
         return False
 
+    def interrupt(self, in_flight: IterationView, arrival: RequestView, replica: ReplicaView, now: float) -> bool:
+        """Event-driven hook: should `arrival` stop the iteration in flight at its next operator
+        boundary? Ordinary schedulers never interrupt (decisions at iteration boundaries only)."""
+        return False
 
-class RouterPolicy(ABC):
+
+class EvictionPolicy(Policy):
+    """Orders unreferenced cached KV blocks for eviction (as SGLang's strategies: a sort key)."""
+
+    @abstractmethod
+    def key(self, block: CachedBlock, now: float) -> Any:
+        """Blocks with smaller keys are evicted first; computed when the block becomes free."""
+
+
+@dataclass(frozen=True, slots=True)
+class CachedBlock:
+    """A cached block at the moment it lost its last user."""
+
+    block_id: int
+    depth: int
+    """Its position in the prompt (0 = first block): deeper blocks are less likely shared."""
+    last_used_s: float
+    num_hits: int
+    """Times a request reused it from the cache."""
+
+
+class RouterPolicy(Policy):
     """Chooses the replica that receives an arriving request."""
-
-    Params = PolicyParams
-
-    def __init__(self, params: PolicyParams) -> None:
-        self.params = params
 
     @abstractmethod
     def route(self, request: RequestView, replicas: Sequence[ReplicaView], now: float) -> int:
         """Index into `replicas` of the chosen replica."""
+
+
+@dataclass(frozen=True, slots=True)
+class TransferDecision:
+    destination: int
+    """Index of the receiving replica."""
+    layerwise: bool
+    """Stream KV layer by layer while the prefill runs, instead of after it."""
+
+
+class TransferPolicy(Policy):
+    """Chooses where a prefilled request's KV goes and how it moves between pools.
+
+    The interface for prefill/decode disaggregation; the engine has no disaggregated pools yet,
+    so no built-in transfer policy exists.
+    """
+
+    @abstractmethod
+    def plan(self, request: RequestView, destinations: Sequence[ReplicaView], now: float) -> TransferDecision:
+        """Where and how `request`'s KV moves once its prefill is done."""

@@ -2,8 +2,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
-from policies.views import RequestView
+from policies.views import IterationView, RequestView
+
+
+class PreemptionMode(Enum):
+    """How a preempted request gives up its device KV blocks."""
+
+    RECOMPUTE = "recompute"
+    SWAP = "swap"
 
 
 @dataclass(slots=True)
@@ -11,12 +19,18 @@ class ScheduleDecision:
     """One iteration's plan.
 
     `preempted` running requests are evicted first (in order); then `scheduled` entries run,
-    each with the number of new tokens it computes. A scheduled request that is waiting is
-    admitted by being scheduled.
+    each with the number of new tokens it computes (a waiting request is admitted by being
+    scheduled). `padding` adds (new tokens, context) entries that cost time but belong to no
+    request (static batching's padded slots). With nothing scheduled, `wake_at` asks to be
+    consulted again at that time even if nothing happens (batching windows); `resume` instead
+    continues a suspended iteration, which then runs alone.
     """
 
     scheduled: list[tuple[RequestView, int]] = field(default_factory=list)
     preempted: list[RequestView] = field(default_factory=list)
+    padding: list[tuple[int, int]] = field(default_factory=list)
+    wake_at: float | None = None
+    resume: IterationView | None = None
 
     @property
     def num_tokens(self) -> int:

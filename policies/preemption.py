@@ -1,4 +1,4 @@
-"""Preemption policies: whom to evict when KV blocks run out."""
+"""Preemption policies: whom to evict when KV blocks run out, and whether to recompute or swap."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -7,8 +7,9 @@ from enum import Enum
 from pydantic import Field
 
 from policies.base import PolicyParams, PreemptionPolicy
+from policies.decisions import PreemptionMode
 from policies.registry import register
-from policies.views import RequestView
+from policies.views import KvView, RequestView
 
 
 class VictimOrder(str, Enum):
@@ -17,24 +18,18 @@ class VictimOrder(str, Enum):
     LARGEST = "largest"
 
 
-class RecomputeParams(PolicyParams):
+class VictimParams(PolicyParams):
     victim: VictimOrder = Field(
         VictimOrder.NEWEST,
         description="newest admitted, lowest priority (largest priority value), or largest KV footprint",
     )
 
 
-@register("preemption", "recompute")
-class RecomputePreemptionPolicy(PreemptionPolicy):
-    """Free the victim's KV blocks and recompute its tokens when it is admitted again.
+class VictimSelection(PreemptionPolicy):
+    """Victim choice shared by the built-in preemption policies."""
 
-    Source: Kwon et al., "Efficient Memory Management for Large Language Model Serving with
-    PagedAttention", SOSP 2023 (Section 4.5, recomputation). The victim keeps the tokens it has
-    generated; on readmission it prefills prompt plus generated tokens, then decodes on.
-    """
-
-    Params = RecomputeParams
-    params: RecomputeParams
+    Params = VictimParams
+    params: VictimParams
 
     def select_victim(self, candidates: Sequence[RequestView], now: float) -> RequestView:
         order = self.params.victim
@@ -46,3 +41,26 @@ class RecomputePreemptionPolicy(PreemptionPolicy):
         else:
             best = max(positions, key=lambda i: (candidates[i].num_blocks, i))
         return candidates[best]
+
+
+@register("preemption", "recompute")
+class RecomputePreemptionPolicy(VictimSelection):
+    """Free the victim's KV blocks and recompute its tokens when it is admitted again.
+
+    Source: Kwon et al., "Efficient Memory Management for Large Language Model Serving with
+    PagedAttention", SOSP 2023 (Section 4.5, recomputation). The victim keeps the tokens it has
+    generated; on readmission it prefills prompt plus generated tokens, then decodes on.
+    """
+
+
+@register("preemption", "swap")
+class SwapPreemptionPolicy(VictimSelection):
+    """Move the victim's KV blocks to host memory and back when it is admitted again.
+
+    Source: Kwon et al., SOSP 2023 (Section 4.5, swapping). Both copies cross the device-host
+    link (`hardware.host_link_gbps`) and add to the iteration that performs them; the host
+    pool holds `memory.swap_space_gib` per device. When it is full, the victim is recomputed.
+    """
+
+    def mode(self, victim: RequestView, host: KvView, now: float) -> PreemptionMode:
+        return PreemptionMode.SWAP if host.num_free_blocks >= victim.num_blocks else PreemptionMode.RECOMPUTE

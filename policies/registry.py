@@ -1,18 +1,44 @@
 """The policy registry: every policy, built-in or third-party, is found by (kind, name).
 
-A policy class declares a nested pydantic `Params` model; YAML parameters are validated against
-it, so an unknown or mistyped parameter is an error naming the policy and the key.
+Built-ins register with the `@register(kind, name)` decorator; third-party packages declare
+entry points in the group `servesim.<kind>` (`name = "package.module:Class"`). Either way the
+class is checked when it is registered: it must have the kind's methods with signatures that
+accept the engine's calls, and a pydantic `Params` model. A bad plug-in fails loudly, naming
+itself and the mismatch; a name registered twice is an error, never silently replaced.
 """
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
+from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-KINDS = ("scheduler", "preemption", "router")
+from policies.base import (
+    EvictionPolicy,
+    LengthPredictor,
+    PreemptionPolicy,
+    QueuePolicy,
+    RouterPolicy,
+    SchedulerPolicy,
+    TransferPolicy,
+)
+
+# kind -> (interface, the methods the engine calls with their positional arguments after self)
+KINDS: dict[str, tuple[type, dict[str, tuple[str, ...]]]] = {
+    "scheduler": (SchedulerPolicy, {"schedule": ("replica", "now")}),
+    "queue": (QueuePolicy, {"key": ("request", "replica", "now")}),
+    "predictor": (LengthPredictor, {"predict": ("request", "replica", "now")}),
+    "preemption": (PreemptionPolicy, {"select_victim": ("candidates", "now"), "mode": ("victim", "host", "now")}),
+    "eviction": (EvictionPolicy, {"key": ("block", "now")}),
+    "router": (RouterPolicy, {"route": ("request", "replicas", "now")}),
+    "transfer": (TransferPolicy, {"plan": ("request", "destinations", "now")}),
+}
+ENTRY_POINT_PREFIX = "servesim."
 
 T = TypeVar("T", bound=type)
 
@@ -27,6 +53,8 @@ class PolicyEntry:
     name: str
     cls: type
     params_model: type[BaseModel]
+    origin: str
+    """`built-in` or the distribution that provides the plug-in."""
 
     @property
     def description(self) -> str:
@@ -38,52 +66,104 @@ class PolicyEntry:
         out = {}
         for key, field in self.params_model.model_fields.items():
             type_name = getattr(field.annotation, "__name__", str(field.annotation))
-            out[key] = (type_name, field.default, field.description or "")
+            default = field.default.value if isinstance(field.default, Enum) else field.default
+            if isinstance(default, BaseModel):
+                default = default.model_dump(mode="json")
+            out[key] = (type_name, default, field.description or "")
         return out
 
 
 _REGISTRY: dict[tuple[str, str], PolicyEntry] = {}
+_loaded = False
 
 
 def register(kind: str, name: str) -> Callable[[T], T]:
     """Class decorator: make a policy available under `name` for its `kind`."""
-    if kind not in KINDS:
-        raise PolicyError(f"unknown policy kind {kind!r}; kinds are {', '.join(KINDS)}")
 
     def decorate(cls: T) -> T:
-        if (kind, name) in _REGISTRY:
-            raise PolicyError(f"{kind} policy {name!r} is registered twice ({_REGISTRY[kind, name].cls.__qualname__} and {cls.__qualname__})")
-        params = getattr(cls, "Params", None)
-        if not (isinstance(params, type) and issubclass(params, BaseModel)):
-            raise PolicyError(f"{kind} policy {name!r} ({cls.__qualname__}) needs a nested pydantic `Params` model")
-        _REGISTRY[kind, name] = PolicyEntry(kind, name, cls, params)
+        _add(kind, name, cls, "built-in")
         return cls
 
     return decorate
 
 
-def _ensure_builtins_loaded() -> None:
+def _add(kind: str, name: str, cls: Any, origin: str) -> None:
+    where = f"{kind} policy {name!r} ({getattr(cls, '__qualname__', cls)!s}, {origin})"
+    if kind not in KINDS:
+        raise PolicyError(f"{where}: unknown policy kind; kinds are {', '.join(KINDS)}")
+    if (kind, name) in _REGISTRY:
+        first = _REGISTRY[kind, name]
+        raise PolicyError(
+            f"{where}: the name is already registered by {first.cls.__qualname__} ({first.origin}); "
+            "rename one of them"
+        )
+    _check_class(kind, cls, where)
+    _REGISTRY[kind, name] = PolicyEntry(kind, name, cls, cls.Params, origin)
+
+
+def _check_class(kind: str, cls: Any, where: str) -> None:
+    """The class must look like its kind's interface to the engine that will call it."""
+    interface, methods = KINDS[kind]
+    if not isinstance(cls, type):
+        raise PolicyError(f"{where}: expected a class, got {type(cls).__name__}")
+    params = getattr(cls, "Params", None)
+    if not (isinstance(params, type) and issubclass(params, BaseModel)):
+        raise PolicyError(f"{where}: needs a nested pydantic `Params` model (subclass policies.PolicyParams)")
+    for method, args in methods.items():
+        function = getattr(cls, method, None)
+        if function is None or not callable(function):
+            raise PolicyError(f"{where}: missing method {method}({', '.join(args)}) of the {interface.__name__} interface")
+        if getattr(function, "__isabstractmethod__", False):
+            raise PolicyError(f"{where}: method {method} is not implemented")
+        try:
+            inspect.signature(function).bind(None, *args)
+        except TypeError:
+            shown = inspect.signature(function)
+            raise PolicyError(
+                f"{where}: method {method}{shown} cannot be called as {method}(self, {', '.join(args)})"
+            ) from None
+
+
+def _ensure_loaded() -> None:
+    """Register the built-ins, then every installed plug-in (once, on first use)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     import policies.builtin  # noqa: F401  (registers the built-in policies)
+
+    for kind in KINDS:
+        for point in entry_points(group=ENTRY_POINT_PREFIX + kind):
+            origin = f"plug-in {point.dist.name if point.dist else point.value}"
+            try:
+                cls = point.load()
+            except Exception as exc:  # a broken plug-in must name itself, whatever it raised
+                raise PolicyError(
+                    f"{kind} policy {point.name!r} ({origin}): cannot load {point.value}: {type(exc).__name__}: {exc}"
+                ) from exc
+            _add(kind, point.name, cls, origin)
 
 
 def policy_names(kind: str) -> list[str]:
-    _ensure_builtins_loaded()
+    _ensure_loaded()
     return sorted(name for k, name in _REGISTRY if k == kind)
 
 
 def get_policy(kind: str, name: str) -> PolicyEntry:
-    _ensure_builtins_loaded()
+    _ensure_loaded()
+    if kind not in KINDS:
+        raise PolicyError(f"unknown policy kind {kind!r}; kinds are {', '.join(KINDS)}")
     entry = _REGISTRY.get((kind, name))
     if entry is None:
         valid = policy_names(kind)
         close = difflib.get_close_matches(name, valid, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise PolicyError(f"unknown {kind} policy {name!r}; valid names: {', '.join(valid)}.{hint}")
+        raise PolicyError(f"unknown {kind} policy {name!r}; valid names: {', '.join(valid) or 'none'}.{hint}")
     return entry
 
 
 def all_policies() -> list[PolicyEntry]:
-    _ensure_builtins_loaded()
+    _ensure_loaded()
     return [_REGISTRY[key] for key in sorted(_REGISTRY)]
 
 
@@ -104,10 +184,12 @@ def _describe_param_error(err: Mapping[str, Any], known: list[str]) -> str:
         close = difflib.get_close_matches(key, known, n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"its parameters are: {', '.join(known) or 'none'}"
         return f"{key}: unknown parameter; {hint}"
-    return f"{key}: {err['msg']} (got {err.get('input')!r})"
+    message = err["msg"].removeprefix("Value error, ")
+    return f"{key}: {message} (got {err.get('input')!r})"
 
 
 def create_policy(kind: str, name: str, params: Mapping[str, Any], **collaborators: Any) -> Any:
-    """Build a policy from its YAML name and parameters (plus collaborators such as a preemption policy)."""
+    """Build a policy from its YAML name and parameters, plus collaborators (`rng`, and a
+    scheduler's `preemption` policy)."""
     validated = validate_params(kind, name, params)
     return get_policy(kind, name).cls(validated, **collaborators)

@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from hwmodels import CostModel
+
 
 class RequestView(Protocol):
+    """One request as a policy sees it. Times are simulated seconds."""
+
     @property
     def request_id(self) -> int: ...
     @property
@@ -18,28 +22,73 @@ class RequestView(Protocol):
     @property
     def prompt_tokens(self) -> int: ...
     @property
-    def output_tokens(self) -> int: ...
+    def output_tokens(self) -> int:
+        """The true output length: only oracle predictors may read it."""
     @property
-    def priority(self) -> int: ...
+    def priority(self) -> int:
+        """Smaller is more important (0 is the default class)."""
+    @property
+    def slo_class(self) -> str: ...
+    @property
+    def ttft_deadline_s(self) -> float:
+        """arrival + the TTFT objective of its class (infinity without one)."""
+    @property
+    def prefix_group(self) -> int | None:
+        """Id of the first prefix block it shares with others (None without prefix hashes)."""
     @property
     def num_computed_tokens(self) -> int: ...
     @property
     def num_generated(self) -> int: ...
     @property
-    def num_tokens(self) -> int: ...
+    def num_tokens(self) -> int:
+        """Prompt plus generated tokens: what has to be computed before the next token."""
+    @property
+    def num_blocks(self) -> int:
+        """KV blocks held on the device."""
+    @property
+    def num_preemptions(self) -> int: ...
+    @property
+    def is_swapped(self) -> bool:
+        """Its KV sits in host memory; admitting it swaps it back in."""
+
+
+class CachedPrefix(Protocol):
+    @property
+    def num_tokens(self) -> int:
+        """Prompt tokens whose KV is cached and would be reused on admission."""
     @property
     def num_blocks(self) -> int: ...
     @property
-    def num_preemptions(self) -> int: ...
+    def num_reclaimed(self) -> int:
+        """Of those blocks, how many are unreferenced (they count as free until reused)."""
 
 
 class KvView(Protocol):
     @property
     def num_blocks(self) -> int: ...
     @property
-    def num_free_blocks(self) -> int: ...
+    def num_free_blocks(self) -> int:
+        """Blocks that can be allocated now, including unreferenced cached blocks."""
     @property
     def block_size(self) -> int: ...
+    def cached_prefix(self, request: RequestView) -> CachedPrefix:
+        """What admitting `request` now would reuse from the prefix cache (nothing if caching is off)."""
+        ...
+    def num_exclusive_blocks(self, request: RequestView) -> int:
+        """Blocks that preempting `request` would free (those no other request shares)."""
+        ...
+
+
+class IterationView(Protocol):
+    """An iteration in flight or suspended at an operator boundary."""
+
+    @property
+    def entries(self) -> Sequence[tuple[RequestView, int]]: ...
+    @property
+    def start_s(self) -> float: ...
+    @property
+    def remaining_s(self) -> float:
+        """Seconds of work left (from now, or from the boundary it was suspended at)."""
 
 
 class ReplicaView(Protocol):
@@ -48,14 +97,55 @@ class ReplicaView(Protocol):
     @property
     def replica_id(self) -> int: ...
     @property
-    def running(self) -> Sequence[RequestView]: ...
+    def running(self) -> Sequence[RequestView]:
+        """Admitted requests in admission order (suspended ones excluded)."""
     @property
-    def waiting(self) -> Sequence[RequestView]: ...
+    def waiting(self) -> Sequence[RequestView]:
+        """Queued requests in arrival order; preempted ones go back to the front."""
+    @property
+    def suspended(self) -> Sequence[IterationView]:
+        """Iterations interrupted at an operator boundary, oldest first."""
     @property
     def kv(self) -> KvView: ...
+    @property
+    def cost_model(self) -> CostModel:
+        """The replica's cost model, for policies that estimate iteration times."""
+    @property
+    def recently_finished(self) -> Sequence[RequestView]:
+        """The most recently finished requests (up to a thousand, oldest first)."""
+    @property
+    def num_outstanding(self) -> int:
+        """Requests routed here and not yet finished, dropped or rejected."""
+
+
+def blocks_for(num_tokens: int, block_size: int) -> int:
+    return -(-num_tokens // block_size)
 
 
 def new_blocks_needed(request: RequestView, num_new_tokens: int, block_size: int) -> int:
     """Blocks `request` needs beyond those it holds to compute `num_new_tokens` more tokens."""
     total = -(-(request.num_computed_tokens + num_new_tokens) // block_size)
     return max(0, total - request.num_blocks)
+
+
+def computed_on_admission(request: RequestView, kv: KvView) -> int:
+    """Tokens of `request` already computed when it is scheduled now.
+
+    A request with KV (running, or swapped out) starts from its own progress; one without
+    starts after the prefix cache's hit.
+    """
+    if request.num_computed_tokens or request.num_blocks or request.is_swapped:
+        return request.num_computed_tokens
+    return kv.cached_prefix(request).num_tokens
+
+
+def blocks_to_admit(request: RequestView, num_new_tokens: int, kv: KvView) -> int:
+    """Free blocks that scheduling `num_new_tokens` more tokens of `request` takes.
+
+    With a prefix hit, the reused blocks cost nothing except those unreferenced ones that
+    leave the free pool; the rest of the tokens need blocks of their own.
+    """
+    if request.num_computed_tokens or request.num_blocks or request.is_swapped:
+        return new_blocks_needed(request, num_new_tokens, kv.block_size)
+    hit = kv.cached_prefix(request)
+    return blocks_for(hit.num_tokens + num_new_tokens, kv.block_size) - hit.num_blocks + hit.num_reclaimed

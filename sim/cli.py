@@ -6,6 +6,7 @@ traceback is shown only with `--debug`.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from hwmodels.errors import CatalogError
 from policies import PolicyError
+from sim.config import ExperimentConfig
 from sim.errors import UserInputError
 from traces.errors import TraceError
 
@@ -68,9 +70,11 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     config, base_dir = load_config(args.config, overrides)
-    prepared = prepare(config, base_dir)
     out_dir = args.output or Path(config.output.dir or f"results/{config.name}")
     show = not args.no_progress and sys.stderr.isatty()
+    if config.variants:
+        return _run_variants(config, base_dir, out_dir, str(args.config), show)
+    prepared = prepare(config, base_dir)
     with _progress_bar(len(prepared.workload), show) as progress:
         result = simulate(prepared, progress)
     write_results(result, out_dir, plots=config.output.plots)
@@ -78,12 +82,36 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_variants(config: ExperimentConfig, base_dir: Path, out_dir: Path, origin: str, show: bool) -> int:
+    """Run every variant (all checked before the first starts), then write and compare them."""
+    from sim.loading import variant_configs
+    from sim.results import staged_directory, write_run_files
+    from sim.runner import prepare, simulate
+    from sim.variants import comparison_json, comparison_table
+
+    prepared = {name: prepare(c, base_dir) for name, c in variant_configs(config, origin).items()}
+    results = {}
+    for name, run in prepared.items():
+        with _progress_bar(len(run.workload), show, f"variant {name}") as progress:
+            results[name] = simulate(run, progress)
+    summaries = {name: result.summary for name, result in results.items()}
+    with staged_directory(out_dir) as staging:
+        for name, result in results.items():
+            (staging / name).mkdir()
+            write_run_files(result, staging / name, config.output.plots)
+        (staging / "comparison.json").write_text(json.dumps(comparison_json(summaries, config.claim), indent=2) + "\n")
+    print(comparison_table(summaries, config.claim))
+    print(f"results: {out_dir}")
+    return 0
+
+
 class _progress_bar:
     """A tqdm bar that appears only for runs longer than two seconds."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, label: str = "simulating") -> None:
         self.total = total
         self.enabled = enabled
+        self.label = label
         self.bar = None
 
     def __enter__(self) -> Callable[[int, float], None] | None:
@@ -91,7 +119,7 @@ class _progress_bar:
             return None
         from tqdm import tqdm
 
-        self.bar = tqdm(total=self.total, unit="req", delay=2.0, mininterval=0.5, desc="simulating")
+        self.bar = tqdm(total=self.total, unit="req", delay=2.0, mininterval=0.5, desc=self.label)
         bar = self.bar
 
         def update(num_done: int, now: float) -> None:

@@ -36,12 +36,20 @@ class RouterSpec(PolicySpec):
     name: str = Field("round_robin", description="registered router name")
 
 
+class EvictionSpec(PolicySpec):
+    name: str = Field("lru", description="registered eviction policy name")
+
+
 class HfModelRef(Section):
     hf_config: str = Field(description="path to a HuggingFace config.json (relative to the config file)")
 
 
 class CostModelConfig(Section):
-    kind: Literal["roofline", "constant"] = Field("roofline", description="how iteration times are predicted")
+    kind: Literal["roofline", "constant", "table"] = Field("roofline", description="how iteration times are predicted")
+    tables: str | None = Field(
+        None, description="table: directory of profiled cost tables (relative to the config file; default: the "
+        "shipped tables for the run's hardware and model)"
+    )
     iteration_overhead_s: float | None = Field(
         None, ge=0, description="roofline: fixed CPU/launch time per iteration (default 0.0005, assumed)"
     )
@@ -78,16 +86,16 @@ class MemoryConfig(Section):
     num_kv_blocks: int | None = Field(
         None, ge=1, description="fix the KV pool size in blocks instead of deriving it from memory"
     )
+    swap_space_gib: float = Field(
+        4.0, ge=0, description="per-device host memory for swapped-out KV (preemption `swap`; vLLM's default)"
+    )
 
 
 class CacheConfig(Section):
-    prefix_caching: bool = Field(False, description="reuse KV of shared prompt prefixes (not available yet)")
-
-    @model_validator(mode="after")
-    def _not_yet(self) -> CacheConfig:
-        if self.prefix_caching:
-            raise ValueError("prefix caching is not available in this version of servesim; set it to false")
-        return self
+    prefix_caching: bool = Field(False, description="reuse the KV of prompt prefixes shared with earlier requests")
+    eviction: EvictionSpec = Field(
+        default_factory=EvictionSpec, description="which unreferenced cached block is reused first"
+    )
 
 
 class TraceConfig(Section):
@@ -114,6 +122,28 @@ class ArrivalConfig(Section):
         return self
 
 
+class ClassRule(Section):
+    min_prompt_tokens: int | None = Field(None, ge=1, description="matches prompts of at least this many tokens")
+    max_prompt_tokens: int | None = Field(None, ge=1, description="matches prompts of at most this many tokens")
+    min_output_tokens: int | None = Field(None, ge=1, description="matches outputs of at least this many tokens")
+    max_output_tokens: int | None = Field(None, ge=1, description="matches outputs of at most this many tokens")
+
+
+class ObjectivesConfig(Section):
+    ttft_s: float | None = Field(None, gt=0, description="this class's TTFT objective (default: `slo.ttft_s`)")
+    tpot_s: float | None = Field(None, gt=0, description="this class's TPOT objective (default: `slo.tpot_s`)")
+    e2e_s: float | None = Field(None, gt=0, description="this class's E2E objective (default: `slo.e2e_s`)")
+
+
+class ClassConfig(Section):
+    name: str = Field(description="class name, reported in `slo_class` and in the summary's `classes`")
+    priority: int = Field(0, description="scheduling priority of its requests (smaller is more important)")
+    share: float | None = Field(None, gt=0, le=1, description="class_by share: the fraction of requests in this class")
+    when: ClassRule | None = Field(None, description="class_by rule: the lengths this class takes (none: every request)")
+    slo: ObjectivesConfig = Field(default_factory=ObjectivesConfig, description="objectives overriding `slo` for this class")
+    timeout_s: float | None = Field(None, gt=0, description="drop a request still waiting this long after arrival")
+
+
 class WorkloadConfig(Section):
     trace: TraceConfig | None = Field(None, description="replay a trace file instead of synthetic requests")
     arrival: ArrivalConfig | None = Field(None, description="synthetic arrival process")
@@ -123,6 +153,12 @@ class WorkloadConfig(Section):
     rate_scale: float = Field(1.0, gt=0, description="multiply the arrival rate (divide gaps) by this factor")
     start_s: float = Field(0.0, ge=0, description="trace: drop requests arriving before this time, shift to 0")
     end_s: float | None = Field(None, gt=0, description="trace: drop requests arriving at or after this time")
+    classes: list[ClassConfig] = Field(
+        default_factory=list, description="request classes, each with a priority, objectives and timeout"
+    )
+    class_by: Literal["share", "rule", "column"] = Field(
+        "share", description="how requests get their class: random `share`s, length `rule`s, or the trace's slo_class `column`"
+    )
 
     @model_validator(mode="after")
     def _source_complete(self) -> WorkloadConfig:
@@ -137,6 +173,19 @@ class WorkloadConfig(Section):
                 missing.append("num_requests")
             if missing:
                 raise ValueError(f"a synthetic workload needs {', '.join(missing)} (or give a `trace`)")
+        return self
+
+    @model_validator(mode="after")
+    def _classes_assignable(self) -> WorkloadConfig:
+        names = [c.name for c in self.classes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"class names must be unique, got {', '.join(names)}")
+        if self.classes and self.class_by == "share":
+            shares = [c.share for c in self.classes]
+            if any(share is None for share in shares):
+                raise ValueError("with class_by: share every class needs a `share`")
+            if abs(sum(shares) - 1.0) > 1e-6:  # type: ignore[arg-type]
+                raise ValueError(f"class shares must add up to 1, got {sum(shares):g}")  # type: ignore[arg-type]
         return self
 
 
@@ -159,6 +208,14 @@ class OutputConfig(Section):
     iterations: bool = Field(False, description="write iterations.parquet with one row per iteration")
 
 
+class ClaimConfig(Section):
+    metric: str = Field(description="summary.json key path compared across variants, e.g. `tbt_s.p99`")
+    better: Literal["lower", "higher"] = Field(description="which direction of `metric` the claim says is better")
+    variant: str = Field(description="the variant the claim is about")
+    baselines: list[str] = Field(min_length=1, description="variants it is claimed to beat")
+    source: str = Field("", description="the claim in words, with the paper it comes from")
+
+
 class ExperimentConfig(Section):
     name: str = Field("experiment", description="experiment name, used for the default results directory")
     seed: int = Field(0, ge=0, description="seed of every random generator of the run")
@@ -174,3 +231,17 @@ class ExperimentConfig(Section):
     slo: SloConfig = Field(default_factory=SloConfig, description="service-level objectives")
     simulation: SimulationConfig = Field(default_factory=SimulationConfig, description="engine options")
     output: OutputConfig = Field(default_factory=OutputConfig, description="what to write")
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named runs of this experiment, each overriding some keys (a mapping with `name` replaces a policy section whole)",
+    )
+    claim: ClaimConfig | None = Field(None, description="a comparison between variants that the run checks and reports")
+
+    @model_validator(mode="after")
+    def _claim_names_variants(self) -> ExperimentConfig:
+        if self.claim is None:
+            return self
+        unknown = [v for v in (self.claim.variant, *self.claim.baselines) if v not in self.variants]
+        if unknown:
+            raise ValueError(f"claim names variant(s) {', '.join(unknown)}; variants: {', '.join(self.variants) or 'none'}")
+        return self

@@ -2,8 +2,11 @@
 
 The pool grants or refuses; it never decides whom to preempt (the scheduler and preemption
 policy do). Block ids are kept per owner so that conservation can be checked at any time.
+This pool shares nothing; `sim.prefix_cache` adds prefix reuse on top of the same interface.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sim.errors import EngineInvariantError
 
@@ -13,8 +16,23 @@ def blocks_for_tokens(num_tokens: int, block_size: int) -> int:
     return -(-num_tokens // block_size)
 
 
+@dataclass(frozen=True, slots=True)
+class PrefixHit:
+    """What a request would reuse from the prefix cache if admitted now."""
+
+    num_tokens: int = 0
+    num_blocks: int = 0
+    num_reclaimed: int = 0
+    """Reused blocks that nobody references (they leave the free pool when reused)."""
+
+
+NO_HIT = PrefixHit()
+
+
 class BlockPool:
     """A fixed number of KV blocks of `block_size` tokens each, owned by requests."""
+
+    caches_prefixes = False
 
     def __init__(self, num_blocks: int, block_size: int) -> None:
         if num_blocks < 0 or block_size < 1:
@@ -30,26 +48,31 @@ class BlockPool:
 
     @property
     def num_used_blocks(self) -> int:
-        return self.num_blocks - len(self._free)
+        return self.num_blocks - self.num_free_blocks
 
     def blocks_of(self, owner: int) -> list[int]:
         return list(self._owned.get(owner, ()))
 
+    def cached_prefix(self, request: object) -> PrefixHit:
+        return NO_HIT
+
+    def num_exclusive_blocks(self, request: object) -> int:
+        return len(self._owned.get(request.request_id, ()))  # type: ignore[attr-defined]
+
     def allocate(self, owner: int, count: int) -> None:
         """Give `owner` `count` more blocks; the caller has checked that they are free."""
-        if count > len(self._free):
-            raise EngineInvariantError(
-                f"KV pool: owner {owner} asked for {count} blocks with {len(self._free)} free"
-            )
+        free = self._free
+        if count > len(free):
+            raise EngineInvariantError(f"KV pool: owner {owner} asked for {count} blocks with {len(free)} free")
         if count <= 0:
             return
-        taken = self._free[-count:]
+        taken = free[-count:]
         taken.reverse()
-        del self._free[-count:]
+        del free[-count:]
         self._owned.setdefault(owner, []).extend(taken)
 
     def release(self, owner: int) -> int:
-        """Return every block of `owner` to the pool; returns how many were freed."""
+        """Return every block of `owner` to the pool; returns how many it held."""
         blocks = self._owned.pop(owner, None)
         if not blocks:
             return 0

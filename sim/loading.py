@@ -16,13 +16,15 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from policies import PolicyError, validate_params
-from sim.config import ExperimentConfig, PreemptionSpec, RouterSpec, SchedulerSpec
+from sim.config import EvictionSpec, ExperimentConfig, PreemptionSpec, RouterSpec, SchedulerSpec
 from sim.errors import ConfigError
+from sim.variants import variant_data
 
 POLICY_SECTIONS = {
     "scheduler": ("scheduler", SchedulerSpec),
     "preemption": ("preemption", PreemptionSpec),
     "cluster.router": ("router", RouterSpec),
+    "cache.eviction": ("eviction", EvictionSpec),
 }
 
 
@@ -92,9 +94,29 @@ def validate_config(data: Mapping[str, Any], origin: str = "<config>") -> Experi
     except ValidationError as exc:
         problems = [_describe_error(err) for err in exc.errors()]
     problems += _policy_problems(data)
+    if config is not None and config.variants:
+        problems += _variant_problems(config)
     if problems or config is None:
         raise ConfigError(f"{origin}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return config
+
+
+def variant_configs(config: ExperimentConfig, origin: str = "<config>") -> dict[str, ExperimentConfig]:
+    """Each variant of `config` as a validated config of its own."""
+    return {
+        name: validate_config(data, origin=f"{origin}, variant {name!r}") for name, data in variant_data(config).items()
+    }
+
+
+def _variant_problems(config: ExperimentConfig) -> list[str]:
+    problems = []
+    for name, data in variant_data(config).items():
+        try:
+            validate_config(data)
+        except ConfigError as exc:
+            details = str(exc).split("\n")[1:]
+            problems += [f"variants.{name}: {line.strip()}" for line in details]
+    return problems
 
 
 def _policy_problems(data: Mapping[str, Any]) -> list[str]:

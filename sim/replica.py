@@ -1,27 +1,43 @@
 """One serving replica: a SimPy process running iteration-level continuous batching.
 
-Each loop asks the scheduler for a batch, applies its preemptions, admits and allocates, costs
-the batch, advances time by one iteration and applies the result. When the scheduler promises
-that a decode-only batch stays the same until something happens (an arrival, a finish, a
-memory shortage), the whole stretch of iterations is costed and applied in one step.
+Each loop drops requests that gave up waiting, asks the scheduler for a batch, applies its
+preemptions (recompute or swap), admits and allocates, costs the batch, advances time by one
+iteration and applies the result. When the scheduler promises that a decode-only batch stays
+the same until something happens, the whole stretch of iterations is costed and applied in one
+step (`sim.stretch`). A scheduler that preempts at operator boundaries may interrupt an
+iteration on an arrival; it is then suspended and later resumed (`sim.iteration`).
 """
 from __future__ import annotations
 
 import math
 from collections import deque
 from collections.abc import Callable, Generator
+from dataclasses import dataclass
 
-import numpy as np
 import simpy
 
 from hwmodels import BatchShape, CostModel
-from policies import SchedulerPolicy, ScheduleDecision
+from policies import PreemptionMode, SchedulerPolicy, ScheduleDecision
 from sim.errors import EngineInvariantError
+from sim.iteration import Iteration
 from sim.kv_memory import BlockPool, blocks_for_tokens
 from sim.metrics import MetricsRecorder
-from sim.request import Request, RequestState
+from sim.request import INFINITY, Request, RequestState
+from sim.stretch import run_stretch
 
-MAX_STRETCH_STEPS = 4096
+RECENTLY_FINISHED = 1000
+
+
+@dataclass(frozen=True)
+class ReplicaSetup:
+    """What a replica is given besides its policies: memory, limits and the swap link."""
+
+    kv: BlockPool
+    host: BlockPool
+    max_model_len: int
+    swap_block_s: float
+    """Seconds to move one KV block between device and host memory (each device its shard)."""
+    fast_forward: bool = True
 
 
 class Replica:
@@ -33,44 +49,73 @@ class Replica:
         replica_id: int,
         scheduler: SchedulerPolicy,
         cost_model: CostModel,
-        kv: BlockPool,
+        setup: ReplicaSetup,
         metrics: MetricsRecorder,
-        max_model_len: int,
         next_arrival_s: Callable[[], float],
         on_done: Callable[[Request], None],
-        fast_forward: bool = True,
     ) -> None:
         self.env = env
         self.replica_id = replica_id
         self.scheduler = scheduler
         self.cost_model = cost_model
-        self.kv = kv
+        self.kv = setup.kv
+        self.host = setup.host
+        self.max_model_len = setup.max_model_len
+        self.swap_block_s = setup.swap_block_s
         self.metrics = metrics
-        self.max_model_len = max_model_len
         self.next_arrival_s = next_arrival_s
         self.on_done = on_done
-        self.fast_forward = fast_forward and scheduler.stable_under_decode
+        self.fast_forward = setup.fast_forward and scheduler.stable_under_decode
+        self._interruptible = type(scheduler).interrupt is not SchedulerPolicy.interrupt
         self.waiting: deque[Request] = deque()
-        self.running: list[Request] = []
+        self._running: list[Request] = []
+        self.suspended: list[Iteration] = []
+        self.recently_finished: deque[Request] = deque(maxlen=RECENTLY_FINISHED)
+        self.in_flight: Iteration | None = None
+        self._interrupting = False
         self._wake: simpy.Event | None = None
+        self._pending_swap_blocks = 0
+        self._has_timeouts = False
         self._gaps = metrics.gap_sink()
         self.num_iterations = 0
         self.num_engine_steps = 0
+        self.num_interrupts = 0
         self.process = env.process(self._loop())
+
+    @property
+    def running(self) -> list[Request]:
+        """Admitted requests in admission order, except those in suspended iterations."""
+        if not self.suspended:
+            return self._running
+        held = {id(r) for iteration in self.suspended for r, _ in iteration.entries}
+        return [r for r in self._running if id(r) not in held]
+
+    @property
+    def num_outstanding(self) -> int:
+        return len(self.waiting) + len(self._running)
 
     def submit(self, request: Request) -> None:
         """Take an arriving request: queue it, or reject it if it could never be served here."""
         request.replica_id = self.replica_id
         reason = self._rejection_reason(request)
         if reason:
-            request.state = RequestState.REJECTED
             request.reject_reason = reason
-            request.finish_s = self.env.now
-            self.on_done(request)
+            self._end(request, RequestState.REJECTED, self.env.now)
             return
         self.waiting.append(request)
+        if request.timeout_at_s < INFINITY:
+            self._has_timeouts = True
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
+        elif self._should_interrupt(request):
+            self._interrupting = True
+            self.num_interrupts += 1
+            self.process.interrupt()
+
+    def _should_interrupt(self, arrival: Request) -> bool:
+        in_flight = self.in_flight
+        return (in_flight is not None and not self._interrupting
+                and self.scheduler.interrupt(in_flight, arrival, self, self.env.now))
 
     def _rejection_reason(self, request: Request) -> str:
         total = request.prompt_tokens + request.output_tokens
@@ -85,64 +130,130 @@ class Replica:
     def _loop(self) -> Generator[simpy.Event, None, None]:
         env = self.env
         while True:
-            if not self.running and not self.waiting:
-                self._wake = env.event()
-                yield self._wake
+            if self._has_timeouts:
+                self._drop_expired()
+            if not self._running and not self.waiting:
+                yield self._sleep(None)
                 continue
             decision = self.scheduler.schedule(self, env.now)
             self._preempt(decision)
-            if not decision.scheduled:
-                if not decision.preempted:
-                    self._wake = env.event()
-                    yield self._wake
+            if decision.resume is not None:
+                yield from self._resume(decision)
                 continue
-            news, contexts, all_decode = self._admit_and_allocate(decision)
+            if not decision.scheduled and not decision.padding:
+                if not decision.preempted:
+                    yield self._sleep(decision.wake_at)
+                continue
+            entries, news, contexts, all_decode = self._admit_and_allocate(decision)
             self._sample(len(news), sum(news))
-            start = env.now
             self.num_engine_steps += 1
-            if self.fast_forward and all_decode and not decision.preempted and len(news) == len(self.running):
-                steps, ends = self._plan_stretch(contexts)
-                if steps > 1:
-                    yield env.timeout(float(ends[steps - 1]) - start)
-                    ends[steps - 1] = env.now  # equal up to float rounding of SimPy's clock
-                    self._apply_stretch(contexts, start, ends[:steps])
+            swap_s = self._take_swap_seconds()
+            if (self.fast_forward and all_decode and not decision.preempted and not decision.padding
+                    and not swap_s and len(entries) == len(self._running)):
+                steps = yield from run_stretch(self, contexts)
+                if steps:
                     self.num_iterations += steps
                     continue
-            yield env.timeout(self.cost_model.iteration_time(BatchShape(news, contexts)))
-            self._apply_iteration(decision, start)
-            self.num_iterations += 1
+            shape = BatchShape(news, contexts)
+            iteration = Iteration(entries, shape, swap_s + self.cost_model.iteration_time(shape), env.now, began_s=env.now)
+            if self._interruptible:
+                yield from self._run(iteration)
+            else:
+                yield env.timeout(iteration.total_s)
+                self._apply(iteration)
+                self.num_iterations += 1
+
+    def _sleep(self, wake_at: float | None) -> simpy.Event:
+        """An event that fires on the next arrival or memory release, or at `wake_at`/the next timeout."""
+        self._wake = self.env.event()
+        if self._has_timeouts and self.waiting:
+            earliest = min(r.timeout_at_s for r in self.waiting)
+            wake_at = earliest if wake_at is None else min(wake_at, earliest)
+        if wake_at is None:
+            return self._wake
+        return self._wake | self.env.timeout(max(0.0, wake_at - self.env.now))
+
+    def _run(self, iteration: Iteration) -> Generator[simpy.Event, None, None]:
+        """Run `iteration` to its end, or to an operator boundary if an arrival interrupts it."""
+        env = self.env
+        self.in_flight = iteration
+        try:
+            yield env.timeout(iteration.remaining_s)
+        except simpy.Interrupt:
+            boundary = iteration.next_boundary_s(env.now)
+            if boundary > env.now:
+                yield env.timeout(boundary - env.now)
+            iteration.suspend_at(env.now)
+            self.in_flight = None
+            self._interrupting = False
+            if iteration.remaining_s > 1e-12:
+                self.suspended.append(iteration)
+                return
+        self.in_flight = None
+        self._apply(iteration)
+        self.num_iterations += 1
+
+    def _resume(self, decision: ScheduleDecision) -> Generator[simpy.Event, None, None]:
+        iteration = decision.resume
+        if iteration not in self.suspended:
+            raise EngineInvariantError(
+                f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler resumed an iteration that is not suspended"
+            )
+        self.suspended.remove(iteration)  # type: ignore[arg-type]
+        iteration.resume_at(self.env.now)  # type: ignore[union-attr]
+        self._sample(len(iteration.entries), iteration.shape.num_tokens)  # type: ignore[union-attr]
+        yield from self._run(iteration)  # type: ignore[arg-type]
 
     def _preempt(self, decision: ScheduleDecision) -> None:
         for victim in decision.preempted:
             request: Request = victim  # type: ignore[assignment]
-            if request.state is not RequestState.RUNNING:
+            if request.state is not RequestState.RUNNING or request not in self.running:
                 raise EngineInvariantError(
-                    f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler preempted {request!r}, which is not running"
+                    f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler preempted {request!r}, "
+                    "which is not running"
                 )
-            self.running.remove(request)
+            self._running.remove(request)
+            request.num_preemptions += 1
+            mode = self.scheduler.preemption.mode(request, self.host, self.env.now)
+            if mode is PreemptionMode.SWAP and self.host.num_free_blocks >= request.num_blocks:
+                self.host.allocate(request.request_id, request.num_blocks)
+                self._pending_swap_blocks += request.num_blocks
+                request.num_swaps += 1
+                request.state = RequestState.SWAPPED
+            else:
+                request.num_computed_tokens = 0
+                request.state = RequestState.WAITING
             self.kv.release(request.request_id)
             request.num_blocks = 0
-            request.num_computed_tokens = 0
-            request.num_preemptions += 1
-            request.state = RequestState.WAITING
-        for victim in decision.preempted:
+        for victim in reversed(decision.preempted):
             self.waiting.appendleft(victim)  # type: ignore[arg-type]
 
-    def _admit_and_allocate(self, decision: ScheduleDecision) -> tuple[tuple[int, ...], tuple[int, ...], bool]:
+    def _take_swap_seconds(self) -> float:
+        blocks, self._pending_swap_blocks = self._pending_swap_blocks, 0
+        return blocks * self.swap_block_s
+
+    def _admit_and_allocate(
+        self, decision: ScheduleDecision
+    ) -> tuple[list[tuple[Request, int]], tuple[int, ...], tuple[int, ...], bool]:
         """Admit scheduled waiting requests and give every entry its KV slots.
 
-        Returns the batch shape (new tokens, contexts) and whether every entry is a running
-        request decoding one token."""
+        Returns the entries (an admitted request's new tokens clipped to what is left after its
+        prefix-cache hit), the batch shape (padding included), and whether every entry is a
+        running request decoding one token."""
+        entries: list[tuple[Request, int]] = decision.scheduled  # type: ignore[assignment]
         news = []
         contexts = []
         all_decode = True
         block_size = self.kv.block_size
         running_state = RequestState.RUNNING
-        for entry, num_new in decision.scheduled:
-            request: Request = entry  # type: ignore[assignment]
+        for index, (request, num_new) in enumerate(entries):
             if request.state is not running_state:
                 self._admit(request)
                 all_decode = False
+                left = request.num_tokens - request.num_computed_tokens
+                if num_new > left:
+                    num_new = left
+                    entries[index] = (request, num_new)
             computed = request.num_computed_tokens
             if num_new < 1 or computed + num_new > request.num_tokens:
                 raise EngineInvariantError(
@@ -156,54 +267,61 @@ class Replica:
                 request.num_blocks += need
             news.append(num_new)
             contexts.append(computed)
-        return tuple(news), tuple(contexts), all_decode
+        for num_new, context in decision.padding:
+            news.append(num_new)
+            contexts.append(context)
+        return entries, tuple(news), tuple(contexts), all_decode
 
     def _admit(self, request: Request) -> None:
-        if request.state is not RequestState.WAITING:
-            raise EngineInvariantError(
-                f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler scheduled {request!r}"
-            )
+        if request.state not in (RequestState.WAITING, RequestState.SWAPPED):
+            raise EngineInvariantError(f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler scheduled {request!r}")
         if self.waiting and self.waiting[0] is request:
             self.waiting.popleft()
         else:
             self.waiting.remove(request)
+        if request.state is RequestState.SWAPPED:
+            swapped = self.host.release(request.request_id)
+            self.kv.allocate(request.request_id, swapped)
+            request.num_blocks = swapped
+            self._pending_swap_blocks += swapped
+        elif self.kv.caches_prefixes and not request.num_computed_tokens:
+            hit = self.kv.reuse(request)  # type: ignore[attr-defined]
+            request.num_computed_tokens = hit.num_tokens
+            request.num_blocks = hit.num_blocks
+            request.num_cached_tokens += hit.num_tokens
         request.state = RequestState.RUNNING
         if math.isnan(request.first_scheduled_s):
             request.first_scheduled_s = self.env.now
-        self.running.append(request)
+        self._running.append(request)
 
     def _sample(self, batch_size: int, batch_tokens: int) -> None:
         self.metrics.sample_replica(
-            (
-                self.env.now,
-                self.replica_id,
-                len(self.waiting),
-                len(self.running),
-                batch_size,
-                batch_tokens,
-                self.kv.num_used_blocks,
-                self.kv.num_blocks,
-            )
+            (self.env.now, self.replica_id, len(self.waiting), len(self._running), batch_size, batch_tokens,
+             self.kv.num_used_blocks, self.kv.num_blocks)
         )
 
-    def _apply_iteration(self, decision: ScheduleDecision, start: float) -> None:
+    def _apply(self, iteration: Iteration) -> None:
         now = self.env.now
         num_prefill_tokens = 0
         num_decodes = 0
-        for entry, num_new in decision.scheduled:
-            request: Request = entry  # type: ignore[assignment]
-            computed = request.num_computed_tokens + num_new
+        caching = self.kv.caches_prefixes
+        block_size = self.kv.block_size
+        for request, num_new in iteration.entries:
+            before = request.num_computed_tokens
+            computed = before + num_new
             request.num_computed_tokens = computed
             if num_new == 1 and request.num_generated and computed == request.num_tokens:
                 num_decodes += 1
             else:
                 num_prefill_tokens += num_new
+                if caching and request.prefix_hashes:
+                    self.kv.register(request, before // block_size, computed // block_size)  # type: ignore[attr-defined]
             if computed == request.num_tokens:
                 self._emit_token(request, now)
         if self.metrics.record_iterations:
             self.metrics.add_iteration(
-                (self.replica_id, start, now, len(decision.scheduled), num_prefill_tokens + num_decodes,
-                 num_prefill_tokens, num_decodes)
+                (self.replica_id, iteration.began_s, now, len(iteration.entries),
+                 num_prefill_tokens + num_decodes, num_prefill_tokens, num_decodes)
             )
 
     def _emit_token(self, request: Request, now: float) -> None:
@@ -218,83 +336,25 @@ class Replica:
                 request.max_tbt_s = gap
         request.last_token_s = now
         if request.num_generated >= request.output_tokens:
-            self._finish(request, now)
+            self.finish(request, now)
 
-    def _finish(self, request: Request, now: float) -> None:
-        request.state = RequestState.FINISHED
-        request.finish_s = now
-        self.running.remove(request)
+    def finish(self, request: Request, now: float) -> None:
+        self._running.remove(request)
         self.kv.release(request.request_id)
         request.num_blocks = 0
-        self.on_done(request)
+        self.recently_finished.append(request)
+        self._end(request, RequestState.FINISHED, now)
 
-    def _plan_stretch(self, contexts: tuple[int, ...]) -> tuple[int, np.ndarray]:
-        """How many identical decode iterations can run before anything could change, and their end times."""
+    def _drop_expired(self) -> None:
         now = self.env.now
-        next_arrival = self.next_arrival_s()
-        first = self.cost_model.iteration_time(BatchShape((1,) * len(contexts), contexts))
-        if now + 2 * first >= next_arrival:
-            return 1, np.empty(0)
-        remaining = min(r.output_tokens - r.num_generated for r in self.running)
-        limit = self._steps_memory_allows(contexts, min(remaining, MAX_STRETCH_STEPS))
-        if limit <= 1:
-            return 1, np.empty(0)
-        times = self.cost_model.decode_stretch_times(np.asarray(contexts), limit)
-        ends = np.cumsum(np.concatenate(([now], times)))[1:]
-        return min(limit, int(np.searchsorted(ends, next_arrival, side="left"))), ends
+        expired = [r for r in self.waiting if r.timeout_at_s <= now]
+        for request in expired:
+            self.waiting.remove(request)
+            if request.state is RequestState.SWAPPED:
+                self.host.release(request.request_id)
+            self._end(request, RequestState.DROPPED, request.timeout_at_s)
 
-    def _steps_memory_allows(self, contexts: tuple[int, ...], upper: int) -> int:
-        """Largest k <= upper such that k decode steps fit in the free blocks (step 0 is allocated)."""
-        block_size = self.kv.block_size
-        free = self.kv.num_free_blocks
-        held = [r.num_blocks for r in self.running]
-
-        def extra_blocks(k: int) -> int:
-            total = 0
-            for c, h in zip(contexts, held):
-                need = -(-(c + k) // block_size) - h
-                if need > 0:
-                    total += need
-            return total
-
-        low, high = 1, upper
-        if extra_blocks(high) <= free:
-            return high
-        while high - low > 1:
-            mid = (low + high) // 2
-            if extra_blocks(mid) <= free:
-                low = mid
-            else:
-                high = mid
-        return low
-
-    def _apply_stretch(self, contexts: tuple[int, ...], start: float, ends: np.ndarray) -> None:
-        steps = len(ends)
-        block_size = self.kv.block_size
-        first_end = float(ends[0])
-        last_end = float(ends[-1])
-        inner = np.diff(ends)
-        inner_max = float(inner.max())
-        first_gaps = np.empty(len(self.running))
-        finished = []
-        for i, request in enumerate(self.running):
-            gap = first_end - request.last_token_s
-            first_gaps[i] = gap
-            request.max_tbt_s = max(request.max_tbt_s, gap, inner_max)
-            request.last_token_s = last_end
-            request.num_computed_tokens += steps
-            request.add_generated(steps)
-            need = blocks_for_tokens(contexts[i] + steps, block_size) - request.num_blocks
-            if need > 0:
-                self.kv.allocate(request.request_id, need)
-                request.num_blocks += need
-            if request.num_generated >= request.output_tokens:
-                finished.append(request)
-        self.metrics.add_gaps(first_gaps)
-        self.metrics.add_gaps(inner, weight=len(self.running))
-        if self.metrics.record_iterations:
-            starts = np.concatenate(([start], ends[:-1]))
-            self.metrics.add_iteration_stretch(self.replica_id, starts, ends, len(self.running))
-        for request in finished:
-            self._finish(request, last_end)
-
+    def _end(self, request: Request, state: RequestState, at_s: float) -> None:
+        request.state = state
+        request.finish_s = at_s
+        self.on_done(request)

@@ -10,12 +10,22 @@ import math
 from dataclasses import dataclass
 from enum import Enum
 
+INFINITY = math.inf
+
 
 class RequestState(Enum):
     WAITING = "waiting"
     RUNNING = "running"
+    SWAPPED = "swapped"
+    """Preempted with its KV in host memory: waiting to be swapped back in."""
     FINISHED = "finished"
     REJECTED = "rejected"
+    """Could never be served (too long for the model or the memory)."""
+    DROPPED = "dropped"
+    """Gave up waiting: still queued when its class's timeout passed."""
+
+
+ENDED = (RequestState.FINISHED, RequestState.REJECTED, RequestState.DROPPED)
 
 
 @dataclass(slots=True, eq=False)
@@ -31,6 +41,9 @@ class Request:
     slo_class: str = "default"
     session_id: str | None = None
     prefix_hashes: tuple[int, ...] = ()
+    prefix_block_tokens: int = 0
+    ttft_deadline_s: float = INFINITY
+    timeout_at_s: float = INFINITY
 
     state: RequestState = RequestState.WAITING
     num_tokens: int = 0
@@ -38,7 +51,9 @@ class Request:
     num_computed_tokens: int = 0
     num_generated: int = 0
     num_blocks: int = 0
+    num_cached_tokens: int = 0
     num_preemptions: int = 0
+    num_swaps: int = 0
     first_scheduled_s: float = math.nan
     first_token_s: float = math.nan
     last_token_s: float = math.nan
@@ -66,6 +81,14 @@ class Request:
     @property
     def is_done(self) -> bool:
         return self.num_generated >= self.output_tokens
+
+    @property
+    def is_swapped(self) -> bool:
+        return self.state is RequestState.SWAPPED
+
+    @property
+    def prefix_group(self) -> int | None:
+        return self.prefix_hashes[0] if self.prefix_hashes else None
 
     def __repr__(self) -> str:
         return (

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sim.config import ExperimentConfig, SloConfig
+from sim.classes import ServiceClass
+from sim.config import ExperimentConfig
 from sim.request import Request
 from sim.summary import slo_met
 
@@ -31,7 +34,7 @@ class RunResult:
     iterations: pd.DataFrame | None
 
 
-def request_table(requests: list[Request], slo: SloConfig) -> pd.DataFrame:
+def request_table(requests: list[Request], classes: Mapping[str, ServiceClass]) -> pd.DataFrame:
     """One row per request with its timestamps and derived latencies (see the README)."""
     table = pd.DataFrame(
         {
@@ -49,6 +52,8 @@ def request_table(requests: list[Request], slo: SloConfig) -> pd.DataFrame:
             "finish_s": [r.finish_s for r in requests],
             "max_tbt_s": [r.max_tbt_s if r.output_tokens > 1 else np.nan for r in requests],
             "num_preemptions": [r.num_preemptions for r in requests],
+            "num_swaps": [r.num_swaps for r in requests],
+            "cached_tokens": [r.num_cached_tokens for r in requests],
         }
     )
     finished = table["state"] == "finished"
@@ -58,31 +63,43 @@ def request_table(requests: list[Request], slo: SloConfig) -> pd.DataFrame:
     decode_steps = (table["output_tokens"] - 1).where(table["output_tokens"] > 1)
     table["tpot_s"] = ((table["e2e_s"] - table["ttft_s"]) / decode_steps).where(finished)
     table["normalized_latency_s"] = table["e2e_s"] / table["output_tokens"]
-    table["slo_met"] = slo_met(table, slo)
+    table["slo_met"] = slo_met(table, classes)
     return table
 
 
-def write_results(result: RunResult, out_dir: Path, plots: bool = True) -> Path:
-    """Write the results directory atomically; an existing directory is replaced only on success."""
+@contextmanager
+def staged_directory(out_dir: Path) -> Iterator[Path]:
+    """A temporary sibling of `out_dir` to write into; renamed to `out_dir` only if the block succeeds."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        (staging / "config.yaml").write_text(yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False))
-        (staging / "summary.json").write_text(json.dumps(result.summary, indent=2, allow_nan=True) + "\n")
-        result.requests.to_parquet(staging / "requests.parquet", index=False)
-        result.replica_series.to_parquet(staging / "replica_series.parquet", index=False)
-        result.system_series.to_parquet(staging / "system_series.parquet", index=False)
-        if result.iterations is not None:
-            result.iterations.to_parquet(staging / "iterations.parquet", index=False)
-        if plots:
-            from sim.plots import write_plots
-
-            write_plots(result, staging)
+        yield staging
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out_dir
+
+
+def write_results(result: RunResult, out_dir: Path, plots: bool = True) -> Path:
+    """Write the results directory atomically; an existing directory is replaced only on success."""
+    with staged_directory(out_dir) as staging:
+        write_run_files(result, staging, plots)
+    return Path(out_dir)
+
+
+def write_run_files(result: RunResult, directory: Path, plots: bool) -> None:
+    """The files of one run (see the README's output reference) into an existing directory."""
+    (directory / "config.yaml").write_text(yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False))
+    (directory / "summary.json").write_text(json.dumps(result.summary, indent=2, allow_nan=True) + "\n")
+    result.requests.to_parquet(directory / "requests.parquet", index=False)
+    result.replica_series.to_parquet(directory / "replica_series.parquet", index=False)
+    result.system_series.to_parquet(directory / "system_series.parquet", index=False)
+    if result.iterations is not None:
+        result.iterations.to_parquet(directory / "iterations.parquet", index=False)
+    if plots:
+        from sim.plots import write_plots
+
+        write_plots(result, directory)

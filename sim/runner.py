@@ -13,24 +13,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import simpy
 
 from hwmodels import ConstantCostModel, CostModel, ParallelPlan
 from hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, load_hardware, load_model
 from hwmodels.roofline import RooflineCostModel
-from policies import PolicyError, create_policy
+from hwmodels.tables.loading import table_cost_model
+from policies import PolicyError, create_policy, validate_params
 from sim import __version__
-from sim.capacity import KvCapacity, kv_capacity
+from sim.capacity import GIB, KvCapacity, kv_capacity
+from sim.classes import ServiceClass, assign_classes, service_classes
 from sim.cluster import Cluster
-from sim.config import ExperimentConfig
+from sim.config import ExperimentConfig, PolicySpec
 from sim.errors import ConfigError, EngineInvariantError
 from sim.kv_memory import BlockPool
 from sim.metrics import MetricsRecorder
-from sim.replica import Replica
-from sim.request import Request, RequestState
+from sim.prefix_cache import PrefixCachingBlockPool
+from sim.replica import Replica, ReplicaSetup
+from sim.request import ENDED, Request, RequestState
 from sim.results import RunResult, request_table
-from sim.summary import summarize
+from sim.summary import summarize, summarize_classes
 from sim.workload import build_workload, to_requests
 from traces import TraceError
 
@@ -47,6 +51,7 @@ class PreparedRun:
     capacity: KvCapacity
     max_model_len: int
     workload: pd.DataFrame
+    classes: dict[str, ServiceClass]
 
 
 def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun:
@@ -55,21 +60,24 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     hardware = _lookup("hardware", lambda: load_hardware(config.hardware))
     plan = ParallelPlan(tp=config.cluster.parallel.tp, pp=config.cluster.parallel.pp)
     _check_plan(plan, model, hardware)
-    scheduler_params = config.scheduler.params()
+    scheduler_params = _lookup_policy(lambda: validate_params("scheduler", config.scheduler.name, config.scheduler.params()))
     capacity = kv_capacity(
         model,
         hardware,
         plan,
         config.memory,
-        max_batched_tokens=int(scheduler_params.get("max_num_batched_tokens", 8192)),
-        max_num_seqs=int(scheduler_params.get("max_num_seqs", 256)),
+        max_batched_tokens=getattr(scheduler_params, "max_num_batched_tokens", 8192),
+        max_num_seqs=getattr(scheduler_params, "max_num_seqs", 256),
     )
     max_model_len = config.memory.max_model_len or model.max_position_embeddings
     try:
         workload = build_workload(config.workload, base_dir, config.seed)
     except TraceError as exc:
         raise ConfigError(f"workload: {exc}") from None
-    return PreparedRun(config, model, hardware, plan, _cost_model(config, model, hardware, plan), capacity, max_model_len, workload)
+    workload = assign_classes(workload, config.workload, random_stream(config.seed, 3))
+    classes = service_classes(config, workload)
+    return PreparedRun(config, model, hardware, plan, _cost_model(config, model, hardware, plan, base_dir), capacity,
+                       max_model_len, workload, classes)
 
 
 def _lookup(key: str, load: Callable[[], Any]) -> Any:
@@ -77,6 +85,13 @@ def _lookup(key: str, load: Callable[[], Any]) -> Any:
         return load()
     except CatalogError as exc:
         raise ConfigError(f"{key}: {exc}") from None
+
+
+def _lookup_policy(load: Callable[[], Any]) -> Any:
+    try:
+        return load()
+    except PolicyError as exc:
+        raise ConfigError(f"scheduler: {exc}") from None
 
 
 def _model_ref(config: ExperimentConfig, base_dir: Path) -> str | Path:
@@ -100,7 +115,9 @@ def _check_plan(plan: ParallelPlan, model: ModelSpec, hardware: HardwareSpec) ->
         raise ConfigError(f"cluster.parallel.pp: {plan.pp} is more stages than the {model.num_layers} layers of {model.name}")
 
 
-def _cost_model(config: ExperimentConfig, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan) -> CostModel:
+def _cost_model(
+    config: ExperimentConfig, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan, base_dir: Path
+) -> CostModel:
     spec = config.cost_model
     if spec.kind == "constant":
         return ConstantCostModel(spec.iteration_s, spec.per_token_s)
@@ -113,7 +130,19 @@ def _cost_model(config: ExperimentConfig, model: ModelSpec, hardware: HardwareSp
         )
         if value is not None
     }
-    return RooflineCostModel(model, hardware, plan, **options)
+    roofline = RooflineCostModel(model, hardware, plan, **options)
+    if spec.kind == "table":
+        return _lookup("cost_model.tables", lambda: table_cost_model(spec.tables, base_dir, model, hardware, plan, roofline))
+    return roofline
+
+
+def random_stream(seed: int, *key: int) -> np.random.Generator:
+    """An independent generator for one component: the experiment seed plus the component's key.
+
+    Keys 0-2 are the synthetic workload's (arrivals, prompt and output lengths), 3 the class
+    assignment, (4, replica) each replica's policies.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
 
 def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | None = None) -> RunResult:
@@ -122,32 +151,34 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     started = time.perf_counter()
     env = simpy.Environment()
     metrics = MetricsRecorder(record_iterations=config.output.iterations)
-    requests = to_requests(prepared.workload)
+    requests = to_requests(prepared.workload, prepared.classes)
     on_done = (lambda request: progress(cluster.num_done, env.now)) if progress else (lambda request: None)
     try:
-        router = create_policy("router", config.cluster.router.name, config.cluster.router.params())
+        router = _policy(config.cluster.router, "router", random_stream(config.seed, 5))
         cluster = Cluster(env, router, requests, metrics, on_done)
         for replica_id in range(config.cluster.replicas):
-            preemption = create_policy("preemption", config.preemption.name, config.preemption.params())
-            scheduler = create_policy("scheduler", config.scheduler.name, config.scheduler.params(), preemption=preemption)
-            kv = BlockPool(prepared.capacity.num_blocks, config.memory.block_size)
+            rng = random_stream(config.seed, 4, replica_id)
+            preemption = _policy(config.preemption, "preemption", rng)
+            scheduler = _policy(config.scheduler, "scheduler", rng, preemption=preemption)
+            setup = _replica_setup(prepared, env, rng)
             cluster.add_replica(
-                Replica(
-                    env, replica_id, scheduler, prepared.cost_model, kv, metrics, prepared.max_model_len,
-                    cluster.next_arrival_s, cluster.request_done, fast_forward=config.simulation.fast_forward,
-                )
+                Replica(env, replica_id, scheduler, prepared.cost_model, setup, metrics, cluster.next_arrival_s,
+                        cluster.request_done)
             )
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
     env.run()
     _check_invariants(requests, cluster)
-    table = request_table(requests, config.slo)
+    table = request_table(requests, prepared.classes)
     summary = summarize(table, metrics.token_gaps(), config.slo, env.now)
+    summary["classes"] = summarize_classes(table, prepared.classes)
     summary["engine"] = {
         "iterations": sum(r.num_iterations for r in cluster.replicas),
         "engine_steps": sum(r.num_engine_steps for r in cluster.replicas),
+        "interrupts": sum(r.num_interrupts for r in cluster.replicas),
     }
     summary["memory"] = {"kv_blocks_per_replica": prepared.capacity.num_blocks, **prepared.capacity.as_dict()}
+    summary["cache"] = _cache_summary(table, cluster)
     summary["run"] = {
         "wall_s": time.perf_counter() - started,
         "seed": config.seed,
@@ -161,14 +192,47 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
                      metrics.iterations() if config.output.iterations else None)
 
 
+def _policy(spec: PolicySpec, kind: str, rng: np.random.Generator, **collaborators: Any) -> Any:
+    return create_policy(kind, spec.name, spec.params(), rng=rng, **collaborators)
+
+
+def _replica_setup(prepared: PreparedRun, env: simpy.Environment, rng: np.random.Generator) -> ReplicaSetup:
+    config = prepared.config
+    capacity = prepared.capacity
+    block_size = config.memory.block_size
+    if config.cache.prefix_caching:
+        eviction = _policy(config.cache.eviction, "eviction", rng)
+        kv: BlockPool = PrefixCachingBlockPool(capacity.num_blocks, block_size, eviction, lambda: env.now)
+    else:
+        kv = BlockPool(capacity.num_blocks, block_size)
+    block_bytes = block_size * capacity.kv_bytes_per_token
+    host_blocks = int(config.memory.swap_space_gib * GIB) // block_bytes
+    swap_block_s = block_bytes / (prepared.hardware.host_link_gbps * 1e9)
+    return ReplicaSetup(kv, BlockPool(host_blocks, block_size), prepared.max_model_len, swap_block_s,
+                        config.simulation.fast_forward)
+
+
+def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:
+    prompt_tokens = float(table["prompt_tokens"].sum())
+    hit_tokens = float(table["cached_tokens"].sum())
+    return {
+        "prefix_caching": any(r.kv.caches_prefixes for r in cluster.replicas),
+        "hit_tokens": int(hit_tokens),
+        "hit_rate": hit_tokens / prompt_tokens if prompt_tokens else 0.0,
+        "num_swaps": int(table["num_swaps"].sum()),
+        "num_dropped": int((table["state"] == "dropped").sum()),
+    }
+
+
 def _check_invariants(requests: list[Request], cluster: Cluster) -> None:
-    stuck = [r for r in requests if r.state not in (RequestState.FINISHED, RequestState.REJECTED)]
+    stuck = [r for r in requests if r.state not in ENDED]
     if stuck:
         raise EngineInvariantError(f"{len(stuck)} request(s) never finished, first {stuck[0]!r} on replica {stuck[0].replica_id}")
     for replica in cluster.replicas:
-        replica.kv.check_conservation()
-        if replica.kv.num_used_blocks:
-            raise EngineInvariantError(f"replica {replica.replica_id}: {replica.kv.num_used_blocks} KV blocks still held at the end")
+        for pool in (replica.kv, replica.host):
+            pool.check_conservation()
+            if pool.num_used_blocks:
+                raise EngineInvariantError(f"replica {replica.replica_id}: {pool.num_used_blocks} KV blocks still held at the end")
     wrong = [r for r in requests if r.state is RequestState.FINISHED and r.num_generated != r.output_tokens]
     if wrong:
         raise EngineInvariantError(f"{wrong[0]!r} finished with {wrong[0].num_generated} tokens generated")

@@ -6,11 +6,13 @@ mass at or below it) everywhere, so request-level and pooled per-token figures a
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sim.classes import ServiceClass
 from sim.config import SloConfig
 
 PERCENTILES = {"p50": 50, "p90": 90, "p99": 99}
@@ -30,17 +32,18 @@ def latency_block(values: np.ndarray, weights: np.ndarray | None = None) -> dict
     return {"mean": mean, **{k: float(q) for k, q in zip(PERCENTILES, qs)}, "max": float(values.max())}
 
 
-def slo_met(requests: pd.DataFrame, slo: SloConfig) -> np.ndarray:
-    """Per request: finished and within every SLO that is set (rejected requests never meet it).
+def slo_met(requests: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> np.ndarray:
+    """Per request: finished and within every objective of its class (others never meet them).
 
     A request with one output token has no TPOT, so a TPOT objective does not apply to it.
     """
     met = (requests["state"] == "finished").to_numpy().copy()
-    for column, limit in (("ttft_s", slo.ttft_s), ("tpot_s", slo.tpot_s), ("e2e_s", slo.e2e_s)):
-        if limit is None:
-            continue
+    labels = requests["slo_class"]
+    for column in ("ttft_s", "tpot_s", "e2e_s"):
+        limits = labels.map({name: getattr(c, column) for name, c in classes.items()}).to_numpy(dtype=float)
         values = requests[column].to_numpy(dtype=float)
-        within = values <= limit
+        with np.errstate(invalid="ignore"):
+            within = np.isnan(limits) | (values <= limits)
         if column == "tpot_s":
             within |= np.isnan(values)
         met &= within
@@ -67,6 +70,7 @@ def summarize(
         "num_requests": int(len(requests)),
         "num_finished": int(len(finished)),
         "num_rejected": int((requests["state"] == "rejected").sum()),
+        "num_dropped": int((requests["state"] == "dropped").sum()),
         "num_preemptions": int(requests["num_preemptions"].sum()),
         "ttft_s": latency_block(finished["ttft_s"].to_numpy()),
         "tbt_s": latency_block(gaps, weights),
@@ -91,3 +95,33 @@ def summarize(
         },
         "sim_time_s": sim_time_s,
     }
+
+
+def summarize_classes(requests: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> dict[str, Any]:
+    """Per class: counts, objectives, attainment, goodput and latency blocks."""
+    first_arrival = float(requests["arrival_s"].min()) if len(requests) else 0.0
+    finished_all = requests[requests["state"] == "finished"]
+    last_finish = float(finished_all["finish_s"].max()) if len(finished_all) else first_arrival
+    duration = last_finish - first_arrival
+    out: dict[str, Any] = {}
+    for name, service in classes.items():
+        rows = requests[requests["slo_class"] == name]
+        finished = rows[rows["state"] == "finished"]
+        met = rows["slo_met"].to_numpy(dtype=bool)
+        out[name] = {
+            "priority": service.priority,
+            "num_requests": int(len(rows)),
+            "num_finished": int(len(finished)),
+            "num_rejected": int((rows["state"] == "rejected").sum()),
+            "num_dropped": int((rows["state"] == "dropped").sum()),
+            "slo": {
+                "ttft_s": service.ttft_s,
+                "tpot_s": service.tpot_s,
+                "e2e_s": service.e2e_s,
+                "timeout_s": service.timeout_s,
+                "attainment": float(met.mean()) if len(met) else math.nan,
+                "goodput_requests_per_s": float(met.sum()) / duration if duration > 0 else math.nan,
+            },
+            **{key: latency_block(finished[key].to_numpy()) for key in ("ttft_s", "tpot_s", "e2e_s", "queue_s")},
+        }
+    return out

@@ -1,12 +1,14 @@
 """Turns the `workload` section into the list of requests to serve, via the traces package."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sim.classes import ServiceClass
 from sim.config import WorkloadConfig
 from sim.request import Request
 from traces import (
@@ -80,25 +82,28 @@ def _joint_empirical_path(prompt: dict[str, Any], output: dict[str, Any]) -> str
     return prompt["path"] if prompt["path"] == output["path"] else None
 
 
-def to_requests(table: pd.DataFrame) -> list[Request]:
-    """One Request per row, ids in arrival order."""
-    optional = {
-        column: table[column].tolist() if column in table else None
-        for column in ("priority", "slo_class", "session_id", "prefix_hashes")
-    }
-    requests = []
+def to_requests(table: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> list[Request]:
+    """One Request per row, ids in arrival order, with its class's deadline and timeout."""
+    column = {name: table[name].tolist() if name in table else None
+              for name in ("priority", "slo_class", "session_id", "prefix_hashes", "prefix_block_tokens")}
     arrivals = table["arrival_s"].to_numpy(dtype=float).tolist()
     prompts = table["prompt_tokens"].to_numpy(dtype=np.int64).tolist()
     outputs = table["output_tokens"].to_numpy(dtype=np.int64).tolist()
+    requests = []
     for i, (arrival, prompt, output) in enumerate(zip(arrivals, prompts, outputs)):
         request = Request(i, arrival, prompt, output)
-        if optional["priority"] is not None:
-            request.priority = int(optional["priority"][i])
-        if optional["slo_class"] is not None:
-            request.slo_class = str(optional["slo_class"][i])
-        if optional["session_id"] is not None:
-            request.session_id = optional["session_id"][i]
-        if optional["prefix_hashes"] is not None:
-            request.prefix_hashes = tuple(optional["prefix_hashes"][i])
+        if column["slo_class"] is not None:
+            request.slo_class = str(column["slo_class"][i])
+        service = classes[request.slo_class]
+        request.priority = int(column["priority"][i]) if column["priority"] is not None else service.priority
+        if service.ttft_s is not None:
+            request.ttft_deadline_s = arrival + service.ttft_s
+        if service.timeout_s is not None:
+            request.timeout_at_s = arrival + service.timeout_s
+        if column["session_id"] is not None:
+            request.session_id = column["session_id"][i]
+        if column["prefix_hashes"] is not None and column["prefix_block_tokens"] is not None:
+            request.prefix_hashes = tuple(column["prefix_hashes"][i])
+            request.prefix_block_tokens = int(column["prefix_block_tokens"][i])
         requests.append(request)
     return requests

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import simpy
 
 from hwmodels import CostModel
@@ -10,7 +11,8 @@ from policies import create_policy
 from sim.cluster import Cluster
 from sim.kv_memory import BlockPool
 from sim.metrics import MetricsRecorder
-from sim.replica import Replica
+from sim.prefix_cache import PrefixCachingBlockPool
+from sim.replica import Replica, ReplicaSetup
 from sim.request import Request
 
 
@@ -23,28 +25,41 @@ class EngineRun:
 
 
 def run_engine(
-    specs: list[tuple[float, int, int]],
+    specs: list[tuple[float, int, int]] | list[Request],
     cost_model: CostModel,
     num_blocks: int = 1000,
     block_size: int = 16,
     scheduler: dict | None = None,
+    scheduler_name: str = "vllm",
     preemption: dict | None = None,
+    preemption_name: str = "recompute",
     replicas: int = 1,
     max_model_len: int = 1_000_000,
     fast_forward: bool = True,
     record_iterations: bool = False,
+    host_blocks: int = 0,
+    swap_block_s: float = 0.0,
+    prefix_caching: bool = False,
+    eviction: str = "lru",
+    router: str = "round_robin",
+    seed: int = 0,
 ) -> EngineRun:
-    """Serve requests given as (arrival_s, prompt_tokens, output_tokens)."""
+    """Serve requests given as (arrival_s, prompt_tokens, output_tokens) or as Request objects."""
     env = simpy.Environment()
     metrics = MetricsRecorder(record_iterations=record_iterations)
-    requests = [Request(i, a, p, o) for i, (a, p, o) in enumerate(specs)]
-    cluster = Cluster(env, create_policy("router", "round_robin", {}), requests, metrics)
+    requests = [s if isinstance(s, Request) else Request(i, *s) for i, s in enumerate(specs)]
+    rng = np.random.default_rng(seed)
+    cluster = Cluster(env, create_policy("router", router, {}, rng=rng), requests, metrics)
     for replica_id in range(replicas):
-        pre = create_policy("preemption", "recompute", preemption or {})
-        sched = create_policy("scheduler", "vllm", scheduler or {}, preemption=pre)
+        pre = create_policy("preemption", preemption_name, preemption or {}, rng=rng)
+        sched = create_policy("scheduler", scheduler_name, scheduler or {}, preemption=pre, rng=rng)
+        if prefix_caching:
+            kv = PrefixCachingBlockPool(num_blocks, block_size, create_policy("eviction", eviction, {}), lambda: env.now)
+        else:
+            kv = BlockPool(num_blocks, block_size)
+        setup = ReplicaSetup(kv, BlockPool(host_blocks, block_size), max_model_len, swap_block_s, fast_forward)
         cluster.add_replica(
-            Replica(env, replica_id, sched, cost_model, BlockPool(num_blocks, block_size), metrics, max_model_len,
-                    cluster.next_arrival_s, cluster.request_done, fast_forward=fast_forward)
+            Replica(env, replica_id, sched, cost_model, setup, metrics, cluster.next_arrival_s, cluster.request_done)
         )
     env.run()
     return EngineRun(requests, cluster, metrics, env.now)

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.config import SloConfig
+from sim.classes import ServiceClass
 from sim.summary import latency_block, slo_met
 
 
@@ -28,6 +28,22 @@ def test_slo_met_needs_every_objective_and_skips_tpot_of_single_tokens():
         "ttft_s": [0.1, 0.1, 2.0, np.nan],
         "tpot_s": [0.01, np.nan, 0.01, np.nan],
         "e2e_s": [1.0, 0.1, 3.0, np.nan],
+        "slo_class": ["default"] * 4,
     })
-    met = slo_met(table, SloConfig(ttft_s=1.0, tpot_s=0.05))
+    met = slo_met(table, {"default": ServiceClass("default", 0, 1.0, 0.05, None, None)})
     assert met.tolist() == [True, True, False, False]
+
+
+def test_slo_met_uses_each_requests_own_class():
+    table = pd.DataFrame({
+        "state": ["finished", "finished", "dropped"],
+        "ttft_s": [0.5, 0.5, np.nan],
+        "tpot_s": [0.01, 0.01, np.nan],
+        "e2e_s": [1.0, 1.0, np.nan],
+        "slo_class": ["tight", "loose", "loose"],
+    })
+    classes = {
+        "tight": ServiceClass("tight", 0, 0.2, None, None, None),
+        "loose": ServiceClass("loose", 1, 2.0, None, None, 10.0),
+    }
+    assert slo_met(table, classes).tolist() == [False, True, False]

@@ -1,0 +1,184 @@
+"""Prefix caching: KV blocks of shared prompt prefixes are reused instead of recomputed.
+
+As in vLLM's automatic prefix caching, a full block is identified by the content of the whole
+prefix up to its end. Traces give that identity as hash ids of fixed-size prefix blocks
+(Mooncake: one id per 512 tokens, each id standing for the whole prefix up to its block's end),
+so engine block j, which ends at token e, is keyed by (the id of the trace block holding e, e's
+offset in it). Blocks are reference counted: a block nobody uses keeps its content and stays
+findable until the eviction policy picks it for reuse; allocation takes blank blocks first.
+"""
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Protocol
+
+from policies.base import CachedBlock, EvictionPolicy
+from sim.errors import EngineInvariantError
+from sim.kv_memory import NO_HIT, BlockPool, PrefixHit
+
+
+class PrefixedRequest(Protocol):
+    request_id: int
+    prompt_tokens: int
+    num_tokens: int
+    prefix_hashes: tuple[int, ...]
+    prefix_block_tokens: int
+
+
+def num_keyed_blocks(request: PrefixedRequest, block_size: int) -> int:
+    """How many leading blocks of the prompt have a known identity."""
+    if not request.prefix_hashes:
+        return 0
+    known_tokens = min(request.prompt_tokens, len(request.prefix_hashes) * request.prefix_block_tokens)
+    return known_tokens // block_size
+
+
+def block_key(request: PrefixedRequest, index: int, block_size: int) -> int:
+    """The identity of the prefix ending with block `index` of `request`'s prompt."""
+    last = (index + 1) * block_size - 1
+    trace_block, offset = divmod(last, request.prefix_block_tokens)
+    return request.prefix_hashes[trace_block] * request.prefix_block_tokens + offset
+
+
+class PrefixCachingBlockPool(BlockPool):
+    """A block pool whose full prompt blocks can be shared by every request with that prefix."""
+
+    caches_prefixes = True
+
+    def __init__(self, num_blocks: int, block_size: int, eviction: EvictionPolicy, clock: Callable[[], float]) -> None:
+        super().__init__(num_blocks, block_size)
+        self.eviction = eviction
+        self.clock = clock
+        self._refs = [0] * num_blocks
+        self._key_of: dict[int, int] = {}
+        self._block_of: dict[int, int] = {}
+        self._hits: dict[int, int] = {}
+        self._depth: dict[int, int] = {}
+        self._evictable: list[tuple[object, int, int]] = []
+        self._evictable_live: set[int] = set()
+        self._pushes = 0
+        self._version = 0
+        self._memo: tuple[int, int, PrefixHit] = (-1, -1, NO_HIT)
+        self.num_hit_tokens = 0
+
+    @property
+    def num_free_blocks(self) -> int:
+        return len(self._free) + len(self._evictable_live)
+
+    @property
+    def num_cached_free_blocks(self) -> int:
+        return len(self._evictable_live)
+
+    def cached_prefix(self, request: PrefixedRequest) -> PrefixHit:  # type: ignore[override]
+        """The leading keyed blocks found in the cache, leaving at least one token to compute."""
+        memo_version, memo_id, memo_hit = self._memo
+        if memo_version == self._version and memo_id == request.request_id:
+            return memo_hit
+        limit = min(num_keyed_blocks(request, self.block_size), (request.num_tokens - 1) // self.block_size)
+        count = reclaimed = 0
+        while count < limit:
+            block = self._block_of.get(block_key(request, count, self.block_size))
+            if block is None:
+                break
+            reclaimed += self._refs[block] == 0
+            count += 1
+        hit = PrefixHit(count * self.block_size, count, reclaimed) if count else NO_HIT
+        self._memo = (self._version, request.request_id, hit)
+        return hit
+
+    def num_exclusive_blocks(self, request: PrefixedRequest) -> int:  # type: ignore[override]
+        return sum(1 for b in self._owned.get(request.request_id, ()) if self._refs[b] == 1)
+
+    def reuse(self, request: PrefixedRequest) -> PrefixHit:
+        """Give `request` the cached blocks of its prefix; returns the hit."""
+        hit = self.cached_prefix(request)
+        if not hit.num_blocks:
+            return hit
+        self._version += 1
+        owned = self._owned.setdefault(request.request_id, [])
+        for index in range(hit.num_blocks):
+            block = self._block_of[block_key(request, index, self.block_size)]
+            if self._refs[block] == 0:
+                self._evictable_live.discard(block)
+            self._refs[block] += 1
+            self._hits[block] = self._hits.get(block, 0) + 1
+            owned.append(block)
+        self.num_hit_tokens += hit.num_tokens
+        return hit
+
+    def register(self, request: PrefixedRequest, first: int, end: int) -> None:
+        """Blocks [first, end) of `request` are now full of computed prompt tokens: make them findable."""
+        owned = self._owned[request.request_id]
+        for index in range(first, min(end, num_keyed_blocks(request, self.block_size))):
+            block = owned[index]
+            key = block_key(request, index, self.block_size)
+            if block in self._key_of or key in self._block_of:
+                continue  # the same prefix was computed twice at once: one copy is enough
+            self._key_of[block] = key
+            self._block_of[key] = block
+            self._depth[block] = index
+        self._version += 1
+
+    def allocate(self, owner: int, count: int) -> None:
+        """Blank blocks first, then cached ones in the eviction policy's order."""
+        if count > self.num_free_blocks:
+            raise EngineInvariantError(f"KV pool: owner {owner} asked for {count} blocks with {self.num_free_blocks} free")
+        if count <= 0:
+            return
+        self._version += 1
+        blank = min(count, len(self._free))
+        taken = self._free[len(self._free) - blank:]
+        taken.reverse()
+        del self._free[len(self._free) - blank:]
+        while len(taken) < count:
+            _, _, block = heapq.heappop(self._evictable)
+            if block not in self._evictable_live:
+                continue  # reused since it was pushed
+            self._evictable_live.remove(block)
+            del self._block_of[self._key_of.pop(block)]
+            self._hits.pop(block, None)
+            self._depth.pop(block, None)
+            taken.append(block)
+        for block in taken:
+            self._refs[block] = 1
+        self._owned.setdefault(owner, []).extend(taken)
+
+    def release(self, owner: int) -> int:
+        blocks = self._owned.pop(owner, None)
+        if not blocks:
+            return 0
+        self._version += 1
+        now = self.clock()
+        for block in reversed(blocks):
+            self._refs[block] -= 1
+            if self._refs[block]:
+                continue
+            if block in self._key_of:
+                info = CachedBlock(block, self._depth[block], now, self._hits.get(block, 0))
+                self._pushes += 1
+                heapq.heappush(self._evictable, (self.eviction.key(info, now), self._pushes, block))
+                self._evictable_live.add(block)
+            else:
+                self._free.append(block)
+        return len(blocks)
+
+    def check_conservation(self) -> None:
+        """Each block is blank, cached and unreferenced, or referenced as often as it is owned."""
+        counts = [0] * self.num_blocks
+        for blocks in self._owned.values():
+            for block in blocks:
+                counts[block] += 1
+        if counts != self._refs:
+            raise EngineInvariantError("KV pool: reference counts differ from the blocks owners hold")
+        unreferenced = {b for b in range(self.num_blocks) if counts[b] == 0}
+        free = set(self._free)
+        if len(free) != len(self._free) or free & self._evictable_live or free | self._evictable_live != unreferenced:
+            raise EngineInvariantError(
+                f"KV pool: {len(self._free)} blank + {len(self._evictable_live)} cached free blocks "
+                f"!= {len(unreferenced)} unreferenced blocks"
+            )
+        if any(self._block_of.get(key) != block for block, key in self._key_of.items()) or len(self._block_of) != len(
+            self._key_of
+        ):
+            raise EngineInvariantError("KV pool: the prefix index is inconsistent")
