@@ -111,7 +111,9 @@ class TraceConfig(Section):
 
 
 class ArrivalConfig(Section):
-    process: Literal["poisson", "gamma", "constant"] = Field("poisson", description="inter-arrival process")
+    process: Literal["poisson", "gamma", "constant", "batch"] = Field(
+        "poisson", description="inter-arrival process (`batch`: every request at time 0, an offline batch)"
+    )
     rate: float = Field(1.0, gt=0, description="mean arrival rate, requests per second")
     cv: float | None = Field(None, gt=0, description="gamma: coefficient of variation of the gaps")
 
@@ -144,6 +146,12 @@ class ClassConfig(Section):
     timeout_s: float | None = Field(None, gt=0, description="drop a request still waiting this long after arrival")
 
 
+class SharedPrefixConfig(Section):
+    num_groups: int = Field(ge=1, description="distinct shared prefixes (documents, system prompts)")
+    tokens: int = Field(ge=16, description="tokens of each shared prefix, prepended to the request's own prompt")
+    share: float = Field(1.0, gt=0, le=1, description="fraction of requests that start with a shared prefix")
+
+
 class WorkloadConfig(Section):
     trace: TraceConfig | None = Field(None, description="replay a trace file instead of synthetic requests")
     arrival: ArrivalConfig | None = Field(None, description="synthetic arrival process")
@@ -153,6 +161,9 @@ class WorkloadConfig(Section):
     rate_scale: float = Field(1.0, gt=0, description="multiply the arrival rate (divide gaps) by this factor")
     start_s: float = Field(0.0, ge=0, description="trace: drop requests arriving before this time, shift to 0")
     end_s: float | None = Field(None, gt=0, description="trace: drop requests arriving at or after this time")
+    shared_prefix: SharedPrefixConfig | None = Field(
+        None, description="synthetic: prepend one of a few shared prefixes to requests (for prefix caching)"
+    )
     classes: list[ClassConfig] = Field(
         default_factory=list, description="request classes, each with a priority, objectives and timeout"
     )
@@ -164,7 +175,7 @@ class WorkloadConfig(Section):
     def _source_complete(self) -> WorkloadConfig:
         synthetic = {"arrival": self.arrival, "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens}
         if self.trace is not None:
-            given = [k for k, v in synthetic.items() if v is not None]
+            given = [k for k, v in {**synthetic, "shared_prefix": self.shared_prefix}.items() if v is not None]
             if given:
                 raise ValueError(f"with a trace, lengths and arrivals come from it; remove {', '.join(given)}")
         else:

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
+import numpy as np
 import simpy
 
 from hwmodels import BatchShape, CostModel
@@ -157,6 +158,7 @@ class Replica:
             shape = BatchShape(news, contexts)
             iteration = Iteration(entries, shape, swap_s + self.cost_model.iteration_time(shape), env.now, began_s=env.now)
             if self._interruptible:
+                iteration.boundaries = self._boundaries(shape, swap_s, iteration.total_s)
                 yield from self._run(iteration)
             else:
                 yield env.timeout(iteration.total_s)
@@ -172,6 +174,16 @@ class Replica:
         if wake_at is None:
             return self._wake
         return self._wake | self.env.timeout(max(0.0, wake_at - self.env.now))
+
+    def _boundaries(self, shape: BatchShape, swap_s: float, total_s: float) -> Callable[[], np.ndarray]:
+        """The iteration's operator boundaries in work seconds: the swap copies, then each operator."""
+
+        def boundaries() -> np.ndarray:
+            ends = self.cost_model.breakdown(shape).boundaries()
+            scale = (total_s - swap_s) / ends[-1] if len(ends) and ends[-1] > 0 else 1.0
+            return np.concatenate(([swap_s] if swap_s else [], swap_s + ends * scale))
+
+        return boundaries
 
     def _run(self, iteration: Iteration) -> Generator[simpy.Event, None, None]:
         """Run `iteration` to its end, or to an operator boundary if an arrival interrupts it."""

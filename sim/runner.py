@@ -140,7 +140,7 @@ def random_stream(seed: int, *key: int) -> np.random.Generator:
     """An independent generator for one component: the experiment seed plus the component's key.
 
     Keys 0-2 are the synthetic workload's (arrivals, prompt and output lengths), 3 the class
-    assignment, (4, replica) each replica's policies.
+    assignment, (4, replica) each replica's policies, 5 the router, 6 the shared prefixes.
     """
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 

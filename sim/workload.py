@@ -12,6 +12,7 @@ from sim.classes import ServiceClass
 from sim.config import WorkloadConfig
 from sim.request import Request
 from traces import (
+    add_shared_prefixes,
     arrival_times,
     load_trace,
     sample_length_pairs,
@@ -55,7 +56,12 @@ def _synthetic(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> pd.Da
     else:
         prompts = sample_lengths(prompt_spec, n, prompt_rng, origin="workload.prompt_tokens")
         outputs = sample_lengths(output_spec, n, output_rng, origin="workload.output_tokens")
-    return pd.DataFrame({"arrival_s": arrivals, "prompt_tokens": prompts, "output_tokens": outputs})
+    table = pd.DataFrame({"arrival_s": arrivals, "prompt_tokens": prompts, "output_tokens": outputs})
+    prefix = workload.shared_prefix
+    if prefix is not None:
+        prefix_rng = np.random.default_rng(np.random.SeedSequence(rng_seed, spawn_key=(6,)))
+        table = add_shared_prefixes(table, prefix.num_groups, prefix.tokens, prefix.share, prefix_rng)
+    return table
 
 
 def _resolve(base_dir: Path, path: str | None) -> Path:

@@ -6,12 +6,14 @@ from traces.errors import TraceError
 from traces.lengths import load_length_table
 from traces.loaders import FORMATS, TraceFormat, load_trace
 from traces.ragpulse import RAGPULSE_COMPONENTS
+from traces.prefixes import add_shared_prefixes
 from traces.samples import list_samples, sample_path
 from traces.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, validate_trace
 from traces.synthetic import ARRIVAL_PROCESSES, LENGTH_DISTRIBUTIONS, arrival_times, sample_length_pairs, sample_lengths
 from traces.transforms import scale_rate, take, time_window
 
 __all__ = [
+    "add_shared_prefixes",
     "ARRIVAL_PROCESSES",
     "FORMATS",
     "LENGTH_DISTRIBUTIONS",

@@ -18,7 +18,7 @@ from traces.errors import TraceError
 from traces.lengths import load_length_table
 from traces.loaders import load_trace
 
-ARRIVAL_PROCESSES = ("poisson", "gamma", "constant")
+ARRIVAL_PROCESSES = ("poisson", "gamma", "constant", "batch")
 LENGTH_DISTRIBUTIONS = ("fixed", "uniform", "lognormal", "normal", "empirical")
 LENGTH_PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # dist -> (required, optional)
     "fixed": (("value",), ()),
@@ -35,7 +35,7 @@ def arrival_times(
 
     `poisson`: exponential gaps. `gamma`: gamma gaps with coefficient of variation `cv`
     (shape 1/cv², scale cv²/rate, so the mean gap is 1/rate; cv > 1 is burstier than Poisson).
-    `constant`: gaps of exactly 1/rate.
+    `constant`: gaps of exactly 1/rate. `batch`: every request at 0 (an offline batch; rate unused).
     Convention for the first request: with random gaps, request i arrives at the sum of the
     first i+1 gaps (the stream is observed from 0, so the first arrival is one gap after 0);
     with constant gaps, request i arrives at i/rate (the first at 0).
@@ -53,6 +53,8 @@ def arrival_times(
             raise TraceError(f"cv (got {cv!r}) applies only to the gamma process; remove it or use process gamma.")
         if process == "constant":
             return np.arange(num_requests, dtype=np.float64) / rate
+        if process == "batch":
+            return np.zeros(num_requests, dtype=np.float64)
         return np.cumsum(rng.exponential(1.0 / rate, num_requests))
     if cv is None or not _is_real(cv) or not math.isfinite(cv) or cv <= 0:
         raise TraceError(f"the gamma arrival process needs a coefficient of variation cv > 0, got {cv!r}.")

@@ -59,7 +59,7 @@ class BudgetScheduler(SchedulerPolicy):
         running = self.order_running(replica, now)
         budget, free = self._schedule_running(replica, running, decision, now)
         if replica.waiting and not decision.preempted:
-            self._admit_waiting(replica, decision, budget, free, len(running), now)
+            self._admit_waiting(replica, self.order_waiting(replica, now), decision, budget, free, len(running), now)
         return decision
 
     def _schedule_running(
@@ -96,12 +96,14 @@ class BudgetScheduler(SchedulerPolicy):
         return budget, free
 
     def _admit_waiting(
-        self, replica: ReplicaView, decision: ScheduleDecision, budget: int, free: int, num_running: int, now: float
+        self, replica: ReplicaView, candidates: Iterable[RequestView], decision: ScheduleDecision, budget: int,
+        free: int, num_running: int, now: float,
     ) -> None:
+        """Admit `candidates` in order while budgets last; stop at the first that does not fit."""
         chunked = self.params.chunked_prefill
         max_seqs = self.params.max_num_seqs
         kv = replica.kv
-        for request in self.order_waiting(replica, now):
+        for request in candidates:
             if budget <= 0 or num_running >= max_seqs:
                 return
             num_new = request.num_tokens - computed_on_admission(request, kv)

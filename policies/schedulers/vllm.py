@@ -47,8 +47,8 @@ class VllmSchedulerPolicy(OrderedScheduler):
     def schedule(self, replica: ReplicaView, now: float) -> ScheduleDecision:
         if self.params.prefill_first and replica.waiting:
             prompts = ScheduleDecision()
-            self._admit_waiting(replica, prompts, self.params.max_num_batched_tokens, replica.kv.num_free_blocks,
-                                len(replica.running), now)
+            self._admit_waiting(replica, self.order_waiting(replica, now), prompts, self.params.max_num_batched_tokens,
+                                replica.kv.num_free_blocks, len(replica.running), now)
             if prompts.scheduled:
                 return prompts
         return super().schedule(replica, now)

@@ -86,7 +86,7 @@ BAD_INPUTS = [
     (yaml.safe_dump({**SMALL, "memory": {"block_size": 0}}), "memory.block_size: Input should be greater than or equal to 1"),
     (yaml.safe_dump({**SMALL, "workload": {**SMALL["workload"], "arrival": {"rate": -2}}}), "workload.arrival.rate"),
     (yaml.safe_dump({**SMALL, "scheduler": {"name": "vllm", "max_num_seq": 4}}), "did you mean 'max_num_seqs'"),
-    (yaml.safe_dump({**SMALL, "scheduler": {"name": "fifo"}}), "unknown scheduler policy 'fifo'; valid names: edf, orca, priority"),
+    (yaml.safe_dump({**SMALL, "scheduler": {"name": "fifo"}}), "unknown scheduler policy 'fifo'; valid names: "),
     (yaml.safe_dump({**SMALL, "model": "llama-9"}), "model: unknown model 'llama-9'"),
     (yaml.safe_dump({**SMALL, "hardware": "h900"}), "unknown hardware 'h900'"),
     (yaml.safe_dump({**SMALL, "cluster": {"parallel": {"tp": 16}}}), "larger than the 8 devices"),

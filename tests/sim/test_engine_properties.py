@@ -4,7 +4,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hwmodels import ConstantCostModel
-from sim.request import RequestState
+from sim.request import Request, RequestState
 from tests.sim.engine_harness import run_engine
 
 workloads = st.lists(
@@ -73,3 +73,63 @@ def test_fast_forward_gives_the_same_results_as_stepping(specs, options, cost_mo
     expanded_a = np.repeat(gaps_a[order_a], w_a[order_a].astype(int))
     expanded_b = np.repeat(gaps_b[order_b], w_b[order_b].astype(int))
     np.testing.assert_allclose(expanded_a, expanded_b, rtol=1e-9, atol=1e-12)
+
+
+requests_with_prefixes = st.lists(
+    st.tuples(
+        st.floats(0, 2.0, allow_nan=False),
+        st.integers(1, 60),
+        st.integers(1, 30),
+        st.sampled_from([None, 0, 1, 2]),
+        st.one_of(st.none(), st.floats(0.01, 1.0)),
+    ),
+    min_size=1,
+    max_size=25,
+).map(lambda specs: sorted(specs, key=lambda s: s[0]))
+
+
+def build_requests(specs):
+    requests = []
+    for i, (arrival, prompt, output, group, timeout) in enumerate(specs):
+        request = Request(i, arrival, prompt, output)
+        if group is not None:
+            request.prefix_hashes = tuple(100 * group + k for k in range(4))
+            request.prefix_block_tokens = 8
+        if timeout is not None:
+            request.timeout_at_s = arrival + timeout
+        requests.append(request)
+    return requests
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    requests_with_prefixes,
+    st.integers(2, 40),
+    st.sampled_from([1, 2, 4, 8]),
+    st.sampled_from(["vllm", "sarathi", "priority", "srpt", "orca"]),
+    st.sampled_from(["recompute", "swap"]),
+    st.booleans(),
+    st.integers(0, 20),
+)
+def test_swap_caching_and_timeouts_keep_the_invariants(specs, num_blocks, block_size, scheduler, preemption,
+                                                        caching, host_blocks):
+    requests = build_requests(specs)
+    params = {"max_num_seqs": 4, "max_num_batched_tokens": 16}
+    run = run_engine(requests, ConstantCostModel(0.01, 0.0005), num_blocks=num_blocks, block_size=block_size,
+                     scheduler=params, scheduler_name=scheduler, preemption_name=preemption,
+                     host_blocks=host_blocks, swap_block_s=0.002, prefix_caching=caching)
+    for request in requests:
+        assert request.state in (RequestState.FINISHED, RequestState.REJECTED, RequestState.DROPPED)
+        if request.state is RequestState.FINISHED:
+            assert request.num_generated == request.output_tokens
+            assert request.arrival_s <= request.first_scheduled_s <= request.first_token_s <= request.finish_s
+            assert request.num_cached_tokens <= request.prompt_tokens * (request.num_preemptions + 1)
+        if request.state is RequestState.DROPPED:
+            assert request.finish_s == request.timeout_at_s
+            assert not request.first_scheduled_s <= request.timeout_at_s or request.num_preemptions
+    replica = run.cluster.replicas[0]
+    for pool in (replica.kv, replica.host):
+        pool.check_conservation()
+        assert pool.num_used_blocks == 0
+    series = run.metrics.replica_series()
+    assert (series["kv_used_blocks"] <= series["kv_total_blocks"]).all()
