@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -103,9 +103,8 @@ class EvictionPolicy(Policy):
         """Blocks with smaller keys are evicted first; computed when the block becomes free."""
 
 
-@dataclass(frozen=True, slots=True)
-class CachedBlock:
-    """A cached block at the moment it lost its last user."""
+class CachedBlock(NamedTuple):
+    """A cached block at the moment it lost its last user (a tuple: cheap to build per block)."""
 
     block_id: int
     depth: int

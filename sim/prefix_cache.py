@@ -24,6 +24,7 @@ class PrefixedRequest(Protocol):
     num_tokens: int
     prefix_hashes: tuple[int, ...]
     prefix_block_tokens: int
+    prefix_keys: list[int] | None
 
 
 def num_keyed_blocks(request: PrefixedRequest, block_size: int) -> int:
@@ -34,11 +35,17 @@ def num_keyed_blocks(request: PrefixedRequest, block_size: int) -> int:
     return known_tokens // block_size
 
 
-def block_key(request: PrefixedRequest, index: int, block_size: int) -> int:
-    """The identity of the prefix ending with block `index` of `request`'s prompt."""
-    last = (index + 1) * block_size - 1
-    trace_block, offset = divmod(last, request.prefix_block_tokens)
-    return request.prefix_hashes[trace_block] * request.prefix_block_tokens + offset
+def block_keys(request: PrefixedRequest, block_size: int) -> list[int]:
+    """The identity of the prefix ending with each keyed block of `request`'s prompt (cached on it)."""
+    keys = request.prefix_keys
+    if keys is None:
+        hashes, per = request.prefix_hashes, request.prefix_block_tokens
+        keys = []
+        for index in range(num_keyed_blocks(request, block_size)):
+            trace_block, offset = divmod((index + 1) * block_size - 1, per)
+            keys.append(hashes[trace_block] * per + offset)
+        request.prefix_keys = keys
+    return keys
 
 
 class PrefixCachingBlockPool(BlockPool):
@@ -56,10 +63,11 @@ class PrefixCachingBlockPool(BlockPool):
         self._hits: dict[int, int] = {}
         self._depth: dict[int, int] = {}
         self._evictable: list[tuple[object, int, int]] = []
-        self._evictable_live: set[int] = set()
+        self._evictable_live: dict[int, int] = {}
+        """Unreferenced cached blocks, each with the sequence number of its live heap entry."""
         self._pushes = 0
         self._version = 0
-        self._memo: tuple[int, int, PrefixHit] = (-1, -1, NO_HIT)
+        self._memo: tuple[int, object, int, PrefixHit] = (-1, None, -1, NO_HIT)
         self.num_hit_tokens = 0
 
     @property
@@ -72,19 +80,21 @@ class PrefixCachingBlockPool(BlockPool):
 
     def cached_prefix(self, request: PrefixedRequest) -> PrefixHit:  # type: ignore[override]
         """The leading keyed blocks found in the cache, leaving at least one token to compute."""
-        memo_version, memo_id, memo_hit = self._memo
-        if memo_version == self._version and memo_id == request.request_id:
+        memo_version, memo_request, memo_tokens, memo_hit = self._memo
+        if memo_version == self._version and memo_request is request and memo_tokens == request.num_tokens:
             return memo_hit
-        limit = min(num_keyed_blocks(request, self.block_size), (request.num_tokens - 1) // self.block_size)
+        keys = block_keys(request, self.block_size)
+        limit = min(len(keys), (request.num_tokens - 1) // self.block_size)
+        block_of, refs = self._block_of, self._refs
         count = reclaimed = 0
         while count < limit:
-            block = self._block_of.get(block_key(request, count, self.block_size))
+            block = block_of.get(keys[count])
             if block is None:
                 break
-            reclaimed += self._refs[block] == 0
+            reclaimed += refs[block] == 0
             count += 1
         hit = PrefixHit(count * self.block_size, count, reclaimed) if count else NO_HIT
-        self._memo = (self._version, request.request_id, hit)
+        self._memo = (self._version, request, request.num_tokens, hit)
         return hit
 
     def num_exclusive_blocks(self, request: PrefixedRequest) -> int:  # type: ignore[override]
@@ -97,10 +107,11 @@ class PrefixCachingBlockPool(BlockPool):
             return hit
         self._version += 1
         owned = self._owned.setdefault(request.request_id, [])
+        keys = block_keys(request, self.block_size)
         for index in range(hit.num_blocks):
-            block = self._block_of[block_key(request, index, self.block_size)]
+            block = self._block_of[keys[index]]
             if self._refs[block] == 0:
-                self._evictable_live.discard(block)
+                del self._evictable_live[block]
             self._refs[block] += 1
             self._hits[block] = self._hits.get(block, 0) + 1
             owned.append(block)
@@ -110,9 +121,10 @@ class PrefixCachingBlockPool(BlockPool):
     def register(self, request: PrefixedRequest, first: int, end: int) -> None:
         """Blocks [first, end) of `request` are now full of computed prompt tokens: make them findable."""
         owned = self._owned[request.request_id]
-        for index in range(first, min(end, num_keyed_blocks(request, self.block_size))):
+        keys = block_keys(request, self.block_size)
+        for index in range(first, min(end, len(keys))):
             block = owned[index]
-            key = block_key(request, index, self.block_size)
+            key = keys[index]
             if block in self._key_of or key in self._block_of:
                 continue  # the same prefix was computed twice at once: one copy is enough
             self._key_of[block] = key
@@ -132,10 +144,10 @@ class PrefixCachingBlockPool(BlockPool):
         taken.reverse()
         del self._free[len(self._free) - blank:]
         while len(taken) < count:
-            _, _, block = heapq.heappop(self._evictable)
-            if block not in self._evictable_live:
-                continue  # reused since it was pushed
-            self._evictable_live.remove(block)
+            _, entry, block = heapq.heappop(self._evictable)
+            if self._evictable_live.get(block) != entry:
+                continue  # reused, or freed again with a newer key, since this entry was pushed
+            del self._evictable_live[block]
             del self._block_of[self._key_of.pop(block)]
             self._hits.pop(block, None)
             self._depth.pop(block, None)
@@ -150,17 +162,22 @@ class PrefixCachingBlockPool(BlockPool):
             return 0
         self._version += 1
         now = self.clock()
+        refs, key_of, depth, hits = self._refs, self._key_of, self._depth, self._hits
+        evictable, live, key = self._evictable, self._evictable_live, self.eviction.key
         for block in reversed(blocks):
-            self._refs[block] -= 1
-            if self._refs[block]:
+            refs[block] -= 1
+            if refs[block]:
                 continue
-            if block in self._key_of:
-                info = CachedBlock(block, self._depth[block], now, self._hits.get(block, 0))
+            if block in key_of:
                 self._pushes += 1
-                heapq.heappush(self._evictable, (self.eviction.key(info, now), self._pushes, block))
-                self._evictable_live.add(block)
+                heapq.heappush(evictable, (key(CachedBlock(block, depth[block], now, hits.get(block, 0)), now),
+                                           self._pushes, block))
+                live[block] = self._pushes
             else:
                 self._free.append(block)
+        if len(evictable) > 4 * len(live) + 1024:
+            self._evictable = [item for item in evictable if live.get(item[2]) == item[1]]
+            heapq.heapify(self._evictable)
         return len(blocks)
 
     def check_conservation(self) -> None:
@@ -173,7 +190,8 @@ class PrefixCachingBlockPool(BlockPool):
             raise EngineInvariantError("KV pool: reference counts differ from the blocks owners hold")
         unreferenced = {b for b in range(self.num_blocks) if counts[b] == 0}
         free = set(self._free)
-        if len(free) != len(self._free) or free & self._evictable_live or free | self._evictable_live != unreferenced:
+        cached = set(self._evictable_live)
+        if len(free) != len(self._free) or free & cached or free | cached != unreferenced:
             raise EngineInvariantError(
                 f"KV pool: {len(self._free)} blank + {len(self._evictable_live)} cached free blocks "
                 f"!= {len(unreferenced)} unreferenced blocks"

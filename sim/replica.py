@@ -354,6 +354,7 @@ class Replica:
         self._running.remove(request)
         self.kv.release(request.request_id)
         request.num_blocks = 0
+        request.prefix_keys = None
         self.recently_finished.append(request)
         self._end(request, RequestState.FINISHED, now)
 

@@ -60,6 +60,8 @@ class Request:
     finish_s: float = math.nan
     max_tbt_s: float = 0.0
     reject_reason: str = ""
+    prefix_keys: list[int] | None = None
+    """The prefix cache's keys of its prompt blocks, computed on first use while it is served."""
 
     def __post_init__(self) -> None:
         self.num_tokens = self.prompt_tokens + self.num_generated
