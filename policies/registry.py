@@ -66,7 +66,9 @@ class PolicyEntry:
         out = {}
         for key, field in self.params_model.model_fields.items():
             type_name = getattr(field.annotation, "__name__", str(field.annotation))
-            default = field.default.value if isinstance(field.default, Enum) else field.default
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, Enum):
+                default = default.value
             if isinstance(default, BaseModel):
                 default = default.model_dump(mode="json")
             out[key] = (type_name, default, field.description or "")

@@ -1,0 +1,73 @@
+"""Max goodput: the highest load at which SLO attainment stays at or above its target.
+
+The load is scaled with `workload.rate_scale` (which divides every arrival time, for traces and
+synthetic arrivals alike) and searched by bisection between a scale that meets the target and
+one that misses it, as DistServe defines and measures it (Zhong et al., OSDI 2024).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sim.config import ExperimentConfig
+from sim.errors import ConfigError
+from sim.loading import validate_config
+from sim.runner import prepare, simulate
+
+
+@dataclass
+class GoodputSearch:
+    """The probes of one search, and the best load found."""
+
+    target: float
+    probes: list[tuple[float, float, float]] = field(default_factory=list)
+    """(rate scale, offered requests/s, attainment) of every run, in order."""
+
+    @property
+    def best(self) -> tuple[float, float, float] | None:
+        """The highest-load probe that met the target (None if none did)."""
+        met = [p for p in self.probes if p[2] >= self.target]
+        return max(met) if met else None
+
+
+def max_goodput(
+    config: ExperimentConfig,
+    base_dir: Path = Path("."),
+    low: float = 0.25,
+    high: float = 4.0,
+    tolerance: float = 0.02,
+    on_probe: Callable[[float, float, float], None] | None = None,
+) -> GoodputSearch:
+    """Bisect the rate scale (relative to the config's own) between `low` and `high`.
+
+    Stops when the bracket is narrower than `tolerance` (relative). If `low` already misses
+    the target or `high` still meets it, the search reports that bracket end and stops.
+    """
+    if not 0 < low < high:
+        raise ConfigError(f"goodput search: need 0 < low < high, got low={low}, high={high}")
+    search = GoodputSearch(config.slo.attainment_target)
+    base_scale = config.workload.rate_scale
+
+    def probe(scale: float) -> bool:
+        data = config.model_dump(mode="json", exclude={"variants", "claim"}, exclude_none=True)
+        data["workload"]["rate_scale"] = base_scale * scale
+        prepared = prepare(validate_config(data), base_dir)
+        summary = simulate(prepared).summary
+        arrivals = prepared.workload["arrival_s"]
+        offered = len(arrivals) / float(arrivals.iloc[-1]) if float(arrivals.iloc[-1]) > 0 else float("inf")
+        attainment = summary["slo"]["attainment"]
+        search.probes.append((scale, offered, attainment))
+        if on_probe is not None:
+            on_probe(scale, offered, attainment)
+        return attainment >= search.target
+
+    if not probe(low) or probe(high):
+        return search
+    while high / low > 1 + tolerance:
+        middle = (low * high) ** 0.5
+        if probe(middle):
+            low = middle
+        else:
+            high = middle
+    return search
