@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from hwmodels.errors import CatalogError
 from policies import PolicyError
 from sim.config import ExperimentConfig
 from sim.errors import UserInputError
+from sim.profile_commands import add_commands as add_profile_commands
 from traces.errors import TraceError
 
 EXIT_USER_ERROR = 2
@@ -25,6 +27,7 @@ USER_ERRORS = (UserInputError, CatalogError, PolicyError, TraceError)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = _format_warning
     try:
         return args.handler(args)
     except USER_ERRORS as exc:
@@ -35,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("simrun: interrupted; no results written", file=sys.stderr)
         return 130
+
+
+def _format_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
+    """Warnings (cost tables out of their grid, operators priced by the roofline) as one line each."""
+    return f"simrun: warning: {message}\n"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="show catalog models and hardware and registered policies")
     listing.set_defaults(handler=_list)
+    add_profile_commands(sub)
     return parser
 
 

@@ -27,7 +27,7 @@ from hwmodels.operators import Operator, OpKind
 from hwmodels.roofline import RooflineCostModel
 from hwmodels.shapes import BatchShape, ParallelPlan
 from hwmodels.tables.interpolate import Curve, Surface
-from hwmodels.tables.schema import COLLECTIVE_OPERATORS, OVERHEAD_OPERATOR, TableSet
+from hwmodels.tables.schema import COLLECTIVE_OPERATORS, OVERHEAD_OPERATOR, PREFILL_OVERHEAD_OPERATOR, TableSet
 
 _BLOCK = 1024  # counts priced together when a per-count array grows
 _LIMIT = 16384  # counts beyond this are priced one by one (memoised)
@@ -59,14 +59,17 @@ class TableCostModel(CostModel):
         self._layers = model.num_layers
         self._curves = self._load_curves(tables.frame)
         self._surfaces = self._load_surfaces(tables.frame)
-        overhead = tables.frame[tables.frame["operator"] == OVERHEAD_OPERATOR]
-        self.overhead_s = (float(overhead["time_s"].median()) if len(overhead)
-                           else self.roofline.iteration_overhead_s)
-        self.table_operators = sorted(set(self._curves) | set(self._surfaces) | ({OVERHEAD_OPERATOR} if len(overhead) else set()))
+        self._overhead = self._load_overhead(tables.frame)
+        chunk_rows = tables.frame[tables.frame["operator"] == PREFILL_OVERHEAD_OPERATOR]
+        self.chunk_overhead_s = float(chunk_rows["time_s"].median()) if len(chunk_rows) else 0.0
+        self.table_operators = sorted(set(self._curves) | set(self._surfaces)
+                                      | ({OVERHEAD_OPERATOR} if self._overhead else set()))
         self.roofline_operators = sorted(set(self._operator_names()) - set(self.table_operators))
         self.out_of_grid: dict[str, str] = {}
         self._token_ranges = self._count_ranges(self.ops.token_ops)
         self._entry_ranges = self._count_ranges(self.ops.entry_ops)
+        if self._overhead is not None:
+            self._entry_ranges[OVERHEAD_OPERATOR] = (self._overhead.lo, self._overhead.hi)
         self._token_safe = _intersect(self._token_ranges.values())
         self._entry_safe = _intersect(self._entry_ranges.values())
         self._token_s: list[float] = []
@@ -92,7 +95,7 @@ class TableCostModel(CostModel):
 
     def _load_curves(self, frame: Any) -> dict[str, Curve]:
         curves = {}
-        for name in {op.name for op in self.ops.token_ops(1) + self.ops.entry_ops(1)}:
+        for name in {op.name for op in self.ops.token_ops(1) + self.ops.entry_ops(1)} - {OVERHEAD_OPERATOR}:
             rows = frame[frame["operator"] == name]
             if name in COLLECTIVE_OPERATORS:
                 rows = rows[rows["num_devices"] == self._group(name)]
@@ -103,6 +106,21 @@ class TableCostModel(CostModel):
                 if len(rows):
                     curves[name] = Curve.from_points(rows["num_tokens"].to_numpy(), rows["time_s"].to_numpy())
         return curves
+
+    def _load_overhead(self, frame: Any) -> Curve | None:
+        """The per-iteration host time by batch entries (scheduling and input preparation grow
+        with the batch), measured on the reference engine; None when the tables lack it."""
+        rows = frame[frame["operator"] == OVERHEAD_OPERATOR]
+        rows = rows[rows["tp"] == self.plan.tp] if (rows["tp"] == self.plan.tp).any() else rows
+        if not len(rows):
+            return None
+        return Curve.from_points(rows["num_tokens"].clip(lower=1).to_numpy(), rows["time_s"].to_numpy())
+
+    def overhead_seconds(self, num_entries: Any) -> Any:
+        """Host time of an iteration of `num_entries` entries (the edge value outside the grid)."""
+        if self._overhead is None:
+            return np.full(np.shape(num_entries), self.roofline.iteration_overhead_s)[()]
+        return self._overhead.inside(np.clip(num_entries, self._overhead.lo, self._overhead.hi))[()]
 
     def _load_surfaces(self, frame: Any) -> dict[str, Surface]:
         surfaces = {}
@@ -160,19 +178,19 @@ class TableCostModel(CostModel):
         lo, hi = self._entry_safe
         if not lo <= num_entries <= hi:
             self._check_counts("batch entries", num_entries, self._entry_ranges)
-        return (self._count_seconds(self._token_s, "token", num_tokens, self.ops.token_ops)
-                + self._count_seconds(self._entry_s, "entry", num_entries, self.ops.entry_ops))
+        return (self._count_seconds(self._token_s, "token", num_tokens, self._price_tokens)
+                + self._count_seconds(self._entry_s, "entry", num_entries, self._price_entries))
 
-    def _count_seconds(self, table: list[float], key: str, count: int, build: Build) -> float:
+    def _count_seconds(self, table: list[float], key: str, count: int, price: Callable[[np.ndarray], np.ndarray]) -> float:
         if count < len(table):
             return table[count]
         if count >= _LIMIT:
             memo_key = (key, count)
             if memo_key not in self._count_memo:
-                self._count_memo[memo_key] = float(self._price(build, np.array([count]))[0])
+                self._count_memo[memo_key] = float(price(np.array([count]))[0])
             return self._count_memo[memo_key]
         counts = np.arange(len(table), min(max(count + 1, len(table) + _BLOCK), _LIMIT))
-        table.extend(self._price(build, counts).tolist())
+        table.extend(price(counts).tolist())
         return table[count]
 
     def _prefill_seconds(self, new_tokens: int, context_len: int) -> float:
@@ -181,7 +199,8 @@ class TableCostModel(CostModel):
         if seconds is None:
             if len(self._prefill_memo) >= _MEMO_LIMIT:
                 self._prefill_memo.clear()
-            seconds = self._prefill_memo[key] = self._layers * float(self._prefill_per_layer(new_tokens, context_len))
+            seconds = self._prefill_memo[key] = (self._layers * float(self._prefill_per_layer(new_tokens, context_len))
+                                                 + self.chunk_overhead_s)
         return seconds
 
     def _decode_seconds(self, num_decodes: int, context_sum: int) -> float:
@@ -199,6 +218,13 @@ class TableCostModel(CostModel):
 
     # ---- pricing -----------------------------------------------------------------------------
 
+    def _price_tokens(self, counts: np.ndarray) -> np.ndarray:
+        return self._price(self.ops.token_ops, counts)
+
+    def _price_entries(self, counts: np.ndarray) -> np.ndarray:
+        """LM head, sampling and the host overhead, which grows with the entries too."""
+        return self._price(self.ops.entry_ops, counts) + self.overhead_seconds(counts)
+
     def _price(self, build: Build, counts: np.ndarray) -> np.ndarray:
         """Seconds of every operator of `build(counts)` per count: tables where they exist."""
         total = np.zeros(counts.size)
@@ -208,7 +234,7 @@ class TableCostModel(CostModel):
 
     def _op_seconds(self, op: Operator, build: Build, counts: Any) -> Any:
         if op.kind is OpKind.OVERHEAD:
-            return self.overhead_s
+            return 0.0  # priced per entry count, with the LM head and sampling
         curve = self._curves.get(op.name)
         if curve is None:
             return self.roofline.operator_seconds(op)
@@ -285,6 +311,8 @@ class TableCostModel(CostModel):
         for op in self.ops.iteration_ops(batch):
             if op.name == "attn_prefill":
                 seconds = self._prefill_per_layer(*next(chunks))
+            elif op.kind is OpKind.OVERHEAD:
+                seconds = float(self.overhead_seconds(batch.num_entries)) + self.chunk_overhead_s * len(batch.prefill_chunks())
             elif op.name == "attn_decode":
                 seconds = float(self._decode_per_layer(len(decodes), np.array([sum(decodes) / len(decodes)]))[0])
             else:
@@ -316,7 +344,8 @@ class TableCostModel(CostModel):
             "table_operators": self.table_operators,
             "roofline_operators": self.roofline_operators,
             "out_of_grid": dict(sorted(self.out_of_grid.items())),
-            "iteration_overhead_s": self.overhead_s,
+            "iteration_overhead_s": ("tables: by batch entries" if self._overhead else self.roofline.iteration_overhead_s),
+            "prefill_chunk_overhead_s": self.chunk_overhead_s,
         }
 
 

@@ -11,7 +11,9 @@ that describe it and leaves the others at 0:
 - `attn_decode`: `num_tokens` decodes, each attending to `context_len` cached positions;
 - collectives and copies (`tp_all_reduce`, `ep_all_to_all`, `pp_send_recv`, `kv_swap_out`,
   `kv_swap_in`, `kv_block_copy`): `num_bytes` per device among `num_devices`;
-- `cpu_overhead`: one row, the fixed host time of an iteration.
+- `cpu_overhead`: the host time of an iteration (scheduling, input preparation, Python between
+  kernels) by `num_tokens` = batch entries; `cpu_overhead_prefill`: one row, the extra host
+  time per prefill chunk in the batch.
 
 `time_s` is seconds per call on one device; `tp` is the tensor-parallel degree whose sharded
 shapes were timed (collectives are keyed by `num_devices` instead).
@@ -46,6 +48,7 @@ ATTENTION_OPERATORS = ("attn_prefill", "attn_decode")
 BYTE_OPERATORS = ("tp_all_reduce", "ep_all_to_all", "pp_send_recv", "kv_swap_out", "kv_swap_in", "kv_block_copy")
 COLLECTIVE_OPERATORS = ("tp_all_reduce", "ep_all_to_all", "pp_send_recv")
 OVERHEAD_OPERATOR = "cpu_overhead"
+PREFILL_OVERHEAD_OPERATOR = "cpu_overhead_prefill"
 REQUIRED_METADATA = ("hardware", "model", "device_name", "dtype", "date", "servesim_version")
 
 

@@ -1,0 +1,81 @@
+"""`simrun profile` and `simrun fidelity`: the commands that need torch, loaded only when run.
+
+The simulator never imports `profiler` (the only package that needs torch); these handlers do,
+lazily, and say how to install it when it is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from sim.errors import UserInputError
+
+INSTALL_HINT = "pip install -e '.[profile]'"
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    profile = sub.add_parser("profile", help="time a model's operators on this device and write cost tables")
+    profile.add_argument("--model", required=True, help="model catalog name")
+    profile.add_argument("--device", required=True, choices=("cpu", "cuda"), help="torch device to time on")
+    profile.add_argument("--tp", default="1", help="comma-separated tensor-parallel degrees, e.g. 1,2,4 (default 1)")
+    profile.add_argument("--quick", action="store_true", help="a tiny grid (seconds), for tests and smoke checks")
+    profile.add_argument("--hardware", help="hardware catalog name of the device (default: recognised from its name)")
+    profile.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="format to time in (default: the model's)")
+    profile.add_argument("--threads", type=int, help="CPU threads (default 1; recorded in the tables)")
+    profile.add_argument("-o", "--output", type=Path, required=True, help="directory to write the tables into")
+    profile.add_argument("--no-progress", action="store_true", help="never show the progress bar")
+    profile.add_argument("--debug", action="store_true", help="show tracebacks")
+    profile.set_defaults(handler=run_profile)
+
+    fidelity = sub.add_parser("fidelity", help="serve a config's workload on the reference engine and compare "
+                              "with the simulator")
+    fidelity.add_argument("config", type=Path, help="experiment YAML file (one replica, tp 1)")
+    fidelity.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                          help="override a config key (repeatable)")
+    fidelity.add_argument("-o", "--output", type=Path, help="report directory (default: results/<name>_fidelity)")
+    fidelity.add_argument("--quick", action="store_true", help="profile on the tiny grid when profiling is needed")
+    fidelity.add_argument("--no-progress", action="store_true", help="never show the progress bar")
+    fidelity.add_argument("--debug", action="store_true", help="show tracebacks")
+    fidelity.set_defaults(handler=run_fidelity)
+
+
+def _require_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UserInputError(f"this command runs kernels with torch, which is not installed; install it with "
+                             f"`{INSTALL_HINT}` (the CPU build torch==2.13.0)") from None
+
+
+def run_profile(args: argparse.Namespace) -> int:
+    _require_torch()
+    from profiler.profile import ProfileRequest, profile
+
+    try:
+        tps = tuple(int(tp) for tp in args.tp.split(","))
+    except ValueError:
+        raise UserInputError(f"--tp {args.tp!r}: expected comma-separated integers, e.g. 1,2,4") from None
+    request = ProfileRequest(args.model, args.device, tps, args.quick, args.hardware, args.dtype, args.threads)
+    try:
+        path = profile(request, args.output, progress=not args.no_progress and sys.stderr.isatty())
+    except ValueError as exc:
+        raise UserInputError(str(exc)) from None
+    print(f"tables: {path}")
+    return 0
+
+
+def run_fidelity(args: argparse.Namespace) -> int:
+    _require_torch()
+    from profiler.fidelity import FidelityRequest, run_fidelity as fidelity, summary_lines
+
+    out = args.output or Path("results") / f"{args.config.stem}_fidelity"
+    request = FidelityRequest(args.config, out, tuple(args.overrides), args.quick,
+                              not args.no_progress and sys.stderr.isatty())
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        report = fidelity(request)
+    print("\n".join(summary_lines(report)))
+    print(f"report: {out}")
+    return 0
