@@ -29,7 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     warnings.formatwarning = _format_warning
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            return args.handler(args)
     except USER_ERRORS as exc:
         if getattr(args, "debug", False):
             traceback.print_exc()
@@ -43,6 +46,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _format_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
     """Warnings (cost tables out of their grid, operators priced by the roofline) as one line each."""
     return f"simrun: warning: {message}\n"
+
+
+def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
+    """Warnings (cost tables out of their grid, operators priced by the roofline) as one line each."""
+    print(f"simrun: warning: {message}", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from pathlib import Path
 
 from sim.errors import UserInputError
@@ -73,9 +72,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     out = args.output or Path("results") / f"{args.config.stem}_fidelity"
     request = FidelityRequest(args.config, out, tuple(args.overrides), args.quick,
                               not args.no_progress and sys.stderr.isatty())
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")
-        report = fidelity(request)
+    report = fidelity(request)
     print("\n".join(summary_lines(report)))
     print(f"report: {out}")
     return 0
