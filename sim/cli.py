@@ -27,7 +27,6 @@ USER_ERRORS = (UserInputError, CatalogError, PolicyError, TraceError)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    warnings.formatwarning = _format_warning
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
@@ -41,11 +40,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("simrun: interrupted; no results written", file=sys.stderr)
         return 130
-
-
-def _format_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
-    """Warnings (cost tables out of their grid, operators priced by the roofline) as one line each."""
-    return f"simrun: warning: {message}\n"
 
 
 def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
@@ -72,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     validate.add_argument("--debug", action="store_true", help="show tracebacks")
     validate.set_defaults(handler=_validate)
+
+    goodput = sub.add_parser("goodput", help="search the highest load at which SLO attainment meets its target")
+    goodput.add_argument("config", type=Path, help="experiment YAML file (each variant is searched)")
+    goodput.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    goodput.add_argument("--low", type=float, default=0.25, help="lowest rate scale tried, relative to the config's")
+    goodput.add_argument("--high", type=float, default=4.0, help="highest rate scale tried")
+    goodput.add_argument("--tolerance", type=float, default=0.02, help="stop when the bracket is this narrow (relative)")
+    goodput.add_argument("--debug", action="store_true", help="show tracebacks")
+    goodput.set_defaults(handler=_goodput)
 
     listing = sub.add_parser("list", help="show catalog models and hardware and registered policies")
     listing.set_defaults(handler=_list)
@@ -169,17 +172,41 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_USER_ERROR if failures else 0
 
 
+def _goodput(args: argparse.Namespace) -> int:
+    from sim.goodput import max_goodput
+    from sim.loading import load_config, variant_configs
+
+    config, base_dir = load_config(args.config, args.overrides)
+    configs = variant_configs(config, str(args.config)) if config.variants else {config.name: config}
+    print(f"SLO attainment target {config.slo.attainment_target:.0%}; rate scale searched in [{args.low}, {args.high}]")
+    best = {}
+    for name, variant in configs.items():
+        def report(scale: float, offered: float, attainment: float, name: str = name) -> None:
+            print(f"  {name}: scale {scale:.3f} ({offered:,.2f} req/s offered) -> attainment {attainment:.1%}")
+
+        found = max_goodput(variant, base_dir, args.low, args.high, args.tolerance, report).best
+        best[name] = found
+        shown = f"{found[1]:,.2f} req/s (scale {found[0]:.3f})" if found else f"below the lowest scale tried ({args.low})"
+        print(f"{name}: max goodput {shown}")
+    return 0
+
+
 def _list(args: argparse.Namespace) -> int:
     from hwmodels.catalog import list_hardware, list_models
     from policies import all_policies
 
     print("models:   " + ", ".join(list_models()))
     print("hardware: " + ", ".join(list_hardware()))
-    print("policies:")
-    for entry in all_policies():
-        print(f"  {entry.kind:<11} {entry.name:<14} {entry.description}")
-        for key, (type_name, default, description) in entry.parameters().items():
-            print(f"  {'':<11} {'':<14}   {key} ({type_name}, default {default!r}): {description}")
+    entries = all_policies()
+    width = max(len(entry.name) for entry in entries)
+    print("policies, by kind (parameters indented: type, default, meaning):")
+    for kind in dict.fromkeys(entry.kind for entry in entries):
+        print(f"  {kind}:")
+        for entry in (e for e in entries if e.kind == kind):
+            origin = "" if entry.origin == "built-in" else f" [{entry.origin}]"
+            print(f"    {entry.name:<{width}}  {entry.description}{origin}")
+            for key, (type_name, default, description) in entry.parameters().items():
+                print(f"    {'':<{width}}    {key} ({type_name}, default {default!r}): {description}")
     return 0
 
 

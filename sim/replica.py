@@ -135,6 +135,7 @@ class Replica:
                 self._drop_expired()
             if not self._running and not self.waiting:
                 yield self._sleep(None)
+                self._wake = None
                 continue
             decision = self.scheduler.schedule(self, env.now)
             self._preempt(decision)
@@ -144,6 +145,7 @@ class Replica:
             if not decision.scheduled and not decision.padding:
                 if not decision.preempted:
                     yield self._sleep(decision.wake_at)
+                    self._wake = None
                 continue
             entries, news, contexts, all_decode = self._admit_and_allocate(decision)
             self._sample(len(news), sum(news))
