@@ -4,7 +4,10 @@ Fixed 1024-token prompts and 256 output tokens, Poisson arrivals at 1 req/s, chu
 with a 512-token budget. Prints wall seconds (whole process and simulation alone), simulated
 requests and iterations per wall second, and peak resident memory.
 
-    python benchmarks/bench_core.py [--requests N] [--no-fast-forward]
+    python benchmarks/bench_core.py [--requests N] [--no-fast-forward] [--cost-model roofline|table]
+
+`--cost-model table` prices iterations from the shipped A100 tables (Vidur's measurements,
+hwmodels/data/tables/a100-80g/llama-2-70b) instead of the roofline.
 """
 from __future__ import annotations
 
@@ -19,11 +22,12 @@ from sim.loading import validate_config  # noqa: E402
 from sim.runner import prepare, simulate  # noqa: E402
 
 
-def benchmark_config(num_requests: int, fast_forward: bool) -> dict:
+def benchmark_config(num_requests: int, fast_forward: bool, cost_model: str = "roofline") -> dict:
     return {
         "name": "bench_core",
         "model": "llama-2-70b",
         "hardware": "a100-80g",
+        "cost_model": {"kind": cost_model},
         "cluster": {"parallel": {"tp": 2}},
         "scheduler": {"name": "vllm", "max_num_batched_tokens": 512, "chunked_prefill": True},
         "workload": {
@@ -41,8 +45,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--no-fast-forward", action="store_true", help="simulate every iteration as its own step")
+    parser.add_argument("--cost-model", choices=("roofline", "table"), default="roofline", help="iteration-time model")
     args = parser.parse_args()
-    config = validate_config(benchmark_config(args.requests, not args.no_fast_forward), origin="bench_core")
+    config = validate_config(benchmark_config(args.requests, not args.no_fast_forward, args.cost_model), origin="bench_core")
     sim_start = time.perf_counter()
     result = simulate(prepare(config))
     sim_wall = time.perf_counter() - sim_start
