@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -65,7 +65,7 @@ class PolicyEntry:
         """name -> (type, default, description) of each parameter."""
         out = {}
         for key, field in self.params_model.model_fields.items():
-            type_name = getattr(field.annotation, "__name__", str(field.annotation))
+            type_name = _type_name(field.annotation)
             default = field.get_default(call_default_factory=True)
             if isinstance(default, Enum):
                 default = default.value
@@ -73,6 +73,13 @@ class PolicyEntry:
                 default = default.model_dump(mode="json")
             out[key] = (type_name, default, field.description or "")
         return out
+
+
+def _type_name(annotation: Any) -> str:
+    """`int`, `int | None`, `VictimOrder`; a Literal as its choices (`'deadline' | 'priority'`)."""
+    if get_origin(annotation) is Literal:
+        return " | ".join(repr(choice) for choice in get_args(annotation))
+    return getattr(annotation, "__name__", str(annotation))
 
 
 _REGISTRY: dict[tuple[str, str], PolicyEntry] = {}
@@ -187,6 +194,8 @@ def _describe_param_error(err: Mapping[str, Any], known: list[str]) -> str:
         hint = f"did you mean {close[0]!r}?" if close else f"its parameters are: {', '.join(known) or 'none'}"
         return f"{key}: unknown parameter; {hint}"
     message = err["msg"].removeprefix("Value error, ")
+    if isinstance(err.get("ctx", {}).get("error"), PolicyError):
+        return f"{key}: {message}"  # a nested policy's own error already names the bad value
     return f"{key}: {message} (got {err.get('input')!r})"
 
 
