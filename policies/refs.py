@@ -1,6 +1,6 @@
 """Policies named inside another policy's parameters: a scheduler's queue order or length predictor.
 
-`{name: noisy_oracle, relative_error: 0.3}`: the name and the parameters are checked against
+`{name: noisy_oracle, error: 0.3}`: the name and the parameters are checked against
 the registry when the outer parameters are validated, so a typo fails before the run starts.
 """
 from __future__ import annotations
