@@ -79,10 +79,12 @@ def comparison_table(summaries: Mapping[str, Mapping[str, Any]], claim: ClaimCon
     columns = list(COMPARED)
     if claim is not None and claim.metric not in dict(columns):
         columns.append((claim.metric, claim.metric))
-    width = max(len(name) for name in summaries) + 2
-    lines = [f"{'variant':<{width}}" + "".join(f"{label:>12}" for _, label in columns)]
+    width = max(len(name) for name in [*summaries, "variant"]) + 2
+    widths = [max(12, len(label) + 2) for _, label in columns]
+    lines = [f"{'variant':<{width}}" + "".join(f"{label:>{w}}" for (_, label), w in zip(columns, widths))]
     for name, summary in summaries.items():
-        lines.append(f"{name:<{width}}" + "".join(f"{_shown(metric(summary, path)):>12}" for path, _ in columns))
+        cells = (f"{_shown(metric(summary, path)):>{w}}" for (path, _), w in zip(columns, widths))
+        lines.append(f"{name:<{width}}" + "".join(cells))
     if claim is not None:
         verdict = check_claim(claim, summaries)
         against = ", ".join(f"{n} {_shown(v)}" for n, v in verdict["baseline_values"].items())

@@ -12,7 +12,9 @@ from policies.views import ReplicaView, RequestView, blocks_for
 
 
 class OrcaParams(BudgetParams):
-    chunked_prefill: bool = Field(False, description="Orca runs whole prompts (kept false)")
+    chunked_prefill: bool = Field(
+        False, description="Orca runs whole prompts; true chunks them (to compare admission rules alone)"
+    )
     max_new_tokens: int | None = Field(
         None, ge=1,
         description="output tokens reserved per request (a client's max_tokens); default: the request's true output length",
@@ -40,6 +42,18 @@ class OrcaSchedulerPolicy(BudgetScheduler):
     @property
     def stable_under_decode(self) -> bool:
         return True
+
+    def admission_error(self, request: RequestView) -> str | None:
+        """Reserving the true output, nothing is ever preempted and recomputed: only the prompt
+        must fit one iteration. A smaller `max_new_tokens` can be outgrown, so then it is the base rule."""
+        if self.params.max_new_tokens is not None:
+            return super().admission_error(request)
+        if self.params.chunked_prefill or request.prompt_tokens <= self.params.max_num_batched_tokens:
+            return None
+        return (
+            f"its prompt of {request.prompt_tokens} tokens exceeds max_num_batched_tokens "
+            f"{self.params.max_num_batched_tokens} and chunked_prefill is off"
+        )
 
     def reservation(self, request: RequestView, block_size: int) -> int:
         """Blocks reserved for `request` for its whole life."""

@@ -7,7 +7,7 @@ from pydantic import Field
 from policies.base import PolicyParams, PreemptionPolicy, SchedulerPolicy
 from policies.decisions import ScheduleDecision
 from policies.registry import register
-from policies.views import ReplicaView, RequestView, blocks_for
+from policies.views import ReplicaView, RequestView, blocks_for, computed_on_admission
 
 
 class StaticParams(PolicyParams):
@@ -28,6 +28,7 @@ class StaticBatchSchedulerPolicy(SchedulerPolicy):
     decodes until its longest output is done; finished requests leave their slots as padding
     and nobody joins mid-batch. Padding costs time (it is in the batch's shape) but holds no KV
     blocks here; a batch is formed only if every member's whole KV fits, so nothing is preempted.
+    With prefix caching, prompts are padded to the longest uncached part.
     """
 
     Params = StaticParams
@@ -69,8 +70,10 @@ class StaticBatchSchedulerPolicy(SchedulerPolicy):
         self._members = members
         self._padded_len = max(r.num_tokens for r in members)
         self._steps = 0
-        padding = [(self._padded_len - r.num_tokens, r.num_tokens) for r in members if r.num_tokens < self._padded_len]
-        return ScheduleDecision(scheduled=[(r, r.num_tokens - r.num_computed_tokens) for r in members], padding=padding)
+        new = [r.num_tokens - computed_on_admission(r, replica.kv) for r in members]
+        longest = max(new)
+        padding = [(longest - n, r.num_tokens) for r, n in zip(members, new) if n < longest]
+        return ScheduleDecision(scheduled=list(zip(members, new)), padding=padding)
 
     def _step(self) -> ScheduleDecision:
         """One decode of the whole batch: live members decode, finished ones are padded slots."""
