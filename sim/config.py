@@ -143,7 +143,7 @@ class ClassConfig(Section):
     share: float | None = Field(None, gt=0, le=1, description="class_by share: the fraction of requests in this class")
     when: ClassRule | None = Field(None, description="class_by rule: the lengths this class takes (none: every request)")
     slo: ObjectivesConfig = Field(default_factory=ObjectivesConfig, description="objectives overriding `slo` for this class")
-    timeout_s: float | None = Field(None, gt=0, description="drop a request still waiting this long after arrival")
+    timeout_s: float | None = Field(None, gt=0, description="drop a request not yet scheduled this long after arrival")
 
 
 class SharedPrefixConfig(Section):

@@ -9,6 +9,7 @@ iteration on an arrival; it is then suspended and later resumed (`sim.iteration`
 """
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from collections.abc import Callable, Generator
@@ -76,7 +77,8 @@ class Replica:
         self._interrupting = False
         self._wake: simpy.Event | None = None
         self._pending_swap_blocks = 0
-        self._has_timeouts = False
+        self._timeouts: list[tuple[float, int, Request]] = []
+        """(timeout, id, request) of queued requests that may give up, earliest first."""
         self._gaps = metrics.gap_sink()
         self.num_iterations = 0
         self.num_engine_steps = 0
@@ -105,7 +107,7 @@ class Replica:
             return
         self.waiting.append(request)
         if request.timeout_at_s < INFINITY:
-            self._has_timeouts = True
+            heapq.heappush(self._timeouts, (request.timeout_at_s, request.request_id, request))
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
         elif self._should_interrupt(request):
@@ -131,7 +133,7 @@ class Replica:
     def _loop(self) -> Generator[simpy.Event, None, None]:
         env = self.env
         while True:
-            if self._has_timeouts:
+            if self._timeouts and self._timeouts[0][0] <= env.now:
                 self._drop_expired()
             if not self._running and not self.waiting:
                 yield self._sleep(None)
@@ -168,10 +170,10 @@ class Replica:
                 self.num_iterations += 1
 
     def _sleep(self, wake_at: float | None) -> simpy.Event:
-        """An event that fires on the next arrival or memory release, or at `wake_at`/the next timeout."""
+        """An event that fires on the next arrival, or at `wake_at` or the next timeout."""
         self._wake = self.env.event()
-        if self._has_timeouts and self.waiting:
-            earliest = min(r.timeout_at_s for r in self.waiting)
+        if self._timeouts:
+            earliest = self._timeouts[0][0]
             wake_at = earliest if wake_at is None else min(wake_at, earliest)
         if wake_at is None:
             return self._wake
@@ -361,12 +363,13 @@ class Replica:
         self._end(request, RequestState.FINISHED, now)
 
     def _drop_expired(self) -> None:
+        """Drop the requests whose timeout has passed before they were ever scheduled."""
         now = self.env.now
-        expired = [r for r in self.waiting if r.timeout_at_s <= now]
-        for request in expired:
+        while self._timeouts and self._timeouts[0][0] <= now:
+            _, _, request = heapq.heappop(self._timeouts)
+            if not math.isnan(request.first_scheduled_s):
+                continue  # service began in time
             self.waiting.remove(request)
-            if request.state is RequestState.SWAPPED:
-                self.host.release(request.request_id)
             self._end(request, RequestState.DROPPED, request.timeout_at_s)
 
     def _end(self, request: Request, state: RequestState, at_s: float) -> None:

@@ -22,7 +22,7 @@ class RequestState(Enum):
     REJECTED = "rejected"
     """Could never be served (too long for the model or the memory)."""
     DROPPED = "dropped"
-    """Gave up waiting: still queued when its class's timeout passed."""
+    """Gave up: not yet scheduled when its class's timeout passed."""
 
 
 ENDED = (RequestState.FINISHED, RequestState.REJECTED, RequestState.DROPPED)
