@@ -77,12 +77,25 @@ class CostModel(ABC):
     def decode_stretch_times(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
         """Times of `num_steps` consecutive decode-only iterations of one fixed set of requests.
 
-        Step k (from 0) decodes every request with context `context_lens + k`. Implementations
-        may vectorise this; the result must equal calling `iteration_time` step by step.
+        Step k (from 0) decodes every request with context `context_lens + k`. A stretch of real
+        decodes (every context at least 1) goes to `stretch_of_decodes`, which implementations
+        vectorise; anything else is priced step by step.
         """
+        contexts = np.asarray(context_lens, dtype=np.int64)
+        if num_steps <= 0:
+            return np.empty(0)
+        if contexts.size and contexts.min() > 0:
+            return self.stretch_of_decodes(contexts, num_steps)
+        return self._step_by_step(contexts, num_steps)
+
+    def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
+        """`decode_stretch_times` for non-empty contexts >= 1; must equal pricing step by step."""
+        return self._step_by_step(contexts, num_steps)
+
+    def _step_by_step(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
         times = np.empty(num_steps)
-        ones = (1,) * len(context_lens)
-        base = [int(c) for c in context_lens]
+        ones = (1,) * len(contexts)
+        base = [int(c) for c in contexts]
         for k in range(num_steps):
             times[k] = self.iteration_time(BatchShape(ones, tuple(c + k for c in base)))
         return times
@@ -114,8 +127,8 @@ class ConstantCostModel(CostModel):
     def iteration_time(self, batch: BatchShape) -> float:
         return self.iteration_s + self.per_token_s * batch.num_tokens
 
-    def decode_stretch_times(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
-        return np.full(num_steps, self.iteration_s + self.per_token_s * len(context_lens))
+    def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
+        return np.full(num_steps, self.iteration_s + self.per_token_s * len(contexts))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "constant", "iteration_s": self.iteration_s, "per_token_s": self.per_token_s}

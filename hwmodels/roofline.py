@@ -164,13 +164,8 @@ class RooflineCostModel(CostModel):
         table.extend(priced.tolist())
         return table[count]
 
-    def decode_stretch_times(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
+    def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
         """Vectorised: only decode attention changes over a stretch (context sum grows by B a step)."""
-        contexts = np.asarray(context_lens, dtype=np.int64)
-        if num_steps <= 0:
-            return np.empty(0)
-        if contexts.size == 0 or contexts.min() <= 0:
-            return super().decode_stretch_times(contexts, num_steps)
         size = int(contexts.size)
         base = self._linear_seconds(size, size)
         positions = float(contexts.sum() + size) + size * np.arange(num_steps, dtype=np.float64)

@@ -31,7 +31,3 @@ class ScheduleDecision:
     padding: list[tuple[int, int]] = field(default_factory=list)
     wake_at: float | None = None
     resume: IterationView | None = None
-
-    @property
-    def num_tokens(self) -> int:
-        return sum(n for _, n in self.scheduled)

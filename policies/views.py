@@ -118,6 +118,15 @@ class ReplicaView(Protocol):
         """Requests routed here and not yet finished, dropped or rejected."""
 
 
+def decodes_and_prefills(requests: Sequence[RequestView]) -> tuple[list[RequestView], list[RequestView]]:
+    """Running requests split into those decoding one token and those still computing a prompt."""
+    decodes, prefills = [], []
+    for request in requests:
+        is_decode = request.num_generated and request.num_tokens - request.num_computed_tokens == 1
+        (decodes if is_decode else prefills).append(request)
+    return decodes, prefills
+
+
 def blocks_for(num_tokens: int, block_size: int) -> int:
     return -(-num_tokens // block_size)
 

@@ -72,19 +72,6 @@ class Request:
         self.num_tokens += count
 
     @property
-    def num_pending_tokens(self) -> int:
-        """Tokens whose KV still has to be computed before the next token can be sampled."""
-        return self.num_tokens - self.num_computed_tokens
-
-    @property
-    def is_decoding(self) -> bool:
-        return self.num_generated > 0 and self.num_pending_tokens == 1
-
-    @property
-    def is_done(self) -> bool:
-        return self.num_generated >= self.output_tokens
-
-    @property
     def is_swapped(self) -> bool:
         return self.state is RequestState.SWAPPED
 

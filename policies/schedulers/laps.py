@@ -6,7 +6,7 @@ from pydantic import Field
 from policies.decisions import ScheduleDecision
 from policies.registry import register
 from policies.schedulers.budget import BudgetParams, BudgetScheduler
-from policies.views import ReplicaView, RequestView, computed_on_admission
+from policies.views import ReplicaView, RequestView, computed_on_admission, decodes_and_prefills
 
 
 class LapsParams(BudgetParams):
@@ -40,10 +40,7 @@ class LapsSchedulerPolicy(BudgetScheduler):
         ready = bool(shorts) and (
             len(shorts) >= self.params.short_batch or now >= shorts[0].arrival_s + self.params.window_s
         )
-        decodes, prefills = [], []
-        for request in replica.running:
-            is_decode = request.num_generated and request.num_tokens - request.num_computed_tokens == 1
-            (decodes if is_decode else prefills).append(request)
+        decodes, prefills = decodes_and_prefills(replica.running)
         decision = ScheduleDecision()
         running = decodes if ready else decodes + prefills
         budget, free = self._schedule_running(replica, running, decision, now)

@@ -7,6 +7,7 @@ requests with worse keys are preempted for it, worst first, one step before it i
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Iterable
 
 import numpy as np
@@ -36,8 +37,9 @@ class OrderedScheduler(BudgetScheduler):
         self.queue = self.build_queue()
         self._ordered = not isinstance(self.queue, FcfsQueuePolicy)
 
+    @abstractmethod
     def build_queue(self) -> QueuePolicy:
-        raise NotImplementedError
+        """The queue policy whose key orders this scheduler (built from its parameters)."""
 
     @property
     def stable_under_decode(self) -> bool:

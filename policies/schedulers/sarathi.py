@@ -5,7 +5,7 @@ from pydantic import Field, model_validator
 
 from policies.registry import register
 from policies.schedulers.budget import BudgetParams, BudgetScheduler
-from policies.views import ReplicaView, RequestView
+from policies.views import ReplicaView, RequestView, decodes_and_prefills
 
 
 class SarathiParams(BudgetParams):
@@ -44,8 +44,5 @@ class SarathiSchedulerPolicy(BudgetScheduler):
         return True
 
     def order_running(self, replica: ReplicaView, now: float) -> list[RequestView]:
-        decodes, prefills = [], []
-        for request in replica.running:
-            is_decode = request.num_generated and request.num_tokens - request.num_computed_tokens == 1
-            (decodes if is_decode else prefills).append(request)
+        decodes, prefills = decodes_and_prefills(replica.running)
         return decodes + prefills

@@ -135,10 +135,10 @@ def test_decode_stretch_equals_stepwise(setup: tuple) -> None:
     assert cost.decode_stretch_times(contexts, 0).shape == (0,)
 
 
-def test_decode_stretch_with_an_empty_context_matches_base_class() -> None:
+def test_decode_stretch_with_an_empty_context_is_priced_step_by_step() -> None:
     cost = _model()
     contexts = np.array([0, 10])
-    expected = CostModel.decode_stretch_times(cost, contexts, 5)
+    expected = [cost.iteration_time(BatchShape((1, 1), (k, 10 + k))) for k in range(5)]
     np.testing.assert_allclose(cost.decode_stretch_times(contexts, 5), expected, rtol=1e-12)
 
 
