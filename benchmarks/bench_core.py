@@ -18,8 +18,8 @@ START = time.perf_counter()
 import argparse  # noqa: E402
 import resource  # noqa: E402
 
-from sim.loading import validate_config  # noqa: E402
-from sim.runner import prepare, simulate  # noqa: E402
+from servesim.sim.experiment.loading import validate_config  # noqa: E402
+from servesim.sim.runner import prepare, simulate  # noqa: E402
 
 
 def benchmark_config(num_requests: int, fast_forward: bool, cost_model: str = "roofline") -> dict:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from profiler.profile import ProfileRequest, profile
+from servesim.profiler.profile import ProfileRequest, profile
 
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = [("iteration median", ("iteration_error", "median")), ("iteration p90", ("iteration_error", "p90"))] + [
@@ -36,7 +36,7 @@ def figure(report: dict, path: tuple[str, ...]) -> float:
 def fidelity_run(config: Path, tables: Path, out: Path) -> dict:
     """One `simrun fidelity` in a process of its own: runs repeated in one process slow down as
     it ages (allocator and kernel caches), which the tables, profiled fresh, do not see."""
-    command = [sys.executable, "-m", "sim.cli", "fidelity", str(config), "--no-progress",
+    command = [sys.executable, "-m", "servesim.sim.cli", "fidelity", str(config), "--no-progress",
                "--set", f"cost_model.tables={tables.resolve()}", "-o", str(out)]
     subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     return json.loads((out / "report.json").read_text())

@@ -18,11 +18,11 @@ from typing import Any, TypeVar
 
 import yaml
 
-from hwmodels.dtypes import canonical_dtype
-from hwmodels.errors import CatalogError
-from hwmodels.hardware_spec import DeviceKind, HardwareSpec
-from hwmodels.hf_config import model_from_hf_config
-from hwmodels.model_spec import ModelSpec
+from servesim.hwmodels.dtypes import canonical_dtype
+from servesim.hwmodels.errors import CatalogError
+from servesim.hwmodels.hardware_spec import DeviceKind, HardwareSpec
+from servesim.hwmodels.hf_config import model_from_hf_config
+from servesim.hwmodels.model_spec import ModelSpec
 
 __all__ = [
     "CatalogError", "DeviceKind", "HardwareSpec", "ModelSpec", "list_hardware", "list_models",
@@ -84,7 +84,7 @@ def _hardware() -> dict[str, HardwareSpec]:
 
 
 def _read_catalog(filename: str) -> dict[str, Any]:
-    text = resources.files("hwmodels").joinpath("data", filename).read_text(encoding="utf-8")
+    text = resources.files("servesim.hwmodels").joinpath("data", filename).read_text(encoding="utf-8")
     data = yaml.safe_load(text)
     if not isinstance(data, dict):
         raise CatalogError(f"hwmodels/data/{filename}: expected a mapping of entry names to fields")

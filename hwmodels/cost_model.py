@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from hwmodels.operators import LAYER_OPERATORS
-from hwmodels.shapes import BatchShape
+from servesim.hwmodels.operators import LAYER_OPERATORS
+from servesim.hwmodels.shapes import BatchShape
 
 
 @dataclass(frozen=True, slots=True)

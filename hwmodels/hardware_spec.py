@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from hwmodels.dtypes import DTYPE_BYTES
-from hwmodels.errors import CatalogError
+from servesim.hwmodels.dtypes import DTYPE_BYTES
+from servesim.hwmodels.errors import CatalogError
 
 
 class DeviceKind(StrEnum):

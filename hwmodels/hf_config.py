@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hwmodels.dtypes import canonical_dtype, known_dtypes
-from hwmodels.errors import CatalogError
-from hwmodels.model_spec import ModelSpec
+from servesim.hwmodels.dtypes import canonical_dtype, known_dtypes
+from servesim.hwmodels.errors import CatalogError
+from servesim.hwmodels.model_spec import ModelSpec
 
 # Qwen2 projects Q/K/V with a bias but its config.json has no `attention_bias` key.
 _QKV_BIAS_MODEL_TYPES = frozenset({"qwen2", "qwen2_moe"})

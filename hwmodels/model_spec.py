@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hwmodels.dtypes import DTYPE_BYTES
-from hwmodels.errors import CatalogError
-from hwmodels.shapes import ParallelPlan
+from servesim.hwmodels.dtypes import DTYPE_BYTES
+from servesim.hwmodels.errors import CatalogError
+from servesim.hwmodels.shapes import ParallelPlan
 
 
 def ceil_div(a: int, b: int) -> int:

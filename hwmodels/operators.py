@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from hwmodels.dtypes import DTYPE_BYTES
-from hwmodels.model_spec import ModelSpec, ceil_div
-from hwmodels.shapes import BatchShape, ParallelPlan
+from servesim.hwmodels.dtypes import DTYPE_BYTES
+from servesim.hwmodels.model_spec import ModelSpec, ceil_div
+from servesim.hwmodels.shapes import BatchShape, ParallelPlan
 
 LOGIT_BYTES = 4  # logits and router scores are float32
 

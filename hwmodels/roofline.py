@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from hwmodels.cost_model import CostModel, IterationCost, OperatorTime
-from hwmodels.dtypes import canonical_dtype
-from hwmodels.hardware_spec import HardwareSpec
-from hwmodels.model_spec import ModelSpec
-from hwmodels.operators import Operator, OperatorBuilder, OpKind
-from hwmodels.shapes import BatchShape, ParallelPlan
+from servesim.hwmodels.cost_model import CostModel, IterationCost, OperatorTime
+from servesim.hwmodels.dtypes import canonical_dtype
+from servesim.hwmodels.hardware_spec import HardwareSpec
+from servesim.hwmodels.model_spec import ModelSpec
+from servesim.hwmodels.operators import Operator, OperatorBuilder, OpKind
+from servesim.hwmodels.shapes import BatchShape, ParallelPlan
 
 # Assumed, not measured: host-side scheduling plus kernel launches of one iteration on a GPU
 # serving engine. Profiled tables replace it with a measured constant.

@@ -3,7 +3,7 @@ KV transfer) and their registry.
 
 Policies read views of engine state and return decisions; they never touch SimPy.
 """
-from policies.base import (
+from servesim.policies.base import (
     CachedBlock,
     EvictionPolicy,
     LengthPredictor,
@@ -16,9 +16,9 @@ from policies.base import (
     TransferDecision,
     TransferPolicy,
 )
-from policies.decisions import PreemptionMode, ScheduleDecision
-from policies.refs import PolicyRef, PredictorRef, QueueRef
-from policies.registry import (
+from servesim.policies.decisions import PreemptionMode, ScheduleDecision
+from servesim.policies.refs import PolicyRef, PredictorRef, QueueRef
+from servesim.policies.registry import (
     KINDS,
     PolicyEntry,
     PolicyError,

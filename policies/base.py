@@ -13,8 +13,8 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from policies.decisions import PreemptionMode, ScheduleDecision
-from policies.views import IterationView, KvView, ReplicaView, RequestView
+from servesim.policies.decisions import PreemptionMode, ScheduleDecision
+from servesim.policies.views import IterationView, KvView, ReplicaView, RequestView
 
 
 class PolicyParams(BaseModel):

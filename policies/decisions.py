@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from policies.views import IterationView, RequestView
+from servesim.policies.views import IterationView, RequestView
 
 
 class PreemptionMode(Enum):

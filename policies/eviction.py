@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.base import CachedBlock, EvictionPolicy
-from policies.registry import register
+from servesim.policies.base import CachedBlock, EvictionPolicy
+from servesim.policies.registry import register
 
 
 @register("eviction", "lru")

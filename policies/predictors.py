@@ -9,9 +9,9 @@ import math
 import numpy as np
 from pydantic import Field
 
-from policies.base import LengthPredictor, PolicyParams
-from policies.registry import register
-from policies.views import ReplicaView, RequestView
+from servesim.policies.base import LengthPredictor, PolicyParams
+from servesim.policies.registry import register
+from servesim.policies.views import ReplicaView, RequestView
 
 
 @register("predictor", "oracle")

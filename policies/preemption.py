@@ -6,10 +6,10 @@ from enum import Enum
 
 from pydantic import Field
 
-from policies.base import PolicyParams, PreemptionPolicy
-from policies.decisions import PreemptionMode
-from policies.registry import register
-from policies.views import KvView, RequestView
+from servesim.policies.base import PolicyParams, PreemptionPolicy
+from servesim.policies.decisions import PreemptionMode
+from servesim.policies.registry import register
+from servesim.policies.views import KvView, RequestView
 
 
 class VictimOrder(str, Enum):

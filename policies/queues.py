@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from policies.base import LengthPredictor, PolicyParams, QueuePolicy
-from policies.refs import PredictorRef
-from policies.registry import register
-from policies.views import ReplicaView, RequestView
+from servesim.policies.base import LengthPredictor, PolicyParams, QueuePolicy
+from servesim.policies.refs import PredictorRef
+from servesim.policies.registry import register
+from servesim.policies.views import ReplicaView, RequestView
 
 
 @register("queue", "fcfs")

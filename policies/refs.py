@@ -20,7 +20,7 @@ class PolicyRef(BaseModel):
 
     @model_validator(mode="after")
     def _known_and_valid(self) -> PolicyRef:
-        from policies.registry import validate_params
+        from servesim.policies.registry import validate_params
 
         validate_params(self.KIND, self.name, self.params())
         return self
@@ -29,7 +29,7 @@ class PolicyRef(BaseModel):
         return dict(self.model_extra or {})
 
     def build(self, rng: np.random.Generator) -> Any:
-        from policies.registry import create_policy
+        from servesim.policies.registry import create_policy
 
         return create_policy(self.KIND, self.name, self.params(), rng=rng)
 

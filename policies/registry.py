@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from policies.base import (
+from servesim.policies.base import (
     EvictionPolicy,
     LengthPredictor,
     PreemptionPolicy,
@@ -139,7 +139,7 @@ def _ensure_loaded() -> None:
     if _loaded:
         return
     _loaded = True
-    import policies.builtin  # noqa: F401  (registers the built-in policies)
+    import servesim.policies.builtin  # noqa: F401  (registers the built-in policies)
 
     for kind in KINDS:
         for point in entry_points(group=ENTRY_POINT_PREFIX + kind):

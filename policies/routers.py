@@ -5,9 +5,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from policies.base import PolicyParams, RouterPolicy
-from policies.registry import register
-from policies.views import ReplicaView, RequestView
+from servesim.policies.base import PolicyParams, RouterPolicy
+from servesim.policies.registry import register
+from servesim.policies.views import ReplicaView, RequestView
 
 
 @register("router", "round_robin")

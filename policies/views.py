@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from hwmodels import CostModel
+from servesim.hwmodels import CostModel
 
 
 class RequestView(Protocol):

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from profiler.timing import Timer
+from servesim.profiler.timing import Timer
 
 OPERATORS = ("tp_all_reduce", "ep_all_to_all", "pp_send_recv")
 

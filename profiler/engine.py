@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from hwmodels import CostModel
-from policies import SchedulerPolicy
-from profiler.model import ForwardBatch, ReferenceModel
+from servesim.hwmodels import CostModel
+from servesim.policies import SchedulerPolicy
+from servesim.profiler.model import ForwardBatch, ReferenceModel
 
 SPIN_S = 0.002  # the last moments before an arrival are busy-waited: sleep() overshoots
 

@@ -17,15 +17,15 @@ from typing import Any
 
 import torch
 
-from hwmodels import DeviceKind
-from profiler.profile import ProfileRequest, profile, setup_device
-from profiler.report import engine_latencies, iteration_errors, iteration_table, latency_errors, plot
-from profiler.serving import requests_from_workload, run_engine
-from profiler.timing import DTYPES
-from sim.config import ExperimentConfig
-from sim.errors import ConfigError
-from sim.loading import load_config
-from sim.runner import PreparedRun, prepare, simulate
+from servesim.hwmodels import DeviceKind
+from servesim.profiler.profile import ProfileRequest, profile, setup_device
+from servesim.profiler.report import engine_latencies, iteration_errors, iteration_table, latency_errors, plot
+from servesim.profiler.serving import requests_from_workload, run_engine
+from servesim.profiler.timing import DTYPES
+from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.loading import load_config
+from servesim.sim.runner import PreparedRun, prepare, simulate
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import torch
 
-from hwmodels.model_spec import ModelSpec, ceil_div
-from profiler import ops
-from profiler.timing import Timer
+from servesim.hwmodels.model_spec import ModelSpec, ceil_div
+from servesim.profiler import ops
+from servesim.profiler.timing import Timer
 
 COPIES = 4
 BLOCK_SIZE = 16

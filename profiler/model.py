@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from hwmodels.model_spec import ModelSpec
-from profiler import ops
+from servesim.hwmodels.model_spec import ModelSpec
+from servesim.profiler import ops
 
 
 @dataclass(frozen=True)

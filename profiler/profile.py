@@ -22,13 +22,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from hwmodels import BatchShape, ParallelPlan, load_hardware, load_model
-from hwmodels.model_spec import ModelSpec
-from hwmodels.tables import TableCostModel, TableSet, write_tables
-from hwmodels.tables.schema import COLUMNS, OVERHEAD_OPERATOR, PREFILL_OVERHEAD_OPERATOR
-from profiler.grids import Grid, grid_for
-from profiler.measure import OperatorBench
-from profiler.timing import DTYPES, Timer, device_info
+from servesim.hwmodels import BatchShape, ParallelPlan, load_hardware, load_model
+from servesim.hwmodels.model_spec import ModelSpec
+from servesim.hwmodels.tables import TableCostModel, TableSet, write_tables
+from servesim.hwmodels.tables.schema import COLUMNS, OVERHEAD_OPERATOR, PREFILL_OVERHEAD_OPERATOR
+from servesim.profiler.grids import Grid, grid_for
+from servesim.profiler.measure import OperatorBench
+from servesim.profiler.timing import DTYPES, Timer, device_info
 
 ENTRY_OPERATORS = ("lm_head", "sampling")
 CALIBRATION_REQUESTS = 32
@@ -144,7 +144,7 @@ def _frame(rows: list[dict], dtype: str, time_s: float | None = None) -> pd.Data
 
 
 def _collective_rows(grid: Grid, dtype: torch.dtype, dtype_name: str) -> pd.DataFrame:
-    from profiler.collectives import group_sizes, measure_collectives
+    from servesim.profiler.collectives import group_sizes, measure_collectives
 
     if not group_sizes():
         return pd.DataFrame(columns=list(COLUMNS)).astype(COLUMNS)
@@ -162,7 +162,7 @@ def calibrate_overhead(spec: ModelSpec, hardware: str, tables: TableSet, device:
     its host time: scheduling, input preparation, Python between kernels. Least squares over
     the iterations gives the three coefficients (negative ones clipped to 0).
     """
-    from profiler.serving import calibration_requests, run_engine
+    from servesim.profiler.serving import calibration_requests, run_engine
 
     requests = calibration_requests(spec, CALIBRATION_REQUESTS // (4 if quick else 1), seed=1)
     with warnings.catch_warnings():  # a quick grid is small: out-of-grid shapes are expected here

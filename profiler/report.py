@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hwmodels import BatchShape, CostModel
-from profiler.engine import EngineRequest, IterationRecord
-from sim.summary import latency_block
+from servesim.hwmodels import BatchShape, CostModel
+from servesim.profiler.engine import EngineRequest, IterationRecord
+from servesim.sim.reporting.summary import latency_block
 
 LATENCIES = ("ttft_s", "tbt_s", "e2e_s")
 PERCENTILES = ("p50", "p90", "p99")

@@ -11,11 +11,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hwmodels import CostModel
-from hwmodels.model_spec import ModelSpec
-from policies import create_policy
-from profiler.engine import EngineRequest, IterationRecord, ReferenceEngine
-from profiler.model import ReferenceModel
+from servesim.hwmodels import CostModel
+from servesim.hwmodels.model_spec import ModelSpec
+from servesim.policies import create_policy
+from servesim.profiler.engine import EngineRequest, IterationRecord, ReferenceEngine
+from servesim.profiler.model import ReferenceModel
 
 MAX_CACHE_BYTES = 8 << 30
 WARMUP_SHAPES = ((64, 0), (1, 64))

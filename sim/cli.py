@@ -13,12 +13,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from hwmodels.errors import CatalogError
-from policies import PolicyError
-from sim.config import ExperimentConfig
-from sim.errors import UserInputError
-from sim.profile_commands import add_commands as add_profile_commands
-from traces.errors import TraceError
+from servesim.hwmodels.errors import CatalogError
+from servesim.policies import PolicyError
+from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.errors import UserInputError
+from servesim.profiler.commands import add_commands as add_profile_commands
+from servesim.traces.errors import TraceError
 
 EXIT_USER_ERROR = 2
 USER_ERRORS = (UserInputError, CatalogError, PolicyError, TraceError)
@@ -83,10 +83,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sim.headline import headline
-    from sim.loading import load_config
-    from sim.results import write_results
-    from sim.runner import prepare, simulate
+    from servesim.sim.reporting.headline import headline
+    from servesim.sim.experiment.loading import load_config
+    from servesim.sim.reporting.results import write_results
+    from servesim.sim.runner import prepare, simulate
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     config, base_dir = load_config(args.config, overrides)
@@ -104,10 +104,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _run_variants(config: ExperimentConfig, base_dir: Path, out_dir: Path, origin: str, show: bool) -> int:
     """Run every variant (all checked before the first starts), then write and compare them."""
-    from sim.loading import variant_configs
-    from sim.results import staged_directory, write_run_files
-    from sim.runner import prepare, simulate
-    from sim.variants import comparison_json, comparison_table
+    from servesim.sim.experiment.loading import variant_configs
+    from servesim.sim.reporting.results import staged_directory, write_run_files
+    from servesim.sim.runner import prepare, simulate
+    from servesim.sim.experiment.variants import comparison_json, comparison_table
 
     prepared = {name: prepare(c, base_dir) for name, c in variant_configs(config, origin).items()}
     results = {}
@@ -154,8 +154,8 @@ class _progress_bar:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from sim.loading import load_config
-    from sim.runner import prepare
+    from servesim.sim.experiment.loading import load_config
+    from servesim.sim.runner import prepare
 
     failures = 0
     for path in args.configs:
@@ -173,8 +173,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _goodput(args: argparse.Namespace) -> int:
-    from sim.goodput import max_goodput
-    from sim.loading import load_config, variant_configs
+    from servesim.sim.goodput import max_goodput
+    from servesim.sim.experiment.loading import load_config, variant_configs
 
     config, base_dir = load_config(args.config, args.overrides)
     configs = variant_configs(config, str(args.config)) if config.variants else {config.name: config}
@@ -192,8 +192,8 @@ def _goodput(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from hwmodels.catalog import list_hardware, list_models
-    from policies import all_policies
+    from servesim.hwmodels.catalog import list_hardware, list_models
+    from servesim.policies import all_policies
 
     print("models:   " + ", ".join(list_models()))
     print("hardware: " + ", ".join(list_hardware()))

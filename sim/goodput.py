@@ -10,10 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sim.config import ExperimentConfig
-from sim.errors import ConfigError
-from sim.loading import validate_config
-from sim.runner import prepare, simulate
+from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.loading import validate_config
+from servesim.sim.runner import prepare, simulate
 
 
 @dataclass

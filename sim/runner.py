@@ -17,26 +17,26 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from hwmodels import ConstantCostModel, CostModel, ParallelPlan
-from hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, load_hardware, load_model
-from hwmodels.roofline import RooflineCostModel
-from hwmodels.tables.loading import table_cost_model
-from policies import PolicyError, create_policy, validate_params
-from sim import __version__
-from sim.capacity import GIB, KvCapacity, kv_capacity
-from sim.classes import ServiceClass, assign_classes, service_classes
-from sim.cluster import Cluster
-from sim.config import ExperimentConfig, PolicySpec
-from sim.errors import ConfigError, EngineInvariantError
-from sim.kv_memory import BlockPool
-from sim.metrics import MetricsRecorder
-from sim.prefix_cache import PrefixCachingBlockPool
-from sim.replica import Replica, ReplicaSetup
-from sim.request import ENDED, Request, RequestState
-from sim.results import RunResult, request_table
-from sim.summary import summarize, summarize_classes
-from sim.workload import build_workload, to_requests
-from traces import TraceError
+from servesim.hwmodels import ConstantCostModel, CostModel, ParallelPlan
+from servesim.hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, load_hardware, load_model
+from servesim.hwmodels.roofline import RooflineCostModel
+from servesim.hwmodels.tables.loading import table_cost_model
+from servesim.policies import PolicyError, create_policy, validate_params
+from servesim.sim import __version__
+from servesim.sim.experiment.capacity import GIB, KvCapacity, kv_capacity
+from servesim.sim.experiment.classes import ServiceClass, assign_classes, service_classes
+from servesim.sim.engine.cluster import Cluster
+from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
+from servesim.sim.errors import ConfigError, EngineInvariantError
+from servesim.sim.engine.kv_memory import BlockPool
+from servesim.sim.reporting.metrics import MetricsRecorder
+from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
+from servesim.sim.engine.replica import Replica, ReplicaSetup
+from servesim.sim.engine.request import ENDED, Request, RequestState
+from servesim.sim.reporting.results import RunResult, request_table
+from servesim.sim.reporting.summary import summarize, summarize_classes
+from servesim.sim.experiment.workload import build_workload, to_requests
+from servesim.traces import TraceError
 
 
 @dataclass

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import matplotlib
 
-from sim.loading import validate_config
-from sim.results import write_results
-from sim.runner import run_experiment
+from servesim.sim.experiment.loading import validate_config
+from servesim.sim.reporting.results import write_results
+from servesim.sim.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "analyze_results.ipynb"

@@ -2,8 +2,8 @@
 import re
 from pathlib import Path
 
-from sim.config import ExperimentConfig, PolicySpec
-from sim.loading import _model_in
+from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
+from servesim.sim.experiment.loading import _model_in
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -33,8 +33,8 @@ def test_the_two_setup_commands_are_there_and_ci_runs_the_test_one():
 
 
 def test_summary_keys_and_request_columns_are_documented(tmp_path):
-    from sim.loading import validate_config
-    from sim.runner import run_experiment
+    from servesim.sim.experiment.loading import validate_config
+    from servesim.sim.runner import run_experiment
 
     config = validate_config({
         "cost_model": {"kind": "constant", "iteration_s": 0.01},

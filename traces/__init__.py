@@ -2,15 +2,15 @@
 
 Every source yields the canonical trace table described in `traces.schema`.
 """
-from traces.errors import TraceError
-from traces.lengths import load_length_table
-from traces.loaders import FORMATS, TraceFormat, load_trace
-from traces.ragpulse import RAGPULSE_COMPONENTS
-from traces.prefixes import add_shared_prefixes
-from traces.samples import list_samples, sample_path
-from traces.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, validate_trace
-from traces.synthetic import ARRIVAL_PROCESSES, LENGTH_DISTRIBUTIONS, arrival_times, sample_length_pairs, sample_lengths
-from traces.transforms import scale_rate, take, time_window
+from servesim.traces.errors import TraceError
+from servesim.traces.lengths import load_length_table
+from servesim.traces.loaders import FORMATS, TraceFormat, load_trace
+from servesim.traces.ragpulse import RAGPULSE_COMPONENTS
+from servesim.traces.prefixes import add_shared_prefixes
+from servesim.traces.samples import list_samples, sample_path
+from servesim.traces.schema import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, validate_trace
+from servesim.traces.synthetic import ARRIVAL_PROCESSES, LENGTH_DISTRIBUTIONS, arrival_times, sample_length_pairs, sample_lengths
+from servesim.traces.transforms import scale_rate, take, time_window
 
 __all__ = [
     "add_shared_prefixes",

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from traces.readers import read_csv_table, require_columns
-from traces.schema import validate_trace
+from servesim.traces.readers import read_csv_table, require_columns
+from servesim.traces.schema import validate_trace
 
 # canonical column -> column in the published file
 AZURE_NAMES = {"arrival_s": "TIMESTAMP", "prompt_tokens": "ContextTokens", "output_tokens": "GeneratedTokens"}

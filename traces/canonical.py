@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from traces.errors import Locator
-from traces.readers import read_csv_table, read_jsonl
-from traces.schema import STRING_COLUMNS, validate_trace
+from servesim.traces.errors import Locator
+from servesim.traces.readers import read_csv_table, read_jsonl
+from servesim.traces.schema import STRING_COLUMNS, validate_trace
 
 
 def load_canonical_csv(path: Path) -> pd.DataFrame:

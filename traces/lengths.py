@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from traces.readers import read_csv_table, require_columns
-from traces.schema import validate_lengths
+from servesim.traces.readers import read_csv_table, require_columns
+from servesim.traces.schema import validate_lengths
 
 VIDUR_NAMES = {"prompt_tokens": "num_prefill_tokens", "output_tokens": "num_decode_tokens"}
 

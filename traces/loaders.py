@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from traces.azure import load_azure
-from traces.canonical import load_canonical_csv, load_canonical_jsonl
-from traces.errors import TraceError
-from traces.mooncake import load_mooncake
-from traces.ragpulse import load_ragpulse
+from servesim.traces.azure import load_azure
+from servesim.traces.canonical import load_canonical_csv, load_canonical_jsonl
+from servesim.traces.errors import TraceError
+from servesim.traces.mooncake import load_mooncake
+from servesim.traces.ragpulse import load_ragpulse
 
 
 @dataclass(frozen=True)

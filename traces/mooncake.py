@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from traces.errors import TraceError
-from traces.readers import read_jsonl, require_columns
-from traces.schema import numbers, validate_trace
+from servesim.traces.errors import TraceError
+from servesim.traces.readers import read_jsonl, require_columns
+from servesim.traces.schema import numbers, validate_trace
 
 MOONCAKE_NAMES = {
     "arrival_s": "timestamp",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from traces.errors import TraceError
+from servesim.traces.errors import TraceError
 
 PREFIX_BLOCK_TOKENS = 16
 _GROUP_STRIDE = 1 << 32

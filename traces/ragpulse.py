@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from traces.errors import Locator, TraceError
-from traces.readers import read_jsonl, require_columns
-from traces.schema import numbers, validate_trace
+from servesim.traces.errors import Locator, TraceError
+from servesim.traces.readers import read_jsonl, require_columns
+from servesim.traces.schema import numbers, validate_trace
 
 RAGPULSE_NAMES = {
     "arrival_s": "timestamp",

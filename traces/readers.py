@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from traces.errors import Locator, TraceError
+from servesim.traces.errors import Locator, TraceError
 
 IS_WHITESPACE = np.zeros(256, dtype=bool)
 IS_WHITESPACE[list(b" \t\r\n\f\v")] = True

@@ -7,7 +7,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from traces.errors import TraceError
+from servesim.traces.errors import TraceError
 
 SAMPLES = {
     "azure_conv": "azure_conv_sample.csv",
@@ -26,4 +26,4 @@ def sample_path(name: str) -> Path:
     mooncake) or sharegpt_lengths (a length table)."""
     if name not in SAMPLES:
         raise TraceError(f"unknown sample trace {name!r}. Bundled samples: {', '.join(list_samples())}.")
-    return Path(str(files("traces") / "data" / SAMPLES[name]))
+    return Path(str(files("servesim.traces") / "data" / SAMPLES[name]))

@@ -15,7 +15,7 @@ from itertools import chain
 import numpy as np
 import pandas as pd
 
-from traces.errors import Locator, TraceError
+from servesim.traces.errors import Locator, TraceError
 
 REQUIRED_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 OPTIONAL_COLUMNS = (

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from traces.errors import TraceError
-from traces.lengths import load_length_table
-from traces.loaders import load_trace
+from servesim.traces.errors import TraceError
+from servesim.traces.lengths import load_length_table
+from servesim.traces.loaders import load_trace
 
 ARRIVAL_PROCESSES = ("poisson", "gamma", "constant", "batch")
 LENGTH_DISTRIBUTIONS = ("fixed", "uniform", "lognormal", "normal", "empirical")

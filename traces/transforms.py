@@ -10,7 +10,7 @@ from numbers import Integral, Real
 
 import pandas as pd
 
-from traces.errors import TraceError
+from servesim.traces.errors import TraceError
 
 
 def scale_rate(table: pd.DataFrame, factor: float) -> pd.DataFrame:

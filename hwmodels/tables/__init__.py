@@ -2,9 +2,9 @@
 
 The profiler (`profiler`, which needs torch) writes tables; this package reads them without torch.
 """
-from hwmodels.tables.cost_model import TableCostModel, TableRangeWarning
-from hwmodels.tables.schema import COLUMNS, TableSet, read_tables, write_tables
-from hwmodels.tables.shipped import list_shipped, load_shipped
+from servesim.hwmodels.tables.cost_model import TableCostModel, TableRangeWarning
+from servesim.hwmodels.tables.schema import COLUMNS, TableSet, read_tables, write_tables
+from servesim.hwmodels.tables.shipped import list_shipped, load_shipped
 
 __all__ = [
     "COLUMNS", "TableCostModel", "TableRangeWarning", "TableSet", "list_shipped", "load_shipped", "read_tables",

@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from hwmodels.cost_model import CostModel, IterationCost, OperatorTime
-from hwmodels.errors import CatalogError
-from hwmodels.hardware_spec import HardwareSpec
-from hwmodels.model_spec import ModelSpec
-from hwmodels.operators import Operator, OpKind
-from hwmodels.roofline import RooflineCostModel
-from hwmodels.shapes import BatchShape, ParallelPlan
-from hwmodels.tables.interpolate import Curve, Surface
-from hwmodels.tables.schema import COLLECTIVE_OPERATORS, OVERHEAD_OPERATOR, PREFILL_OVERHEAD_OPERATOR, TableSet
+from servesim.hwmodels.cost_model import CostModel, IterationCost, OperatorTime
+from servesim.hwmodels.errors import CatalogError
+from servesim.hwmodels.hardware_spec import HardwareSpec
+from servesim.hwmodels.model_spec import ModelSpec
+from servesim.hwmodels.operators import Operator, OpKind
+from servesim.hwmodels.roofline import RooflineCostModel
+from servesim.hwmodels.shapes import BatchShape, ParallelPlan
+from servesim.hwmodels.tables.interpolate import Curve, Surface
+from servesim.hwmodels.tables.schema import COLLECTIVE_OPERATORS, OVERHEAD_OPERATOR, PREFILL_OVERHEAD_OPERATOR, TableSet
 
 _BLOCK = 1024  # counts priced together when a per-count array grows
 _LIMIT = 16384  # counts beyond this are priced one by one (memoised)

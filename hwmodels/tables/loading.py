@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hwmodels.hardware_spec import HardwareSpec
-from hwmodels.model_spec import ModelSpec
-from hwmodels.roofline import RooflineCostModel
-from hwmodels.shapes import ParallelPlan
-from hwmodels.tables.cost_model import TableCostModel
-from hwmodels.tables.schema import read_tables
-from hwmodels.tables.shipped import load_shipped
+from servesim.hwmodels.hardware_spec import HardwareSpec
+from servesim.hwmodels.model_spec import ModelSpec
+from servesim.hwmodels.roofline import RooflineCostModel
+from servesim.hwmodels.shapes import ParallelPlan
+from servesim.hwmodels.tables.cost_model import TableCostModel
+from servesim.hwmodels.tables.schema import read_tables
+from servesim.hwmodels.tables.shipped import load_shipped
 
 
 def table_cost_model(

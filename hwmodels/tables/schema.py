@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from hwmodels.errors import CatalogError
+from servesim.hwmodels.errors import CatalogError
 
 SCHEMA_VERSION = 1
 OPS_FILE = "ops.parquet"

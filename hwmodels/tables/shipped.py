@@ -4,14 +4,14 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from hwmodels.errors import CatalogError
-from hwmodels.tables.schema import OPS_FILE, TableSet, read_tables
+from servesim.hwmodels.errors import CatalogError
+from servesim.hwmodels.tables.schema import OPS_FILE, TableSet, read_tables
 
 SHIPPED_PREFIX = "hwmodels/data/tables"
 
 
 def shipped_root() -> Path:
-    return Path(str(resources.files("hwmodels").joinpath("data", "tables")))
+    return Path(str(resources.files("servesim.hwmodels").joinpath("data", "tables")))
 
 
 def list_shipped() -> list[tuple[str, str]]:

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hwmodels.catalog import load_model
-from hwmodels.tables.schema import COLUMNS, write_tables
+from servesim.hwmodels.catalog import load_model
+from servesim.hwmodels.tables.schema import COLUMNS, write_tables
 
 REPOSITORY = "github.com/microsoft/vidur"
 COMMIT = "7d47513363ec447a741ac5e47241580b47724fbf"

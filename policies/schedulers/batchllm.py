@@ -6,12 +6,12 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from pydantic import Field
 
-from policies.base import LengthPredictor, PreemptionPolicy
-from policies.decisions import ScheduleDecision
-from policies.refs import PredictorRef
-from policies.registry import register
-from policies.schedulers.budget import BudgetParams, BudgetScheduler
-from policies.views import (
+from servesim.policies.base import LengthPredictor, PreemptionPolicy
+from servesim.policies.decisions import ScheduleDecision
+from servesim.policies.refs import PredictorRef
+from servesim.policies.registry import register
+from servesim.policies.schedulers.budget import BudgetParams, BudgetScheduler
+from servesim.policies.views import (
     KvView,
     ReplicaView,
     RequestView,

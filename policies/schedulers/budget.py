@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 from pydantic import Field
 
-from policies.base import PolicyParams, SchedulerPolicy
-from policies.decisions import ScheduleDecision
-from policies.views import ReplicaView, RequestView, blocks_to_admit, computed_on_admission
+from servesim.policies.base import PolicyParams, SchedulerPolicy
+from servesim.policies.decisions import ScheduleDecision
+from servesim.policies.views import ReplicaView, RequestView, blocks_to_admit, computed_on_admission
 
 
 class BudgetParams(PolicyParams):

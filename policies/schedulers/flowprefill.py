@@ -6,11 +6,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from policies.decisions import ScheduleDecision
-from policies.registry import register
-from policies.schedulers.budget import BudgetParams, BudgetScheduler
-from hwmodels import BatchShape
-from policies.views import IterationView, ReplicaView, RequestView, computed_on_admission
+from servesim.policies.decisions import ScheduleDecision
+from servesim.policies.registry import register
+from servesim.policies.schedulers.budget import BudgetParams, BudgetScheduler
+from servesim.hwmodels import BatchShape
+from servesim.policies.views import IterationView, ReplicaView, RequestView, computed_on_admission
 
 
 class FlowPrefillParams(BudgetParams):

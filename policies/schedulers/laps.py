@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from policies.decisions import ScheduleDecision
-from policies.registry import register
-from policies.schedulers.budget import BudgetParams, BudgetScheduler
-from policies.views import ReplicaView, RequestView, computed_on_admission, decodes_and_prefills
+from servesim.policies.decisions import ScheduleDecision
+from servesim.policies.registry import register
+from servesim.policies.schedulers.budget import BudgetParams, BudgetScheduler
+from servesim.policies.views import ReplicaView, RequestView, computed_on_admission, decodes_and_prefills
 
 
 class LapsParams(BudgetParams):

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from policies.base import PreemptionPolicy
-from policies.decisions import ScheduleDecision
-from policies.registry import register
-from policies.schedulers.budget import BudgetParams, BudgetScheduler
-from policies.views import ReplicaView, RequestView, blocks_for
+from servesim.policies.base import PreemptionPolicy
+from servesim.policies.decisions import ScheduleDecision
+from servesim.policies.registry import register
+from servesim.policies.schedulers.budget import BudgetParams, BudgetScheduler
+from servesim.policies.views import ReplicaView, RequestView, blocks_for
 
 
 class OrcaParams(BudgetParams):

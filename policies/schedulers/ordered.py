@@ -13,11 +13,11 @@ from collections.abc import Iterable
 import numpy as np
 from pydantic import Field
 
-from policies.base import PreemptionPolicy, QueuePolicy
-from policies.decisions import ScheduleDecision
-from policies.queues import FcfsQueuePolicy
-from policies.schedulers.budget import BudgetParams, BudgetScheduler
-from policies.views import ReplicaView, RequestView, blocks_to_admit, computed_on_admission
+from servesim.policies.base import PreemptionPolicy, QueuePolicy
+from servesim.policies.decisions import ScheduleDecision
+from servesim.policies.queues import FcfsQueuePolicy
+from servesim.policies.schedulers.budget import BudgetParams, BudgetScheduler
+from servesim.policies.views import ReplicaView, RequestView, blocks_to_admit, computed_on_admission
 
 
 class OrderedParams(BudgetParams):

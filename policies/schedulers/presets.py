@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from policies.base import QueuePolicy
-from policies.queues import EdfQueuePolicy, PredictedParams, PriorityQueuePolicy, SjfQueuePolicy, SrptQueuePolicy
-from policies.refs import PredictorRef
-from policies.registry import register
-from policies.schedulers.ordered import OrderedParams, OrderedScheduler
+from servesim.policies.base import QueuePolicy
+from servesim.policies.queues import EdfQueuePolicy, PredictedParams, PriorityQueuePolicy, SjfQueuePolicy, SrptQueuePolicy
+from servesim.policies.refs import PredictorRef
+from servesim.policies.registry import register
+from servesim.policies.schedulers.ordered import OrderedParams, OrderedScheduler
 
 
 class PriorityParams(OrderedParams):

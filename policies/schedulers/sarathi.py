@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from policies.registry import register
-from policies.schedulers.budget import BudgetParams, BudgetScheduler
-from policies.views import ReplicaView, RequestView, decodes_and_prefills
+from servesim.policies.registry import register
+from servesim.policies.schedulers.budget import BudgetParams, BudgetScheduler
+from servesim.policies.views import ReplicaView, RequestView, decodes_and_prefills
 
 
 class SarathiParams(BudgetParams):

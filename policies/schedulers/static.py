@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from policies.base import PolicyParams, PreemptionPolicy, SchedulerPolicy
-from policies.decisions import ScheduleDecision
-from policies.registry import register
-from policies.views import ReplicaView, RequestView, blocks_for, computed_on_admission
+from servesim.policies.base import PolicyParams, PreemptionPolicy, SchedulerPolicy
+from servesim.policies.decisions import ScheduleDecision
+from servesim.policies.registry import register
+from servesim.policies.views import ReplicaView, RequestView, blocks_for, computed_on_admission
 
 
 class StaticParams(PolicyParams):

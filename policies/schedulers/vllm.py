@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from policies.base import QueuePolicy
-from policies.decisions import ScheduleDecision
-from policies.refs import QueueRef
-from policies.registry import register
-from policies.schedulers.ordered import OrderedParams, OrderedScheduler
-from policies.views import ReplicaView
+from servesim.policies.base import QueuePolicy
+from servesim.policies.decisions import ScheduleDecision
+from servesim.policies.refs import QueueRef
+from servesim.policies.registry import register
+from servesim.policies.schedulers.ordered import OrderedParams, OrderedScheduler
+from servesim.policies.views import ReplicaView
 
 
 class VllmParams(OrderedParams):

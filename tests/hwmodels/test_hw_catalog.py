@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hwmodels import ParallelPlan
-from hwmodels.catalog import (
+from servesim.hwmodels import ParallelPlan
+from servesim.hwmodels.catalog import (
     CatalogError,
     DeviceKind,
     HardwareSpec,

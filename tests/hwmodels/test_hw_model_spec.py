@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from hwmodels import ParallelPlan, load_model
+from servesim.hwmodels import ParallelPlan, load_model
 
 # (model, total parameters, active parameters per token) as published by the model authors.
 PUBLISHED_PARAMS = [

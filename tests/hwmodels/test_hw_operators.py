@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from hwmodels import BatchShape, ParallelPlan, load_model
-from hwmodels.operators import OperatorBuilder, OpKind
+from servesim.hwmodels import BatchShape, ParallelPlan, load_model
+from servesim.hwmodels.operators import OperatorBuilder, OpKind
 
 MIXED = BatchShape((300, 1, 1), (200, 1000, 50))
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwmodels import BatchShape, CatalogError, CostModel, ParallelPlan, load_hardware, load_model
-from hwmodels.roofline import DEFAULT_ITERATION_OVERHEAD_S, RooflineCostModel
+from servesim.hwmodels import BatchShape, CatalogError, CostModel, ParallelPlan, load_hardware, load_model
+from servesim.hwmodels.roofline import DEFAULT_ITERATION_OVERHEAD_S, RooflineCostModel
 
 SETUPS = [
     ("llama-2-70b", "a100-80g", ParallelPlan(tp=2)),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from sim.cli import main
+from servesim.sim.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

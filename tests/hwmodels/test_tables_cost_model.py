@@ -4,9 +4,9 @@ import warnings
 import numpy as np
 import pytest
 
-from hwmodels import BatchShape, ParallelPlan, RooflineCostModel, load_hardware, load_model
-from hwmodels.errors import CatalogError
-from hwmodels.tables import TableCostModel, TableRangeWarning, list_shipped, load_shipped
+from servesim.hwmodels import BatchShape, ParallelPlan, RooflineCostModel, load_hardware, load_model
+from servesim.hwmodels.errors import CatalogError
+from servesim.hwmodels.tables import TableCostModel, TableRangeWarning, list_shipped, load_shipped
 
 
 def a100_70b_tp2() -> TableCostModel:

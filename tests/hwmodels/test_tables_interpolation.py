@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwmodels.tables.interpolate import Curve, Surface
+from servesim.hwmodels.tables.interpolate import Curve, Surface
 
 
 def linear_roofline(x):

@@ -4,9 +4,9 @@ import json
 import pandas as pd
 import pytest
 
-from hwmodels.errors import CatalogError
-from hwmodels.tables import COLUMNS, read_tables, write_tables
-from hwmodels.tables.schema import METADATA_FILE, OPS_FILE
+from servesim.hwmodels.errors import CatalogError
+from servesim.hwmodels.tables import COLUMNS, read_tables, write_tables
+from servesim.hwmodels.tables.schema import METADATA_FILE, OPS_FILE
 
 METADATA = {"hardware": "cpu", "model": "tiny-llama", "device_name": "test", "dtype": "bf16", "date": "2026-01-01",
             "servesim_version": "0"}

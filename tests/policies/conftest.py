@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from policies import registry
+from servesim.policies import registry
 
 
 @pytest.fixture

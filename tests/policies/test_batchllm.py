@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from hwmodels import ConstantCostModel
-from policies import create_policy
-from sim.request import Request
+from servesim.hwmodels import ConstantCostModel
+from servesim.policies import create_policy
+from servesim.sim.engine.request import Request
 from tests.policies.views import FakeCachedPrefix, FakeKv, FakeReplica, decoding, prefilling, waiting
 from tests.sim.engine_harness import run_engine
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies import (
+from servesim.policies import (
     CachedBlock,
     PolicyEntry,
     PreemptionMode,
@@ -28,7 +28,7 @@ from policies import (
     create_policy,
     register,
 )
-from policies.views import blocks_to_admit, computed_on_admission, new_blocks_needed
+from servesim.policies.views import blocks_to_admit, computed_on_admission, new_blocks_needed
 from tests.policies.views import (
     FakeCachedPrefix,
     FakeIteration,

@@ -1,8 +1,8 @@
 """FlowPrefill: an urgent arrival stops a prefill at the next operator boundary, which later resumes."""
 import pytest
 
-from hwmodels import BatchShape, CostModel, IterationCost, OperatorTime
-from sim.request import Request
+from servesim.hwmodels import BatchShape, CostModel, IterationCost, OperatorTime
+from servesim.sim.engine.request import Request
 from tests.sim.engine_harness import run_engine
 
 PER_TOKEN_S = 0.001

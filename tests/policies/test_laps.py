@@ -1,7 +1,7 @@
 """LAPS: short prefills do not queue behind long ones, and are batched within a window."""
 import pytest
 
-from hwmodels import ConstantCostModel
+from servesim.hwmodels import ConstantCostModel
 from tests.sim.engine_harness import run_engine
 
 STEP = 0.1

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from hwmodels import ConstantCostModel
-from policies import create_policy
-from policies.schedulers.past_future import peak_blocks, predicted_lengths
+from servesim.hwmodels import ConstantCostModel
+from servesim.policies import create_policy
+from servesim.policies.schedulers.past_future import peak_blocks, predicted_lengths
 from tests.policies.views import FakeKv, FakeReplica, decoding, finished, waiting
 from tests.sim.engine_harness import run_engine
 
@@ -100,7 +100,7 @@ def test_causes_fewer_preemptions_than_vllm_when_memory_is_tight():
 
 @pytest.mark.parametrize("quantile", [0.0, 1.0])
 def test_quantile_is_strictly_inside_the_unit_interval(quantile):
-    from policies import PolicyError, validate_params
+    from servesim.policies import PolicyError, validate_params
 
     with pytest.raises(PolicyError, match="quantile"):
         validate_params("scheduler", "past_future", {"quantile": quantile})

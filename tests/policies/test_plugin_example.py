@@ -66,7 +66,7 @@ def example_installed() -> Iterator[None]:
 def test_the_yaml_experiment_runs_the_plug_in_and_beats_fcfs_on_mean_ttft(example_installed: None,
                                                                            tmp_path: Path) -> None:
     out = tmp_path / "results"
-    result = _run("-m", "sim.cli", "run", str(EXAMPLE / "shortest_prompt_first.yaml"), "-o", str(out),
+    result = _run("-m", "servesim.sim.cli", "run", str(EXAMPLE / "shortest_prompt_first.yaml"), "-o", str(out),
                   "--no-progress", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((out / "shortest_prompt_first" / "config.yaml").read_text())
@@ -83,7 +83,7 @@ def test_the_yaml_experiment_runs_the_plug_in_and_beats_fcfs_on_mean_ttft(exampl
 
 
 def test_simrun_list_shows_the_plug_in_with_its_parameters(example_installed: None) -> None:
-    result = _run("-m", "sim.cli", "list")
+    result = _run("-m", "servesim.sim.cli", "list")
     assert result.returncode == 0, result.stderr
     row = next(line for line in result.stdout.splitlines() if line.split()[:1] == ["shortest_prompt_first"])
     assert row.endswith(f"[plug-in {DISTRIBUTION}]") and "fewest prompt tokens left to compute" in row
@@ -102,7 +102,7 @@ def test_the_order_without_simpy_or_installation(monkeypatch: pytest.MonkeyPatch
     monkeypatch.syspath_prepend(str(EXAMPLE))
     from servesim_plugin_example import ShortestPromptFirstParams, ShortestPromptFirstSchedulerPolicy
 
-    from policies import create_policy
+    from servesim.policies import create_policy
 
     preemption = create_policy("preemption", "recompute", {})
     replica = FakeReplica(waiting=[waiting(0, 900, arrival_s=0.0), waiting(1, 50, arrival_s=1.0),

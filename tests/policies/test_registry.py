@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pydantic import Field
 
-from policies import (
+from servesim.policies import (
     KINDS,
     PolicyError,
     PolicyParams,
@@ -25,7 +25,7 @@ from policies import (
     registry,
     validate_params,
 )
-from policies.predictors import NoisyOracleLengthPredictor
+from servesim.policies.predictors import NoisyOracleLengthPredictor
 
 
 class ToyParams(PolicyParams):
@@ -331,7 +331,7 @@ def test_references_nest_two_levels_deep() -> None:
 # Listing ----------------------------------------------------------------------------------------
 
 def _listing(capsys: pytest.CaptureFixture[str]) -> str:
-    from sim.cli import main
+    from servesim.sim.cli import main
 
     assert main(["list"]) == 0
     return capsys.readouterr().out

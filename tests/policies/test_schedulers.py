@@ -1,8 +1,8 @@
 """The behaviour that defines each budget scheduler, as exact timelines on a constant-cost model."""
 import pytest
 
-from hwmodels import ConstantCostModel
-from sim.request import Request
+from servesim.hwmodels import ConstantCostModel
+from servesim.sim.engine.request import Request
 from tests.sim.engine_harness import run_engine
 
 STEP = 0.1
@@ -39,7 +39,7 @@ def test_sarathi_never_leaves_a_decode_out_for_a_prefill():
 
 
 def test_sarathi_rejects_a_budget_smaller_than_its_sequences():
-    from policies import PolicyError, validate_params
+    from servesim.policies import PolicyError, validate_params
 
     with pytest.raises(PolicyError, match="must not exceed max_num_batched_tokens"):
         validate_params("scheduler", "sarathi", {"max_num_seqs": 64, "max_num_batched_tokens": 32})

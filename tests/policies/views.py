@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from hwmodels import ConstantCostModel, CostModel
-from policies.views import blocks_for
+from servesim.hwmodels import ConstantCostModel, CostModel
+from servesim.policies.views import blocks_for
 
 
 @dataclass

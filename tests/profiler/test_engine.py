@@ -4,10 +4,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hwmodels import load_model  # noqa: E402
-from profiler.serving import requests_from_workload, run_engine  # noqa: E402
-from sim.loading import validate_config  # noqa: E402
-from sim.runner import run_experiment  # noqa: E402
+from servesim.hwmodels import load_model  # noqa: E402
+from servesim.profiler.serving import requests_from_workload, run_engine  # noqa: E402
+from servesim.sim.experiment.loading import validate_config  # noqa: E402
+from servesim.sim.runner import run_experiment  # noqa: E402
 
 SPEC = load_model("tiny-llama")
 

@@ -10,7 +10,7 @@ import yaml
 
 pytest.importorskip("torch")
 
-from sim.cli import main  # noqa: E402
+from servesim.sim.cli import main  # noqa: E402
 
 CONFIG = {
     "name": "fidelity_test",

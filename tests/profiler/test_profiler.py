@@ -5,11 +5,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from hwmodels import BatchShape, ParallelPlan, load_hardware, load_model  # noqa: E402
-from hwmodels.tables import TableCostModel, read_tables  # noqa: E402
-from profiler import ops  # noqa: E402
-from profiler.profile import ProfileRequest, profile  # noqa: E402
-from profiler.timing import Timer  # noqa: E402
+from servesim.hwmodels import BatchShape, ParallelPlan, load_hardware, load_model  # noqa: E402
+from servesim.hwmodels.tables import TableCostModel, read_tables  # noqa: E402
+from servesim.profiler import ops  # noqa: E402
+from servesim.profiler.profile import ProfileRequest, profile  # noqa: E402
+from servesim.profiler.timing import Timer  # noqa: E402
 
 gpu = pytest.mark.gpu
 

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from hwmodels import CostModel
-from policies import create_policy
-from sim.cluster import Cluster
-from sim.kv_memory import BlockPool
-from sim.metrics import MetricsRecorder
-from sim.prefix_cache import PrefixCachingBlockPool
-from sim.replica import Replica, ReplicaSetup
-from sim.request import Request
+from servesim.hwmodels import CostModel
+from servesim.policies import create_policy
+from servesim.sim.engine.cluster import Cluster
+from servesim.sim.engine.kv_memory import BlockPool
+from servesim.sim.reporting.metrics import MetricsRecorder
+from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
+from servesim.sim.engine.replica import Replica, ReplicaSetup
+from servesim.sim.engine.request import Request
 
 
 @dataclass

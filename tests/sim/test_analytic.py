@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from hwmodels import ConstantCostModel
+from servesim.hwmodels import ConstantCostModel
 from tests.sim.engine_harness import run_engine
 
 ITERATION_S = 0.01

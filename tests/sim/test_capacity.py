@@ -1,10 +1,10 @@
 import pytest
 
-from hwmodels import ParallelPlan
-from hwmodels.catalog import load_hardware, load_model
-from sim.capacity import GIB, kv_capacity
-from sim.config import MemoryConfig
-from sim.errors import ConfigError
+from servesim.hwmodels import ParallelPlan
+from servesim.hwmodels.catalog import load_hardware, load_model
+from servesim.sim.experiment.capacity import GIB, kv_capacity
+from servesim.sim.experiment.config import MemoryConfig
+from servesim.sim.errors import ConfigError
 
 
 def test_llama_8b_on_h100_leaves_the_expected_kv_pool():

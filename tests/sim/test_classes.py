@@ -3,9 +3,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.errors import ConfigError
-from sim.loading import validate_config
-from sim.runner import prepare, run_experiment
+from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.loading import validate_config
+from servesim.sim.runner import prepare, run_experiment
 
 BASE = {
     "cost_model": {"kind": "constant", "iteration_s": 0.01},

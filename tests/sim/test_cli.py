@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from sim.cli import main
+from servesim.sim.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,8 +1,8 @@
 """Exact timelines of the engine's mechanisms: swap preemption, timeouts, prefix reuse, padding."""
 import pytest
 
-from hwmodels import ConstantCostModel
-from sim.request import Request, RequestState
+from servesim.hwmodels import ConstantCostModel
+from servesim.sim.engine.request import Request, RequestState
 from tests.sim.engine_harness import run_engine
 
 STEP = 0.1

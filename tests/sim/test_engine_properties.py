@@ -5,8 +5,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hwmodels import ConstantCostModel
-from sim.request import Request, RequestState
+from servesim.hwmodels import ConstantCostModel
+from servesim.sim.engine.request import Request, RequestState
 from tests.sim.engine_harness import run_engine
 
 workloads = st.lists(

@@ -2,10 +2,10 @@
 import pytest
 import yaml
 
-from sim.cli import main
-from sim.errors import ConfigError
-from sim.goodput import max_goodput
-from sim.loading import validate_config
+from servesim.sim.cli import main
+from servesim.sim.errors import ConfigError
+from servesim.sim.goodput import max_goodput
+from servesim.sim.experiment.loading import validate_config
 
 CONFIG = {
     "name": "gp",

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from sim.errors import EngineInvariantError
-from sim.kv_memory import BlockPool, blocks_for_tokens
+from servesim.sim.errors import EngineInvariantError
+from servesim.sim.engine.kv_memory import BlockPool, blocks_for_tokens
 
 
 def test_blocks_for_tokens_rounds_up():

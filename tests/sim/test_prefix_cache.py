@@ -5,9 +5,9 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from policies import create_policy
-from sim.errors import EngineInvariantError
-from sim.prefix_cache import PrefixCachingBlockPool, num_keyed_blocks
+from servesim.policies import create_policy
+from servesim.sim.errors import EngineInvariantError
+from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool, num_keyed_blocks
 
 BLOCK = 4
 

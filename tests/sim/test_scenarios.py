@@ -3,8 +3,8 @@ import math
 
 import pytest
 
-from hwmodels import ConstantCostModel
-from sim.request import RequestState
+from servesim.hwmodels import ConstantCostModel
+from servesim.sim.engine.request import RequestState
 from tests.sim.engine_harness import run_engine
 
 STEP = 0.1

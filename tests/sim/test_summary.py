@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sim.classes import ServiceClass
-from sim.summary import latency_block, slo_met
+from servesim.sim.experiment.classes import ServiceClass
+from servesim.sim.reporting.summary import latency_block, slo_met
 
 
 def test_percentiles_are_inverted_cdf():

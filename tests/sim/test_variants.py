@@ -4,10 +4,10 @@ import json
 import pytest
 import yaml
 
-from sim.cli import main
-from sim.errors import ConfigError
-from sim.loading import validate_config, variant_configs
-from sim.variants import merge
+from servesim.sim.cli import main
+from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.loading import validate_config, variant_configs
+from servesim.sim.experiment.variants import merge
 
 BASE = {
     "name": "cmp",

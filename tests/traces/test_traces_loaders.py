@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from traces import TraceError, load_length_table, load_trace, sample_path
+from servesim.traces import TraceError, load_length_table, load_trace, sample_path
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "traces"
 AZURE_CONV = SHARED / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv"

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from traces import TraceError, list_samples, sample_path
+from servesim.traces import TraceError, list_samples, sample_path
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "traces"
 DATA = Path(__file__).resolve().parents[2] / "traces" / "data"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traces import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, TraceError, load_trace, validate_trace
+from servesim.traces import OPTIONAL_COLUMNS, REQUIRED_COLUMNS, TraceError, load_trace, validate_trace
 
 
 def table(**extra) -> pd.DataFrame:

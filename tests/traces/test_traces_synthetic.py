@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from traces import TraceError, arrival_times, sample_length_pairs, sample_lengths, sample_path
+from servesim.traces import TraceError, arrival_times, sample_length_pairs, sample_lengths, sample_path
 
 
 def rng(seed: int = 0) -> np.random.Generator:

@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from traces import TraceError, load_trace, sample_path, scale_rate, take, time_window
+from servesim.traces import TraceError, load_trace, sample_path, scale_rate, take, time_window
 
 
 def table() -> pd.DataFrame:

@@ -10,8 +10,8 @@ from collections.abc import Iterable
 
 from pydantic import Field
 
-from policies.schedulers.budget import BudgetParams, BudgetScheduler
-from policies.views import ReplicaView, RequestView, computed_on_admission
+from servesim.policies.schedulers.budget import BudgetParams, BudgetScheduler
+from servesim.policies.views import ReplicaView, RequestView, computed_on_admission
 
 
 class ShortestPromptFirstParams(BudgetParams):

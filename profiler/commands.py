@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sim.errors import UserInputError
+from servesim.sim.errors import UserInputError
 
 INSTALL_HINT = "pip install -e '.[profile]'"
 
@@ -50,7 +50,7 @@ def _require_torch() -> None:
 
 def run_profile(args: argparse.Namespace) -> int:
     _require_torch()
-    from profiler.profile import ProfileRequest, profile
+    from servesim.profiler.profile import ProfileRequest, profile
 
     try:
         tps = tuple(int(tp) for tp in args.tp.split(","))
@@ -67,7 +67,7 @@ def run_profile(args: argparse.Namespace) -> int:
 
 def run_fidelity(args: argparse.Namespace) -> int:
     _require_torch()
-    from profiler.fidelity import FidelityRequest, run_fidelity as fidelity, summary_lines
+    from servesim.profiler.fidelity import FidelityRequest, run_fidelity as fidelity, summary_lines
 
     out = args.output or Path("results") / f"{args.config.stem}_fidelity"
     request = FidelityRequest(args.config, out, tuple(args.overrides), args.quick,

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from sim.config import ClaimConfig, ExperimentConfig
+from servesim.sim.experiment.config import ClaimConfig, ExperimentConfig
 
 COMPARED = (
     ("ttft_s.p50", "TTFT p50"),

@@ -1,7 +1,7 @@
 """The experiment config: the user's contract, as pydantic models that forbid unknown keys.
 
 Every field has a type, a default and a one-line description; the README's config reference is
-written from these models. Loading, `--set` overrides and error formatting live in `sim.loading`.
+written from these models. Loading, `--set` overrides and error formatting live in `sim.experiment.loading`.
 """
 from __future__ import annotations
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
-from hwmodels import BatchShape
-from sim.kv_memory import blocks_for_tokens
+from servesim.hwmodels import BatchShape
+from servesim.sim.engine.kv_memory import blocks_for_tokens
 
 if TYPE_CHECKING:
-    from sim.replica import Replica
+    from servesim.sim.engine.replica import Replica
 
 MAX_STRETCH_STEPS = 4096
 

@@ -2,13 +2,13 @@
 
 The pool grants or refuses; it never decides whom to preempt (the scheduler and preemption
 policy do). Block ids are kept per owner so that conservation can be checked at any time.
-This pool shares nothing; `sim.prefix_cache` adds prefix reuse on top of the same interface.
+This pool shares nothing; `sim.engine.prefix_cache` adds prefix reuse on top of the same interface.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sim.errors import EngineInvariantError
+from servesim.sim.errors import EngineInvariantError
 
 
 def blocks_for_tokens(num_tokens: int, block_size: int) -> int:

@@ -5,10 +5,10 @@ from collections.abc import Callable, Generator, Sequence
 
 import simpy
 
-from policies import RouterPolicy
-from sim.metrics import MetricsRecorder
-from sim.replica import Replica
-from sim.request import Request
+from servesim.policies import RouterPolicy
+from servesim.sim.reporting.metrics import MetricsRecorder
+from servesim.sim.engine.replica import Replica
+from servesim.sim.engine.request import Request
 
 INFINITY = float("inf")
 

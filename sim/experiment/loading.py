@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from policies import PolicyError, validate_params
-from sim.config import EvictionSpec, ExperimentConfig, PreemptionSpec, RouterSpec, SchedulerSpec
-from sim.errors import ConfigError
-from sim.variants import variant_data
+from servesim.policies import PolicyError, validate_params
+from servesim.sim.experiment.config import EvictionSpec, ExperimentConfig, PreemptionSpec, RouterSpec, SchedulerSpec
+from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.variants import variant_data
 
 POLICY_SECTIONS = {
     "scheduler": ("scheduler", SchedulerSpec),

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from hwmodels import ParallelPlan
-from hwmodels.catalog import HardwareSpec, ModelSpec
-from sim.config import MemoryConfig
-from sim.errors import ConfigError
+from servesim.hwmodels import ParallelPlan
+from servesim.hwmodels.catalog import HardwareSpec, ModelSpec
+from servesim.sim.experiment.config import MemoryConfig
+from servesim.sim.errors import ConfigError
 
 GIB = 2**30
 ACTIVATION_BYTES = 2

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.classes import ServiceClass
-from sim.config import SloConfig
+from servesim.sim.experiment.classes import ServiceClass
+from servesim.sim.experiment.config import SloConfig
 
 PERCENTILES = {"p50": 50, "p90": 90, "p99": 99}
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwmodels import BatchShape
-from sim.request import Request
+from servesim.hwmodels import BatchShape
+from servesim.sim.engine.request import Request
 
 
 @dataclass(eq=False, slots=True)

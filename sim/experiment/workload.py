@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.classes import ServiceClass
-from sim.config import WorkloadConfig
-from sim.request import Request
-from traces import (
+from servesim.sim.experiment.classes import ServiceClass
+from servesim.sim.experiment.config import WorkloadConfig
+from servesim.sim.engine.request import Request
+from servesim.traces import (
     add_shared_prefixes,
     arrival_times,
     load_trace,

@@ -13,9 +13,9 @@ import heapq
 from collections.abc import Callable
 from typing import Protocol
 
-from policies.base import CachedBlock, EvictionPolicy
-from sim.errors import EngineInvariantError
-from sim.kv_memory import NO_HIT, BlockPool, PrefixHit
+from servesim.policies.base import CachedBlock, EvictionPolicy
+from servesim.sim.errors import EngineInvariantError
+from servesim.sim.engine.kv_memory import NO_HIT, BlockPool, PrefixHit
 
 
 class PrefixedRequest(Protocol):

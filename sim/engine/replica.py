@@ -4,8 +4,8 @@ Each loop drops requests that gave up waiting, asks the scheduler for a batch, a
 preemptions (recompute or swap), admits and allocates, costs the batch, advances time by one
 iteration and applies the result. When the scheduler promises that a decode-only batch stays
 the same until something happens, the whole stretch of iterations is costed and applied in one
-step (`sim.stretch`). A scheduler that preempts at operator boundaries may interrupt an
-iteration on an arrival; it is then suspended and later resumed (`sim.iteration`).
+step (`sim.engine.stretch`). A scheduler that preempts at operator boundaries may interrupt an
+iteration on an arrival; it is then suspended and later resumed (`sim.engine.iteration`).
 """
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from hwmodels import BatchShape, CostModel
-from policies import PreemptionMode, SchedulerPolicy, ScheduleDecision
-from sim.errors import EngineInvariantError
-from sim.iteration import Iteration
-from sim.kv_memory import BlockPool, blocks_for_tokens
-from sim.metrics import MetricsRecorder
-from sim.request import INFINITY, Request, RequestState
-from sim.stretch import run_stretch
+from servesim.hwmodels import BatchShape, CostModel
+from servesim.policies import PreemptionMode, SchedulerPolicy, ScheduleDecision
+from servesim.sim.errors import EngineInvariantError
+from servesim.sim.engine.iteration import Iteration
+from servesim.sim.engine.kv_memory import BlockPool, blocks_for_tokens
+from servesim.sim.reporting.metrics import MetricsRecorder
+from servesim.sim.engine.request import INFINITY, Request, RequestState
+from servesim.sim.engine.stretch import run_stretch
 
 RECENTLY_FINISHED = 1000
 

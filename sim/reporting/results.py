@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sim.classes import ServiceClass
-from sim.config import ExperimentConfig
-from sim.request import Request
-from sim.summary import slo_met
+from servesim.sim.experiment.classes import ServiceClass
+from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.engine.request import Request
+from servesim.sim.reporting.summary import slo_met
 
 
 @dataclass
@@ -100,6 +100,6 @@ def write_run_files(result: RunResult, directory: Path, plots: bool) -> None:
     if result.iterations is not None:
         result.iterations.to_parquet(directory / "iterations.parquet", index=False)
     if plots:
-        from sim.plots import write_plots
+        from servesim.sim.reporting.plots import write_plots
 
         write_plots(result, directory)

@@ -9,7 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from sim.results import RunResult  # noqa: E402
+from servesim.sim.reporting.results import RunResult  # noqa: E402
 
 
 def write_plots(result: RunResult, out_dir: Path) -> list[Path]:
