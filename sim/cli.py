@@ -123,7 +123,7 @@ def _add_overwrite_flag(command: argparse.ArgumentParser) -> None:
                               "A directory servesim did not write is never replaced")
 
 
-def output_target(output: str | None, config: ExperimentConfig, overwrite: bool) -> OutputTarget:
+def _output_target(output: str | None, config: ExperimentConfig, overwrite: bool) -> OutputTarget:
     """The checked results directory of a run (-o, else output.dir, else results/<name>) and its variant names."""
     from servesim.sim.reporting.output_target import check_directory_name, check_variant_names, resolve_target
 
@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     config, base_dir = load_config(args.config, overrides)
-    target = output_target(args.output, config, args.overwrite)
+    target = _output_target(args.output, config, args.overwrite)
     show = not args.no_progress and sys.stderr.isatty()
     if config.variants:
         return _run_variants(config, base_dir, target, args, show)
@@ -222,7 +222,7 @@ def _validate(args: argparse.Namespace) -> int:
         try:
             config, base_dir = load_config(path, args.overrides)
             prepared = prepare(config, base_dir)
-            target = output_target(args.output, config, args.overwrite)
+            target = _output_target(args.output, config, args.overwrite)
         except USER_ERRORS as exc:
             if args.debug:
                 traceback.print_exc()

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servesim.sim.reporting.output_target import (
-    MARKER, MARKER_FORMAT, MARKER_VERSION, OutputError, OutputTarget, TargetState, read_manifest, resolve_target,
+    MARKER, MARKER_FORMAT, MARKER_VERSION, OutputError, OutputTarget, TargetState, foreign_entries, read_manifest,
+    resolve_target,
 )
 
 AT_FDCWD = -100
@@ -82,22 +83,35 @@ class ResultsClaim:
                     os.rename(staging, target)
                 self.placed = True
                 return
-            if _renameat2(staging, target, RENAME_EXCHANGE):
-                old = staging
-            else:
-                old = staging.with_name(staging.name.replace(".staging-", ".old-"))
+            exchanged = _renameat2(staging, target, RENAME_EXCHANGE)
+            old = staging if exchanged else staging.with_name(staging.name.replace(".staging-", ".old-"))
+            if not exchanged:
                 os.rename(target, old)
                 try:
                     os.rename(staging, target)
                 except OSError:
                     os.rename(old, target)
                     raise
+            foreign = foreign_entries(old, read_manifest(old) or frozenset())
+            if foreign:
+                self._swap_back(staging, old, exchanged)
+                raise OutputError(f"while this run went on, files servesim did not write appeared in "
+                                  f"{self.target.shown!r} ({', '.join(foreign[:5])}); nothing was replaced, so they "
+                                  f"are untouched: move them away or choose another directory, and run again")
             self.placed = True
             try:
                 remove_results_dir(old)
             except OSError as exc:
                 warnings.warn(f"the previous results were moved to {old} but could not be removed ({exc}); "
                               f"remove that directory yourself")
+
+    def _swap_back(self, staging: Path, old: Path, exchanged: bool) -> None:
+        """Put the previous directory back; the new results end up under the staging name again."""
+        if exchanged:
+            _renameat2(staging, self.target.path, RENAME_EXCHANGE)
+        else:
+            os.rename(self.target.path, staging)
+            os.rename(old, self.target.path)
 
 
 @contextmanager
@@ -168,6 +182,11 @@ def _acquire_lock(path: Path, target: OutputTarget) -> int:
             who = f" (pid {holder})" if holder.isdigit() else ""
             raise OutputError(f"another simrun{who} is writing output directory {target.shown!r} right now (it holds "
                               f"{path}); wait for it to finish or choose another directory") from None
+        except OSError as exc:
+            _release_lock(fd, path)  # no one can hold a lock this filesystem does not offer
+            raise OutputError(f"cannot lock {path} to write output directory {target.shown!r} ({exc.strerror}); "
+                              f"the filesystem may not support file locks: write the results to a local "
+                              f"directory") from None
         if _same_file(fd, path):
             os.ftruncate(fd, 0)
             os.write(fd, f"{os.getpid()}\n".encode())

@@ -101,6 +101,9 @@ def check_location(raw: str | os.PathLike[str]) -> tuple[str, Path]:
         raise OutputError("the output directory is empty (-o ''); give a directory name such as results/my_run")
     if "\0" in shown:
         raise OutputError(f"{where} contains a NUL byte; give a plain directory name")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in shown):
+        raise OutputError(f"{where} contains a control character (newline, tab, ...), most likely pasted by "
+                          f"mistake; give a plain directory name")
     given = Path(shown)
     name = given.name
     if name in ("", ".", ".."):

@@ -65,6 +65,8 @@ def refused(tmp_path: Path, capsys, args: list[str], *fragments: str, config: di
     ("..", "names a directory by . or .."),
     ("sub/..", "names a directory by . or .."),
     ("/", "names the filesystem root"),
+    ("out\tput", "control character"),
+    ("out\n", "control character"),
 ])
 def test_output_naming_no_directory_of_its_own_is_refused(tmp_path, capsys, monkeypatch, output, fragment):
     monkeypatch.chdir(tmp_path)
@@ -257,6 +259,11 @@ def test_an_io_error_in_the_swap_keeps_the_old_results(tmp_path, capsys, monkeyp
     monkeypatch.setattr(output_dir, "_renameat2", _fail_with(errno.EIO))
     assert_user_error(simrun_in_process(["run", str(config), "-o", str(out), "--seed", "9"], capsys), "untouched")
     assert everything(tmp_path) == before
+
+
+def test_a_filesystem_without_locks_is_one_paragraph(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(output_dir.fcntl, "flock", _fail_with(errno.ENOLCK))
+    refused(tmp_path, capsys, ["-o", str(tmp_path / "out")], "may not support file locks")
 
 
 def test_an_io_error_writing_plots_is_one_paragraph(tmp_path, capsys, monkeypatch):

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servesim.sim.cli import main
-from servesim.sim.reporting import output_dir
+from servesim.sim.reporting import output_dir, results
 from servesim.sim.reporting.output_dir import claim_output
 from servesim.sim.reporting.output_target import (
     MARKER, OutputError, check_directory_name, foreign_entries, read_manifest, resolve_target,
@@ -121,6 +121,32 @@ def test_the_rename_aside_fallback_replaces_too(tmp_path, config, capsys, monkey
     assert run(config, out, 1, capsys) == 0
     monkeypatch.setattr(output_dir, "_renameat2", lambda *args: False)
     assert run(config, out, 2, capsys) == 0 and seed_of(out) == 2 and leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+@pytest.mark.parametrize("existing", ["results", "empty", "absent"])
+def test_files_a_user_adds_to_the_target_during_the_run_are_never_deleted(
+        tmp_path, config, capsys, monkeypatch, fallback, existing):
+    out = tmp_path / "out"
+    if existing == "results":
+        assert run(config, out, 1, capsys) == 0
+    elif existing == "empty":
+        out.mkdir()
+    real_write = results.write_run_files
+
+    def write_while_the_user_saves_a_file(*args, **kwargs):
+        real_write(*args, **kwargs)
+        out.mkdir(exist_ok=True)
+        (out / "notes.md").write_text("saved meanwhile")
+
+    monkeypatch.setattr(results, "write_run_files", write_while_the_user_saves_a_file)
+    if fallback:
+        monkeypatch.setattr(output_dir, "_renameat2", lambda *args: False)
+    code = main(["run", str(config), "-o", str(out), "--seed", "2"])
+    assert code == 2 and "nothing was replaced" in capsys.readouterr().err.lower()
+    assert (out / "notes.md").read_text() == "saved meanwhile" and leftovers(tmp_path) == []
+    if existing == "results":
+        assert yaml.safe_load((out / "config.yaml").read_text())["seed"] == 1
 
 
 # --- the next run cleans up only what is provably its own ----------------------------------------
