@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servesim.sim.reporting.output_target import (
-    MARKER, MARKER_FORMAT, MARKER_VERSION, OutputError, OutputTarget, TargetState, foreign_entries, read_manifest,
-    resolve_target,
+    MARKER, MARKER_FORMAT, MARKER_VERSION, RESERVED_PREFIX, OutputError, OutputTarget, TargetState, foreign_entries,
+    read_manifest, resolve_target,
 )
 
 AT_FDCWD = -100
@@ -134,7 +134,7 @@ def claim_output(target: OutputTarget, overwrite: bool = True) -> Iterator[Resul
 
 
 def leftover_prefix(name: str) -> str:
-    return f".servesim-{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}."
+    return f"{RESERVED_PREFIX}{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}."
 
 
 def remove_results_dir(path: Path) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from servesim.sim.errors import UserInputError
 
 MARKER = ".servesim-results"
+RESERVED_PREFIX = ".servesim-"  # the marker, locks and staging directories
 MARKER_FORMAT = "servesim-results"
 MARKER_VERSION = 1
 DEFAULT_NAME_MAX = 255
@@ -63,7 +64,7 @@ def check_variant_names(names: Iterable[str]) -> None:
     """Variant names become subdirectories beside `comparison.json`: plain, distinct even ignoring case."""
     seen: dict[str, str] = {}
     for name in names:
-        check_directory_name(name, "variant name", reserved=("comparison.json", MARKER))
+        check_directory_name(name, "variant name", reserved=("comparison.json",))
         other = seen.setdefault(name.casefold(), name)
         if other != name:
             raise OutputError(f"variant names {other!r} and {name!r} differ only in case; on case-insensitive "
@@ -75,11 +76,17 @@ def _name_problem(name: str, name_max: int) -> str | None:
         return "is not a directory name" if name else "is empty"
     if "/" in name:
         return "contains '/'"
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+    if _has_control_character(name):
         return "contains a control character (NUL, newline, tab, ...)"
+    if name.startswith(RESERVED_PREFIX):
+        return f"starts with {RESERVED_PREFIX!r}, which servesim keeps for its locks and staging directories"
     if len(os.fsencode(name)) > name_max:
         return f"is {len(os.fsencode(name))} bytes long, more than the filesystem's limit of {name_max}"
     return None
+
+
+def _has_control_character(text: str) -> bool:
+    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
 
 
 def resolve_target(raw: str | os.PathLike[str], overwrite: bool = True) -> OutputTarget:
@@ -101,7 +108,7 @@ def check_location(raw: str | os.PathLike[str]) -> tuple[str, Path]:
         raise OutputError("the output directory is empty (-o ''); give a directory name such as results/my_run")
     if "\0" in shown:
         raise OutputError(f"{where} contains a NUL byte; give a plain directory name")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in shown):
+    if _has_control_character(shown):
         raise OutputError(f"{where} contains a control character (newline, tab, ...), most likely pasted by "
                           f"mistake; give a plain directory name")
     given = Path(shown)
@@ -110,6 +117,9 @@ def check_location(raw: str | os.PathLike[str]) -> tuple[str, Path]:
         named = "the filesystem root" if given.is_absolute() and not name else "a directory by . or .."
         raise OutputError(f"{where} names {named}; servesim writes (and later replaces) a directory of its "
                           f"own, so give one such as results/my_run")
+    if name.startswith(RESERVED_PREFIX):
+        raise OutputError(f"{where}: names starting with {RESERVED_PREFIX!r} are servesim's own (locks, staging); "
+                          f"choose another name")
     parent = _resolve_parent(given.parent, where)
     existing = _nearest_existing(parent, where)
     name_max = _pathconf(existing, "PC_NAME_MAX", DEFAULT_NAME_MAX)
@@ -169,6 +179,10 @@ def _target_state(path: Path, where: str, overwrite: bool) -> TargetState:
         return TargetState.ABSENT
     if not path.is_dir():
         raise OutputError(f"{where} is an existing file, not a directory; choose another name or remove the file")
+    if os.path.ismount(path):
+        raise OutputError(f"{where} is a mount point (a container volume, a disk); servesim swaps its results "
+                          f"directory in whole, which a mount point cannot be: give a directory inside it, such as "
+                          f"{_abridged(str(path / 'results'))}")
     try:
         entries = {entry.name for entry in os.scandir(path)}
     except OSError as exc:

@@ -67,6 +67,7 @@ def refused(tmp_path: Path, capsys, args: list[str], *fragments: str, config: di
     ("/", "names the filesystem root"),
     ("out\tput", "control character"),
     ("out\n", "control character"),
+    (".servesim-3f2a.staging-abcd1234", "are servesim's own"),
 ])
 def test_output_naming_no_directory_of_its_own_is_refused(tmp_path, capsys, monkeypatch, output, fragment):
     monkeypatch.chdir(tmp_path)
@@ -95,9 +96,18 @@ def test_a_symbolic_link_is_refused_whatever_it_points_to(tmp_path, capsys, poin
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "keep.txt").write_text("user data")
     if points_to == "results":
-        assert simrun_in_process(["run", str(write_config(tmp_path)), "-o", str(tmp_path / "results")], capsys).code == 0
+        made = simrun_in_process(["run", str(write_config(tmp_path)), "-o", str(tmp_path / "results")], capsys)
+        assert made.code == 0
     (tmp_path / "link").symlink_to(tmp_path / points_to)
     refused(tmp_path, capsys, ["-o", str(tmp_path / "link")], "is a symbolic link", "give the real directory")
+
+
+def test_a_mount_point_is_refused(tmp_path, capsys, monkeypatch):
+    """Say, a container volume: it cannot be renamed, so the swap would fail after the simulation."""
+    (tmp_path / "volume").mkdir()
+    real_ismount = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda path: Path(path).name == "volume" or real_ismount(path))
+    refused(tmp_path, capsys, ["-o", str(tmp_path / "volume")], "is a mount point", "volume/results")
 
 
 def test_a_symbolic_link_loop_in_the_parent_is_refused(tmp_path, capsys):
@@ -146,6 +156,7 @@ def test_output_dir_from_the_config_is_checked_like_dash_o(tmp_path, capsys, mon
     ("", "is empty"),
     ("x" * 300, "bytes long"),
     ("two\nlines", "control character"),
+    (".servesim-results", "starts with '.servesim-'"),
 ])
 def test_an_experiment_name_that_is_no_directory_name_is_refused(tmp_path, capsys, monkeypatch, name, fragment):
     monkeypatch.chdir(tmp_path)
@@ -161,7 +172,7 @@ def test_an_odd_experiment_name_is_fine_when_o_says_where(tmp_path, capsys):
     (["ok", "a/b"], "contains '/'"),
     (["ok", ".."], "is not a directory name"),
     (["ok", "comparison.json"], "is reserved"),
-    (["ok", MARKER], "is reserved"),
+    (["ok", MARKER], "starts with '.servesim-'"),
     (["Fast", "fast"], "differ only in case"),
 ])
 def test_variant_names_that_are_no_directory_names_are_refused(tmp_path, capsys, names, fragment):
