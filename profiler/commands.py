@@ -23,7 +23,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     profile.add_argument("--hardware", help="hardware catalog name of the device (default: recognised from its name)")
     profile.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="format to time in (default: the model's)")
     profile.add_argument("--threads", type=int, help="CPU threads (default 1; recorded in the tables)")
-    profile.add_argument("-o", "--output", type=Path, required=True, help="directory to write the tables into")
+    profile.add_argument("-o", "--output", required=True, help="directory to write the tables into")
     profile.add_argument("--no-progress", action="store_true", help="never show the progress bar")
     profile.add_argument("--debug", action="store_true", help="show tracebacks")
     profile.set_defaults(handler=run_profile)
@@ -33,7 +33,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     fidelity.add_argument("config", type=Path, help="experiment YAML file (one replica, tp 1)")
     fidelity.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                           help="override a config key (repeatable)")
-    fidelity.add_argument("-o", "--output", type=Path, help="report directory (default: results/<name>_fidelity)")
+    fidelity.add_argument("-o", "--output", help="report directory (default: results/<name>_fidelity)")
+    fidelity.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=True,
+                          help="replace an earlier servesim report directory (default); --no-overwrite refuses it")
     fidelity.add_argument("--quick", action="store_true", help="profile on the tiny grid when profiling is needed")
     fidelity.add_argument("--no-progress", action="store_true", help="never show the progress bar")
     fidelity.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -49,6 +51,12 @@ def _require_torch() -> None:
 
 
 def run_profile(args: argparse.Namespace) -> int:
+    """The tables directory is checked before timing starts; its two files are written into it."""
+    from servesim.sim.reporting.output_target import OutputError, check_location
+
+    shown, path = check_location(args.output)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"output directory {shown!r} exists and is not a directory; choose another name")
     _require_torch()
     from servesim.profiler.profile import ProfileRequest, profile
 
@@ -58,21 +66,30 @@ def run_profile(args: argparse.Namespace) -> int:
         raise UserInputError(f"--tp {args.tp!r}: expected comma-separated integers, e.g. 1,2,4") from None
     request = ProfileRequest(args.model, args.device, tps, args.quick, args.hardware, args.dtype, args.threads)
     try:
-        path = profile(request, args.output, progress=not args.no_progress and sys.stderr.isatty())
+        profile(request, path, progress=not args.no_progress and sys.stderr.isatty())
     except ValueError as exc:
         raise UserInputError(str(exc)) from None
-    print(f"tables: {path}")
+    except OSError as exc:
+        raise OutputError(f"could not write the tables to {shown!r}: {exc.strerror or exc}") from None
+    print(f"tables: {shown}")
     return 0
 
 
 def run_fidelity(args: argparse.Namespace) -> int:
+    """The report directory gets the results directory's safety: checked first, locked, staged, swapped in."""
+    from servesim.sim.reporting.output_dir import claim_output
+    from servesim.sim.reporting.output_target import resolve_target
+
+    out = args.output if args.output is not None else str(Path("results") / f"{args.config.stem}_fidelity")
+    target = resolve_target(out, args.overwrite)
     _require_torch()
     from servesim.profiler.fidelity import FidelityRequest, run_fidelity as fidelity, summary_lines
 
-    out = args.output or Path("results") / f"{args.config.stem}_fidelity"
-    request = FidelityRequest(args.config, out, tuple(args.overrides), args.quick,
-                              not args.no_progress and sys.stderr.isatty())
-    report = fidelity(request)
+    with claim_output(target, args.overwrite) as claim:
+        with claim.staging("fidelity", f"{args.config.resolve()} {args.overrides}") as staging:
+            request = FidelityRequest(args.config, staging, tuple(args.overrides), args.quick,
+                                      not args.no_progress and sys.stderr.isatty())
+            report = fidelity(request)
     print("\n".join(summary_lines(report)))
-    print(f"report: {out}")
+    print(f"report: {target.shown}")
     return 0

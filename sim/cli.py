@@ -1,21 +1,26 @@
 """`simrun`: run, validate and list experiments from the command line.
 
-User errors (config, trace, catalog, policy) print one paragraph and exit with code 2; a
-traceback is shown only with `--debug`.
+User errors (config, trace, catalog, policy, output directory) print one paragraph and exit with
+code 2; a traceback is shown only with `--debug`. SIGINT and SIGTERM end a run without a
+traceback (exit 130 / 143), saying whether its results were written.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import traceback
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from servesim.hwmodels.errors import CatalogError
 from servesim.policies import PolicyError
 from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.reporting.output_target import OutputTarget
 from servesim.sim.errors import UserInputError
 from servesim.profiler.commands import add_commands as add_profile_commands
 from servesim.traces.errors import TraceError
@@ -28,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _sigterm_interrupts():
             warnings.simplefilter("default")
             warnings.showwarning = _show_warning
             return args.handler(args)
@@ -37,9 +42,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"simrun: error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("simrun: interrupted; no results written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        placed = getattr(exc, "results_in_place", None)
+        outcome = (f"its results were already in place in {placed}" if placed else
+                   "no results written; earlier results in the output directory, if any, are untouched")
+        print(f"simrun: interrupted by {signal.Signals(signum).name}; {outcome}", file=sys.stderr)
+        return 128 + signum
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that staging is cleaned up and the lock released on the way out."""
+
+    signum = signal.SIGTERM
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM ends the command like SIGINT, unless someone chose another handling for it (e.g. ignored)."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> None:
@@ -55,7 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", type=Path, help="experiment YAML file")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                      help="override a config key (repeatable), e.g. --set scheduler.max_num_seqs=64")
-    run.add_argument("-o", "--output", type=Path, help="results directory (default: output.dir or results/<name>)")
+    run.add_argument("-o", "--output", help="results directory (default: output.dir or results/<name>)")
+    _add_overwrite_flag(run)
     run.add_argument("--seed", type=int, help="override the experiment seed")
     run.add_argument("--no-progress", action="store_true", help="never show the progress bar")
     run.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -64,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check configs (keys, catalogs, policies, traces) without running")
     validate.add_argument("configs", type=Path, nargs="+", help="experiment YAML files")
     validate.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
+    validate.add_argument("-o", "--output", help="check this results directory instead of each config's default")
+    _add_overwrite_flag(validate)
     validate.add_argument("--debug", action="store_true", help="show tracebacks")
     validate.set_defaults(handler=_validate)
 
@@ -82,46 +117,71 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_overwrite_flag(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=True,
+                         help="replace an earlier servesim results directory (default); --no-overwrite refuses it. "
+                              "A directory servesim did not write is never replaced")
+
+
+def _output_target(output: str | None, config: ExperimentConfig, overwrite: bool) -> OutputTarget:
+    """The checked results directory of a run (-o, else output.dir, else results/<name>) and its variant names."""
+    from servesim.sim.reporting.output_target import check_directory_name, check_variant_names, resolve_target
+
+    check_variant_names(config.variants)
+    if output is not None:
+        return resolve_target(output, overwrite)
+    if config.output.dir is not None:
+        return resolve_target(config.output.dir, overwrite)
+    check_directory_name(config.name, "experiment name:")
+    return resolve_target(Path("results", config.name), overwrite)
+
+
 def _run(args: argparse.Namespace) -> int:
     from servesim.sim.reporting.headline import headline
     from servesim.sim.experiment.loading import load_config
-    from servesim.sim.reporting.results import write_results
+    from servesim.sim.reporting.output_dir import claim_output
+    from servesim.sim.reporting.results import write_claimed_results
     from servesim.sim.runner import prepare, simulate
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     config, base_dir = load_config(args.config, overrides)
-    out_dir = args.output or Path(config.output.dir or f"results/{config.name}")
+    target = _output_target(args.output, config, args.overwrite)
     show = not args.no_progress and sys.stderr.isatty()
     if config.variants:
-        return _run_variants(config, base_dir, out_dir, str(args.config), show)
+        return _run_variants(config, base_dir, target, args, show)
     prepared = prepare(config, base_dir)
-    with _progress_bar(len(prepared.workload), show) as progress:
-        result = simulate(prepared, progress)
-    write_results(result, out_dir, plots=config.output.plots)
-    print(headline(result.summary, out_dir))
+    with claim_output(target, args.overwrite) as claim:
+        with _progress_bar(len(prepared.workload), show) as progress:
+            result = simulate(prepared, progress)
+        write_claimed_results(claim, result, plots=config.output.plots)
+    print(headline(result.summary, Path(target.shown)))
     return 0
 
 
-def _run_variants(config: ExperimentConfig, base_dir: Path, out_dir: Path, origin: str, show: bool) -> int:
+def _run_variants(config: ExperimentConfig, base_dir: Path, target: OutputTarget, args: argparse.Namespace,
+                  show: bool) -> int:
     """Run every variant (all checked before the first starts), then write and compare them."""
     from servesim.sim.experiment.loading import variant_configs
-    from servesim.sim.reporting.results import staged_directory, write_run_files
+    from servesim.sim.reporting.output_dir import claim_output
+    from servesim.sim.reporting.results import config_yaml, write_run_files
     from servesim.sim.runner import prepare, simulate
     from servesim.sim.experiment.variants import comparison_json, comparison_table
 
-    prepared = {name: prepare(c, base_dir) for name, c in variant_configs(config, origin).items()}
-    results = {}
-    for name, run in prepared.items():
-        with _progress_bar(len(run.workload), show, f"variant {name}") as progress:
-            results[name] = simulate(run, progress)
-    summaries = {name: result.summary for name, result in results.items()}
-    with staged_directory(out_dir) as staging:
-        for name, result in results.items():
-            (staging / name).mkdir()
-            write_run_files(result, staging / name, config.output.plots)
-        (staging / "comparison.json").write_text(json.dumps(comparison_json(summaries, config.claim), indent=2) + "\n")
+    prepared = {name: prepare(c, base_dir) for name, c in variant_configs(config, str(args.config)).items()}
+    with claim_output(target, args.overwrite) as claim:
+        results = {}
+        for name, run in prepared.items():
+            with _progress_bar(len(run.workload), show, f"variant {name}") as progress:
+                results[name] = simulate(run, progress)
+        summaries = {name: result.summary for name, result in results.items()}
+        with claim.staging("variants", config_yaml(config)) as staging:
+            for name, result in results.items():
+                (staging / name).mkdir()
+                write_run_files(result, staging / name, config.output.plots)
+            comparison = json.dumps(comparison_json(summaries, config.claim), indent=2) + "\n"
+            (staging / "comparison.json").write_text(comparison)
     print(comparison_table(summaries, config.claim))
-    print(f"results: {out_dir}")
+    print(f"results: {target.shown}")
     return 0
 
 
@@ -162,13 +222,15 @@ def _validate(args: argparse.Namespace) -> int:
         try:
             config, base_dir = load_config(path, args.overrides)
             prepared = prepare(config, base_dir)
+            target = _output_target(args.output, config, args.overwrite)
         except USER_ERRORS as exc:
             if args.debug:
                 traceback.print_exc()
             print(f"simrun: error: {exc}", file=sys.stderr)
             failures += 1
             continue
-        print(f"{path}: ok ({len(prepared.workload)} requests, {prepared.capacity.num_blocks} KV blocks per replica)")
+        print(f"{path}: ok ({len(prepared.workload)} requests, {prepared.capacity.num_blocks} KV blocks per replica; "
+              f"results to {target.shown})")
     return EXIT_USER_ERROR if failures else 0
 
 

@@ -1,15 +1,13 @@
-"""Run results in memory, and the results directory they are written to.
+"""Run results in memory, and the files of the results directory they are written to.
 
-The directory is written under a temporary name and renamed into place at the end, so a failed
-or interrupted run never leaves a directory that looks complete.
+Where and how the directory is written safely (checks, lock, staging, swap) is `output_target`
+and `output_dir`; this module decides what goes into it.
 """
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,8 @@ import yaml
 from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.engine.request import Request
+from servesim.sim.reporting.output_dir import ResultsClaim, claim_output
+from servesim.sim.reporting.output_target import resolve_target
 from servesim.sim.reporting.summary import slo_met
 
 
@@ -67,32 +67,28 @@ def request_table(requests: list[Request], classes: Mapping[str, ServiceClass]) 
     return table
 
 
-@contextmanager
-def staged_directory(out_dir: Path) -> Iterator[Path]:
-    """A temporary sibling of `out_dir` to write into; renamed to `out_dir` only if the block succeeds."""
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        yield staging
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
-def write_results(result: RunResult, out_dir: Path, plots: bool = True) -> Path:
-    """Write the results directory atomically; an existing directory is replaced only on success."""
-    with staged_directory(out_dir) as staging:
-        write_run_files(result, staging, plots)
+def write_results(result: RunResult, out_dir: str | os.PathLike[str], plots: bool = True, overwrite: bool = True) -> Path:
+    """Write the results directory safely (see `output_dir`): checked, locked, staged and swapped in."""
+    target = resolve_target(out_dir, overwrite)
+    with claim_output(target, overwrite) as claim:
+        write_claimed_results(claim, result, plots)
     return Path(out_dir)
+
+
+def write_claimed_results(claim: ResultsClaim, result: RunResult, plots: bool) -> None:
+    """One run's files into a claimed target, which they replace only once all are written."""
+    with claim.staging("run", config_yaml(result.config)) as staging:
+        write_run_files(result, staging, plots)
+
+
+def config_yaml(config: ExperimentConfig) -> str:
+    """The resolved config as written to `config.yaml` (and fingerprinted in the results marker)."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
 def write_run_files(result: RunResult, directory: Path, plots: bool) -> None:
     """The files of one run (see the README's output reference) into an existing directory."""
-    (directory / "config.yaml").write_text(yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False))
+    (directory / "config.yaml").write_text(config_yaml(result.config))
     (directory / "summary.json").write_text(json.dumps(result.summary, indent=2, allow_nan=True) + "\n")
     result.requests.to_parquet(directory / "requests.parquet", index=False)
     result.replica_series.to_parquet(directory / "replica_series.parquet", index=False)
