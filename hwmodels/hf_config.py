@@ -12,6 +12,7 @@ from typing import Any
 from servesim.hwmodels.dtypes import canonical_dtype, known_dtypes
 from servesim.hwmodels.errors import CatalogError
 from servesim.hwmodels.model_spec import ModelSpec
+from servesim.hwmodels.strict_parsing import DuplicateKeyError, unique_keys
 
 # Qwen2 projects Q/K/V with a bias but its config.json has no `attention_bias` key.
 _QKV_BIAS_MODEL_TYPES = frozenset({"qwen2", "qwen2_moe"})
@@ -72,7 +73,9 @@ def read_json_object(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        config = json.loads(text)
+        config = json.loads(text, object_pairs_hook=unique_keys)
+    except DuplicateKeyError as exc:
+        raise CatalogError(f"{path}: {exc} (JSON readers silently keep the last value)") from None
     except json.JSONDecodeError as exc:
         raise CatalogError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     if not isinstance(config, dict):

@@ -6,7 +6,6 @@ traceback is shown only with `--debug`.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import traceback
 import warnings
@@ -105,6 +104,7 @@ def _run(args: argparse.Namespace) -> int:
 def _run_variants(config: ExperimentConfig, base_dir: Path, out_dir: Path, origin: str, show: bool) -> int:
     """Run every variant (all checked before the first starts), then write and compare them."""
     from servesim.sim.experiment.loading import variant_configs
+    from servesim.sim.reporting.json_output import json_text
     from servesim.sim.reporting.results import staged_directory, write_run_files
     from servesim.sim.runner import prepare, simulate
     from servesim.sim.experiment.variants import comparison_json, comparison_table
@@ -119,7 +119,7 @@ def _run_variants(config: ExperimentConfig, base_dir: Path, out_dir: Path, origi
         for name, result in results.items():
             (staging / name).mkdir()
             write_run_files(result, staging / name, config.output.plots)
-        (staging / "comparison.json").write_text(json.dumps(comparison_json(summaries, config.claim), indent=2) + "\n")
+        (staging / "comparison.json").write_text(json_text(comparison_json(summaries, config.claim)))
     print(comparison_table(summaries, config.claim))
     print(f"results: {out_dir}")
     return 0

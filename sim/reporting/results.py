@@ -5,7 +5,6 @@ or interrupted run never leaves a directory that looks complete.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -21,6 +20,7 @@ import yaml
 from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.engine.request import Request
+from servesim.sim.reporting.json_output import json_text
 from servesim.sim.reporting.summary import slo_met
 
 
@@ -93,7 +93,7 @@ def write_results(result: RunResult, out_dir: Path, plots: bool = True) -> Path:
 def write_run_files(result: RunResult, directory: Path, plots: bool) -> None:
     """The files of one run (see the README's output reference) into an existing directory."""
     (directory / "config.yaml").write_text(yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False))
-    (directory / "summary.json").write_text(json.dumps(result.summary, indent=2, allow_nan=True) + "\n")
+    (directory / "summary.json").write_text(json_text(result.summary))
     result.requests.to_parquet(directory / "requests.parquet", index=False)
     result.replica_series.to_parquet(directory / "replica_series.parquet", index=False)
     result.system_series.to_parquet(directory / "system_series.parquet", index=False)
