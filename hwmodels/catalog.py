@@ -23,7 +23,7 @@ from servesim.hwmodels.errors import CatalogError
 from servesim.hwmodels.hardware_spec import DeviceKind, HardwareSpec
 from servesim.hwmodels.hf_config import model_from_hf_config
 from servesim.hwmodels.model_spec import ModelSpec
-from servesim.hwmodels.strict_parsing import load_yaml
+from servesim.hwmodels.strict_parsing import load_yaml, yaml_problem
 
 __all__ = [
     "CatalogError", "DeviceKind", "HardwareSpec", "ModelSpec", "list_hardware", "list_models",
@@ -89,7 +89,7 @@ def _read_catalog(filename: str) -> dict[str, Any]:
     try:
         data = load_yaml(text)
     except yaml.YAMLError as exc:
-        raise CatalogError(f"hwmodels/data/{filename}: {exc}") from None
+        raise CatalogError(f"hwmodels/data/{filename}: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise CatalogError(f"hwmodels/data/{filename}: expected a mapping of entry names to fields")
     return data

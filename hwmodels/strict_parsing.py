@@ -26,13 +26,14 @@ class StrictYamlLoader(yaml.SafeLoader):
     """SafeLoader whose mappings refuse repeated keys."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        self.flatten_mapping(node)
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys merged in with `<<: *base` may be overridden, as YAML intends
             key = self.construct_object(key_node, deep=True)
             line = key_node.start_mark.line + 1
-            if isinstance(key, (list, dict)):
-                continue  # unhashable: PyYAML's own error follows
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                continue  # PyYAML's own checks apply to other keys
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} appears twice (lines {seen[key]} and {line}); keep one",
@@ -40,6 +41,13 @@ class StrictYamlLoader(yaml.SafeLoader):
                 )
             seen[key] = line
         return super().construct_mapping(node, deep=deep)
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line saying what is wrong and where (the exception's own text spans several lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return where + (getattr(exc, "problem", None) or str(exc))
 
 
 def load_yaml(text: str) -> Any:
@@ -52,8 +60,8 @@ def load_yaml(text: str) -> Any:
         size = _expanded_size(node, {})
         if size > MAX_YAML_NODES:
             raise AliasExpansionError(
-                f"the document expands to {size:,} nodes through its aliases (&anchor / *alias), more than the "
-                f"{MAX_YAML_NODES:,} allowed; write the values out instead of nesting aliases"
+                f"the document expands to more than {MAX_YAML_NODES:,} values through its aliases (&anchor / *alias); "
+                "write the values out instead of nesting aliases"
             )
         return loader.construct_document(node)
     finally:

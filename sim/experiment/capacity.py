@@ -74,6 +74,12 @@ def kv_capacity(
     weights = model.weight_bytes_per_device(plan)
     activations = activation_bytes(model, plan, max_batched_tokens, max_num_seqs)
     overhead = int(memory.overhead_gib * GIB)
+    if activations >= budget:
+        raise ConfigError(
+            f"scheduler: a batch of max_num_batched_tokens={max_batched_tokens:,} tokens and max_num_seqs={max_num_seqs:,} "
+            f"sequences needs about {activations / GIB:,.1f} GiB of activations per device, more than the "
+            f"{budget / GIB:.1f} GiB {hardware.name} can give the replica; vLLM's defaults are 8192 and 256"
+        )
     if memory.num_kv_blocks is not None:
         num_blocks = memory.num_kv_blocks
         if num_blocks * block_bytes > budget:

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from servesim.hwmodels.strict_parsing import AliasExpansionError, load_yaml
+from servesim.hwmodels.strict_parsing import AliasExpansionError, load_yaml, yaml_problem
 from servesim.policies import PolicyError, validate_params
 from servesim.sim.experiment.config import EvictionSpec, ExperimentConfig, PreemptionSpec, RouterSpec, SchedulerSpec
 from servesim.sim.errors import ConfigError
@@ -34,12 +34,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: no such config file")
     try:
         data = load_yaml(path.read_text())
+    except (AliasExpansionError, yaml.constructor.ConstructorError) as exc:
+        raise ConfigError(f"{path}: {yaml_problem(exc)}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        kind = "YAML refused" if isinstance(exc, (AliasExpansionError, yaml.constructor.ConstructorError)) else "malformed YAML"
-        raise ConfigError(f"{path}{where}: {kind}: {problem}") from None
+        raise ConfigError(f"{path}: malformed YAML at {yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -74,10 +72,8 @@ def _override_value(item: str, raw: str) -> Any:
     but a repeated key or an alias bomb in a flow mapping is an error like in the file."""
     try:
         return load_yaml(raw)
-    except yaml.constructor.ConstructorError as exc:
-        raise ConfigError(f"--set {item!r}: {exc.problem}") from None
-    except AliasExpansionError as exc:
-        raise ConfigError(f"--set {item!r}: {exc}") from None
+    except (AliasExpansionError, yaml.constructor.ConstructorError) as exc:
+        raise ConfigError(f"--set {item!r}: {yaml_problem(exc)}") from None
     except yaml.YAMLError:
         return raw
 
