@@ -34,16 +34,18 @@ def arrivals_from_start(arrivals: np.ndarray, origin: str, unit: str | None = No
     if unit is not None and unit not in UNIT_SECONDS:
         raise TraceError(f"{origin}: arrival_unit must be one of {', '.join(UNIT_SECONDS)}, got {unit!r}.")
     first, last = float(arrivals[0]), float(arrivals[-1])
-    if unit is None:
-        if first < FAR_FROM_ZERO_S:
-            return arrivals
+    if unit is not None:
+        what = f"arrival_s in {UNIT_NAMES[unit]} (as declared) starts at {first:.10g}, far from 0"
+    elif first < FAR_FROM_ZERO_S:
+        return arrivals
+    else:
         unit = _epoch_unit(first, last, origin)
+        what = f"arrival_s holds {UNIT_NAMES[unit]} since 1970 (the first is {first:.10g})"
     seconds = arrivals * UNIT_SECONDS[unit]
     if seconds[0] < FAR_FROM_ZERO_S:
         return seconds
     warnings.warn(
-        f"{origin}: arrival_s holds {UNIT_NAMES[unit]} since 1970 (the first is {first:.10g}); arrivals were shifted to "
-        f"start at 0{'' if unit == 's' else ' and converted to seconds'}",
+        f"{origin}: {what}; arrivals were shifted to start at 0{'' if unit == 's' else ' and converted to seconds'}",
         ArrivalShiftWarning,
         stacklevel=2,
     )
