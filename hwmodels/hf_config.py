@@ -14,6 +14,8 @@ from servesim.hwmodels.errors import CatalogError
 from servesim.hwmodels.model_spec import ModelSpec
 from servesim.hwmodels.strict_parsing import DuplicateKeyError, unique_keys
 
+MAX_ARCHITECTURE_INT = 2**40  # far above any real size or count, far below float overflow in byte sums
+
 # Qwen2 projects Q/K/V with a bias but its config.json has no `attention_bias` key.
 _QKV_BIAS_MODEL_TYPES = frozenset({"qwen2", "qwen2_moe"})
 
@@ -33,6 +35,10 @@ class _ConfigReader:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 self.problems.append(f"{key} must be an integer, got {value!r}")
+                return 0
+            if abs(value) > MAX_ARCHITECTURE_INT:
+                digits = len(str(abs(value)))
+                self.problems.append(f"{key} is a {digits}-digit number, beyond any real model (at most 2^40)")
                 return 0
             return value
         if default is None:

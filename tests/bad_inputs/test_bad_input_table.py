@@ -190,6 +190,10 @@ CATALOGS = [
     Bad("max_model_len above config.json's context", ("memory.max_model_len", "4,096"), HF_MODEL,
         sets=("memory.max_model_len=10000",), files=hf_model()),
     Bad("a model larger than the device", ("does not fit",), {"model": "llama-2-70b", "hardware": "a100-80g"}),
+    Bad("a 400-digit vocabulary", ("vocab_size", "401-digit", "2^40"), HF_MODEL,
+        files={"config.json": json.dumps(HF).replace('"vocab_size": 1000', '"vocab_size": 1' + "0" * 400)}),
+    Bad("a 10^11 vocabulary's activations", ("scheduler", "activations"), HF_MODEL, files=hf_model(vocab_size=10**11)),
+    Bad("K/V heads that do not divide the heads", ("num_kv_heads",), HF_MODEL, files=hf_model(num_key_value_heads=8)),
     Bad("a config.json model larger than any device", ("does not fit",), HF_MODEL, files=hf_model(num_hidden_layers=10**6)),
 ]
 
