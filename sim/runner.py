@@ -19,11 +19,11 @@ import simpy
 
 from servesim.hwmodels import ConstantCostModel, CostModel, ParallelPlan
 from servesim.hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, load_hardware, load_model
+from servesim.hwmodels.plan_rules import plan_problems
 from servesim.hwmodels.roofline import RooflineCostModel
 from servesim.hwmodels.tables.loading import table_cost_model
 from servesim.policies import PolicyError, create_policy, validate_params
 from servesim.sim import __version__
-from servesim.hwmodels.plan_rules import plan_problems
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, assign_classes, service_classes
 from servesim.sim.engine.cluster import Cluster

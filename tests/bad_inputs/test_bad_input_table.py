@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from servesim.sim.experiment.variants import merge
-from tests.bad_inputs.harness import assert_user_error, simrun_in_process, tree
+from tests.bad_inputs.harness import assert_user_error, simrun_in_process, simrun_subprocess, tree
 
 BASE: dict[str, Any] = {
     "name": "bad",
@@ -257,3 +257,11 @@ def test_bad_input_exits_2_with_one_paragraph_and_writes_nothing(bad: Bad, tmp_p
 def test_the_table_covers_every_kind_with_enough_rows() -> None:
     assert len(ROWS) >= 60
     assert all(len(rows) >= 5 for rows in TABLE.values())
+
+
+def test_a_yaml_bomb_is_refused_by_a_fresh_interpreter_without_hanging(tmp_path: Path) -> None:
+    config = tmp_path / "experiment.yaml"
+    config.write_text(BOMB + "workload: *i\n")
+    outcome = simrun_subprocess(["run", str(config), "-o", str(tmp_path / "results")], timeout=60)
+    assert_user_error(outcome, "aliases")
+    assert not (tmp_path / "results").exists()
