@@ -23,6 +23,7 @@ from servesim.hwmodels.errors import CatalogError
 from servesim.hwmodels.hardware_spec import DeviceKind, HardwareSpec
 from servesim.hwmodels.hf_config import model_from_hf_config
 from servesim.hwmodels.model_spec import ModelSpec
+from servesim.hwmodels.strict_parsing import load_yaml, yaml_problem
 
 __all__ = [
     "CatalogError", "DeviceKind", "HardwareSpec", "ModelSpec", "list_hardware", "list_models",
@@ -85,7 +86,10 @@ def _hardware() -> dict[str, HardwareSpec]:
 
 def _read_catalog(filename: str) -> dict[str, Any]:
     text = resources.files("servesim.hwmodels").joinpath("data", filename).read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise CatalogError(f"hwmodels/data/{filename}: {yaml_problem(exc)}") from None
     if not isinstance(data, dict):
         raise CatalogError(f"hwmodels/data/{filename}: expected a mapping of entry names to fields")
     return data

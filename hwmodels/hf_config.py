@@ -12,6 +12,9 @@ from typing import Any
 from servesim.hwmodels.dtypes import canonical_dtype, known_dtypes
 from servesim.hwmodels.errors import CatalogError
 from servesim.hwmodels.model_spec import ModelSpec
+from servesim.hwmodels.strict_parsing import DuplicateKeyError, unique_keys
+
+MAX_ARCHITECTURE_INT = 2**40  # far above any real size or count, far below float overflow in byte sums
 
 # Qwen2 projects Q/K/V with a bias but its config.json has no `attention_bias` key.
 _QKV_BIAS_MODEL_TYPES = frozenset({"qwen2", "qwen2_moe"})
@@ -32,6 +35,10 @@ class _ConfigReader:
                 continue
             if isinstance(value, bool) or not isinstance(value, int):
                 self.problems.append(f"{key} must be an integer, got {value!r}")
+                return 0
+            if abs(value) > MAX_ARCHITECTURE_INT:
+                digits = len(str(abs(value)))
+                self.problems.append(f"{key} is a {digits}-digit number, beyond any real model (at most 2^40)")
                 return 0
             return value
         if default is None:
@@ -72,7 +79,9 @@ def read_json_object(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise CatalogError(f"{path}: cannot read: {exc.strerror}") from None
     try:
-        config = json.loads(text)
+        config = json.loads(text, object_pairs_hook=unique_keys)
+    except DuplicateKeyError as exc:
+        raise CatalogError(f"{path}: {exc} (JSON readers silently keep the last value)") from None
     except json.JSONDecodeError as exc:
         raise CatalogError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
     if not isinstance(config, dict):

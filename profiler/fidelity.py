@@ -10,7 +10,6 @@ iteration with its prediction), `engine_requests.parquet`, `sim_requests.parquet
 from __future__ import annotations
 
 import datetime
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from servesim.profiler.timing import DTYPES
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.loading import load_config
+from servesim.sim.reporting.json_output import json_text
 from servesim.sim.runner import PreparedRun, prepare, simulate
 
 
@@ -84,7 +84,7 @@ def run_fidelity(request: FidelityRequest) -> dict[str, Any]:
     engine_requests.to_parquet(out / "engine_requests.parquet", index=False)
     simulated.requests.to_parquet(out / "sim_requests.parquet", index=False)
     plot(table, measured, simulated.requests, out / "fidelity.png")
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.json").write_text(json_text(report))
     return report
 
 

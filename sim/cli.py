@@ -7,7 +7,6 @@ traceback (exit 130 / 143), saying whether its results were written.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import threading
@@ -162,6 +161,7 @@ def _run_variants(config: ExperimentConfig, base_dir: Path, target: OutputTarget
                   show: bool) -> int:
     """Run every variant (all checked before the first starts), then write and compare them."""
     from servesim.sim.experiment.loading import variant_configs
+    from servesim.sim.reporting.json_output import json_text
     from servesim.sim.reporting.output_dir import claim_output
     from servesim.sim.reporting.results import config_yaml, write_run_files
     from servesim.sim.runner import prepare, simulate
@@ -178,8 +178,7 @@ def _run_variants(config: ExperimentConfig, base_dir: Path, target: OutputTarget
             for name, result in results.items():
                 (staging / name).mkdir()
                 write_run_files(result, staging / name, config.output.plots)
-            comparison = json.dumps(comparison_json(summaries, config.claim), indent=2) + "\n"
-            (staging / "comparison.json").write_text(comparison)
+            (staging / "comparison.json").write_text(json_text(comparison_json(summaries, config.claim)))
     print(comparison_table(summaries, config.claim))
     print(f"results: {target.shown}")
     return 0

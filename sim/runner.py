@@ -19,11 +19,12 @@ import simpy
 
 from servesim.hwmodels import ConstantCostModel, CostModel, ParallelPlan
 from servesim.hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, load_hardware, load_model
+from servesim.hwmodels.plan_rules import plan_problems
 from servesim.hwmodels.roofline import RooflineCostModel
 from servesim.hwmodels.tables.loading import table_cost_model
 from servesim.policies import PolicyError, create_policy, validate_params
 from servesim.sim import __version__
-from servesim.sim.experiment.capacity import GIB, KvCapacity, kv_capacity
+from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, assign_classes, service_classes
 from servesim.sim.engine.cluster import Cluster
 from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
@@ -59,7 +60,9 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     model = _lookup("model", lambda: load_model(_model_ref(config, base_dir)))
     hardware = _lookup("hardware", lambda: load_hardware(config.hardware))
     plan = ParallelPlan(tp=config.cluster.parallel.tp, pp=config.cluster.parallel.pp)
-    _check_plan(plan, model, hardware)
+    problems = plan_problems(plan, model, hardware)
+    if problems:
+        raise ConfigError("; ".join(problems))
     scheduler_params = _lookup_policy(lambda: validate_params("scheduler", config.scheduler.name, config.scheduler.params()))
     capacity = kv_capacity(
         model,
@@ -69,9 +72,10 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
         max_batched_tokens=getattr(scheduler_params, "max_num_batched_tokens", 8192),
         max_num_seqs=getattr(scheduler_params, "max_num_seqs", 256),
     )
-    max_model_len = config.memory.max_model_len or model.max_position_embeddings
+    check_pool_blocks(capacity, config.cluster.replicas)
+    max_model_len = model_len(config.memory, model)
     try:
-        workload = build_workload(config.workload, base_dir, config.seed)
+        workload = build_workload(config.workload, base_dir, config.seed, max_model_len)
     except TraceError as exc:
         raise ConfigError(f"workload: {exc}") from None
     workload = assign_classes(workload, config.workload, random_stream(config.seed, 3))
@@ -99,20 +103,6 @@ def _model_ref(config: ExperimentConfig, base_dir: Path) -> str | Path:
         return config.model
     path = Path(config.model.hf_config)
     return path if path.is_absolute() else base_dir / path
-
-
-def _check_plan(plan: ParallelPlan, model: ModelSpec, hardware: HardwareSpec) -> None:
-    if plan.tp > hardware.devices_per_node:
-        raise ConfigError(
-            f"cluster.parallel.tp: {plan.tp} is larger than the {hardware.devices_per_node} devices of one "
-            f"{hardware.name} node; tensor parallelism stays within a node"
-        )
-    if model.num_attention_heads % plan.tp:
-        raise ConfigError(
-            f"cluster.parallel.tp: {plan.tp} does not divide the {model.num_attention_heads} attention heads of {model.name}"
-        )
-    if plan.pp > model.num_layers:
-        raise ConfigError(f"cluster.parallel.pp: {plan.pp} is more stages than the {model.num_layers} layers of {model.name}")
 
 
 def _cost_model(
@@ -205,10 +195,8 @@ def _replica_setup(prepared: PreparedRun, env: simpy.Environment, rng: np.random
         kv: BlockPool = PrefixCachingBlockPool(capacity.num_blocks, block_size, eviction, lambda: env.now)
     else:
         kv = BlockPool(capacity.num_blocks, block_size)
-    block_bytes = block_size * capacity.kv_bytes_per_token
-    host_blocks = int(config.memory.swap_space_gib * GIB) // block_bytes
-    swap_block_s = block_bytes / (prepared.hardware.host_link_gbps * 1e9)
-    return ReplicaSetup(kv, BlockPool(host_blocks, block_size), prepared.max_model_len, swap_block_s,
+    swap_block_s = capacity.block_bytes / (prepared.hardware.host_link_gbps * 1e9)
+    return ReplicaSetup(kv, BlockPool(capacity.swap_blocks, block_size), prepared.max_model_len, swap_block_s,
                         config.simulation.fast_forward)
 
 

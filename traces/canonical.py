@@ -5,26 +5,35 @@ from pathlib import Path
 
 import pandas as pd
 
+from servesim.traces.arrival_origin import arrivals_from_start
 from servesim.traces.errors import Locator
 from servesim.traces.readers import read_csv_table, read_jsonl
 from servesim.traces.schema import STRING_COLUMNS, validate_trace
 
 
-def load_canonical_csv(path: Path) -> pd.DataFrame:
-    """Columns as in schema.py; a `prefix_hashes` cell holds space-separated integers (empty: none)."""
+def load_canonical_csv(path: Path, arrival_unit: str | None = None) -> pd.DataFrame:
+    """Columns as in schema.py; a `prefix_hashes` cell holds space-separated integers (empty: none).
+
+    Arrivals far from 0 (dates) are shifted to start at 0, as `arrivals_from_start` says.
+    """
     table, where = read_csv_table(path, text_columns=(*STRING_COLUMNS, "prefix_hashes"))
     if "prefix_hashes" in table.columns:
         table["prefix_hashes"] = _split_ids(table["prefix_hashes"].tolist(), where)
-    return validate_trace(table, str(path), source=where)
+    return _from_start(validate_trace(table, str(path), source=where), path, arrival_unit)
 
 
-def load_canonical_jsonl(path: Path) -> pd.DataFrame:
+def load_canonical_jsonl(path: Path, arrival_unit: str | None = None) -> pd.DataFrame:
     """One JSON object per line with the canonical fields; `prefix_hashes` as a list of integers."""
     records = read_jsonl(path)
     table = pd.DataFrame(
         {name: records.tuples(name) if name == "prefix_hashes" else records.column(name) for name in records.fields}
     )
-    return validate_trace(table, str(path), source=records.locator())
+    return _from_start(validate_trace(table, str(path), source=records.locator()), path, arrival_unit)
+
+
+def _from_start(table: pd.DataFrame, path: Path, unit: str | None) -> pd.DataFrame:
+    table["arrival_s"] = arrivals_from_start(table["arrival_s"].to_numpy(), str(path), unit)
+    return table
 
 
 def _split_ids(cells: list[str], where: Locator) -> list[tuple[int, ...]]:

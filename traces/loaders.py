@@ -34,8 +34,8 @@ FORMATS: dict[str, TraceFormat] = {
         TraceFormat("azure", load_azure, (), "Azure LLM inference trace CSV (TIMESTAMP, ContextTokens, ...)"),
         TraceFormat("mooncake", load_mooncake, ("block_tokens",), "Mooncake FAST'25 JSON Lines with hash_ids"),
         TraceFormat("ragpulse", load_ragpulse, ("components",), "RAGPulse 0_trace.jsonl (sorted on load)"),
-        TraceFormat("csv", load_canonical_csv, (), "servesim's canonical columns as CSV"),
-        TraceFormat("jsonl", load_canonical_jsonl, (), "servesim's canonical fields as JSON Lines"),
+        TraceFormat("csv", load_canonical_csv, ("arrival_unit",), "servesim's canonical columns as CSV"),
+        TraceFormat("jsonl", load_canonical_jsonl, ("arrival_unit",), "servesim's canonical fields as JSON Lines"),
     )
 }
 
@@ -43,7 +43,8 @@ FORMATS: dict[str, TraceFormat] = {
 def load_trace(path: str | Path, format: str, **options: object) -> pd.DataFrame:
     """Read a trace file in one of FORMATS into the validated canonical table.
 
-    Options go to the format's loader (mooncake: `block_tokens`; ragpulse: `components`);
+    Options go to the format's loader (mooncake: `block_tokens`; ragpulse: `components`; csv
+    and jsonl: `arrival_unit`);
     an option the format does not know is an error rather than silently ignored.
     """
     spec = FORMATS.get(format) if isinstance(format, str) else None

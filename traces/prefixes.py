@@ -28,7 +28,8 @@ def add_shared_prefixes(
     shared = rng.random(n) < share
     groups = rng.integers(0, num_groups, n)
     num_blocks = tokens // PREFIX_BLOCK_TOKENS
-    chains = [tuple(g * _GROUP_STRIDE + k for k in range(num_blocks)) for g in range(num_groups)]
+    used = np.unique(groups[shared]).tolist()  # only these chains are built: num_groups may be huge
+    chains = {g: tuple(g * _GROUP_STRIDE + k for k in range(num_blocks)) for g in used}
     hashes = [chains[g] if s else () for g, s in zip(groups.tolist(), shared.tolist())]
     prompts = table["prompt_tokens"].to_numpy() + np.where(shared, tokens, 0)
     return table.assign(prompt_tokens=prompts, prefix_hashes=hashes, prefix_block_tokens=PREFIX_BLOCK_TOKENS)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ def read_jsonl(path: Path, what: str = "trace file") -> JsonRecords:
         table = pa_json.read_json(pa.BufferReader(data))
     except pa.ArrowInvalid:
         table = None
-    if table is None or table.num_rows != len(lines):
+    if table is None or table.num_rows != len(lines) or _may_repeat_keys(table, data):
         return JsonRecords(path, data, lines, None, pd.DataFrame(_parse_lines(path, data, lines)))
     return JsonRecords(path, data, lines, table)
 
@@ -165,7 +166,12 @@ def _parse_lines(path: Path, data: bytes, lines: np.ndarray) -> list[dict[str, A
     rows = []
     for number in lines.tolist():
         try:
-            record = json.loads(text_lines[number - 1])
+            record = json.loads(text_lines[number - 1], object_pairs_hook=_unique_keys)
+        except _RepeatedKey as exc:
+            raise TraceError(
+                f"{path}: row {number}: field {exc.args[0]!r} appears twice in one object. "
+                "Keep one of them: JSON readers silently keep the last, so the row is ambiguous."
+            ) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
             raise TraceError(
@@ -178,6 +184,35 @@ def _parse_lines(path: Path, data: bytes, lines: np.ndarray) -> list[dict[str, A
             )
         rows.append(record)
     return rows
+
+
+class _RepeatedKey(ValueError):
+    """A JSON object names a key twice (args[0]: the key)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return record
+
+
+def _may_repeat_keys(table: pa.Table, data: bytes) -> bool:
+    """Whether some key may be written twice in one object (Arrow keeps one silently).
+
+    A fast, conservative test: a field named more often in the text than Arrow found values
+    for it (an explicit null also counts) sends the file to the exact line-by-line parse.
+    """
+    columns = list(zip(table.column_names, table.columns))
+    while columns:
+        name, column = columns.pop()
+        pattern = b'"' + re.escape(name.encode()) + rb'"\s*:'
+        if len(re.findall(pattern, data)) > len(column) - column.null_count:
+            return True
+        if pa.types.is_struct(column.type):
+            columns += [(column.type.field(i).name, child) for i, child in enumerate(column.flatten())]
+    return False
 
 
 def _is_nested(kind: pa.DataType) -> bool:

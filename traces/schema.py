@@ -171,16 +171,18 @@ def as_hash_tuple(value: object) -> tuple[int, ...] | None:
 
 
 def _check_columns(table: pd.DataFrame, where: Locator) -> None:
+    known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+    unknown = [str(c) for c in table.columns if c not in known]
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         shown_missing = ", ".join(where.names.get(c, c) for c in missing)
+        misspelt = [(u, close[0]) for u in unknown if (close := difflib.get_close_matches(u, missing, n=1))]
+        hint = "".join(f" {where.noun} {u!r} looks like {m!r}: rename it." for u, m in misspelt)
         raise where.file_error(
             f"missing {where.noun}(s) {shown_missing}",
             f"A trace needs {', '.join(REQUIRED_COLUMNS)}; add the missing {where.noun}(s) "
-            "(a CSV's first line is its header).",
+            f"(a CSV's first line is its header).{hint}",
         )
-    known = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
-    unknown = [str(c) for c in table.columns if c not in known]
     if unknown:
         close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""

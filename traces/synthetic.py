@@ -19,6 +19,8 @@ from servesim.traces.lengths import load_length_table
 from servesim.traces.loaders import load_trace
 
 ARRIVAL_PROCESSES = ("poisson", "gamma", "constant", "batch")
+MAX_LOGNORMAL_SIGMA = 4.0
+MAX_DRAWN_TOKENS = 2**40  # beyond any context window (such requests are rejected), far from int64 overflow
 LENGTH_DISTRIBUTIONS = ("fixed", "uniform", "lognormal", "normal", "empirical")
 LENGTH_PARAMETERS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # dist -> (required, optional)
     "fixed": (("value",), ()),
@@ -92,11 +94,17 @@ def sample_lengths(spec: Mapping[str, Any], num: int, rng: np.random.Generator, 
         return rng.integers(low, high + 1, num, dtype=np.int64)
     if dist == "lognormal":
         mean, sigma = _number(params, "mean", origin, positive=True), _number(params, "sigma", origin)
+        if sigma > MAX_LOGNORMAL_SIGMA:
+            raise TraceError(
+                f"{origin}.sigma: {sigma:g} puts the median at {mean * math.exp(-sigma**2 / 2):.3g} tokens, so almost every "
+                f"draw is 1 token and the mean of {mean:g} rests on a few enormous ones. Real length distributions have "
+                f"sigma between 0.3 and 2; use at most {MAX_LOGNORMAL_SIGMA}."
+            )
         draws = rng.lognormal(math.log(mean) - sigma**2 / 2, sigma, num)
     else:
         draws = rng.normal(_number(params, "mean", origin, positive=True), _number(params, "std", origin), num)
     low, high = _bounds(params, origin)
-    return np.clip(np.rint(draws), low, high).astype(np.int64)
+    return np.clip(np.rint(draws), low, high if high is not None else MAX_DRAWN_TOKENS).astype(np.int64)
 
 
 def sample_length_pairs(

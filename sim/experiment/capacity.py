@@ -2,6 +2,9 @@
 
 Follows how vLLM sizes its cache: a share of device memory (`gpu_memory_utilization`) is the
 budget; weights, a peak-activation estimate and a fixed overhead come off it; the rest is KV.
+Sizes no real machine could hold (a fixed pool beyond the device's memory, a swap space beyond
+a server's host memory, more pool blocks than the simulator can index) are refused here, before
+anything is allocated, with the bound that would have been needed.
 """
 from __future__ import annotations
 
@@ -15,11 +18,13 @@ from servesim.sim.errors import ConfigError
 GIB = 2**30
 ACTIVATION_BYTES = 2
 LOGIT_BYTES = 4
+MAX_HOST_MEMORY_GIB = 4096  # host memory of one server: the largest common ones hold 2-4 TiB
+MAX_POOL_BLOCKS = 2**25  # the engine keeps one entry per KV block (device and host) of every replica
 
 
 @dataclass(frozen=True)
 class KvCapacity:
-    """The memory budget of one device of a replica, in bytes, and the resulting block count."""
+    """The memory budget of one device of a replica, in bytes, and the resulting block counts."""
 
     budget_bytes: int
     weight_bytes: int
@@ -28,10 +33,15 @@ class KvCapacity:
     kv_bytes_per_token: int
     block_size: int
     num_blocks: int
+    swap_blocks: int
 
     @property
     def kv_bytes(self) -> int:
         return self.num_blocks * self.block_size * self.kv_bytes_per_token
+
+    @property
+    def block_bytes(self) -> int:
+        return self.block_size * self.kv_bytes_per_token
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self) | {"kv_bytes": self.kv_bytes}
@@ -53,15 +63,40 @@ def kv_capacity(
     max_num_seqs: int,
 ) -> KvCapacity:
     kv_per_token = model.kv_bytes_per_token_per_device(plan)
+    block_bytes = memory.block_size * kv_per_token
+    budget = int(hardware.memory_gib * GIB * memory.gpu_memory_utilization)
+    if memory.overhead_gib * GIB >= budget:
+        raise ConfigError(
+            f"memory.overhead_gib: {memory.overhead_gib:g} GiB per device is all of the {budget / GIB:.1f} GiB the replica "
+            f"may use on {hardware.name} ({memory.gpu_memory_utilization:.0%} of {hardware.memory_gib:g} GiB); "
+            "a real overhead is about 1 GiB"
+        )
     weights = model.weight_bytes_per_device(plan)
     activations = activation_bytes(model, plan, max_batched_tokens, max_num_seqs)
     overhead = int(memory.overhead_gib * GIB)
-    budget = int(hardware.memory_gib * GIB * memory.gpu_memory_utilization)
+    if activations >= budget:
+        raise ConfigError(
+            f"scheduler: a batch of max_num_batched_tokens={max_batched_tokens:,} tokens and max_num_seqs={max_num_seqs:,} "
+            f"sequences needs about {activations / GIB:,.1f} GiB of activations per device, more than the "
+            f"{budget / GIB:.1f} GiB {hardware.name} can give the replica; vLLM's defaults are 8192 and 256"
+        )
     if memory.num_kv_blocks is not None:
         num_blocks = memory.num_kv_blocks
+        if num_blocks * block_bytes > budget:
+            raise ConfigError(
+                f"memory.num_kv_blocks: {num_blocks:,} blocks of {block_bytes:,} bytes would need "
+                f"{num_blocks * block_bytes / GIB:,.1f} GiB per device, more than the {budget / GIB:.1f} GiB "
+                f"{hardware.name} can give the replica; at most {budget // block_bytes:,} blocks fit even with no weights"
+            )
     else:
         free = budget - weights - activations - overhead
-        num_blocks = free // (memory.block_size * kv_per_token) if free > 0 else 0
+        if 0 < free < block_bytes:
+            raise ConfigError(
+                f"memory.block_size: one block of {memory.block_size:,} tokens needs {block_bytes / GIB:,.2f} GiB per "
+                f"device, more than the {free / GIB:.2f} GiB left for KV; the largest block that fits holds "
+                f"{free // kv_per_token:,} tokens (vLLM uses 16)"
+            )
+        num_blocks = free // block_bytes if free > 0 else 0
         if num_blocks < 1:
             raise ConfigError(
                 f"memory: {model.name} does not fit on {hardware.name} with tp={plan.tp}, pp={plan.pp}: "
@@ -70,4 +105,36 @@ def kv_capacity(
                 f"({memory.gpu_memory_utilization:.0%} of {hardware.memory_gib} GiB). "
                 "Raise cluster.parallel.tp/pp, choose a larger device, or raise memory.gpu_memory_utilization."
             )
-    return KvCapacity(budget, weights, activations, overhead, kv_per_token, memory.block_size, int(num_blocks))
+    host_gib = memory.swap_space_gib * hardware.devices_per_node
+    if host_gib > MAX_HOST_MEMORY_GIB:
+        raise ConfigError(
+            f"memory.swap_space_gib: {memory.swap_space_gib:,g} GiB per device would need {host_gib:,g} GiB of host "
+            f"memory on a {hardware.devices_per_node}-device {hardware.name} server, more than the "
+            f"{MAX_HOST_MEMORY_GIB:,} GiB servesim accepts; use at most "
+            f"{MAX_HOST_MEMORY_GIB / hardware.devices_per_node:,g} GiB (vLLM's default is 4)"
+        )
+    swap_blocks = int(memory.swap_space_gib * GIB) // block_bytes
+    return KvCapacity(budget, weights, activations, overhead, kv_per_token, memory.block_size, int(num_blocks), swap_blocks)
+
+
+def check_pool_blocks(capacity: KvCapacity, replicas: int) -> None:
+    """The engine indexes every block of every replica's device and host pools: bound their total."""
+    total = (capacity.num_blocks + capacity.swap_blocks) * replicas
+    if total > MAX_POOL_BLOCKS:
+        raise ConfigError(
+            f"memory: {replicas:,} replica(s) x ({capacity.num_blocks:,} KV + {capacity.swap_blocks:,} swap blocks) is "
+            f"{total:,} blocks, more than the {MAX_POOL_BLOCKS:,} the simulator holds; raise memory.block_size, "
+            "or lower cluster.replicas, memory.num_kv_blocks or memory.swap_space_gib"
+        )
+
+
+def model_len(memory: MemoryConfig, model: ModelSpec) -> int:
+    """The longest prompt + output a replica accepts: the model's context unless set lower."""
+    if memory.max_model_len is None:
+        return model.max_position_embeddings
+    if memory.max_model_len > model.max_position_embeddings:
+        raise ConfigError(
+            f"memory.max_model_len: {memory.max_model_len:,} is longer than the {model.max_position_embeddings:,}-token "
+            f"context of {model.name} (max_position_embeddings); use at most that, as vLLM requires"
+        )
+    return memory.max_model_len

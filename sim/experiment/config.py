@@ -10,8 +10,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+MAX_REPLICAS = 4096  # a sane cluster; each replica is a process with its own KV pools
+MAX_SYNTHETIC_REQUESTS = 10_000_000  # the engine holds every request in memory (about 1 KiB each)
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A config section: unknown keys and non-finite numbers (.inf, .nan) are errors."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class PolicySpec(BaseModel):
@@ -69,7 +75,9 @@ class ParallelConfig(Section):
 
 
 class ClusterConfig(Section):
-    replicas: int = Field(1, ge=1, description="number of identical replicas in the unified pool")
+    replicas: int = Field(
+        1, ge=1, le=MAX_REPLICAS, description=f"number of identical replicas in the unified pool (at most {MAX_REPLICAS})"
+    )
     parallel: ParallelConfig = Field(default_factory=ParallelConfig, description="parallel plan of each replica")
     router: RouterSpec = Field(default_factory=RouterSpec, description="which replica gets an arrival")
 
@@ -102,11 +110,17 @@ class TraceConfig(Section):
     path: str | None = Field(None, description="trace file (relative paths are relative to the config file)")
     sample: str | None = Field(None, description="name of a bundled sample trace instead of a path")
     format: Literal["azure", "mooncake", "ragpulse", "csv", "jsonl"] = Field("csv", description="trace file format")
+    arrival_unit: Literal["s", "ms", "us", "ns"] | None = Field(
+        None, description="csv/jsonl: unit of `arrival_s` (default: seconds, or a date's unit told by its size); "
+        "times far from 0 are shifted to start at 0"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TraceConfig:
         if (self.path is None) == (self.sample is None):
             raise ValueError("give exactly one of `path` and `sample`")
+        if self.arrival_unit is not None and self.format not in ("csv", "jsonl"):
+            raise ValueError(f"arrival_unit applies to the csv and jsonl formats; the {self.format} format has its own")
         return self
 
 
@@ -184,6 +198,11 @@ class WorkloadConfig(Section):
                 missing.append("num_requests")
             if missing:
                 raise ValueError(f"a synthetic workload needs {', '.join(missing)} (or give a `trace`)")
+            if self.num_requests > MAX_SYNTHETIC_REQUESTS:  # type: ignore[operator]
+                raise ValueError(
+                    f"num_requests {self.num_requests:,} is more than the {MAX_SYNTHETIC_REQUESTS:,} synthetic requests "
+                    "servesim holds in memory; simulate fewer (a steady state needs far fewer) or split the run"
+                )
         return self
 
     @model_validator(mode="after")

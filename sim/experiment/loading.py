@@ -15,10 +15,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from servesim.hwmodels.strict_parsing import AliasExpansionError, load_yaml, yaml_problem
 from servesim.policies import PolicyError, validate_params
 from servesim.sim.experiment.config import EvictionSpec, ExperimentConfig, PreemptionSpec, RouterSpec, SchedulerSpec
 from servesim.sim.errors import ConfigError
-from servesim.sim.experiment.variants import variant_data
+from servesim.sim.experiment.variants import claim_metric_problem, variant_data
 
 POLICY_SECTIONS = {
     "scheduler": ("scheduler", SchedulerSpec),
@@ -32,12 +33,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
+    except (AliasExpansionError, yaml.constructor.ConstructorError) as exc:
+        raise ConfigError(f"{path}: {yaml_problem(exc)}") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}{where}: malformed YAML: {problem}") from None
+        raise ConfigError(f"{path}: malformed YAML at {yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -52,10 +52,7 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         key, sep, raw = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. scheduler.max_num_seqs=64")
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
+        value = _override_value(item, raw)
         node = result
         parts = key.split(".")
         for depth, part in enumerate(parts[:-1]):
@@ -68,6 +65,17 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
             node = child
         node[parts[-1]] = value
     return result
+
+
+def _override_value(item: str, raw: str) -> Any:
+    """The value of `--set key=raw` parsed as YAML; text YAML cannot parse stays a string,
+    but a repeated key or an alias bomb in a flow mapping is an error like in the file."""
+    try:
+        return load_yaml(raw)
+    except (AliasExpansionError, yaml.constructor.ConstructorError) as exc:
+        raise ConfigError(f"--set {item!r}: {yaml_problem(exc)}") from None
+    except yaml.YAMLError:
+        return raw
 
 
 def _deep_copy(data: Any) -> Any:
@@ -96,6 +104,9 @@ def validate_config(data: Mapping[str, Any], origin: str = "<config>") -> Experi
     problems += _policy_problems(data)
     if config is not None and config.variants:
         problems += _variant_problems(config)
+    claim_problem = claim_metric_problem(config) if config is not None else None
+    if claim_problem:
+        problems.append(claim_problem)
     if problems or config is None:
         raise ConfigError(f"{origin}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return config

@@ -6,11 +6,19 @@ a variant never inherits parameters of another policy.
 """
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
-from servesim.sim.experiment.config import ClaimConfig, ExperimentConfig
+import numpy as np
+
+from servesim.sim.experiment.capacity import KvCapacity
+from servesim.sim.experiment.classes import DEFAULT_CLASS, ServiceClass
+from servesim.sim.experiment.config import ClaimConfig, ExperimentConfig, SloConfig
+from servesim.sim.reporting.results import request_table
+from servesim.sim.reporting.summary import summarize, summarize_classes
 
 COMPARED = (
     ("ttft_s.p50", "TTFT p50"),
@@ -52,6 +60,61 @@ def metric(summary: Mapping[str, Any], path: str) -> float:
             return math.nan
         node = node[part]
     return math.nan if node is None else float(node)
+
+
+# Numeric keys of the sections the runner adds to the summary (kept in step by a test on a real run).
+RUNNER_SECTIONS = {
+    "engine": ("iterations", "engine_steps", "interrupts"),
+    "memory": ("kv_blocks_per_replica", "kv_bytes", *(f.name for f in fields(KvCapacity))),
+    "cache": ("prefix_caching", "hit_tokens", "hit_rate", "num_swaps", "num_dropped"),
+    "run": ("wall_s", "seed"),
+}
+CLASS_KEY = "<class>"
+
+
+def summary_metric_paths() -> list[str]:
+    """Every numeric key path of summary.json; `classes.<class>.` stands for any class name.
+
+    The core keys come from summarizing an empty run, so they cannot drift from the summary.
+    """
+    table = request_table([], {})
+    summary = summarize(table, (np.empty(0), np.empty(0)), SloConfig(), 0.0)
+    placeholder = {CLASS_KEY: ServiceClass(CLASS_KEY, 0, None, None, None, None)}
+    summary["classes"] = summarize_classes(table, placeholder)
+    summary.update({section: dict.fromkeys(keys, 0) for section, keys in RUNNER_SECTIONS.items()})
+    return _leaf_paths(summary)
+
+
+def _leaf_paths(node: Mapping[str, Any], prefix: str = "") -> list[str]:
+    paths = []
+    for key, value in node.items():
+        path = f"{prefix}{key}"
+        paths += _leaf_paths(value, f"{path}.") if isinstance(value, Mapping) else [path]
+    return paths
+
+
+def claim_metric_problem(config: ExperimentConfig) -> str | None:
+    """Why the claim's metric names no number of summary.json (None if it does)."""
+    if config.claim is None:
+        return None
+    wanted = config.claim.metric
+    parts = wanted.split(".")
+    classes = [c.name for c in config.workload.classes] or ([] if config.workload.class_by == "column" else [DEFAULT_CLASS])
+    if len(parts) > 1 and parts[0] == "classes":
+        if classes and parts[1] not in classes:
+            return f"claim.metric: {wanted!r} names class {parts[1]!r}; the classes are {', '.join(classes)}"
+        parts[1] = CLASS_KEY
+    generic = ".".join(parts)
+    paths = summary_metric_paths()
+    if generic in paths:
+        return None
+    below = sorted({p.removeprefix(f"{generic}.").split(".")[0] for p in paths if p.startswith(f"{generic}.")})
+    if below:
+        return f"claim.metric: {wanted!r} is a group of figures, not one; add one of its keys: {', '.join(below)}"
+    shown = [p.replace(CLASS_KEY, classes[0] if classes else CLASS_KEY) for p in paths]
+    close = difflib.get_close_matches(wanted, shown, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(map(repr, close))}?" if close else "see the README's summary.json reference"
+    return f"claim.metric: {wanted!r} is not a key path of summary.json; {hint}"
 
 
 def check_claim(claim: ClaimConfig, summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

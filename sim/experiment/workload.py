@@ -12,6 +12,7 @@ from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import WorkloadConfig
 from servesim.sim.engine.request import Request
 from servesim.traces import (
+    TraceError,
     add_shared_prefixes,
     arrival_times,
     load_trace,
@@ -24,12 +25,22 @@ from servesim.traces import (
 )
 
 
-def build_workload(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> pd.DataFrame:
+MAX_ARRIVAL_S = 1e9  # about 32 years: float64 seconds still resolve well below a microsecond
+
+
+def build_workload(workload: WorkloadConfig, base_dir: Path, rng_seed: int, max_model_len: int) -> pd.DataFrame:
     """The canonical trace table of the experiment (arrival_s, prompt_tokens, output_tokens, ...)."""
+    prefix = workload.shared_prefix
+    if prefix is not None and prefix.tokens >= max_model_len:
+        raise TraceError(
+            f"shared_prefix.tokens: {prefix.tokens:,} tokens leave no room for a prompt within max_model_len "
+            f"({max_model_len:,}); every request with the prefix would be rejected. Use fewer tokens."
+        )
     if workload.trace is not None:
         trace = workload.trace
         path = sample_path(trace.sample) if trace.sample else _resolve(base_dir, trace.path)
-        table = load_trace(path, trace.format)
+        options = {"arrival_unit": trace.arrival_unit} if trace.arrival_unit else {}
+        table = load_trace(path, trace.format, **options)
         if workload.start_s > 0 or workload.end_s is not None:
             table = time_window(table, workload.start_s, workload.end_s)
         if workload.num_requests is not None:
@@ -38,6 +49,13 @@ def build_workload(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> p
         table = _synthetic(workload, base_dir, rng_seed)
     if workload.rate_scale != 1.0:
         table = scale_rate(table, workload.rate_scale)
+    last = float(table["arrival_s"].iloc[-1])
+    if last > MAX_ARRIVAL_S:
+        raise TraceError(
+            f"the last request arrives at {last:.3g} s, later than the {MAX_ARRIVAL_S:.0e} s servesim simulates "
+            "(beyond it float seconds lose the microseconds an iteration takes); raise the arrival rate or "
+            "workload.rate_scale, or cut the trace with workload.end_s"
+        )
     return table.reset_index(drop=True)
 
 

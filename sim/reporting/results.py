@@ -5,7 +5,6 @@ and `output_dir`; this module decides what goes into it.
 """
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import yaml
 from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.engine.request import Request
+from servesim.sim.reporting.json_output import json_text
 from servesim.sim.reporting.output_dir import ResultsClaim, claim_output
 from servesim.sim.reporting.output_target import resolve_target
 from servesim.sim.reporting.summary import slo_met
@@ -89,7 +89,7 @@ def config_yaml(config: ExperimentConfig) -> str:
 def write_run_files(result: RunResult, directory: Path, plots: bool) -> None:
     """The files of one run (see the README's output reference) into an existing directory."""
     (directory / "config.yaml").write_text(config_yaml(result.config))
-    (directory / "summary.json").write_text(json.dumps(result.summary, indent=2, allow_nan=True) + "\n")
+    (directory / "summary.json").write_text(json_text(result.summary))
     result.requests.to_parquet(directory / "requests.parquet", index=False)
     result.replica_series.to_parquet(directory / "replica_series.parquet", index=False)
     result.system_series.to_parquet(directory / "system_series.parquet", index=False)

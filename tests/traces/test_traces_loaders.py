@@ -425,3 +425,24 @@ def test_unreadable_csv_files_get_one_paragraph(tmp_path):
     path.write_bytes(b"arrival_s,prompt_tokens,output_tokens,tenant\n0,5,5,caf\xe9\n")
     with pytest.raises(TraceError, match="not UTF-8 text"):
         load_trace(path, "csv")
+
+
+def test_jsonl_with_a_key_inside_a_text_value_is_not_a_repeated_key(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"arrival_s": 0, "prompt_tokens": 10, "output_tokens": 5, "session_id": "\\"prompt_tokens\\": 3"}\n')
+    assert load_trace(path, "jsonl")["prompt_tokens"].tolist() == [10]
+
+
+def test_a_repeated_jsonl_key_is_an_error_naming_its_row(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"arrival_s": 0, "prompt_tokens": 10, "output_tokens": 5}\n'
+                    '{"arrival_s": 1, "prompt_tokens": 10, "output_tokens": 5, "arrival_s": 2}\n')
+    with pytest.raises(TraceError, match=r"row 2: field 'arrival_s' appears twice"):
+        load_trace(path, "jsonl")
+
+
+def test_a_misspelt_required_column_is_named(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("arrival_s,prompt_tokens,output_tokes\n0,1,1\n")
+    with pytest.raises(TraceError, match="'output_tokes' looks like 'output_tokens'"):
+        load_trace(path, "csv")

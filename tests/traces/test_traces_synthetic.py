@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servesim.traces import TraceError, arrival_times, sample_length_pairs, sample_lengths, sample_path
+from servesim.traces import TraceError, add_shared_prefixes, arrival_times, sample_length_pairs, sample_lengths, sample_path
+from servesim.traces.synthetic import MAX_DRAWN_TOKENS
 
 
 def rng(seed: int = 0) -> np.random.Generator:
@@ -184,3 +185,19 @@ def test_lengths_stay_within_bounds(dist, low, spread, sigma, seed):
     values = sample_lengths(spec, 200, rng(seed), "w")
     assert values.dtype == np.int64 and values.shape == (200,)
     assert values.min() >= low and values.max() <= low + spread
+
+
+def test_a_huge_number_of_prefix_groups_builds_only_the_chains_used():
+    table = pd.DataFrame({"arrival_s": [0.0, 1.0, 2.0], "prompt_tokens": [5, 5, 5], "output_tokens": [1, 1, 1]})
+    out = add_shared_prefixes(table, 10**12, 64, 1.0, np.random.default_rng(0))
+    assert all(len(h) == 4 and all(isinstance(i, int) for i in h) for h in out["prefix_hashes"])
+
+
+def test_a_lognormal_sigma_that_hides_the_mean_is_refused():
+    with pytest.raises(TraceError, match="sigma: 1000 puts the median"):
+        sample_lengths({"dist": "lognormal", "mean": 100, "sigma": 1000}, 5, np.random.default_rng(0), origin="x")
+
+
+def test_enormous_draws_are_clipped_below_int64_overflow():
+    draws = sample_lengths({"dist": "normal", "mean": 100, "std": 1e308}, 50, np.random.default_rng(0), origin="x")
+    assert draws.min() >= 1 and draws.max() == MAX_DRAWN_TOKENS
