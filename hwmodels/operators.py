@@ -4,8 +4,9 @@ This is the single place that knows what a forward pass does; cost models only p
 Conventions and approximations:
 - A multiply-add is 2 FLOPs; element-wise operators (norms, rotary, activation, sampling) get a
   few FLOPs per element, which never matters because they are memory-bound.
-- Bytes = weights read once per call + activations read and written once (no fusion) + KV cache
-  read or written. Attention reads each attended K/V position once per sequence (ideal tiling).
+- Bytes = weights read once per call (in `weight_dtype`, int4 group scales included) +
+  activations read and written once (no fusion) + KV cache read or written (in `kv_dtype`).
+  Attention reads each attended K/V position once per sequence (ideal tiling).
 - Per-layer operators have `calls` = the layers they occur in, summed over pipeline stages: with
   PP the stages run one after another (microbatch overlap is not modelled) plus pp-1 send/recvs
   of hidden state and residual.
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from servesim.hwmodels.dtypes import DTYPE_BYTES
+from servesim.hwmodels.dtypes import DTYPE_BYTES, weight_element_bytes
 from servesim.hwmodels.model_spec import ModelSpec, ceil_div
 from servesim.hwmodels.shapes import BatchShape, ParallelPlan
 
@@ -144,7 +145,7 @@ class OperatorBuilder:
         self.model, self.plan = model, plan
         self.params = model.layer_params(plan.tp)
         self.attention = attention_work(model, plan.tp)
-        self._weight = DTYPE_BYTES[model.weight_dtype]
+        self._weight = weight_element_bytes(model.weight_dtype)
         self._act = DTYPE_BYTES[model.activation_dtype]
         self._kv = DTYPE_BYTES[model.kv_dtype]
         self._heads = ceil_div(model.num_attention_heads, plan.tp)
