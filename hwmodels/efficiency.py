@@ -13,6 +13,9 @@ Seven parameters per (GPU family, kernel kind, dtype), each with a physical read
 - `q`: how sharply the kernel turns from memory- to compute-bound (q -> inf is the plain max of
   the textbook roofline; measured kernels are slower than that near the ridge, q ~ 2-5);
 - `t0`: the fixed floor of a kernel (launch and tail), what a tiny kernel costs.
+Decode attention has an eighth, `tile_positions`: each sequence reads at least one tile of KV
+positions however short its context (the kernel's KV tile, ~150 positions on Hopper), which
+`hwmodels.operators` adds to each decode's bytes; it is 0 for the other kinds.
 The form is division-free, so F = 0 or B = 0 (a copy, a pure GEMM) is fine, and it works on numpy
 arrays as well as floats. Curves are stored in `data/roofline_calibration.yaml`, written by
 `servesim.hwmodels.calibration_fit` from the measured tables.
@@ -47,12 +50,14 @@ class EfficiencyCurve:
     memory_half_bytes: float
     ramp: float
     sharpness: float | None
+    tile_positions: float = 0.0
 
     def __post_init__(self) -> None:
         problems = [f"{key} must be in (0, 1], got {getattr(self, key)}"
                     for key in ("compute_efficiency", "memory_efficiency") if not 0 < getattr(self, key) <= 1]
         problems += [f"{key} must be >= 0, got {getattr(self, key)}"
-                     for key in ("floor_s", "compute_half_flops", "memory_half_bytes") if getattr(self, key) < 0]
+                     for key in ("floor_s", "compute_half_flops", "memory_half_bytes", "tile_positions")
+                     if getattr(self, key) < 0]
         if not 0 < self.ramp < 1:
             problems.append(f"ramp must be in (0, 1), got {self.ramp}")
         if self.sharpness is not None and self.sharpness < 1:

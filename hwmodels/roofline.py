@@ -79,7 +79,10 @@ class RooflineCostModel(CostModel):
         self._attention_curves = {
             "attn_prefill": curve("attn_prefill", model.kv_dtype), "attn_decode": curve("attn_decode", model.kv_dtype),
         }
-        self.ops = OperatorBuilder(model, plan)
+        self.ops = OperatorBuilder(model, plan, self._attention_curves["attn_decode"].tile_positions)
+        # A chunk is never cheaper than the decode kernel's price for one sequence of its work.
+        tile = self._attention_curves["attn_decode"].tile_positions
+        self._chunk_tile_bytes = tile * self.ops.attention.decode_position_bytes
         self._gemm_flops_per_s = hardware.peak_flops(self.dtype)
         self._flops_per_s = hardware.peak_flops(model.activation_dtype)
         self._bytes_per_s = hardware.memory_bandwidth_gbps * 1e9
@@ -157,11 +160,12 @@ class RooflineCostModel(CostModel):
         return float(seconds)
 
     def _prefill_chunk_seconds(self, flops: Any, nbytes: Any) -> Any:
-        """One chunk's attention: at least what the decode kernel takes for the same work, so that a
-        decode that becomes a two-token chunk never gets cheaper (the decode curve is subadditive)."""
+        """One chunk's attention: at least what the decode kernel takes for the same work (one
+        sequence, so one KV tile), so that a decode that becomes a two-token chunk never gets
+        cheaper (the decode curve is subadditive)."""
         rates = (self._flops_per_s, self._bytes_per_s)
         return np.maximum(self._attention_curves["attn_prefill"].seconds(flops, nbytes, *rates),
-                          self._attention_curves["attn_decode"].seconds(flops, nbytes, *rates))
+                          self._attention_curves["attn_decode"].seconds(flops, nbytes + self._chunk_tile_bytes, *rates))
 
     def _decode_seconds(self, num_decodes: Any, context_sum: Any) -> Any:
         """All layers' decode attention for `num_decodes` decodes with contexts summing to `context_sum`."""

@@ -59,8 +59,8 @@ def test_fp8_kv_halves_kv_bytes_and_doubles_the_blocks() -> None:
     assert half.num_blocks in (2 * base.num_blocks, 2 * base.num_blocks + 1)
     both = kv_capacity(model.served_in(weight_dtype="fp8", kv_dtype="fp8"), hardware, plan, MemoryConfig(), 8192, 256)
     freed = base.weight_bytes - both.weight_bytes
-    assert freed == _linear_params("llama-3.1-8b", plan) and both.num_blocks == pytest.approx(half.num_blocks + freed / (16 * half.kv_bytes_per_token),
-                                                            abs=1)
+    assert freed == _linear_params("llama-3.1-8b", plan)
+    assert both.num_blocks == pytest.approx(half.num_blocks + freed / (16 * half.kv_bytes_per_token), abs=1)
 
 
 def test_fp8_weights_run_fp8_gemms_and_int4_runs_at_the_activation_rate() -> None:
@@ -97,7 +97,8 @@ BASE = {
 
 def test_config_picks_the_formats_per_experiment() -> None:
     plain = prepare(validate_config(BASE))
-    quantised = prepare(validate_config(BASE | {"model": {"name": "llama-3.1-8b", "weight_dtype": "fp8", "kv_dtype": "fp8"}}))
+    model = {"name": "llama-3.1-8b", "weight_dtype": "fp8", "kv_dtype": "fp8"}
+    quantised = prepare(validate_config(BASE | {"model": model}))
     assert (quantised.model.weight_dtype, quantised.model.kv_dtype) == ("fp8", "fp8")
     assert quantised.capacity.kv_bytes_per_token * 2 == plain.capacity.kv_bytes_per_token
     assert quantised.capacity.num_blocks > 2 * plain.capacity.num_blocks
