@@ -22,7 +22,7 @@ arrays as well as floats. Curves are stored in `data/roofline_calibration.yaml`,
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -83,13 +83,28 @@ class EfficiencyCurve:
         a = self.ramp
         return (nbytes + self.memory_half_bytes ** a * nbytes ** (1 - a)) / (bytes_per_s * self.memory_efficiency)
 
-    def seconds(self, flops: Any, nbytes: Any, peak_flops_per_s: float, bytes_per_s: float) -> Any:
+    def seconds(self, flops: Any, nbytes: Any, peak_flops_per_s: Any, bytes_per_s: Any) -> Any:
         """Kernel seconds for `flops` and `nbytes` (floats or numpy arrays)."""
-        tc, tm = self.compute_seconds(flops, peak_flops_per_s), self.memory_seconds(nbytes, bytes_per_s)
+        return self.pricer(peak_flops_per_s, bytes_per_s)(flops, nbytes)
+
+    def pricer(self, peak_flops_per_s: Any, bytes_per_s: Any) -> Callable[[Any, Any], Any]:
+        """`seconds` with the device's rates and the curve's constants folded in: the hot path."""
+        floor, keep = self.floor_s, 1 - self.ramp
+        per_flop = 1 / (peak_flops_per_s * self.compute_efficiency)
+        per_byte = 1 / (bytes_per_s * self.memory_efficiency)
+        flop_ramp, byte_ramp = self.compute_half_flops ** self.ramp, self.memory_half_bytes ** self.ramp
         if self.sharpness is None:
-            return self.floor_s + np.maximum(tc, tm)
-        q = self.sharpness
-        return self.floor_s + (tc ** q + tm ** q) ** (1 / q)
+            def flat(flops: Any, nbytes: Any) -> Any:
+                return floor + np.maximum(per_flop * (flops + flop_ramp * flops ** keep),
+                                          per_byte * (nbytes + byte_ramp * nbytes ** keep))
+            return flat
+        q, inverse = self.sharpness, 1 / self.sharpness
+
+        def smooth(flops: Any, nbytes: Any) -> Any:
+            compute = per_flop * (flops + flop_ramp * flops ** keep)
+            memory = per_byte * (nbytes + byte_ramp * nbytes ** keep)
+            return floor + (compute ** q + memory ** q) ** inverse
+        return smooth
 
     def achieved_fraction(self, flops: Any, nbytes: Any) -> tuple[Any, Any]:
         """Shares of peak FLOP/s and of bandwidth a kernel of this size reaches on its own roof."""

@@ -8,6 +8,9 @@ of peak in their catalog entry. Collectives use ring formulas over the node's li
 per-step latency. Measured kernels carry no CPU time, so the per-iteration engine overhead is a
 separate knob (`iteration_overhead_s`, default 0).
 
+More tokens, context or entries never make an iteration cheaper, except that a one-token prompt
+given context becomes a decode and joins the decode kernel (one launch fewer): by design.
+
 `iteration_time` is the simulator's hot path, so it never builds the operator list: the work
 that depends only on the token count (or only on the entry count) is priced with numpy for a
 block of counts at once and kept in a table, and attention is priced in closed form (decode from
@@ -74,18 +77,17 @@ class RooflineCostModel(CostModel):
             dtype = model.weight_dtype if model.weight_dtype in hardware.peak_tflops else model.activation_dtype
         self.dtype = canonical_dtype(dtype) or dtype
         curve = self._curve_source()
-        self._gemm_curve = curve("gemm", self.dtype)
-        self._other_curve = curve("gemm", model.activation_dtype)
-        self._attention_curves = {
-            "attn_prefill": curve("attn_prefill", model.kv_dtype), "attn_decode": curve("attn_decode", model.kv_dtype),
-        }
-        self.ops = OperatorBuilder(model, plan, self._attention_curves["attn_decode"].tile_positions)
-        # A chunk is never cheaper than the decode kernel's price for one sequence of its work.
-        tile = self._attention_curves["attn_decode"].tile_positions
-        self._chunk_tile_bytes = tile * self.ops.attention.decode_position_bytes
-        self._gemm_flops_per_s = hardware.peak_flops(self.dtype)
-        self._flops_per_s = hardware.peak_flops(model.activation_dtype)
-        self._bytes_per_s = hardware.memory_bandwidth_gbps * 1e9
+        decode_curve = curve("attn_decode", model.kv_dtype)
+        self.ops = OperatorBuilder(model, plan, decode_curve.tile_positions)
+        flops_per_s, bytes_per_s = hardware.peak_flops(model.activation_dtype), hardware.memory_bandwidth_gbps * 1e9
+        # Kernel-time functions with the device's rates folded in (the hot path calls them).
+        self._gemm_s = curve("gemm", self.dtype).pricer(hardware.peak_flops(self.dtype), bytes_per_s)
+        self._other_s = curve("gemm", model.activation_dtype).pricer(flops_per_s, bytes_per_s)
+        self._prefill_s = curve("attn_prefill", model.kv_dtype).pricer(flops_per_s, bytes_per_s)
+        self._decode_s = decode_curve.pricer(flops_per_s, bytes_per_s)
+        work = self.ops.attention
+        self._decode_work = (work.decode_pair_flops, work.decode_position_bytes, work.decode_query_bytes)
+        self._chunk_tile_bytes = decode_curve.tile_positions * work.decode_position_bytes
         self._latency_s = hardware.link_latency_us * 1e-6
         self._layers = model.num_layers
         # Seconds of the token-count-only and entry-count-only operators, indexed by count.
@@ -116,11 +118,13 @@ class RooflineCostModel(CostModel):
         """Seconds for one call of `op`; elementwise when its work is an array over counts."""
         if op.kind is OpKind.COMPUTE:
             if op.weight_gemm:
-                return self._gemm_curve.seconds(op.flops, op.bytes_moved, self._gemm_flops_per_s, self._bytes_per_s)
+                return self._gemm_s(op.flops, op.bytes_moved)
             if op.name == "attn_prefill":
-                return self._prefill_chunk_seconds(op.flops, op.bytes_moved)
-            curve = self._attention_curves.get(op.name, self._other_curve)
-            return curve.seconds(op.flops, op.bytes_moved, self._flops_per_s, self._bytes_per_s)
+                return np.maximum(self._prefill_s(op.flops, op.bytes_moved),
+                                  self._decode_s(op.flops, op.bytes_moved + self._chunk_tile_bytes))
+            if op.name == "attn_decode":
+                return self._decode_s(op.flops, op.bytes_moved)
+            return self._other_s(op.flops, op.bytes_moved)
         if op.kind is OpKind.OVERHEAD:
             return self.iteration_overhead_s
         n = op.group
@@ -147,31 +151,28 @@ class RooflineCostModel(CostModel):
             return float(seconds + self._decode_seconds(num_entries, sum(contexts)))
         num_decodes = decode_sum = 0
         prefill = 0.0
-        work = self.ops.attention
+        work, tile = self.ops.attention, self._chunk_tile_bytes
+        # A chunk costs at least what the decode kernel takes for its work as one sequence (one
+        # KV tile), so a decode that becomes a two-token chunk never gets cheaper (the decode
+        # curve is subadditive).
         for n, c in zip(new, contexts):  # the decode/prefill split of BatchShape, inlined for speed
             if n == 1 and c > 0:
                 num_decodes += 1
                 decode_sum += c
             else:
-                prefill += self._prefill_chunk_seconds(*work.prefill(n, c))
+                flops, nbytes = work.prefill(n, c)
+                prefill += max(self._prefill_s(flops, nbytes), self._decode_s(flops, nbytes + tile))
         seconds += self._layers * prefill
         if num_decodes:
             seconds += self._decode_seconds(num_decodes, decode_sum)
         return float(seconds)
 
-    def _prefill_chunk_seconds(self, flops: Any, nbytes: Any) -> Any:
-        """One chunk's attention: at least what the decode kernel takes for the same work (one
-        sequence, so one KV tile), so that a decode that becomes a two-token chunk never gets
-        cheaper (the decode curve is subadditive)."""
-        rates = (self._flops_per_s, self._bytes_per_s)
-        return np.maximum(self._attention_curves["attn_prefill"].seconds(flops, nbytes, *rates),
-                          self._attention_curves["attn_decode"].seconds(flops, nbytes + self._chunk_tile_bytes, *rates))
-
     def _decode_seconds(self, num_decodes: Any, context_sum: Any) -> Any:
         """All layers' decode attention for `num_decodes` decodes with contexts summing to `context_sum`."""
-        flops, nbytes = self.ops.attention.decode(num_decodes, context_sum)
-        curve = self._attention_curves["attn_decode"]
-        return self._layers * curve.seconds(flops, nbytes, self._flops_per_s, self._bytes_per_s)
+        pair_flops, position_bytes, query_bytes = self._decode_work
+        positions = context_sum + num_decodes
+        nbytes = position_bytes * positions + query_bytes * num_decodes
+        return self._layers * self._decode_s(pair_flops * positions, nbytes)
 
     def _linear_seconds(self, num_tokens: int, num_entries: int) -> float:
         """Seconds of everything but attention, growing the per-count tables as needed."""
