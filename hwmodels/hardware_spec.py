@@ -20,7 +20,11 @@ class DeviceKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class HardwareSpec:
-    """Datasheet figures plus the efficiency factors that turn peaks into achievable rates.
+    """Datasheet figures, and where the rates the device achieves come from.
+
+    GPUs of a calibrated family get their achieved rates from the family's fitted efficiency
+    curves (`hwmodels.efficiency`); `efficiency_source` says which. A device outside those
+    families (the CPU) gives flat `compute_efficiency` / `memory_efficiency` shares of peak.
 
     `peer_link_gbps` is set for full-mesh topologies (MI300X): each peer is reached over one link
     of that bandwidth, so a collective over n devices gets at most n-1 of them.
@@ -36,10 +40,10 @@ class HardwareSpec:
     intra_node_link_gbps: float
     host_link_gbps: float
     link_latency_us: float
-    compute_efficiency: float
-    memory_efficiency: float
     efficiency_source: str
     peer_link_gbps: float | None = None
+    compute_efficiency: float | None = None
+    memory_efficiency: float | None = None
 
     def __post_init__(self) -> None:
         problems = [
@@ -55,7 +59,7 @@ class HardwareSpec:
         problems += [
             f"{key} must be in (0, 1], got {getattr(self, key)}"
             for key in ("compute_efficiency", "memory_efficiency")
-            if not 0 < getattr(self, key) <= 1
+            if getattr(self, key) is not None and not 0 < getattr(self, key) <= 1
         ]
         problems += [f"peak_tflops.{dtype}: unknown format (known: {sorted(DTYPE_BYTES)})"
                      for dtype in self.peak_tflops if dtype not in DTYPE_BYTES]

@@ -14,14 +14,17 @@ Sharding approximations (used for memory sizing and by the operator model):
 - EP reuses the TP group's devices: experts are grouped over `ep` ranks and each group is sharded
   over tp/ep devices, so a device holds 1/tp of all expert weights either way.
 - Linear-layer weights use `weight_dtype`; embeddings, LM head, norms and router use
-  `activation_dtype` (as FP8 checkpoints such as DeepSeek-V3 keep them). Quantisation scales are
-  ignored, as are per-head q/k norms (Qwen3) and biases other than the QKV bias.
+  `activation_dtype` (as FP8 checkpoints such as DeepSeek-V3 keep them). int4 weights carry one
+  bf16 scale per group of 128 (`dtypes.weight_element_bytes`); fp8's per-tensor or per-block
+  scales are negligible and ignored, as are per-head q/k norms (Qwen3) and biases other than
+  the QKV bias.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 
-from servesim.hwmodels.dtypes import DTYPE_BYTES
+from servesim.hwmodels.dtypes import DTYPE_BYTES, WEIGHT_ONLY_DTYPES, weight_element_bytes
 from servesim.hwmodels.errors import CatalogError
 from servesim.hwmodels.shapes import ParallelPlan
 
@@ -104,6 +107,9 @@ class ModelSpec:
         for key in ("weight_dtype", "kv_dtype", "activation_dtype"):
             if getattr(self, key) not in DTYPE_BYTES:
                 problems.append(f"{key} must be one of {sorted(DTYPE_BYTES)}, got {getattr(self, key)!r}")
+        problems += [f"{key} {getattr(self, key)!r} is a weight-only format; use one of "
+                     f"{sorted(set(DTYPE_BYTES) - WEIGHT_ONLY_DTYPES)}"
+                     for key in ("kv_dtype", "activation_dtype") if getattr(self, key) in WEIGHT_ONLY_DTYPES]
         if self.is_moe:
             if not 1 <= self.experts_per_token <= self.num_experts:
                 problems.append(f"experts_per_token must be in 1..num_experts ({self.num_experts}), "
@@ -122,6 +128,10 @@ class ModelSpec:
             problems.append(f"num_attention_heads ({self.num_attention_heads}) is not a multiple of "
                             f"num_kv_heads ({self.num_kv_heads})")
         return problems
+
+    def served_in(self, weight_dtype: str | None = None, kv_dtype: str | None = None) -> ModelSpec:
+        """This model with its weights and/or KV cache in other formats (None keeps the model's)."""
+        return replace(self, weight_dtype=weight_dtype or self.weight_dtype, kv_dtype=kv_dtype or self.kv_dtype)
 
     @property
     def is_moe(self) -> bool:
@@ -198,7 +208,7 @@ class ModelSpec:
 
     def weight_bytes_per_device(self, plan: ParallelPlan) -> int:
         """Weight bytes of the fullest device under `plan` (see the module notes on sharding)."""
-        w, a = DTYPE_BYTES[self.weight_dtype], DTYPE_BYTES[self.activation_dtype]
+        w, a = weight_element_bytes(self.weight_dtype), DTYPE_BYTES[self.activation_dtype]
         p = self.layer_params(plan.tp)
         embed = ceil_div(self.vocab_size, plan.tp) * self.hidden_size * a
         dense = (p.mlp_gate_up + p.mlp_down) * w
@@ -212,7 +222,7 @@ class ModelSpec:
             if stage == plan.pp - 1:
                 total += self.hidden_size * a + (embed if plan.pp > 1 or not self.tie_word_embeddings else 0)
             fullest = max(fullest, total)
-        return fullest
+        return math.ceil(fullest)
 
     def stage_layers(self, pp: int) -> list[tuple[int, int]]:
         """The [first, end) layer range of each pipeline stage."""
@@ -226,12 +236,12 @@ class ModelSpec:
 
     @property
     def kv_bytes_per_token(self) -> int:
-        return self.num_layers * self.kv_elements_per_layer(1) * DTYPE_BYTES[self.kv_dtype]
+        return int(self.num_layers * self.kv_elements_per_layer(1) * DTYPE_BYTES[self.kv_dtype])
 
     def kv_bytes_per_token_per_device(self, plan: ParallelPlan) -> int:
         """KV bytes per token on the fullest device: its K/V heads, times its stage's layers."""
         layers = ceil_div(self.num_layers, plan.pp)
-        return layers * self.kv_elements_per_layer(plan.tp) * DTYPE_BYTES[self.kv_dtype]
+        return int(layers * self.kv_elements_per_layer(plan.tp) * DTYPE_BYTES[self.kv_dtype])
 
     def flops_per_token(self, context_len: int) -> float:
         """Forward FLOPs of one token attending to `context_len` positions.

@@ -4,8 +4,9 @@ This is the single place that knows what a forward pass does; cost models only p
 Conventions and approximations:
 - A multiply-add is 2 FLOPs; element-wise operators (norms, rotary, activation, sampling) get a
   few FLOPs per element, which never matters because they are memory-bound.
-- Bytes = weights read once per call + activations read and written once (no fusion) + KV cache
-  read or written. Attention reads each attended K/V position once per sequence (ideal tiling).
+- Bytes = weights read once per call (in `weight_dtype`, int4 group scales included) +
+  activations read and written once (no fusion) + KV cache read or written (in `kv_dtype`).
+  Attention reads each attended K/V position once per sequence (ideal tiling).
 - Per-layer operators have `calls` = the layers they occur in, summed over pipeline stages: with
   PP the stages run one after another (microbatch overlap is not modelled) plus pp-1 send/recvs
   of hidden state and residual.
@@ -15,7 +16,8 @@ Conventions and approximations:
   on average, and each touched expert's weights are read once.
 - Every batch entry samples a token (LM head and sampling run for all entries), which slightly
   overcounts intermediate prefill chunks.
-- Decode attention is one paged kernel over all decodes; prefill attention is priced per chunk
+- Decode attention is one paged kernel over all decodes, each decode reading at least a tile of
+  KV positions when the cost model gives one; prefill attention is priced per chunk
   (each chunk its own roofline, no overlap between chunks), which keeps the cost monotone when a
   decode becomes a two-token chunk.
 - MLA decodes in the absorbed-weights form over the compressed cache; MLA prefill decompresses
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from servesim.hwmodels.dtypes import DTYPE_BYTES
+from servesim.hwmodels.dtypes import DTYPE_BYTES, weight_element_bytes
 from servesim.hwmodels.model_spec import ModelSpec, ceil_div
 from servesim.hwmodels.shapes import BatchShape, ParallelPlan
 
@@ -76,7 +78,8 @@ class AttentionWork:
     Decode work is affine in two batch aggregates: a decode attends to its context plus its new
     token, so `nd` decodes with context sum `sd` attend `sd + nd` positions (plain arithmetic,
     so numpy arrays work too). A prefill chunk of n new tokens after c cached ones has
-    n*c + n(n+1)/2 causal query-key pairs and reads c + n positions.
+    n*c + n(n+1)/2 causal query-key pairs and reads c + n positions. `decode_query_bytes` is
+    per decode: its query and output, plus the KV tile it reads at least.
     """
 
     decode_pair_flops: float
@@ -101,8 +104,12 @@ class AttentionWork:
         return flops, nbytes
 
 
-def attention_work(model: ModelSpec, tp: int) -> AttentionWork:
-    """Attention coefficients for one device of a `tp`-way group (heads split over TP)."""
+def attention_work(model: ModelSpec, tp: int, decode_tile_positions: float = 0.0) -> AttentionWork:
+    """Attention coefficients for one device of a `tp`-way group (heads split over TP).
+
+    `decode_tile_positions`: KV positions a decode reads at least (the kernel's tile, a property
+    of the GPU's kernels that the cost model supplies), charged as bytes per decode.
+    """
     heads = ceil_div(model.num_attention_heads, tp)
     act, kv = DTYPE_BYTES[model.activation_dtype], DTYPE_BYTES[model.kv_dtype]
     if not model.uses_mla:
@@ -110,7 +117,7 @@ def attention_work(model: ModelSpec, tp: int) -> AttentionWork:
         return AttentionWork(
             decode_pair_flops=4.0 * heads * d,
             decode_position_bytes=float(model.kv_elements_per_layer(tp) * kv),
-            decode_query_bytes=2.0 * heads * d * act,
+            decode_query_bytes=2.0 * heads * d * act + decode_tile_positions * model.kv_elements_per_layer(tp) * kv,
             prefill_pair_flops=4.0 * heads * d,
             prefill_context_flops=0.0,
             prefill_position_bytes=float(model.kv_elements_per_layer(tp) * kv),
@@ -122,7 +129,7 @@ def attention_work(model: ModelSpec, tp: int) -> AttentionWork:
     return AttentionWork(
         decode_pair_flops=2.0 * heads * (latent + rope) + 2.0 * heads * latent,
         decode_position_bytes=float((latent + rope) * kv),
-        decode_query_bytes=float(heads * (2 * latent + rope) * act),
+        decode_query_bytes=float(heads * (2 * latent + rope) * act + decode_tile_positions * (latent + rope) * kv),
         prefill_pair_flops=2.0 * heads * (nope + rope) + 2.0 * heads * v,
         prefill_context_flops=2.0 * latent * heads * (nope + v),
         prefill_position_bytes=float(heads * (nope + rope + v) * act),
@@ -134,7 +141,7 @@ def attention_work(model: ModelSpec, tp: int) -> AttentionWork:
 class OperatorBuilder:
     """Builds the operator invocations of one iteration of one model under one parallel plan."""
 
-    def __init__(self, model: ModelSpec, plan: ParallelPlan) -> None:
+    def __init__(self, model: ModelSpec, plan: ParallelPlan, decode_tile_positions: float = 0.0) -> None:
         if min(plan.tp, plan.pp, plan.ep) < 1:
             raise ValueError(f"parallel plan {plan}: tp, pp and ep must be >= 1")
         if plan.ep > 1 and (not model.is_moe or plan.tp % plan.ep):
@@ -143,8 +150,8 @@ class OperatorBuilder:
             )
         self.model, self.plan = model, plan
         self.params = model.layer_params(plan.tp)
-        self.attention = attention_work(model, plan.tp)
-        self._weight = DTYPE_BYTES[model.weight_dtype]
+        self.attention = attention_work(model, plan.tp, decode_tile_positions)
+        self._weight = weight_element_bytes(model.weight_dtype)
         self._act = DTYPE_BYTES[model.activation_dtype]
         self._kv = DTYPE_BYTES[model.kv_dtype]
         self._heads = ceil_div(model.num_attention_heads, plan.tp)

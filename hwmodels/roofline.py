@@ -1,7 +1,15 @@
-"""The roofline cost model: the fallback for hardware that has never been profiled.
+"""The roofline cost model: the fallback for hardware and models that have no profiled table.
 
-Each operator takes max(FLOPs / (peak x compute_efficiency), bytes / (bandwidth x
-memory_efficiency)); collectives use ring formulas over the node's links plus a per-step latency.
+Each kernel is priced by its GPU family's calibrated efficiency curve (`hwmodels.efficiency`):
+a launch floor plus a smooth roofline whose achieved FLOP/s and bandwidth rise with the kernel's
+size, fitted to measured vLLM kernels per family, kernel kind (weight GEMM, prefill attention,
+decode attention) and dtype. Devices outside the calibrated families (the CPU) use the flat shares
+of peak in their catalog entry. Collectives use ring formulas over the node's links plus a
+per-step latency. Measured kernels carry no CPU time, so the per-iteration engine overhead is a
+separate knob (`iteration_overhead_s`, default 0).
+
+More tokens, context or entries never make an iteration cheaper, except that a one-token prompt
+given context becomes a decode and joins the decode kernel (one launch fewer): by design.
 
 `iteration_time` is the simulator's hot path, so it never builds the operator list: the work
 that depends only on the token count (or only on the entry count) is priced with numpy for a
@@ -18,14 +26,16 @@ import numpy as np
 
 from servesim.hwmodels.cost_model import CostModel, IterationCost, OperatorTime
 from servesim.hwmodels.dtypes import canonical_dtype
+from servesim.hwmodels.efficiency import EfficiencyCurve, family_curves
+from servesim.hwmodels.errors import CatalogError
 from servesim.hwmodels.hardware_spec import HardwareSpec
 from servesim.hwmodels.model_spec import ModelSpec
 from servesim.hwmodels.operators import Operator, OperatorBuilder, OpKind
 from servesim.hwmodels.shapes import BatchShape, ParallelPlan
 
-# Assumed, not measured: host-side scheduling plus kernel launches of one iteration on a GPU
-# serving engine. Profiled tables replace it with a measured constant.
-DEFAULT_ITERATION_OVERHEAD_S = 5e-4
+# The calibrated curves price GPU kernels only (the measurements have no CPU time between
+# iterations); the engine's own time is a separate term, so none is assumed here by default.
+DEFAULT_ITERATION_OVERHEAD_S = 0.0
 
 # Token (or entry) counts priced together when a table lookup misses, and the largest count
 # kept in a table (rarer, larger counts are memoised one by one).
@@ -37,9 +47,12 @@ class RooflineCostModel(CostModel):
     """Roofline iteration times for `model` on `hardware` under `plan`.
 
     `dtype` is the format the weight GEMMs run in; by default the model's weight format when the
-    device has a peak rate for it, else its activation format (weight-only quantised kernels
-    dequantise on the fly). Attention and element-wise work run in the activation format.
-    Efficiencies default to the hardware catalog's.
+    device has a peak rate for it, else its activation format (weight-only quantised kernels,
+    int4 or fp8 on a device without fp8 units, dequantise on the fly). Attention runs in the
+    activation format on KV in `kv_dtype` (the fp8-KV curves when the cache is fp8). Every other
+    kernel (norms, rotary, LM head, sampling) uses the activation format's GEMM curve, for want
+    of measurements of its own. `compute_efficiency` / `memory_efficiency` override the curves'
+    large-kernel shares of peak (the ramp and floor stay).
     """
 
     def __init__(
@@ -53,48 +66,65 @@ class RooflineCostModel(CostModel):
         memory_efficiency: float | None = None,
     ) -> None:
         self.model, self.hardware, self.plan = model, hardware, plan
-        self.compute_efficiency = hardware.compute_efficiency if compute_efficiency is None else compute_efficiency
-        self.memory_efficiency = hardware.memory_efficiency if memory_efficiency is None else memory_efficiency
-        for key in ("compute_efficiency", "memory_efficiency"):
-            if not 0 < getattr(self, key) <= 1:
-                raise ValueError(f"{key} must be in (0, 1], got {getattr(self, key)}")
+        for key, value in (("compute_efficiency", compute_efficiency), ("memory_efficiency", memory_efficiency)):
+            if value is not None and not 0 < value <= 1:
+                raise ValueError(f"{key} must be in (0, 1], got {value}")
         if iteration_overhead_s < 0:
             raise ValueError(f"iteration_overhead_s must be >= 0, got {iteration_overhead_s}")
         self.iteration_overhead_s = iteration_overhead_s
+        self.compute_efficiency, self.memory_efficiency = compute_efficiency, memory_efficiency
         if dtype is None:
             dtype = model.weight_dtype if model.weight_dtype in hardware.peak_tflops else model.activation_dtype
         self.dtype = canonical_dtype(dtype) or dtype
-        self.ops = OperatorBuilder(model, plan)
-        self._gemm_flops_per_s = hardware.peak_flops(self.dtype) * self.compute_efficiency
-        self._flops_per_s = hardware.peak_flops(model.activation_dtype) * self.compute_efficiency
-        self._bytes_per_s = hardware.memory_bandwidth_gbps * 1e9 * self.memory_efficiency
+        curve = self._curve_source()
+        decode_curve = curve("attn_decode", model.kv_dtype)
+        self.ops = OperatorBuilder(model, plan, decode_curve.tile_positions)
+        flops_per_s, bytes_per_s = hardware.peak_flops(model.activation_dtype), hardware.memory_bandwidth_gbps * 1e9
+        # Kernel-time functions with the device's rates folded in (the hot path calls them).
+        self._gemm_s = curve("gemm", self.dtype).pricer(hardware.peak_flops(self.dtype), bytes_per_s)
+        self._other_s = curve("gemm", model.activation_dtype).pricer(flops_per_s, bytes_per_s)
+        self._prefill_s = curve("attn_prefill", model.kv_dtype).pricer(flops_per_s, bytes_per_s)
+        self._decode_s = decode_curve.pricer(flops_per_s, bytes_per_s)
+        work = self.ops.attention
+        self._decode_work = (work.decode_pair_flops, work.decode_position_bytes, work.decode_query_bytes)
+        self._chunk_tile_bytes = decode_curve.tile_positions * work.decode_position_bytes
         self._latency_s = hardware.link_latency_us * 1e-6
         self._layers = model.num_layers
-        work = self.ops.attention
-        # Decode attention seconds per attended position / per decode, for the closed form.
-        self._decode_position_flops_s = work.decode_pair_flops / self._flops_per_s
-        self._decode_position_bytes_s = work.decode_position_bytes / self._bytes_per_s
-        self._decode_query_bytes_s = work.decode_query_bytes / self._bytes_per_s
-        # Prefill attention seconds per pair, per context token (FLOPs); per position, per context
-        # token, per query (bytes): the terms of `AttentionWork.prefill` over the rates.
-        self._prefill_s = (
-            work.prefill_pair_flops / self._flops_per_s,
-            work.prefill_context_flops / self._flops_per_s,
-            work.prefill_position_bytes / self._bytes_per_s,
-            work.prefill_context_bytes / self._bytes_per_s,
-            work.prefill_query_bytes / self._bytes_per_s,
-        )
         # Seconds of the token-count-only and entry-count-only operators, indexed by count.
         self._token_s: list[float] = []
         self._entry_s: list[float] = []
         self._token_memo: dict[int, float] = {}
         self._entry_memo: dict[int, float] = {}
 
+    def _curve_source(self) -> Callable[[str, str], EfficiencyCurve]:
+        """Curves by (kernel kind, dtype): the family's calibration, or the catalog's flat shares."""
+        overrides = (self.compute_efficiency, self.memory_efficiency)
+        family = family_curves(self.hardware.name)
+        if family is not None:
+            self.efficiency_source = family.source
+            return lambda kind, dtype: family.curve(kind, dtype).with_efficiencies(*overrides)
+        compute, memory = self.hardware.compute_efficiency, self.hardware.memory_efficiency
+        if compute is None or memory is None:
+            raise CatalogError(
+                f"hardware {self.hardware.name!r} belongs to no calibrated family and its catalog entry has no "
+                "compute_efficiency / memory_efficiency; add both to its entry, or map it to a family in "
+                "hwmodels/calibration_fit.py (HARDWARE_FAMILIES) and regenerate the calibration"
+            )
+        self.efficiency_source = f"flat shares of peak from the catalog ({self.hardware.efficiency_source})"
+        flat = EfficiencyCurve.flat(compute, memory).with_efficiencies(*overrides)
+        return lambda kind, dtype: flat
+
     def operator_seconds(self, op: Operator) -> Any:
         """Seconds for one call of `op`; elementwise when its work is an array over counts."""
         if op.kind is OpKind.COMPUTE:
-            rate = self._gemm_flops_per_s if op.weight_gemm else self._flops_per_s
-            return np.maximum(op.flops / rate, op.bytes_moved / self._bytes_per_s)
+            if op.weight_gemm:
+                return self._gemm_s(op.flops, op.bytes_moved)
+            if op.name == "attn_prefill":
+                return np.maximum(self._prefill_s(op.flops, op.bytes_moved),
+                                  self._decode_s(op.flops, op.bytes_moved + self._chunk_tile_bytes))
+            if op.name == "attn_decode":
+                return self._decode_s(op.flops, op.bytes_moved)
+            return self._other_s(op.flops, op.bytes_moved)
         if op.kind is OpKind.OVERHEAD:
             return self.iteration_overhead_s
         n = op.group
@@ -117,30 +147,32 @@ class RooflineCostModel(CostModel):
             seconds = self._token_s[num_tokens] + self._entry_s[num_entries]
         except IndexError:
             seconds = self._linear_seconds(num_tokens, num_entries)
-        if num_tokens == num_entries and 0 not in new and 0 not in contexts:
-            positions = sum(contexts) + num_entries
-            return seconds + self._layers * max(
-                self._decode_position_flops_s * positions,
-                self._decode_position_bytes_s * positions + self._decode_query_bytes_s * num_entries,
-            )
+        if num_entries and num_tokens == num_entries and 0 not in new and 0 not in contexts:
+            return float(seconds + self._decode_seconds(num_entries, sum(contexts)))
         num_decodes = decode_sum = 0
         prefill = 0.0
-        p = self._prefill_s
+        work, tile = self.ops.attention, self._chunk_tile_bytes
+        # A chunk costs at least what the decode kernel takes for its work as one sequence (one
+        # KV tile), so a decode that becomes a two-token chunk never gets cheaper (the decode
+        # curve is subadditive).
         for n, c in zip(new, contexts):  # the decode/prefill split of BatchShape, inlined for speed
             if n == 1 and c > 0:
                 num_decodes += 1
                 decode_sum += c
             else:
-                pairs = n * c + n * (n + 1) // 2
-                prefill += max(p[0] * pairs + p[1] * c, p[2] * (c + n) + p[3] * c + p[4] * n)
+                flops, nbytes = work.prefill(n, c)
+                prefill += max(self._prefill_s(flops, nbytes), self._decode_s(flops, nbytes + tile))
         seconds += self._layers * prefill
         if num_decodes:
-            positions = decode_sum + num_decodes
-            seconds += self._layers * max(
-                self._decode_position_flops_s * positions,
-                self._decode_position_bytes_s * positions + self._decode_query_bytes_s * num_decodes,
-            )
-        return seconds
+            seconds += self._decode_seconds(num_decodes, decode_sum)
+        return float(seconds)
+
+    def _decode_seconds(self, num_decodes: Any, context_sum: Any) -> Any:
+        """All layers' decode attention for `num_decodes` decodes with contexts summing to `context_sum`."""
+        pair_flops, position_bytes, query_bytes = self._decode_work
+        positions = context_sum + num_decodes
+        nbytes = position_bytes * positions + query_bytes * num_decodes
+        return self._layers * self._decode_s(pair_flops * positions, nbytes)
 
     def _linear_seconds(self, num_tokens: int, num_entries: int) -> float:
         """Seconds of everything but attention, growing the per-count tables as needed."""
@@ -167,13 +199,8 @@ class RooflineCostModel(CostModel):
     def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
         """Vectorised: only decode attention changes over a stretch (context sum grows by B a step)."""
         size = int(contexts.size)
-        base = self._linear_seconds(size, size)
-        positions = float(contexts.sum() + size) + size * np.arange(num_steps, dtype=np.float64)
-        attention = np.maximum(
-            self._decode_position_flops_s * positions,
-            self._decode_position_bytes_s * positions + self._decode_query_bytes_s * size,
-        )
-        return base + self._layers * attention
+        context_sums = float(contexts.sum()) + size * np.arange(num_steps, dtype=np.float64)
+        return self._linear_seconds(size, size) + self._decode_seconds(size, context_sums)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -184,6 +211,9 @@ class RooflineCostModel(CostModel):
             "pp": self.plan.pp,
             "ep": self.plan.ep,
             "dtype": self.dtype,
+            "weight_dtype": self.model.weight_dtype,
+            "kv_dtype": self.model.kv_dtype,
+            "efficiency": self.efficiency_source,
             "compute_efficiency": self.compute_efficiency,
             "memory_efficiency": self.memory_efficiency,
             "iteration_overhead_s": self.iteration_overhead_s,

@@ -57,7 +57,7 @@ class PreparedRun:
 
 def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun:
     """Resolve catalogs, plan, memory and workload; every user error surfaces here."""
-    model = _lookup("model", lambda: load_model(_model_ref(config, base_dir)))
+    model = _lookup("model", lambda: _load_model(config, base_dir))
     hardware = _lookup("hardware", lambda: load_hardware(config.hardware))
     plan = ParallelPlan(tp=config.cluster.parallel.tp, pp=config.cluster.parallel.pp)
     problems = plan_problems(plan, model, hardware)
@@ -98,9 +98,19 @@ def _lookup_policy(load: Callable[[], Any]) -> Any:
         raise ConfigError(f"scheduler: {exc}") from None
 
 
+def _load_model(config: ExperimentConfig, base_dir: Path) -> ModelSpec:
+    """The catalog or HuggingFace model, in the weight and KV formats the config asks for."""
+    model = load_model(_model_ref(config, base_dir))
+    if isinstance(config.model, str):
+        return model
+    return model.served_in(weight_dtype=config.model.weight_dtype, kv_dtype=config.model.kv_dtype)
+
+
 def _model_ref(config: ExperimentConfig, base_dir: Path) -> str | Path:
     if isinstance(config.model, str):
         return config.model
+    if config.model.name is not None:
+        return config.model.name
     path = Path(config.model.hf_config)
     return path if path.is_absolute() else base_dir / path
 

@@ -46,8 +46,24 @@ class EvictionSpec(PolicySpec):
     name: str = Field("lru", description="registered eviction policy name")
 
 
-class HfModelRef(Section):
-    hf_config: str = Field(description="path to a HuggingFace config.json (relative to the config file)")
+class ModelRef(Section):
+    """`{name: ...}` or `{hf_config: ...}`, optionally with the formats the model is served in."""
+
+    name: str | None = Field(None, description="model catalog name")
+    hf_config: str | None = Field(None, description="path to a HuggingFace config.json (relative to the config file)")
+    weight_dtype: Literal["bf16", "fp16", "fp8", "int4"] | None = Field(
+        None, description="serve the weights in this format (fp8: W8A8 where the GPU has fp8 units, else "
+        "weight-only; int4: weight-only, groups of 128); default: the model's"
+    )
+    kv_dtype: Literal["bf16", "fp16", "fp8"] | None = Field(
+        None, description="KV-cache format (fp8 halves KV bytes per token); default: the model's"
+    )
+
+    @model_validator(mode="after")
+    def _one_model(self) -> ModelRef:
+        if (self.name is None) == (self.hf_config is None):
+            raise ValueError("give exactly one of `name` and `hf_config`")
+        return self
 
 
 class CostModelConfig(Section):
@@ -249,7 +265,10 @@ class ClaimConfig(Section):
 class ExperimentConfig(Section):
     name: str = Field("experiment", description="experiment name, used for the default results directory")
     seed: int = Field(0, ge=0, description="seed of every random generator of the run")
-    model: str | HfModelRef = Field("llama-3.1-8b", description="model catalog name, or `{hf_config: PATH}`")
+    model: str | ModelRef = Field(
+        "llama-3.1-8b", description="model catalog name, or `{name: NAME}` / `{hf_config: PATH}` with optional "
+        "`weight_dtype` and `kv_dtype`"
+    )
     hardware: str = Field("h100-sxm", description="hardware catalog name")
     cost_model: CostModelConfig = Field(default_factory=CostModelConfig, description="iteration-time model")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="replicas, parallel plan, router")

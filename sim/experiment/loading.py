@@ -167,7 +167,7 @@ def _describe_error(err: Mapping[str, Any]) -> str:
 
 
 def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and ("[" in part or part in {"str", "HfModelRef"})
+    return isinstance(part, str) and ("[" in part or part in {"str", "ModelRef"})
 
 
 def _known_keys(loc: list[str]) -> list[str]:

@@ -103,3 +103,14 @@ def test_gqa_attention_work() -> None:
 def test_every_entry_samples() -> None:
     ops = _ops("llama-3.1-8b", ParallelPlan(tp=2))
     assert ops["lm_head"][0].flops == 2 * 3 * 4096 * 128256 // 2
+
+
+def test_a_decode_reads_at_least_a_kv_tile() -> None:
+    model, plan = load_model("llama-3.1-8b"), ParallelPlan(tp=2)
+    plain = OperatorBuilder(model, plan).attention
+    tiled = OperatorBuilder(model, plan, decode_tile_positions=128).attention
+    position = 2 * 4 * 128 * 2  # K and V, 4 KV heads per device, head_dim 128, bf16
+    assert tiled.decode(3, 300)[1] - plain.decode(3, 300)[1] == 3 * 128 * position
+    assert tiled.decode(3, 300)[0] == plain.decode(3, 300)[0] and tiled.prefill(5, 7) == plain.prefill(5, 7)
+    fp8 = OperatorBuilder(model.served_in(kv_dtype="fp8"), plan, decode_tile_positions=128).attention
+    assert fp8.decode_position_bytes == position / 2

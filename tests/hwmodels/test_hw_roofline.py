@@ -1,6 +1,7 @@
 """The roofline cost model: bounds, monotonicity, parallelism, and fast path == breakdown."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -9,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servesim.hwmodels import BatchShape, CatalogError, CostModel, ParallelPlan, load_hardware, load_model
+from servesim.hwmodels.efficiency import family_curves
 from servesim.hwmodels.roofline import DEFAULT_ITERATION_OVERHEAD_S, RooflineCostModel
 
 SETUPS = [
@@ -36,23 +38,27 @@ def _model(
 
 
 def _bound(cost: RooflineCostModel, batch: BatchShape, name: str) -> str:
-    """Which roof the breakdown's time for operator `name` sits on."""
+    """Which roof the operator `name` sits on under its family curve (a GEMM or attention kind)."""
     op = next(op for op in cost.ops.iteration_ops(batch) if op.name == name)
-    seconds = next(t.seconds_per_call for t in cost.breakdown(batch).operators if t.name == name)
+    kind, dtype = ("gemm", cost.dtype) if op.weight_gemm else (name, cost.model.kv_dtype)
+    curve = family_curves(cost.hardware.name).curve(kind, dtype)
     rate = cost.hardware.peak_flops(cost.dtype if op.weight_gemm else cost.model.activation_dtype)
-    compute = op.flops / (rate * cost.compute_efficiency)
-    memory = op.bytes_moved / (cost.hardware.memory_bandwidth_gbps * 1e9 * cost.memory_efficiency)
-    assert seconds == pytest.approx(max(compute, memory), rel=1e-12)
+    compute = curve.compute_seconds(op.flops, rate)
+    memory = curve.memory_seconds(op.bytes_moved, cost.hardware.memory_bandwidth_gbps * 1e9)
     return "compute" if compute >= memory else "memory"
 
 
 def test_is_a_cost_model_and_describes_itself() -> None:
     cost = _model("llama-2-70b", "a100-80g", ParallelPlan(tp=2))
     assert isinstance(cost, CostModel)
-    assert cost.describe() == {
+    described = cost.describe()
+    assert described.pop("efficiency").startswith("ampere family curves")
+    assert described == {
         "kind": "roofline", "hardware": "a100-80g", "model": "llama-2-70b", "tp": 2, "pp": 1, "ep": 1, "dtype": "fp16",
-        "compute_efficiency": 0.81, "memory_efficiency": 0.9, "iteration_overhead_s": DEFAULT_ITERATION_OVERHEAD_S,
+        "weight_dtype": "fp16", "kv_dtype": "fp16", "compute_efficiency": None, "memory_efficiency": None,
+        "iteration_overhead_s": 0.0,
     }
+    assert "flat shares of peak" in _model("tiny-llama", "cpu").describe()["efficiency"]
 
 
 def test_decode_is_memory_bound_and_large_prefill_compute_bound() -> None:
@@ -65,11 +71,12 @@ def test_decode_is_memory_bound_and_large_prefill_compute_bound() -> None:
         assert _bound(cost, prefill, name) == "compute"
 
 
-def test_decode_time_is_about_weights_over_bandwidth() -> None:
+def test_decode_reads_weights_at_measured_not_nominal_bandwidth() -> None:
+    """Measured weight-streaming GEMMs reach ~75-85% of peak bandwidth, not the 90% once assumed."""
     cost = _model("llama-2-70b", "a100-80g", ParallelPlan(tp=2))
     seconds = cost.iteration_time(BatchShape((1,), (10,)))
-    weights = cost.model.weight_bytes_per_device(cost.plan) / (2039e9 * 0.9)
-    assert weights < seconds < 1.2 * weights
+    weights = cost.model.weight_bytes_per_device(cost.plan) / 2039e9
+    assert weights / 0.9 < seconds < weights / 0.6
 
 
 def test_overrides_change_the_rates() -> None:
@@ -78,12 +85,19 @@ def test_overrides_change_the_rates() -> None:
     faster = RooflineCostModel(model, hardware, ParallelPlan(), dtype="fp8").iteration_time(batch)
     slower = RooflineCostModel(model, hardware, ParallelPlan(), compute_efficiency=0.4).iteration_time(batch)
     assert faster < base < slower
-    idle = RooflineCostModel(model, hardware, ParallelPlan(), iteration_overhead_s=0.0)
-    assert base - idle.iteration_time(batch) == pytest.approx(DEFAULT_ITERATION_OVERHEAD_S)
+    busy = RooflineCostModel(model, hardware, ParallelPlan(), iteration_overhead_s=0.002)
+    assert DEFAULT_ITERATION_OVERHEAD_S == 0.0
+    assert busy.iteration_time(batch) - base == pytest.approx(0.002)
     with pytest.raises(ValueError, match="memory_efficiency must be in"):
         RooflineCostModel(model, hardware, ParallelPlan(), memory_efficiency=0.0)
     with pytest.raises(CatalogError, match="no peak rate for 'fp8'"):
         RooflineCostModel(model, load_hardware("a100-80g"), ParallelPlan(), dtype="fp8")
+
+
+def test_a_device_without_family_or_flat_efficiencies_is_refused() -> None:
+    bare = dataclasses.replace(load_hardware("cpu"), name="npu", compute_efficiency=None)
+    with pytest.raises(CatalogError, match="'npu' belongs to no calibrated family"):
+        RooflineCostModel(load_model("tiny-llama"), bare, ParallelPlan())
 
 
 def test_fp8_weights_fall_back_to_activation_rate_without_fp8_units() -> None:
@@ -159,6 +173,7 @@ def test_random_batches_are_positive_finite_consistent_and_monotone(entries: lis
     more_tokens = BatchShape(tuple(n for n, _ in grown), batch.context_lens)
     assert cost.iteration_time(more_tokens) >= seconds * (1 - 1e-12)
     longer = BatchShape(batch.new_tokens, tuple(c + (j == i) for j, c in enumerate(batch.context_lens)))
-    assert cost.iteration_time(longer) >= seconds * (1 - 1e-12)
+    if entries[i] != (1, 0):  # a one-token prompt given context becomes a decode: it joins the decode kernel
+        assert cost.iteration_time(longer) >= seconds * (1 - 1e-12)
     extra = BatchShape(batch.new_tokens + (1,), batch.context_lens + (entries[i][1],))
     assert cost.iteration_time(extra) >= seconds * (1 - 1e-12)
