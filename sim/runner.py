@@ -132,7 +132,8 @@ def _cost_model(
     }
     roofline = RooflineCostModel(model, hardware, plan, **options)
     if spec.kind == "table":
-        return _lookup("cost_model.tables", lambda: table_cost_model(spec.tables, base_dir, model, hardware, plan, roofline))
+        return _lookup("cost_model.tables", lambda: table_cost_model(spec.tables, base_dir, model, hardware, plan, roofline,
+                                                                        spec.source, spec.moe_distribution))
     return roofline
 
 
