@@ -58,7 +58,8 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     """Resolve catalogs, plan, memory and workload; every user error surfaces here."""
     model = _lookup("model", lambda: load_model(_model_ref(config, base_dir)))
     hardware = _lookup("hardware", lambda: load_hardware(config.hardware))
-    plan = ParallelPlan(tp=config.cluster.parallel.tp, pp=config.cluster.parallel.pp)
+    parallel = config.cluster.parallel
+    plan = ParallelPlan(tp=parallel.tp, pp=parallel.pp, ep=parallel.ep)
     _check_plan(plan, model, hardware)
     scheduler_params = _lookup_policy(lambda: validate_params("scheduler", config.scheduler.name, config.scheduler.params()))
     capacity = kv_capacity(
@@ -110,6 +111,11 @@ def _check_plan(plan: ParallelPlan, model: ModelSpec, hardware: HardwareSpec) ->
     if model.num_attention_heads % plan.tp:
         raise ConfigError(
             f"cluster.parallel.tp: {plan.tp} does not divide the {model.num_attention_heads} attention heads of {model.name}"
+        )
+    if plan.ep > 1 and (not model.is_moe or plan.tp % plan.ep):
+        raise ConfigError(
+            f"cluster.parallel.ep: {plan.ep} needs a MoE model that divides its experts within the TP group "
+            f"(ep must divide tp={plan.tp}; {model.name} is {'MoE' if model.is_moe else 'dense'}); set ep: 1 or adjust tp"
         )
     if plan.pp > model.num_layers:
         raise ConfigError(f"cluster.parallel.pp: {plan.pp} is more stages than the {model.num_layers} layers of {model.name}")

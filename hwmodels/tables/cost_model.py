@@ -203,8 +203,7 @@ class TableCostModel(CostModel):
         """Vectorised: only decode attention changes over a stretch (mean context grows by 1 a step)."""
         size = int(contexts.size)
         base = self._linear_seconds(size, size)
-        for _ in range(num_steps - 1):  # the first step's count is taken by `_linear_seconds` above
-            self._count_linear(size, size)
+        self._count_linear(size, size, num_steps - 1)  # `_linear_seconds` counted the first step
         means = float(contexts.sum()) / size + np.arange(num_steps, dtype=np.float64)
         surface = self._surfaces.get("attn_decode")
         if surface is not None:
@@ -215,13 +214,16 @@ class TableCostModel(CostModel):
         if calls:
             self.out_of_grid_calls[name] = self.out_of_grid_calls.get(name, 0) + calls
 
-    def _count_linear(self, num_tokens: int, num_entries: int) -> None:
+    def _count_linear(self, num_tokens: int, num_entries: int, calls: int = 1) -> None:
+        """Count (and warn once about) the per-count operators `calls` pricings put off the grid."""
+        if calls <= 0:
+            return
         lo, hi = self._token_safe
         if not lo <= num_tokens <= hi:
-            self._check_counts("num_tokens", num_tokens, self._token_ranges)
+            self._check_counts("num_tokens", num_tokens, self._token_ranges, calls)
         lo, hi = self._entry_safe
         if not lo <= num_entries <= hi:
-            self._check_counts("batch entries", num_entries, self._entry_ranges)
+            self._check_counts("batch entries", num_entries, self._entry_ranges, calls)
 
     def _linear_seconds(self, num_tokens: int, num_entries: int) -> float:
         self._count_linear(num_tokens, num_entries)
@@ -340,10 +342,10 @@ class TableCostModel(CostModel):
 
     # ---- out-of-grid reporting ---------------------------------------------------------------
 
-    def _check_counts(self, axis: str, count: int, ranges: dict[str, tuple[float, float]]) -> None:
+    def _check_counts(self, axis: str, count: int, ranges: dict[str, tuple[float, float]], calls: int) -> None:
         for name, (lo, hi) in ranges.items():
             if not lo <= count <= hi:
-                self._count(name)
+                self._count(name, calls)
                 if name not in self.out_of_grid:
                     self._warn(name, f"{axis} {count} is outside its grid [{lo:g}, {hi:g}] {axis}")
 

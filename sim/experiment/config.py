@@ -74,6 +74,8 @@ class CostModelConfig(Section):
 class ParallelConfig(Section):
     tp: int = Field(1, ge=1, description="tensor-parallel degree")
     pp: int = Field(1, ge=1, description="pipeline-parallel degree")
+    ep: int = Field(1, ge=1, description="expert-parallel degree of a MoE model's experts, within the TP group "
+                    "(must divide tp)")
 
 
 class ClusterConfig(Section):

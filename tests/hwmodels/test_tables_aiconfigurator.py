@@ -12,7 +12,7 @@ import pytest
 from servesim.hwmodels import BatchShape, ParallelPlan, RooflineCostModel, load_hardware, load_model
 from servesim.hwmodels.errors import CatalogError
 from servesim.hwmodels.tables import TableCostModel, TableRangeWarning, list_shipped, load_shipped
-from servesim.hwmodels.tables.aiconfigurator import GPUS, gemm_operators
+from servesim.hwmodels.tables.aiconfigurator import GPUS, Conversion, GpuData, gemm_operators, gemm_times
 from servesim.hwmodels.tables.shipped import shipped_root
 
 REFERENCE = Path(os.environ.get("SERVESIM_REFERENCE", Path(__file__).resolve().parents[3] / "shared" / "reference"))
@@ -154,13 +154,13 @@ def test_llama_8b_decode_on_h100_is_within_2x_of_the_roofline():
     assert 0.005 < table < 0.03  # 16 GB of bf16 weights at ~3 TB/s: about 6-10 ms a step
 
 
-def test_summary_names_the_table_set(tmp_path):
+def test_summary_and_headline_name_the_table_set(tmp_path, capsys):
     from servesim.sim.cli import main
 
     import yaml
 
     config = {"name": "t", "model": "qwen3-30b-a3b", "hardware": "rtx-pro-6000", "cost_model": {"kind": "table"},
-              "cluster": {"parallel": {"tp": 2}},
+              "cluster": {"parallel": {"tp": 2, "ep": 2}},
               "workload": {"arrival": {"process": "poisson", "rate": 4.0}, "num_requests": 20,
                            "prompt_tokens": {"dist": "fixed", "value": 300},
                            "output_tokens": {"dist": "fixed", "value": 20}},
@@ -169,7 +169,33 @@ def test_summary_names_the_table_set(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main(["run", str(tmp_path / "c.yaml"), "-o", str(tmp_path / "out")]) == 0
+    assert "cost tables: hwmodels/data/tables/aiconfigurator/rtx-pro-6000/qwen3-30b-a3b" in capsys.readouterr().out
     run = json.loads((tmp_path / "out" / "summary.json").read_text())["run"]["cost_model"]
     assert run["tables"] == "hwmodels/data/tables/aiconfigurator/rtx-pro-6000/qwen3-30b-a3b"
     assert run["source_key"] == "aiconfigurator" and "vLLM 0.19.0" in run["source"]
     assert run["moe_distribution"] == "balanced" and isinstance(run["out_of_grid_calls"], int)
+    assert run["ep"] == 2 and {"ep_all_to_all", "moe_experts", "tp_all_reduce"} <= set(run["table_operators"])
+
+
+def synthetic_gpu(tmp_path: Path) -> Conversion:
+    """A GEMM grid whose latency is exactly c*n*k: log-log blending must reproduce it off the grid."""
+    grid = [256, 1024, 4096, 16384]
+    rows = [{"gemm_dtype": "bfloat16", "kernel_source": "k", "m": m, "n": n, "k": k, "latency": 1e-9 * m * n * k}
+            for m in (4096, 8192) for n in grid for k in grid]
+    (tmp_path / "gemm").mkdir()
+    pd.DataFrame(rows).to_parquet(tmp_path / "gemm" / "gemm_perf.parquet")
+    model, hardware = load_model("llama-3.1-8b"), load_hardware("h100-sxm")
+    return Conversion(model, hardware, GpuData(tmp_path), [1], ["bf16"])
+
+
+def test_gemm_widths_between_and_beyond_the_grid_are_derived_and_noted(tmp_path):
+    conv = synthetic_gpu(tmp_path)
+    on_grid = gemm_times(conv, 1024, 4096, "bfloat16", 2, "on")
+    assert np.allclose(on_grid["time_s"] * 1e3, 1e-9 * on_grid["num_tokens"] * 1024 * 4096)
+    between = gemm_times(conv, 2000, 6000, "bfloat16", 2, "between")
+    assert np.allclose(between["time_s"] * 1e3, 1e-9 * between["num_tokens"] * 2000 * 6000, rtol=1e-9)
+    beyond = gemm_times(conv, 65536, 4096, "bfloat16", 2, "beyond")  # compute-bound: roofline ratio = 4
+    assert np.allclose(beyond["time_s"] * 1e3, 1e-9 * beyond["num_tokens"] * 65536 * 4096, rtol=1e-6)
+    assert conv.derived[0].startswith("between: n=2000, k=6000 interpolated")
+    assert conv.derived[1].startswith("beyond: n=65536, k=4096 beyond the GEMM grid")
+    assert gemm_times(conv, 1024, 4096, "fp8", 1, "absent") is None
