@@ -402,7 +402,9 @@ class TableCostModel(CostModel):
             "tp": self.plan.tp,
             "pp": self.plan.pp,
             "ep": self.plan.ep,
-            "dtype": meta.get("dtype"),
+            "dtype": self.model.weight_dtype,
+            "kv_dtype": self.model.kv_dtype,
+            "table_dtypes": meta.get("dtype"),
             "table_operators": self.table_operators,
             "roofline_operators": self.roofline_operators,
             "out_of_grid": {name: {"calls": self.out_of_grid_calls.get(name, 0), "first": what}
