@@ -396,8 +396,9 @@ def convert(data: GpuData, model_name: str, out: Path) -> Path | None:
         "notes": [
             "times are AIConfigurator's per-call latencies on one GPU (ms -> s); TP shards timed on one device",
             "dtype: the weight format for GEMMs and experts, the KV-cache format for attention, bf16 otherwise",
-            "attn_prefill: fresh prefills (no cached context); a chunk after cached context is scaled from "
-            "context 0 by the roofline and counted as out of grid",
+            "attn_prefill: fresh prefills (no cached context); the cost model prices a chunk after cached "
+            "context as the fresh prefill with as many query-key pairs (at least one decode at that context) "
+            "and counts it as out of grid",
             "tp_all_reduce: vLLM's custom all-reduce as captured in a CUDA graph up to 8 MiB, NCCL above; "
             "launch overhead of eager execution is not included",
             "moe_experts: vLLM's fused MoE (routing, both expert GEMMs, activation and top-k sum); the "

@@ -16,6 +16,7 @@ per prefill chunk and per (decodes, context sum), memoised; decode stretches are
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -314,11 +315,32 @@ class TableCostModel(CostModel):
         fast = surface.inside_scalar(new_tokens, context_len)
         if fast is not None:
             return fast, False
+        if surface.y_range == (0.0, 0.0) and context_len > 0:
+            return self._prefill_from_fresh(surface, new_tokens, context_len), True
         times, outside = surface.evaluate(new_tokens, np.array([context_len]), self._roof_prefill)
         if outside:
             self._note_outside("attn_prefill", f"chunk of {new_tokens} tokens after {context_len}", surface,
                                "new tokens", "context")
         return float(times[0]), outside
+
+    def _prefill_from_fresh(self, surface: Surface, new_tokens: int, context_len: int) -> float:
+        """A chunk after cached context priced from tables of fresh prefills only (context 0).
+
+        Scaling the fresh chunk of the same length by the roofline would multiply its launch-bound
+        time by the context's work (a 16-token chunk after 4k context 50x too slow). The nearest
+        measured points in work are used instead: the fresh prefill with as many causal query-key
+        pairs (the same attention FLOPs), never below one decode at the same context (the same
+        KV read); each of them roofline-scaled from its grid edge when beyond it.
+        """
+        pairs = new_tokens * context_len + new_tokens * (new_tokens + 1) / 2
+        length = (math.sqrt(8.0 * pairs + 1.0) - 1.0) / 2.0
+        seconds = float(surface.evaluate(length, np.array([0.0]), self._roof_prefill)[0][0])
+        decode = self._surfaces.get("attn_decode")
+        if decode is not None:
+            seconds = max(seconds, float(decode.evaluate(1, np.array([float(context_len)]), self._roof_decode)[0][0]))
+        self._note_outside("attn_prefill", f"chunk of {new_tokens} tokens after {context_len} (priced as a fresh "
+                           f"prefill of {length:.0f} tokens, the same query-key pairs)", surface, "new tokens", "context")
+        return seconds
 
     def _decode_per_layer(self, num_decodes: int, mean_contexts: np.ndarray) -> np.ndarray:
         surface = self._surfaces.get("attn_decode")
