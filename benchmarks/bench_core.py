@@ -7,7 +7,7 @@ requests and iterations per wall second, and peak resident memory.
     python benchmarks/bench_core.py [--requests N] [--no-fast-forward] [--cost-model roofline|table]
 
 `--cost-model table` prices iterations from the shipped A100 tables (Vidur's measurements,
-hwmodels/data/tables/a100-80g/llama-2-70b) instead of the roofline.
+hwmodels/data/tables/vidur/a100-80g/llama-2-70b) instead of the roofline.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def benchmark_config(num_requests: int, fast_forward: bool, cost_model: str = "r
         "name": "bench_core",
         "model": "llama-2-70b",
         "hardware": "a100-80g",
-        "cost_model": {"kind": cost_model},
+        "cost_model": {"kind": cost_model, **({"source": "vidur"} if cost_model == "table" else {})},
         "cluster": {"parallel": {"tp": 2}},
         "scheduler": {"name": "vllm", "max_num_batched_tokens": 512, "chunked_prefill": True},
         "workload": {

@@ -59,7 +59,8 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     """Resolve catalogs, plan, memory and workload; every user error surfaces here."""
     model = _lookup("model", lambda: _load_model(config, base_dir))
     hardware = _lookup("hardware", lambda: load_hardware(config.hardware))
-    plan = ParallelPlan(tp=config.cluster.parallel.tp, pp=config.cluster.parallel.pp)
+    parallel = config.cluster.parallel
+    plan = ParallelPlan(tp=parallel.tp, pp=parallel.pp, ep=parallel.ep)
     problems = plan_problems(plan, model, hardware)
     if problems:
         raise ConfigError("; ".join(problems))
@@ -132,7 +133,8 @@ def _cost_model(
     }
     roofline = RooflineCostModel(model, hardware, plan, **options)
     if spec.kind == "table":
-        return _lookup("cost_model.tables", lambda: table_cost_model(spec.tables, base_dir, model, hardware, plan, roofline))
+        return _lookup("cost_model.tables", lambda: table_cost_model(spec.tables, base_dir, model, hardware, plan, roofline,
+                                                                        spec.source, spec.moe_distribution))
     return roofline
 
 

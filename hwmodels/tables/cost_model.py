@@ -1,10 +1,14 @@
 """`TableCostModel`: iteration times from profiled operator tables, the roofline where they end.
 
 Each operator of the iteration (`hwmodels.operators`) is priced from the table when the table
-has it for the run's tensor-parallel degree (collectives: for the group size), interpolated in
-log space (`hwmodels.tables.interpolate`); operators the table lacks are priced by the roofline
-and listed in `describe()`. Shapes outside an operator's grid are scaled from the grid edge by
-the roofline ratio, with one warning per operator naming it and its range.
+has it for the run's tensor-parallel degree (collectives: for the group size; experts: for the
+expert-parallel degree and token distribution) and format (the weights' for weight GEMMs and
+experts, the KV cache's for attention, the activations' otherwise; a format of the same width
+stands in, as fp16 tables for bf16 runs), interpolated in log space
+(`hwmodels.tables.interpolate`); operators the table lacks are priced by the roofline and listed
+in `describe()`. Shapes outside an operator's grid are scaled from the grid edge by the roofline
+ratio, with one warning per operator naming it and its range, and every such pricing is counted
+per operator (`describe()["out_of_grid"]`), so that no extrapolation is silent.
 
 Speed follows the roofline model: the operators that depend only on the token (or entry) count
 are summed into per-count arrays built a block at a time with numpy; attention is interpolated
@@ -12,6 +16,7 @@ per prefill chunk and per (decodes, context sum), memoised; decode stretches are
 """
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from servesim.hwmodels.cost_model import CostModel, IterationCost, OperatorTime
+from servesim.hwmodels.dtypes import DTYPE_BYTES
 from servesim.hwmodels.errors import CatalogError
 from servesim.hwmodels.hardware_spec import HardwareSpec
 from servesim.hwmodels.model_spec import ModelSpec
@@ -32,6 +38,8 @@ from servesim.hwmodels.tables.schema import COLLECTIVE_OPERATORS, OVERHEAD_OPERA
 _BLOCK = 1024  # counts priced together when a per-count array grows
 _LIMIT = 16384  # counts beyond this are priced one by one (memoised)
 _MEMO_LIMIT = 1 << 18  # attention memo entries kept before the memo is cleared
+WEIGHT_OPERATORS = ("attn_qkv_proj", "attn_out_proj", "mlp_gate_up", "mlp_down", "moe_experts", "moe_shared_experts")
+MOE_DISTRIBUTIONS = ("balanced", "power_law_1.01", "power_law_1.2")  # from even to most skewed
 
 Build = Callable[[Any], list[Operator]]
 
@@ -45,15 +53,21 @@ class TableCostModel(CostModel):
 
     `label` names the tables in messages and in the run summary (a directory, or the shipped
     tables' name). The roofline (default: the hardware entry's efficiencies) prices what the
-    tables lack and sets the trend outside their grids.
+    tables lack and sets the trend outside their grids. `moe_distribution` picks the measured
+    token distribution across experts (the nearest measured one when the tables lack it).
     """
 
     def __init__(
         self, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan, tables: TableSet, label: str,
-        roofline: RooflineCostModel | None = None,
+        roofline: RooflineCostModel | None = None, moe_distribution: str = "balanced",
     ) -> None:
         _check_match(tables, model, hardware, plan, label)
-        self.tables, self.label, self.plan = tables, label, plan
+        if moe_distribution not in MOE_DISTRIBUTIONS:
+            raise CatalogError(f"unknown MoE token distribution {moe_distribution!r}; "
+                               f"choose one of {', '.join(MOE_DISTRIBUTIONS)}")
+        self.tables, self.label, self.plan, self.model = tables, label, plan, model
+        self.moe_distribution = moe_distribution
+        self.moe_distribution_used: str | None = None
         self.roofline = roofline or RooflineCostModel(model, hardware, plan)
         self.ops = self.roofline.ops
         self._layers = model.num_layers
@@ -66,6 +80,9 @@ class TableCostModel(CostModel):
                                       | ({OVERHEAD_OPERATOR} if self._overhead else set()))
         self.roofline_operators = sorted(set(self._operator_names()) - set(self.table_operators))
         self.out_of_grid: dict[str, str] = {}
+        self.out_of_grid_calls: dict[str, int] = {}
+        self._prefill_outside: set[tuple[int, int]] = set()
+        self._decode_outside: set[tuple[int, int]] = set()
         self._token_ranges = self._count_ranges(self.ops.token_ops)
         self._entry_ranges = self._count_ranges(self.ops.entry_ops)
         if self._overhead is not None:
@@ -93,18 +110,42 @@ class TableCostModel(CostModel):
     def _group(self, name: str) -> int:
         return {"tp_all_reduce": self.plan.tp, "ep_all_to_all": self.plan.ep, "pp_send_recv": 2}[name]
 
+    def _dtype_of(self, name: str) -> str:
+        if name in WEIGHT_OPERATORS:
+            return self.model.weight_dtype
+        if name in ("attn_prefill", "attn_decode"):
+            return self.model.kv_dtype
+        return self.model.activation_dtype
+
+    def _rows(self, frame: Any, name: str) -> Any:
+        """The rows that price `name` in this run: its plan, its format, its measured condition."""
+        rows = frame[frame["operator"] == name]
+        if name in COLLECTIVE_OPERATORS:
+            rows = rows[rows["num_devices"] == self._group(name)]
+        else:
+            rows = rows[rows["tp"] == self.plan.tp]
+        rows = _same_format(rows, self._dtype_of(name))
+        if name == "moe_experts" and len(rows):
+            rows = self._moe_rows(rows[rows["ep"] == self.plan.ep])
+        return rows
+
+    def _moe_rows(self, rows: Any) -> Any:
+        variants = set(rows["variant"])
+        if variants <= {""}:
+            return rows
+        wanted = self.moe_distribution
+        order = [wanted] + sorted((d for d in MOE_DISTRIBUTIONS if d != wanted),
+                                  key=lambda d: abs(MOE_DISTRIBUTIONS.index(d) - MOE_DISTRIBUTIONS.index(wanted)))
+        self.moe_distribution_used = next((d for d in order if d in variants), None)
+        return rows[rows["variant"] == self.moe_distribution_used]
+
     def _load_curves(self, frame: Any) -> dict[str, Curve]:
         curves = {}
         for name in {op.name for op in self.ops.token_ops(1) + self.ops.entry_ops(1)} - {OVERHEAD_OPERATOR}:
-            rows = frame[frame["operator"] == name]
-            if name in COLLECTIVE_OPERATORS:
-                rows = rows[rows["num_devices"] == self._group(name)]
-                if len(rows):
-                    curves[name] = Curve.from_points(rows["num_bytes"].to_numpy(), rows["time_s"].to_numpy())
-            else:
-                rows = rows[rows["tp"] == self.plan.tp]
-                if len(rows):
-                    curves[name] = Curve.from_points(rows["num_tokens"].to_numpy(), rows["time_s"].to_numpy())
+            rows = self._rows(frame, name)
+            if len(rows):
+                size = "num_bytes" if name in COLLECTIVE_OPERATORS else "num_tokens"
+                curves[name] = Curve.from_points(rows[size].to_numpy(), rows["time_s"].to_numpy())
         return curves
 
     def _load_overhead(self, frame: Any) -> Curve | None:
@@ -125,7 +166,7 @@ class TableCostModel(CostModel):
     def _load_surfaces(self, frame: Any) -> dict[str, Surface]:
         surfaces = {}
         for name in ("attn_prefill", "attn_decode"):
-            rows = frame[(frame["operator"] == name) & (frame["tp"] == self.plan.tp)]
+            rows = self._rows(frame, name)
             if len(rows):
                 surfaces[name] = Surface.from_points(
                     rows["num_tokens"].to_numpy(), rows["context_len"].to_numpy(), rows["time_s"].to_numpy()
@@ -163,16 +204,30 @@ class TableCostModel(CostModel):
         """Vectorised: only decode attention changes over a stretch (mean context grows by 1 a step)."""
         size = int(contexts.size)
         base = self._linear_seconds(size, size)
+        self._count_linear(size, size, num_steps - 1)  # `_linear_seconds` counted the first step
         means = float(contexts.sum()) / size + np.arange(num_steps, dtype=np.float64)
+        surface = self._surfaces.get("attn_decode")
+        if surface is not None:
+            self._count("attn_decode", int(surface.outside(size, means).sum()))
         return base + self._layers * self._decode_per_layer(size, means)
 
-    def _linear_seconds(self, num_tokens: int, num_entries: int) -> float:
+    def _count(self, name: str, calls: int = 1) -> None:
+        if calls:
+            self.out_of_grid_calls[name] = self.out_of_grid_calls.get(name, 0) + calls
+
+    def _count_linear(self, num_tokens: int, num_entries: int, calls: int = 1) -> None:
+        """Count (and warn once about) the per-count operators `calls` pricings put off the grid."""
+        if calls <= 0:
+            return
         lo, hi = self._token_safe
         if not lo <= num_tokens <= hi:
-            self._check_counts("num_tokens", num_tokens, self._token_ranges)
+            self._check_counts("num_tokens", num_tokens, self._token_ranges, calls)
         lo, hi = self._entry_safe
         if not lo <= num_entries <= hi:
-            self._check_counts("batch entries", num_entries, self._entry_ranges)
+            self._check_counts("batch entries", num_entries, self._entry_ranges, calls)
+
+    def _linear_seconds(self, num_tokens: int, num_entries: int) -> float:
+        self._count_linear(num_tokens, num_entries)
         return (self._count_seconds(self._token_s, "token", num_tokens, self._price_tokens)
                 + self._count_seconds(self._entry_s, "entry", num_entries, self._price_entries))
 
@@ -194,8 +249,12 @@ class TableCostModel(CostModel):
         if seconds is None:
             if len(self._prefill_memo) >= _MEMO_LIMIT:
                 self._prefill_memo.clear()
-            seconds = self._prefill_memo[key] = (self._layers * float(self._prefill_per_layer(new_tokens, context_len))
-                                                 + self.chunk_overhead_s)
+            per_layer, outside = self._prefill_per_layer(new_tokens, context_len)
+            seconds = self._prefill_memo[key] = self._layers * per_layer + self.chunk_overhead_s
+            if outside:
+                self._prefill_outside.add(key)
+        if key in self._prefill_outside:
+            self._count("attn_prefill")
         return seconds
 
     def _decode_seconds(self, num_decodes: int, context_sum: int) -> float:
@@ -207,8 +266,13 @@ class TableCostModel(CostModel):
             surface = self._surfaces.get("attn_decode")
             per_layer = surface.inside_scalar(num_decodes, context_sum / num_decodes) if surface else None
             if per_layer is None:
-                per_layer = float(self._decode_per_layer(num_decodes, np.array([context_sum / num_decodes]))[0])
+                means = np.array([context_sum / num_decodes])
+                per_layer = float(self._decode_per_layer(num_decodes, means)[0])
+                if surface is not None and surface.outside(num_decodes, means)[0]:
+                    self._decode_outside.add(key)
             seconds = self._decode_memo[key] = self._layers * per_layer
+        if key in self._decode_outside:
+            self._count("attn_decode")
         return seconds
 
     # ---- pricing -----------------------------------------------------------------------------
@@ -243,18 +307,40 @@ class TableCostModel(CostModel):
             return np.broadcast_to(self.roofline.operator_seconds(same), np.shape(xs))
         return curve.evaluate(counts, roofline_at)[0]
 
-    def _prefill_per_layer(self, new_tokens: int, context_len: int) -> float:
+    def _prefill_per_layer(self, new_tokens: int, context_len: int) -> tuple[float, bool]:
+        """Seconds per layer of one prefill chunk, and whether it fell outside the grid."""
         surface = self._surfaces.get("attn_prefill")
         if surface is None:
-            return float(self._roof_prefill(new_tokens, np.array([context_len]))[0])
+            return float(self._roof_prefill(new_tokens, np.array([context_len]))[0]), False
         fast = surface.inside_scalar(new_tokens, context_len)
         if fast is not None:
-            return fast
+            return fast, False
+        if surface.y_range == (0.0, 0.0) and context_len > 0:
+            return self._prefill_from_fresh(surface, new_tokens, context_len), True
         times, outside = surface.evaluate(new_tokens, np.array([context_len]), self._roof_prefill)
         if outside:
             self._note_outside("attn_prefill", f"chunk of {new_tokens} tokens after {context_len}", surface,
                                "new tokens", "context")
-        return float(times[0])
+        return float(times[0]), outside
+
+    def _prefill_from_fresh(self, surface: Surface, new_tokens: int, context_len: int) -> float:
+        """A chunk after cached context priced from tables of fresh prefills only (context 0).
+
+        Scaling the fresh chunk of the same length by the roofline would multiply its launch-bound
+        time by the context's work (a 16-token chunk after 4k context 50x too slow). The nearest
+        measured points in work are used instead: the fresh prefill with as many causal query-key
+        pairs (the same attention FLOPs), never below one decode at the same context (the same
+        KV read); each of them roofline-scaled from its grid edge when beyond it.
+        """
+        pairs = new_tokens * context_len + new_tokens * (new_tokens + 1) / 2
+        length = (math.sqrt(8.0 * pairs + 1.0) - 1.0) / 2.0
+        seconds = float(surface.evaluate(length, np.array([0.0]), self._roof_prefill)[0][0])
+        decode = self._surfaces.get("attn_decode")
+        if decode is not None:
+            seconds = max(seconds, float(decode.evaluate(1, np.array([float(context_len)]), self._roof_decode)[0][0]))
+        self._note_outside("attn_prefill", f"chunk of {new_tokens} tokens after {context_len} (priced as a fresh "
+                           f"prefill of {length:.0f} tokens, the same query-key pairs)", surface, "new tokens", "context")
+        return seconds
 
     def _decode_per_layer(self, num_decodes: int, mean_contexts: np.ndarray) -> np.ndarray:
         surface = self._surfaces.get("attn_decode")
@@ -278,10 +364,12 @@ class TableCostModel(CostModel):
 
     # ---- out-of-grid reporting ---------------------------------------------------------------
 
-    def _check_counts(self, axis: str, count: int, ranges: dict[str, tuple[float, float]]) -> None:
+    def _check_counts(self, axis: str, count: int, ranges: dict[str, tuple[float, float]], calls: int) -> None:
         for name, (lo, hi) in ranges.items():
-            if not lo <= count <= hi and name not in self.out_of_grid:
-                self._warn(name, f"{axis} {count} is outside its grid [{lo:g}, {hi:g}] {axis}")
+            if not lo <= count <= hi:
+                self._count(name, calls)
+                if name not in self.out_of_grid:
+                    self._warn(name, f"{axis} {count} is outside its grid [{lo:g}, {hi:g}] {axis}")
 
     def _note_outside(self, name: str, shape: str, surface: Surface, x_axis: str, y_axis: str) -> None:
         if name not in self.out_of_grid:
@@ -305,7 +393,7 @@ class TableCostModel(CostModel):
         times = []
         for op in self.ops.iteration_ops(batch):
             if op.name == "attn_prefill":
-                seconds = self._prefill_per_layer(*next(chunks))
+                seconds = self._prefill_per_layer(*next(chunks))[0]
             elif op.kind is OpKind.OVERHEAD:
                 seconds = float(self.overhead_seconds(batch.num_entries)) + self.chunk_overhead_s * len(batch.prefill_chunks())
             elif op.name == "attn_decode":
@@ -329,19 +417,39 @@ class TableCostModel(CostModel):
             "kind": "table",
             "tables": self.label,
             "source": self.tables.describe_source(),
+            "source_key": _source_key(self.tables.metadata),
             "device_name": meta.get("device_name"),
             "hardware": self.roofline.hardware.name,
             "model": self.roofline.model.name,
             "tp": self.plan.tp,
             "pp": self.plan.pp,
             "ep": self.plan.ep,
-            "dtype": meta.get("dtype"),
+            "dtype": self.model.weight_dtype,
+            "kv_dtype": self.model.kv_dtype,
+            "table_dtypes": meta.get("dtype"),
             "table_operators": self.table_operators,
             "roofline_operators": self.roofline_operators,
-            "out_of_grid": dict(sorted(self.out_of_grid.items())),
+            "out_of_grid": {name: {"calls": self.out_of_grid_calls.get(name, 0), "first": what}
+                            for name, what in sorted(self.out_of_grid.items())},
+            "out_of_grid_calls": sum(self.out_of_grid_calls.values()),
+            "moe_distribution": self.moe_distribution_used,
             "iteration_overhead_s": ("tables: by batch entries" if self._overhead else self.roofline.iteration_overhead_s),
             "prefill_chunk_overhead_s": self.chunk_overhead_s,
         }
+
+
+def _same_format(rows: Any, dtype: str) -> Any:
+    """Rows measured in `dtype`; else in a format of the same width (fp16 for bf16); else none."""
+    exact = rows[rows["dtype"] == dtype]
+    if len(exact) or not len(rows):
+        return exact
+    width = DTYPE_BYTES.get(dtype)
+    return rows[rows["dtype"].map(lambda d: width is not None and DTYPE_BYTES.get(d) == width)]
+
+
+def _source_key(metadata: dict[str, Any]) -> str:
+    source = metadata.get("source")
+    return str(source.get("key", source.get("name"))) if isinstance(source, dict) else "profiled"
 
 
 def _intersect(ranges: Any) -> tuple[float, float]:

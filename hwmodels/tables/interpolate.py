@@ -105,6 +105,15 @@ class Surface:
             outside = True
         return lower, outside
 
+    def outside(self, x: float, y: np.ndarray) -> np.ndarray:
+        """Per y, whether (x, y) lies outside the grid (what `evaluate` scales by the roofline)."""
+        y = np.asarray(y, dtype=np.float64)
+        blend = self._blend(x)
+        if blend is None:
+            return np.ones(y.shape, dtype=bool)
+        lower, upper, _ = blend
+        return (y < max(lower.lo, upper.lo)) | (y > min(lower.hi, upper.hi))
+
     def inside_scalar(self, x: float, y: float) -> float | None:
         """The time at one point strictly inside the grid, fast (the hot path); None outside.
 

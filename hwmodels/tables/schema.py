@@ -16,7 +16,16 @@ that describe it and leaves the others at 0:
   time per prefill chunk in the batch.
 
 `time_s` is seconds per call on one device; `tp` is the tensor-parallel degree whose sharded
-shapes were timed (collectives are keyed by `num_devices` instead).
+shapes were timed (collectives are keyed by `num_devices` instead). `dtype` is the format the
+operator ran in: the weights' for weight GEMMs and experts, the KV cache's for attention, the
+activations' otherwise; a table may hold several, and the cost model picks the run's.
+
+Two optional columns (filled with their defaults when a table lacks them, so older tables and
+the profiler's stay valid): `ep`, the expert-parallel degree of the timed MoE shard (1 unless
+experts were split over ranks), and `variant`, the measured condition of rows that would
+otherwise collide (for `moe_experts` the token distribution across experts: `balanced`,
+`power_law_1.01`, `power_law_1.2`; for collectives the implementation: `custom_allreduce`,
+`nccl`); empty when there is one.
 """
 from __future__ import annotations
 
@@ -43,6 +52,9 @@ COLUMNS: dict[str, str] = {
     "dtype": "string",
     "time_s": "float64",
 }
+
+OPTIONAL_COLUMNS: dict[str, tuple[str, object]] = {"ep": ("int64", 1), "variant": ("string", "")}
+ALL_COLUMNS: dict[str, str] = {**COLUMNS, **{name: dtype for name, (dtype, _) in OPTIONAL_COLUMNS.items()}}
 
 ATTENTION_OPERATORS = ("attn_prefill", "attn_decode")
 BYTE_OPERATORS = ("tp_all_reduce", "ep_all_to_all", "pp_send_recv", "kv_swap_out", "kv_swap_in", "kv_block_copy")
@@ -74,22 +86,25 @@ class TableSet:
 
 
 def empty_frame() -> pd.DataFrame:
-    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in COLUMNS.items()})
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in ALL_COLUMNS.items()})
 
 
 def normalise(frame: pd.DataFrame, where: str = "table") -> pd.DataFrame:
-    """`frame` with exactly the schema's columns and types; a CatalogError names what is wrong."""
+    """`frame` with the schema's columns (optional ones filled with their defaults) and types; a
+    CatalogError names what is wrong."""
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise CatalogError(f"{where}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
-    extra = [c for c in frame.columns if c not in COLUMNS]
+    extra = [c for c in frame.columns if c not in ALL_COLUMNS]
     if extra:
-        raise CatalogError(f"{where}: unknown column(s) {', '.join(map(str, extra))}; expected {', '.join(COLUMNS)}")
+        raise CatalogError(f"{where}: unknown column(s) {', '.join(map(str, extra))}; expected {', '.join(ALL_COLUMNS)}")
+    frame = frame.assign(**{name: default for name, (_, default) in OPTIONAL_COLUMNS.items() if name not in frame})
     try:
-        frame = frame[list(COLUMNS)].astype(COLUMNS)
+        frame = frame[list(ALL_COLUMNS)].astype(ALL_COLUMNS)
     except (ValueError, TypeError) as exc:
         raise CatalogError(f"{where}: a column has the wrong type ({exc}); expected {COLUMNS}") from None
-    bad = frame[~(frame["time_s"] > 0) | (frame[["num_tokens", "context_len", "num_bytes", "tp"]] < 0).any(axis=1)]
+    bad = frame[~(frame["time_s"] > 0) | (frame[["num_tokens", "context_len", "num_bytes", "tp"]] < 0).any(axis=1)
+                | (frame["ep"] < 1)]
     if len(bad):
         row = bad.iloc[0]
         raise CatalogError(
@@ -105,7 +120,8 @@ def write_tables(directory: Path, frame: pd.DataFrame, metadata: dict[str, Any])
     if missing:
         raise ValueError(f"table metadata lacks {', '.join(missing)}")
     directory.mkdir(parents=True, exist_ok=True)
-    frame = normalise(frame).sort_values(["operator", "tp", "num_devices", "num_tokens", "context_len", "num_bytes"])
+    frame = normalise(frame).sort_values(["operator", "dtype", "variant", "tp", "ep", "num_devices", "num_tokens", "context_len",
+                                             "num_bytes"])
     frame.to_parquet(directory / OPS_FILE, index=False, compression="zstd")
     meta = {"schema_version": SCHEMA_VERSION, **metadata}
     (directory / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

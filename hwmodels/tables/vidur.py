@@ -4,7 +4,7 @@ Vidur (github.com/microsoft/vidur, MIT licence, Copyright (c) Microsoft Corporat
 token-level operators of several models on A100 and H100, attention of a 70B-shaped model at
 TP2 on A100, and NCCL collectives on DGX nodes. Its data are copied, as data, into
 `../shared/reference/vidur_profiling/` (see its SOURCE.md); this module maps them onto
-servesim's operator names and writes `hwmodels/data/tables/<hardware>/<model>/`:
+servesim's operator names and writes `hwmodels/data/tables/vidur/<hardware>/<model>/`:
 
 | Vidur | servesim |
 |---|---|
@@ -40,7 +40,7 @@ ATTENTION_COMMIT = "acb95f6"
 LICENCE = "MIT, Copyright (c) Microsoft Corporation"
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / "vidur_profiling"
-DEFAULT_OUT = ROOT / "hwmodels" / "data" / "tables"
+DEFAULT_OUT = ROOT / "hwmodels" / "data" / "tables" / "vidur"
 
 TOKEN_OPERATORS = {
     "attn_qkv_proj": ("attn_pre_proj",),
@@ -172,6 +172,7 @@ def convert(conversion: Conversion, reference: Path, out: Path) -> Path:
             "licence": LICENCE,
             "model_measured": conversion.vidur_model,
             "note": conversion.note or None,
+            "key": "vidur",
             "converted_by": "python -m hwmodels.tables.vidur",
         },
         "notes": [

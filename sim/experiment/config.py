@@ -72,6 +72,14 @@ class CostModelConfig(Section):
         None, description="table: directory of profiled cost tables (relative to the config file; default: the "
         "shipped tables for the run's hardware and model)"
     )
+    source: Literal["aiconfigurator", "vidur", "profiled"] | None = Field(
+        None, description="table: which shipped table set (default: the first of aiconfigurator, vidur, profiled "
+        "that has the run's hardware and model)"
+    )
+    moe_distribution: Literal["balanced", "power_law_1.01", "power_law_1.2"] = Field(
+        "balanced", description="table: measured token distribution across experts for MoE models (power_law_1.2 "
+        "is the most skewed)"
+    )
     iteration_overhead_s: float | None = Field(
         None, ge=0, description="roofline: fixed CPU/launch time per iteration (default 0.0005, assumed)"
     )
@@ -88,6 +96,8 @@ class CostModelConfig(Section):
 class ParallelConfig(Section):
     tp: int = Field(1, ge=1, description="tensor-parallel degree")
     pp: int = Field(1, ge=1, description="pipeline-parallel degree")
+    ep: int = Field(1, ge=1, description="expert-parallel degree of a MoE model's experts, within the TP group "
+                    "(must divide tp)")
 
 
 class ClusterConfig(Section):

@@ -27,6 +27,10 @@ def headline(summary: dict[str, Any], out_dir: Path | None = None) -> str:
         f"goodput {slo['goodput_requests_per_s']:.2f} req/s",
         f"simulated {summary['sim_time_s']:,.1f} s in {summary['run']['wall_s']:.2f} s wall",
     ]
+    cost = summary["run"].get("cost_model", {})
+    if cost.get("kind") == "table":
+        lines.append(f"cost tables: {cost['tables']} ({cost['source']}); "
+                     f"{cost['out_of_grid_calls']} pricings outside the grid")
     if out_dir is not None:
         lines.append(f"results: {out_dir}")
     return "\n".join(lines)

@@ -14,7 +14,7 @@ CONFIG = {
     "name": "tables",
     "model": "llama-2-70b",
     "hardware": "a100-80g",
-    "cost_model": {"kind": "table"},
+    "cost_model": {"kind": "table", "source": "vidur"},
     "cluster": {"parallel": {"tp": 2}},
     "scheduler": {"name": "vllm", "max_num_batched_tokens": 512},
     "workload": {
@@ -39,13 +39,13 @@ def test_shipped_tables_run_end_to_end_and_the_summary_names_them(tmp_path, caps
     assert code == 0
     assert "simrun: warning:" in err and "kv_cache_write" in err and "priced by the roofline" in err
     run = json.loads((tmp_path / "out" / "summary.json").read_text())["run"]["cost_model"]
-    assert run["kind"] == "table" and run["tables"] == "hwmodels/data/tables/a100-80g/llama-2-70b"
+    assert run["kind"] == "table" and run["tables"] == "hwmodels/data/tables/vidur/a100-80g/llama-2-70b"
     assert "attn_decode" in run["table_operators"] and "lm_head" in run["roofline_operators"]
     assert "Vidur" in run["source"]
 
 
 def test_a_tables_directory_is_relative_to_the_config(tmp_path, capsys):
-    shipped = ROOT / "hwmodels" / "data" / "tables" / "cpu" / "tiny-llama"
+    shipped = ROOT / "hwmodels" / "data" / "tables" / "profiled" / "cpu" / "tiny-llama"
     (tmp_path / "mine").symlink_to(shipped)
     config = {**CONFIG, "model": "tiny-llama", "hardware": "cpu", "cluster": {"parallel": {"tp": 1}},
               "cost_model": {"kind": "table", "tables": "mine"}, "memory": {"num_kv_blocks": 512}}

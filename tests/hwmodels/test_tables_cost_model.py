@@ -10,7 +10,7 @@ from servesim.hwmodels.tables import TableCostModel, TableRangeWarning, list_shi
 
 
 def a100_70b_tp2() -> TableCostModel:
-    tables, label = load_shipped("a100-80g", "llama-2-70b")
+    tables, label = load_shipped("a100-80g", "llama-2-70b", "vidur")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TableRangeWarning)
         return TableCostModel(load_model("llama-2-70b"), load_hardware("a100-80g"), ParallelPlan(tp=2), tables, label)
@@ -18,10 +18,11 @@ def a100_70b_tp2() -> TableCostModel:
 
 def test_shipped_tables_cover_the_converted_models_and_the_cpu_model():
     shipped = set(list_shipped())
-    assert {("a100-80g", "llama-2-7b"), ("a100-80g", "llama-2-70b"), ("a100-80g", "llama-3.1-8b"),
-            ("a100-80g", "llama-3.1-70b"), ("h100-sxm", "llama-2-7b"), ("h100-sxm", "llama-2-70b"),
-            ("cpu", "tiny-llama")} <= shipped
-    tables, _ = load_shipped("a100-80g", "llama-3.1-8b")
+    assert {("vidur", "a100-80g", "llama-2-7b"), ("vidur", "a100-80g", "llama-2-70b"),
+            ("vidur", "a100-80g", "llama-3.1-8b"), ("vidur", "a100-80g", "llama-3.1-70b"),
+            ("vidur", "h100-sxm", "llama-2-7b"), ("vidur", "h100-sxm", "llama-2-70b"),
+            ("profiled", "cpu", "tiny-llama")} <= shipped
+    tables, _ = load_shipped("a100-80g", "llama-3.1-8b", "vidur")
     assert tables.metadata["source"]["licence"].startswith("MIT")
     assert "Meta-Llama-3-8B" in tables.metadata["source"]["model_measured"]
 
@@ -69,11 +70,11 @@ def test_out_of_grid_warns_once_per_operator_and_is_recorded():
 
 
 def test_missing_operators_are_named_when_built_and_in_the_summary():
-    tables, label = load_shipped("a100-80g", "llama-2-7b")
+    tables, label = load_shipped("a100-80g", "llama-2-7b", "vidur")
     with pytest.warns(TableRangeWarning, match="attn_decode, attn_prefill, cpu_overhead, kv_cache_write, lm_head"):
         model = TableCostModel(load_model("llama-2-7b"), load_hardware("a100-80g"), ParallelPlan(), tables, label)
     described = model.describe()
-    assert described["kind"] == "table" and described["tables"] == "hwmodels/data/tables/a100-80g/llama-2-7b"
+    assert described["kind"] == "table" and described["tables"] == "hwmodels/data/tables/vidur/a100-80g/llama-2-7b"
     assert "attn_prefill" in described["roofline_operators"] and "mlp_down" in described["table_operators"]
     assert "Vidur" in described["source"]
 
@@ -84,11 +85,13 @@ def test_missing_operators_are_named_when_built_and_in_the_summary():
     ("llama-2-70b", "h100-sxm", 2, "measured on hardware 'a100-80g'"),
 ])
 def test_tables_for_another_model_hardware_or_tp_are_refused(model, hardware, tp, message):
-    tables, label = load_shipped("a100-80g", "llama-2-70b")
+    tables, label = load_shipped("a100-80g", "llama-2-70b", "vidur")
     with pytest.raises(CatalogError, match=message):
         TableCostModel(load_model(model), load_hardware(hardware), ParallelPlan(tp=tp), tables, label)
 
 
 def test_no_shipped_tables_lists_what_exists():
-    with pytest.raises(CatalogError, match="no shipped cost tables.*a100-80g/llama-2-70b.*simrun profile"):
-        load_shipped("h200", "llama-3.1-8b")
+    with pytest.raises(CatalogError, match="no shipped cost tables.*vidur/a100-80g/llama-2-70b.*simrun profile"):
+        load_shipped("h200", "llama-3.1-8b", "vidur")
+    with pytest.raises(CatalogError, match="no shipped cost tables for model 'tiny-llama' on hardware 'h200'"):
+        load_shipped("h200", "tiny-llama")

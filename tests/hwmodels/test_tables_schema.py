@@ -26,7 +26,9 @@ def test_round_trip_keeps_rows_and_metadata(tmp_path):
     tables = read_tables(tmp_path / "t")
     key = ["operator", "tp", "num_devices", "num_tokens", "context_len", "num_bytes"]
     expected = frame.astype(COLUMNS).sort_values(key).reset_index(drop=True)
-    pd.testing.assert_frame_equal(tables.frame.sort_values(key).reset_index(drop=True), expected)
+    read = tables.frame.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(read[list(COLUMNS)], expected)
+    assert (read["ep"] == 1).all() and (read["variant"] == "").all()  # optional columns take their defaults
     assert {k: tables.metadata[k] for k in METADATA} == METADATA
     assert tables.metadata["schema_version"] == 1
     assert tables.tp_degrees == [1]
@@ -51,3 +53,12 @@ def test_malformed_tables_are_reported_with_the_file(tmp_path, damage, message):
     with pytest.raises(CatalogError, match=message) as info:
         read_tables(directory)
     assert str(directory) in str(info.value)
+
+
+def test_optional_columns_round_trip_and_are_checked(tmp_path):
+    frame = small_frame().assign(ep=[1, 1, 1, 2], variant=["", "", "", "nccl"])
+    write_tables(tmp_path / "t", frame, METADATA)
+    read = read_tables(tmp_path / "t").frame
+    assert read.loc[read["operator"] == "tp_all_reduce", ["ep", "variant"]].values.tolist() == [[2, "nccl"]]
+    with pytest.raises(CatalogError, match="non-positive time or a negative shape"):
+        write_tables(tmp_path / "u", frame.assign(ep=0), METADATA)
