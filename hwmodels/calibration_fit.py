@@ -27,6 +27,7 @@ import pandas as pd
 import yaml
 from scipy.optimize import least_squares
 
+from servesim.hwmodels.catalog import load_hardware
 from servesim.hwmodels.efficiency import CALIBRATION_FILE, EfficiencyCurve
 
 FAMILIES = {
@@ -69,11 +70,19 @@ class Samples:
     frame: pd.DataFrame  # columns flops, bytes, seconds, peak, bandwidth, shape (the split key)
 
 
+# Data folders -> the catalog entries whose peaks the roofline applies to them. The curves are fitted
+# against the same peaks the roofline will scale them by, so a measured device is predicted from
+# its own catalog figures (system.yaml's figures differ slightly for B200, L40S and RTX PRO 6000).
+CATALOG_NAMES = {
+    "a100_sxm": "a100-80g", "h100_sxm": "h100-sxm", "h200_sxm": "h200", "b200_sxm": "b200",
+    "l40s": "l40s", "rtx_pro_6000_server": "rtx-pro-6000",
+}
+
+
 def _peaks(folder: Path) -> dict[str, float]:
-    gpu = yaml.safe_load((folder / "system.yaml").read_text())["gpu"]
-    peaks = {"bandwidth": float(gpu["mem_bw"]), "bf16": float(gpu["bfloat16_tc_flops"])}
-    if "fp8_tc_flops" in gpu:
-        peaks["fp8"] = float(gpu["fp8_tc_flops"])
+    hardware = load_hardware(CATALOG_NAMES[folder.name])
+    peaks = {"bandwidth": hardware.memory_bandwidth_gbps * 1e9}
+    peaks.update({dtype: hardware.peak_tflops[dtype] * 1e12 for dtype in ("bf16", "fp8") if dtype in hardware.peak_tflops})
     return peaks
 
 
@@ -222,7 +231,7 @@ def calibration_document(data: Path) -> dict[str, Any]:
             "form": "t = floor_s + (tc^q + tm^q)^(1/q); tc = (F + Fh^a F^(1-a)) / (peak ec); "
                     "tm = (B + Bh^a B^(1-a)) / (bandwidth em); decode attention reads at least tile_positions "
                     "KV positions per sequence; see hwmodels/efficiency.py",
-            "peaks": "each GPU's system.yaml in the data (the rates the kernels were measured against)",
+            "peaks": "each measured GPU's catalog entry (hardware.yaml), the peaks the roofline scales the curves by",
             "split": f"{HELD_OUT_SHARE:.0%} of shapes held out by a seeded hash (seed {SEED}): GEMM weight "
                      "shapes (n, k), attention head layouts (heads, KV heads, head_dim)",
             "domain": f"GEMMs with n, k >= {MIN_GEMM_DIM}; attention without sliding window, the default kernel",
