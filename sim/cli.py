@@ -76,6 +76,18 @@ def _parser() -> argparse.ArgumentParser:
     goodput.add_argument("--debug", action="store_true", help="show tracebacks")
     goodput.set_defaults(handler=_goodput)
 
+    real = sub.add_parser("validate-real", help="replay a real serving run and compare simulated with real latencies")
+    real.add_argument("run_dir", type=Path, help="folder of one real run (real_vllm_runs or neutral layout)")
+    real.add_argument("-o", "--output", type=Path, help="results directory (default: results/validate-real/<run>)")
+    real.add_argument("--model", help="catalog model to replay on instead of the run's")
+    real.add_argument("--hardware", help="catalog hardware to replay on instead of the run's")
+    real.add_argument("--cost-model", choices=("auto", "table", "roofline"), default="auto",
+                      help="auto: the shipped tables for the hardware and model when they exist, else the roofline")
+    real.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                      help="override a key of the replay's experiment, e.g. --set engine.async_scheduling=false")
+    real.add_argument("--debug", action="store_true", help="show tracebacks")
+    real.set_defaults(handler=_validate_real)
+
     listing = sub.add_parser("list", help="show catalog models and hardware and registered policies")
     listing.set_defaults(handler=_list)
     add_profile_commands(sub)
@@ -188,6 +200,23 @@ def _goodput(args: argparse.Namespace) -> int:
         best[name] = found
         shown = f"{found[1]:,.2f} req/s (scale {found[0]:.3f})" if found else f"below the lowest scale tried ({args.low})"
         print(f"{name}: max goodput {shown}")
+    return 0
+
+
+def _validate_real(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from servesim.sim.validation.real_runs import read_run
+    from servesim.sim.validation.replay import ReplayOptions, replay, report, write_replay
+
+    run = read_run(args.run_dir)
+    options = ReplayOptions(args.model, args.hardware, args.cost_model, list(args.overrides))
+    with tempfile.TemporaryDirectory() as work:
+        replayed = replay(run, options, Path(work))
+    out_dir = args.output or Path("results/validate-real") / run.name.replace("/", "-")
+    write_replay(replayed, out_dir)
+    print(report(replayed))
+    print(f"results: {out_dir}")
     return 0
 
 
