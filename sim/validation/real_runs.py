@@ -238,3 +238,9 @@ def write_neutral(run: RealRun, run_dir: Path, fmt: str = "csv") -> None:
         table.to_json(run_dir / "requests.jsonl", orient="records", lines=True)
     settings = run.settings.model_dump(exclude_none=True)
     (run_dir / "engine.yaml").write_text(yaml.safe_dump(settings, sort_keys=False))
+
+
+def find_runs(root: Path) -> list[Path]:
+    """Every run folder under `root` (one with a request file of either layout), sorted."""
+    found = {p.parent for name in (VLLM_REQUESTS, "requests.csv", "requests.jsonl") for p in Path(root).rglob(name)}
+    return sorted(found)

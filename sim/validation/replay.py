@@ -51,6 +51,12 @@ def _names() -> dict[str, dict[str, str]]:
     return yaml.safe_load(resources.files("servesim.sim.validation").joinpath("names.yaml").read_text())
 
 
+def mapped_name(kind: str, recorded: str) -> str:
+    """What names.yaml maps a recorded model or GPU name to (itself when unlisted); case is ignored."""
+    mapping = {key.lower(): value for key, value in _names()[kind].items()}
+    return mapping.get(recorded.lower(), recorded)
+
+
 def catalog_name(kind: str, recorded: str, override: str | None) -> str:
     """The catalog name for a run's model or hardware (`kind`: models | hardware), or a clear error."""
     known = list_models() if kind == "models" else list_hardware()
@@ -58,8 +64,7 @@ def catalog_name(kind: str, recorded: str, override: str | None) -> str:
         if override not in known:
             raise RealRunError(f"--{kind.removesuffix('s')} {override!r} is not in the {kind} catalog; known: {', '.join(known)}")
         return override
-    mapping = {key.lower(): value for key, value in _names()[kind].items()}
-    name = recorded if recorded in known else mapping.get(recorded.lower(), recorded)
+    name = mapped_name(kind, recorded)
     if name not in known:
         via = f" (names.yaml maps it to {name!r})" if name != recorded else " (names.yaml has no entry for it)"
         raise RealRunError(
