@@ -74,7 +74,8 @@ def fit_term(error_at, grid: tuple[float, ...]) -> tuple[float, float]:
 
 
 def api_per_prompt_token_s(root: Path) -> float:
-    """Slope of the client-to-engine delay over prompt tokens, pooled over the runs (the intercept is not identifiable)."""
+    """Median slope of the client-to-engine delay over prompt tokens (the intercept is not identifiable; a
+    negative median, i.e. no measurable tokenisation cost, gives 0)."""
     slopes = []
     for run_dir in find_runs(root):
         path = run_dir / VLLM_REQUESTS
@@ -84,7 +85,7 @@ def api_per_prompt_token_s(root: Path) -> float:
         tokens = np.array([r["input_toks"] for r in rows], float)
         delay = np.array([r["queued_ts"] - r["arrival_time"] for r in rows], float)
         slopes.append(np.polyfit(tokens, delay - delay.min(), 1)[0])
-    return float(np.median(slopes)) if slopes else 0.0
+    return max(0.0, float(np.median(slopes))) if slopes else 0.0
 
 
 def main() -> None:

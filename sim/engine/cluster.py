@@ -61,11 +61,7 @@ class Cluster:
         self._upcoming: list[float] = []
         """Times at which a request already on its way (sent, or in the API server) enters next."""
         self.num_done = 0
-        if closed_loop is None:
-            self.process = env.process(self._arrivals())
-        else:
-            for _ in range(min(closed_loop.concurrency, len(requests))):
-                self._send_next()
+        self.process = env.process(self._arrivals() if closed_loop is None else self._first_sends(closed_loop))
 
     def add_replica(self, replica: Replica) -> None:
         self.replicas.append(replica)
@@ -85,8 +81,10 @@ class Cluster:
         self._on_done(request)
         loop = self._closed_loop
         if loop is not None and self._next_index < len(self.requests):
+            index = self._next_index
+            self._next_index += 1
             back_s = self._api.stream_out_s if self._api is not None else 0.0
-            self._after(back_s + float(loop.think_times_s[self._next_index]), self._send_next)
+            self._after(back_s + float(loop.think_times_s[index]), lambda: self._send(self.requests[index]))
 
     def _arrivals(self) -> Generator[simpy.Event, None, None]:
         env = self.env
@@ -98,9 +96,15 @@ class Cluster:
             self._next_index += 1
             self._sent(request)
 
-    def _send_next(self) -> None:
-        request = self.requests[self._next_index]
-        self._next_index += 1
+    def _first_sends(self, loop: ClosedLoop) -> Generator[simpy.Event, None, None]:
+        """Every client sends its first request at time 0, once the replicas exist."""
+        yield self.env.timeout(0)
+        self._next_index = min(loop.concurrency, len(self.requests))
+        for request in self.requests[: self._next_index]:
+            self._send(request)
+
+    def _send(self, request: Request) -> None:
+        """A closed-loop client sends `request` now: its arrival, deadline and timeout move with it."""
         shift = self.env.now - request.arrival_s
         request.arrival_s = self.env.now
         request.ttft_deadline_s += shift
