@@ -225,6 +225,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _run_name(run_dir: Path) -> str:
+    """The run's folder and its parent's (e.g. RTX4090/Llama-3.1-8B): GPU and model in the shipped layout."""
+    run_dir = run_dir.resolve()
     return f"{run_dir.parent.name}/{run_dir.name}" if run_dir.parent.name else run_dir.name
 
 
