@@ -74,8 +74,8 @@ def fit_term(error_at, grid: tuple[float, ...]) -> tuple[float, float]:
 
 
 def api_per_prompt_token_s(root: Path) -> float:
-    """Median slope of the client-to-engine delay over prompt tokens (the intercept is not identifiable; a
-    negative median, i.e. no measurable tokenisation cost, gives 0)."""
+    """Median slope of the client-to-engine delay over prompt tokens; 0 when the runs' slopes disagree in
+    sign (not resolved). The intercept is not identifiable: the two clocks differ by a constant."""
     slopes = []
     for run_dir in find_runs(root):
         path = run_dir / VLLM_REQUESTS
@@ -85,7 +85,9 @@ def api_per_prompt_token_s(root: Path) -> float:
         tokens = np.array([r["input_toks"] for r in rows], float)
         delay = np.array([r["queued_ts"] - r["arrival_time"] for r in rows], float)
         slopes.append(np.polyfit(tokens, delay - delay.min(), 1)[0])
-    return max(0.0, float(np.median(slopes))) if slopes else 0.0
+    if not slopes or min(slopes) < 0 < max(slopes):
+        return 0.0
+    return max(0.0, float(np.median(slopes)))
 
 
 def main() -> None:
@@ -114,7 +116,7 @@ def main() -> None:
             removed = "" if k == 0 else f" ({(trail[k - 1] - value) / trail[0]:+.0%})" if trail[0] else ""
             print(f"  {k}. {name:<24}{value:8.2%}{removed}")
         print(f"  fitted: cpu_per_iteration_s={per_iteration:.6f} cpu_per_sequence_s={per_sequence:.2e} "
-              f"api_per_prompt_token_s={api_slope:.2e} (fixed and stream-out terms not identifiable: 0)")
+              f"api_per_prompt_token_s={api_slope:.2e} (0: not resolved; fixed and stream-out terms not identifiable: 0)")
         hardware, engine = group.split(" ", 1)
         fitted[(hardware, engine)] = {
             "cpu_per_iteration_s": round(per_iteration, 6), "cpu_per_sequence_s": round(per_sequence, 8),
@@ -125,15 +127,15 @@ def main() -> None:
         write_sets(fitted)
 
 
-def write_sets(fitted: dict[tuple[str, str], dict]) -> None:
+def write_sets(fitted: dict[tuple[str, str], dict], path: Path = OVERHEADS_FILE) -> None:
     """Merge the fitted sets into engine_overheads.yaml, keeping its header comment."""
-    text = OVERHEADS_FILE.read_text()
+    text = path.read_text()
     header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
     data = yaml.safe_load(text)
     for (hardware, engine), values in fitted.items():
         version = engine.replace("vllm ", "vllm-").rsplit(".", 1)[0]
         data.setdefault(version, {})[hardware] = values
-    OVERHEADS_FILE.write_text(header + yaml.safe_dump(data, sort_keys=False, width=120))
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=120))
 
 
 if __name__ == "__main__":
