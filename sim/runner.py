@@ -94,9 +94,10 @@ def _engine_time(config: ExperimentConfig, kernels: CostModel, hardware: str, ma
     sizes = tuple(engine.cuda_graph_sizes or vllm_capture_sizes(max_num_seqs)) if engine.cuda_graphs else ()
     per_iteration = fitted.cpu_per_iteration_s if engine.cpu_per_iteration_s is None else engine.cpu_per_iteration_s
     per_sequence = fitted.cpu_per_sequence_s if engine.cpu_per_sequence_s is None else engine.cpu_per_sequence_s
-    wrapped = EngineOverheadCostModel(kernels, sizes, per_iteration, per_sequence)
     api = ApiServerPath(fitted.api_fixed_s, fitted.api_per_prompt_token_s, fitted.api_stream_out_s) if engine.api_server else None
-    return wrapped, api
+    if not sizes and not per_iteration and not per_sequence:
+        return kernels, api
+    return EngineOverheadCostModel(kernels, sizes, per_iteration, per_sequence), api
 
 
 def _lookup(key: str, load: Callable[[], Any]) -> Any:

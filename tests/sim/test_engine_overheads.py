@@ -106,8 +106,7 @@ def test_engine_defaults_follow_vllm_and_every_piece_switches_off() -> None:
     off = run_experiment(validate_config(_config(version="none", async_scheduling=False, cuda_graphs=False,
                                                  api_server=False)))
     assert on.summary["run"]["cost_model"]["engine_overheads"]["cuda_graph_max_size"] == 512
-    assert off.summary["run"]["cost_model"]["engine_overheads"] == {
-        "cuda_graph_max_size": None, "cpu_per_iteration_s": 0.0, "cpu_per_sequence_s": 0.0}
+    assert "engine_overheads" not in off.summary["run"]["cost_model"]  # nothing to add: the bare kernel model
     assert on.summary["tpot_s"]["mean"] > off.summary["tpot_s"]["mean"] + 0.0019
 
 
