@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.loading import validate_config
@@ -32,15 +34,32 @@ def test_one_client_sends_each_request_when_the_last_comes_back_plus_think_time(
     assert table["e2e_s"].tolist() == pytest.approx([0.4] * 12)
 
 
-@pytest.mark.parametrize("concurrency", [1, 3, 8])
-def test_never_more_requests_in_flight_than_clients(concurrency: int) -> None:
-    result = run_experiment(validate_config(_config({"concurrency": concurrency, "think_time_s": 0.2,
-                                                     "think_time": "exponential"}, num_requests=40)))
-    table = result.requests
+@settings(max_examples=15, deadline=None)
+@given(st.integers(1, 10), st.floats(0.0, 0.5), st.sampled_from(["fixed", "exponential"]), st.integers(1, 30))
+def test_never_more_requests_in_flight_than_clients(concurrency: int, think_s: float, think: str, n: int) -> None:
+    config = _config({"concurrency": concurrency, "think_time_s": think_s, "think_time": think}, num_requests=n)
+    table = run_experiment(validate_config(config)).requests
     events = sorted([(t, 1) for t in table["arrival_s"]] + [(t, -1) for t in table["finish_s"]], key=lambda e: (e[0], e[1]))
     in_flight = np.cumsum([change for _, change in events])
-    assert in_flight.max() == concurrency
+    assert in_flight.max() == min(concurrency, n)
     assert (table["state"] == "finished").all()
+    assert (table.sort_values("arrival_s")["arrival_s"].iloc[: min(concurrency, n)] == 0.0).all()
+
+
+def test_a_trace_is_sent_row_by_row_in_its_order() -> None:
+    config = {
+        "cost_model": {"kind": "constant", "iteration_s": 0.05},
+        "workload": {"trace": {"sample": "azure_conv", "format": "azure"}, "num_requests": 25, "clients": {"concurrency": 5}},
+        "output": {"plots": False},
+    }
+    result = run_experiment(validate_config(config))
+    table = result.requests.sort_values("request_id")
+    from servesim.traces import load_trace, sample_path
+
+    trace = load_trace(sample_path("azure_conv"), "azure").head(25)
+    assert table["prompt_tokens"].tolist() == trace["prompt_tokens"].tolist()
+    assert table["arrival_s"].is_monotonic_increasing and table["arrival_s"].iloc[:5].eq(0.0).all()
+    assert table["arrival_s"].iloc[5] == pytest.approx(table["finish_s"].min())
 
 
 def test_closed_loop_runs_repeat_exactly_for_a_seed_and_differ_across_seeds() -> None:
