@@ -4,14 +4,17 @@ Two layouts are read (see the README, "Validating against real runs"):
 
 - `real_vllm_runs`: `vllm_requests.jsonl` (engine-clock `queued_ts`, `first_token_ts`,
   `last_token_ts`), `vllm_meta.json` (engine arguments), optionally `config.json` (which names
-  the GPU when the meta does not) and `vllm_timeseries.csv`.
+  the GPU when the meta does not), `vllm_timeseries.csv`, and the request file the meta names
+  (`dataset_path`, with `input_tok_ids`: the prompts' block hashes for prefix caching).
 - neutral: `requests.csv` or `requests.jsonl` with `arrival_s, prompt_tokens, output_tokens,
-  first_token_s, finish_s` (seconds, one clock), and `engine.yaml` or `engine.json`.
+  first_token_s, finish_s` (seconds, one clock) and optionally `prefix_hashes` (hash ids of the
+  prompt's full KV blocks; space-separated in a CSV), and `engine.yaml` or `engine.json`.
 
 Both become one `RealRun`: times in seconds from the first arrival, as the engine saw them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +55,7 @@ class EngineSettings(BaseModel):
     engine: str = Field("vllm", description="serving engine and version, e.g. `vllm 0.19.0`")
     async_scheduling: bool | None = Field(None, description="whether the engine scheduled one step ahead")
     cudagraph_capture_sizes: list[int] | None = Field(None, description="decode batch sizes with captured graphs")
+    prefix_caching: bool | None = Field(None, description="whether the engine reused cached prompt prefixes")
 
 
 @dataclass(frozen=True)
@@ -95,7 +99,11 @@ def _read_vllm(run_dir: Path) -> RealRun:
     meta_path = run_dir / VLLM_META
     if not meta_path.is_file():
         raise RealRunError(f"{meta_path}: missing; the real_vllm_runs layout needs the engine's meta file")
-    settings = _settings(_vllm_settings(_read_json(meta_path), run_dir), meta_path)
+    meta = _read_json(meta_path)
+    settings = _settings(_vllm_settings(meta, run_dir), meta_path)
+    hashes = _dataset_hashes(run_dir, meta.get("dataset_path"), raw["input_toks"].tolist(), settings.block_size)
+    if hashes is not None:
+        table["prefix_hashes"] = hashes
     series_path = run_dir / "vllm_timeseries.csv"
     series = pd.read_csv(series_path) if series_path.is_file() else None
     return RealRun(_run_name(run_dir), settings, _checked(table, run_dir / VLLM_REQUESTS), series)
@@ -126,8 +134,35 @@ def _vllm_settings(meta: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "engine": f"vllm {meta.get('vllm_version', '')}".strip(),
         "async_scheduling": scheduler.get("async_scheduling"),
         "cudagraph_capture_sizes": compilation.get("cudagraph_capture_sizes"),
+        "prefix_caching": kv.get("enable_prefix_caching"),
     }
     return {key: value for key, value in settings.items() if value is not None}
+
+
+def _dataset_hashes(run_dir: Path, dataset: str | None, prompt_tokens: list[int], block_size: int) -> list | None:
+    """Block hashes of each prompt from the run's request file (found beside the run or up to two
+    folders above it), when its rows match the run's requests one for one; else None."""
+    if not dataset:
+        return None
+    path = next((base / dataset for base in (run_dir, *run_dir.resolve().parents[:2]) if (base / dataset).is_file()), None)
+    if path is None:
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    ids = [row.get("input_tok_ids") for row in rows]
+    if len(ids) != len(prompt_tokens) or any(not isinstance(t, list) or len(t) != n for t, n in zip(ids, prompt_tokens)):
+        return None
+    return [block_hashes(tokens, block_size) for tokens in ids]
+
+
+def block_hashes(token_ids: list[int], block_size: int) -> tuple[int, ...]:
+    """Chained hashes of the full blocks of a prompt (each block's hash covers every block before it)."""
+    hashes = []
+    parent = b""
+    for start in range(0, len(token_ids) - block_size + 1, block_size):
+        block = np.asarray(token_ids[start:start + block_size], dtype=np.int64).tobytes()
+        parent = hashlib.sha256(parent + block).digest()
+        hashes.append(int.from_bytes(parent[:8], "big") >> 1)
+    return tuple(hashes)
 
 
 def _hardware_from_cluster(run_dir: Path) -> str | None:
@@ -146,11 +181,13 @@ def _read_neutral(run_dir: Path) -> RealRun:
     csv_path, jsonl_path = run_dir / "requests.csv", run_dir / "requests.jsonl"
     path = csv_path if csv_path.is_file() else jsonl_path
     try:
-        table = pd.read_csv(path) if path.suffix == ".csv" else _read_jsonl(path)
+        table = pd.read_csv(path, dtype={"prefix_hashes": str}) if path.suffix == ".csv" else _read_jsonl(path)
     except (ValueError, pd.errors.ParserError) as exc:
         raise RealRunError(f"{path}: cannot be parsed ({exc})") from None
     _require_columns(table, REQUEST_COLUMNS, path)
-    table = table[list(REQUEST_COLUMNS)].copy()
+    table = table[[c for c in (*REQUEST_COLUMNS, "prefix_hashes") if c in table.columns]].copy()
+    if "prefix_hashes" in table.columns:
+        table["prefix_hashes"] = [_hash_ids(cell, path, row) for row, cell in enumerate(table["prefix_hashes"])]
     origin = float(table["arrival_s"].min())
     for column in ("arrival_s", "first_token_s", "finish_s"):
         table[column] = table[column] - origin
@@ -162,6 +199,21 @@ def _read_neutral(run_dir: Path) -> RealRun:
     except yaml.YAMLError as exc:
         raise RealRunError(f"{settings_path}: not valid YAML/JSON ({exc})") from None
     return RealRun(_run_name(run_dir), _settings(raw, settings_path), _checked(table, path))
+
+
+def _hash_ids(cell: Any, path: Path, row: int) -> tuple[int, ...]:
+    if isinstance(cell, list):
+        values = cell
+    elif isinstance(cell, str):
+        values = cell.split()
+    elif cell is None or (isinstance(cell, float) and np.isnan(cell)):
+        return ()
+    else:
+        values = [cell]
+    try:
+        return tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        raise RealRunError(f"{path}: row {row}: `prefix_hashes` must be integers (space-separated in a CSV)") from None
 
 
 def _settings(raw: Any, path: Path) -> EngineSettings:
@@ -233,8 +285,10 @@ def _run_name(run_dir: Path) -> str:
 def write_neutral(run: RealRun, run_dir: Path, fmt: str = "csv") -> None:
     """Write `run` in the neutral layout (requests file and engine.yaml), e.g. to share a run."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    table = run.requests[list(REQUEST_COLUMNS)]
+    table = run.requests.copy()
     if fmt == "csv":
+        if "prefix_hashes" in table.columns:
+            table["prefix_hashes"] = [" ".join(map(str, hashes)) for hashes in table["prefix_hashes"]]
         table.to_csv(run_dir / "requests.csv", index=False)
     else:
         table.to_json(run_dir / "requests.jsonl", orient="records", lines=True)

@@ -85,6 +85,10 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
     notes = [f"{settings.hardware} -> {hardware}, {settings.model} -> {model}, cost model {kind}"]
     if settings.ep > 1:
         notes.append(f"expert parallelism EP{settings.ep} is not modelled: each replica holds every expert")
+    has_hashes = "prefix_hashes" in run.requests.columns
+    prefix_caching = settings.prefix_caching is not False and has_hashes  # on by default in vLLM's v1 engine
+    if settings.prefix_caching is not False and not has_hashes:
+        notes.append("prefix caching is not modelled: the request file carries no prompt token ids or hashes")
     scheduler: dict[str, Any] = {"name": "vllm", "chunked_prefill": True}
     for key in ("max_num_seqs", "max_num_batched_tokens"):
         if getattr(settings, key) is not None:
@@ -109,6 +113,7 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
         "cluster": {"replicas": settings.dp, "parallel": {"tp": settings.tp}, "router": {"name": "least_outstanding"}},
         "scheduler": scheduler,
         "memory": memory,
+        "cache": {"prefix_caching": prefix_caching},
         "engine": engine,
         "workload": {"trace": {"path": TRACE_FILE, "format": "csv"}},
         "output": {"plots": False},
@@ -123,17 +128,26 @@ def replay(run: RealRun, options: ReplayOptions, work_dir: Path) -> Replay:
 
     mapping, notes = replay_config(run, options)
     config = validate_config(apply_overrides(mapping, options.overrides), f"validate-real {run.name}")
-    run.requests[["arrival_s", "prompt_tokens", "output_tokens"]].to_csv(work_dir / TRACE_FILE, index=False)
+    write_trace(run, work_dir / TRACE_FILE)
     result = simulate(prepare(config, work_dir))
     return Replay(run, config, result, comparison(run.requests, result.requests), notes)
+
+
+def write_trace(run: RealRun, path: Path) -> None:
+    """The run's requests as a canonical CSV trace (with prefix block hashes when the run has them)."""
+    trace = run.requests[["arrival_s", "prompt_tokens", "output_tokens"]].copy()
+    if "prefix_hashes" in run.requests.columns:
+        trace["prefix_hashes"] = [" ".join(map(str, hashes)) for hashes in run.requests["prefix_hashes"]]
+        trace["prefix_block_tokens"] = run.settings.block_size
+    trace.to_csv(path, index=False)
 
 
 def write_replay(replayed: Replay, out_dir: Path) -> None:
     """The results directory: the simulated run's files, the comparison table (JSON, CSV) and the CDF plot."""
     with staged_directory(out_dir) as staging:
-        replayed.run.requests[["arrival_s", "prompt_tokens", "output_tokens"]].to_csv(staging / TRACE_FILE, index=False)
+        write_trace(replayed.run, staging / TRACE_FILE)
         write_run_files(replayed.result, staging, plots=False)
-        replayed.run.requests.to_csv(staging / "real_requests.csv", index=False)
+        replayed.run.requests.drop(columns="prefix_hashes", errors="ignore").to_csv(staging / "real_requests.csv", index=False)
         replayed.table.to_csv(staging / "comparison.csv", index=False)
         document = {"run": replayed.run.name, "notes": replayed.notes, "settings": replayed.run.settings.model_dump(),
                     "figures": json.loads(replayed.table.to_json(orient="records"))}

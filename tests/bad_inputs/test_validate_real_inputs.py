@@ -4,6 +4,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.bad_inputs.harness import assert_user_error, simrun_in_process, tree
@@ -35,31 +36,44 @@ def test_a_missing_folder(tmp_path: Path, capsys) -> None:
     _check(tmp_path / "nowhere", capsys, "not a directory")
 
 
-def test_a_missing_column_is_named(run_dir: Path, capsys) -> None:
+def _edit_requests(run_dir: Path, edit) -> None:
     path = run_dir / "requests.csv"
-    lines = path.read_text().splitlines()
-    path.write_text("\n".join(line.rsplit(",", 1)[0] for line in lines) + "\n")
+    table = pd.read_csv(path, dtype={"prefix_hashes": str})
+    edit(table).to_csv(path, index=False)
+
+
+def test_a_missing_column_is_named(run_dir: Path, capsys) -> None:
+    _edit_requests(run_dir, lambda t: t.drop(columns="finish_s"))
     _check(run_dir, capsys, "requests.csv", "missing column", "finish_s")
 
 
 def test_a_row_finishing_before_its_first_token_is_named(run_dir: Path, capsys) -> None:
-    path = run_dir / "requests.csv"
-    lines = path.read_text().splitlines()
-    fields = lines[3].split(",")
-    fields[4] = "0.0001"
-    lines[3] = ",".join(fields)
-    path.write_text("\n".join(lines) + "\n")
+    def edit(table: pd.DataFrame) -> pd.DataFrame:
+        table["finish_s"] = table["finish_s"].astype(object)
+        table.loc[2, "finish_s"] = 0.0001
+        return table
+
+    _edit_requests(run_dir, edit)
     _check(run_dir, capsys, "requests.csv", "row 2", "finish_s", "before")
 
 
 def test_a_fractional_token_count_is_named(run_dir: Path, capsys) -> None:
-    path = run_dir / "requests.csv"
-    lines = path.read_text().splitlines()
-    fields = lines[1].split(",")
-    fields[1] = "12.5"
-    lines[1] = ",".join(fields)
-    path.write_text("\n".join(lines) + "\n")
+    def edit(table: pd.DataFrame) -> pd.DataFrame:
+        table["prompt_tokens"] = table["prompt_tokens"].astype(float)
+        table.loc[0, "prompt_tokens"] = 12.5
+        return table
+
+    _edit_requests(run_dir, edit)
     _check(run_dir, capsys, "row 0", "prompt_tokens", "whole number")
+
+
+def test_non_integer_prefix_hashes_are_named(run_dir: Path, capsys) -> None:
+    def edit(table: pd.DataFrame) -> pd.DataFrame:
+        table.loc[3, "prefix_hashes"] = "12 ab 7"
+        return table
+
+    _edit_requests(run_dir, edit)
+    _check(run_dir, capsys, "row 3", "prefix_hashes", "integers")
 
 
 def test_a_missing_engine_file(run_dir: Path, capsys) -> None:

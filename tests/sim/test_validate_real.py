@@ -29,6 +29,16 @@ def test_neutral_layout_round_trip(tmp_path: Path, fmt: str) -> None:
     pd.testing.assert_frame_equal(again.requests, run.requests)
     assert again.settings == run.settings
     assert len(run.requests) == 24 and run.requests["arrival_s"].iloc[0] == 0.0
+    assert len(run.requests["prefix_hashes"].iloc[0]) == 2358 // 16
+
+
+def test_prompt_block_hashes_chain_so_only_a_shared_prefix_matches() -> None:
+    from servesim.sim.validation.real_runs import block_hashes
+
+    shared = list(range(40))
+    first, second = block_hashes(shared + [1] * 8, 16), block_hashes(shared[:16] + [9] * 32, 16)
+    assert len(first) == 3 and first[0] == second[0] and first[1:] != second[1:]
+    assert block_hashes(list(range(15)), 16) == () and block_hashes(shared, 16) == block_hashes(shared, 16)
 
 
 def test_vllm_layout_times_count_from_the_engine_queue(tmp_path: Path) -> None:
@@ -96,6 +106,7 @@ def test_replay_is_deterministic_and_keeps_the_run_settings(tmp_path: Path) -> N
     pd.testing.assert_frame_equal(first.table, second.table)
     assert first.config.scheduler.params()["max_num_seqs"] == 128
     assert first.config.engine.api_server is False
+    assert first.config.cache.prefix_caching  # the sample carries block hashes; vLLM caches prefixes by default
     assert first.result.requests["arrival_s"].tolist() == pytest.approx(run.requests["arrival_s"].tolist())
 
 
