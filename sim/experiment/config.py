@@ -5,7 +5,7 @@ written from these models. Loading, `--set` overrides and error formatting live 
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -236,7 +236,7 @@ class EngineConfig(Section):
     )
     async_scheduling: bool = Field(True, description="plan step n+1 while step n runs: an arrival waits one extra step (vLLM >= 0.14)")
     cuda_graphs: bool = Field(True, description="pad decode-only batches up to the next CUDA-graph capture size")
-    cuda_graph_sizes: list[int] | None = Field(
+    cuda_graph_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
         None, description="capture sizes (default: vLLM's 1, 2, 4, 8..248 by 8, 256..min(2 x max_num_seqs, 512) by 16)"
     )
     cpu_per_iteration_s: float | None = Field(None, ge=0, description="CPU seconds per step (default: the fitted set)")

@@ -104,3 +104,26 @@ def test_a_bad_set_override_is_reported_like_run(run_dir: Path, capsys) -> None:
     assert_user_error(outcome, "validate-real", "1 problem")
     assert "engine.async_scheduling: Input should be a valid boolean" in outcome.stderr
     assert tree(run_dir.parent) == before
+
+
+def test_a_zero_cuda_graph_size_is_named(run_dir: Path, capsys) -> None:
+    before = tree(run_dir.parent)
+    args = ["validate-real", str(run_dir), "-o", str(run_dir.parent / "out"), "--hardware", "l40s",
+            "--set", "engine.cuda_graph_sizes=[8, 0]"]
+    outcome = simrun_in_process(args, capsys)
+    assert_user_error(outcome, "1 problem")
+    assert "engine.cuda_graph_sizes.1: Input should be greater than or equal to 1" in outcome.stderr
+    assert tree(run_dir.parent) == before
+
+
+def test_closed_loop_clients_with_an_arrival_process_are_refused(tmp_path: Path, capsys) -> None:
+    config = tmp_path / "closed.yaml"
+    config.write_text(
+        "workload:\n  clients: {concurrency: 4}\n  arrival: {process: poisson, rate: 2}\n"
+        "  prompt_tokens: {dist: fixed, value: 64}\n  output_tokens: {dist: fixed, value: 8}\n  num_requests: 10\n"
+    )
+    before = tree(tmp_path)
+    outcome = simrun_in_process(["run", str(config), "-o", str(tmp_path / "out")], capsys)
+    assert_user_error(outcome, "closed.yaml", "1 problem")
+    assert "remove `arrival`" in outcome.stderr
+    assert tree(tmp_path) == before
