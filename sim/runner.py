@@ -94,7 +94,13 @@ def _engine_time(config: ExperimentConfig, kernels: CostModel, hardware: str, ma
     sizes = tuple(engine.cuda_graph_sizes or vllm_capture_sizes(max_num_seqs)) if engine.cuda_graphs else ()
     per_iteration = fitted.cpu_per_iteration_s if engine.cpu_per_iteration_s is None else engine.cpu_per_iteration_s
     per_sequence = fitted.cpu_per_sequence_s if engine.cpu_per_sequence_s is None else engine.cpu_per_sequence_s
-    api = ApiServerPath(fitted.api_fixed_s, fitted.api_per_prompt_token_s, fitted.api_stream_out_s) if engine.api_server else None
+    api = None
+    if engine.api_server:
+        api = ApiServerPath(*(fitted_value if value is None else value for value, fitted_value in (
+            (engine.api_fixed_s, fitted.api_fixed_s),
+            (engine.api_per_prompt_token_s, fitted.api_per_prompt_token_s),
+            (engine.api_stream_out_s, fitted.api_stream_out_s),
+        )))
     if not sizes and not per_iteration and not per_sequence:
         return kernels, api
     return EngineOverheadCostModel(kernels, sizes, per_iteration, per_sequence), api

@@ -242,6 +242,9 @@ class EngineConfig(Section):
     cpu_per_iteration_s: float | None = Field(None, ge=0, description="CPU seconds per step (default: the fitted set)")
     cpu_per_sequence_s: float | None = Field(None, ge=0, description="CPU seconds per batch entry per step (default: fitted)")
     api_server: bool = Field(True, description="model the API server's path in front of the engine (latencies then count from the client)")
+    api_fixed_s: float | None = Field(None, ge=0, description="API server: seconds from the client to the engine's queue (default: fitted)")
+    api_per_prompt_token_s: float | None = Field(None, ge=0, description="API server: tokenising, seconds per prompt token (default: fitted)")
+    api_stream_out_s: float | None = Field(None, ge=0, description="API server: seconds from the engine's token to the client (default: fitted)")
 
 
 class OutputConfig(Section):

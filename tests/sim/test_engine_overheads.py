@@ -119,3 +119,15 @@ def test_the_constant_cost_model_stays_an_idealised_server() -> None:
 def test_fitted_sets_fall_back_to_the_engine_default() -> None:
     assert fitted_overheads("no-such-gpu", "vllm-0.19") == fitted_overheads("default", "vllm-0.19")
     assert fitted_overheads("h100-sxm", "none").cpu_per_iteration_s == 0.0
+
+
+def test_api_server_terms_shift_latencies_as_the_client_sees_them() -> None:
+    base = {"version": "none", "async_scheduling": False, "cuda_graphs": False}
+    engine_side = run_experiment(validate_config(_config(**base, api_server=False))).requests
+    client_side = run_experiment(validate_config(_config(**base, api_fixed_s=0.01, api_per_prompt_token_s=1e-5,
+                                                         api_stream_out_s=0.02))).requests
+    inbound = 0.01 + 512 * 1e-5
+    # equal prompts: the same engine timeline shifted by the inbound path, seen later by the stream-out delay
+    assert client_side["ttft_s"].to_numpy() == pytest.approx(engine_side["ttft_s"].to_numpy() + inbound + 0.02)
+    assert client_side["tpot_s"].to_numpy() == pytest.approx(engine_side["tpot_s"].to_numpy())
+    assert client_side["queue_s"].to_numpy() == pytest.approx(engine_side["queue_s"].to_numpy() + inbound)
