@@ -21,11 +21,14 @@ from servesim.profiler.profile import ProfileRequest, profile, setup_device
 from servesim.profiler.report import engine_latencies, iteration_errors, iteration_table, latency_errors, plot
 from servesim.profiler.serving import requests_from_workload, run_engine
 from servesim.profiler.timing import DTYPES
-from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.experiment.config import EngineConfig, ExperimentConfig
 from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.loading import load_config
 from servesim.sim.reporting.json_output import json_text
 from servesim.sim.runner import PreparedRun, prepare, simulate
+
+REFERENCE_ENGINE = EngineConfig(version="none", async_scheduling=False, cuda_graphs=False, api_server=False)
+"""The reference engine steps synchronously, eagerly, with no API server: the simulation must too."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,7 @@ class FidelityRequest:
 def run_fidelity(request: FidelityRequest) -> dict[str, Any]:
     """Profile (or reuse tables), serve on the engine, simulate, and write the report directory."""
     config, base_dir = load_config(request.config, request.overrides)
+    config = config.model_copy(update={"engine": REFERENCE_ENGINE})
     prepared = prepare(config, base_dir)
     _check_runnable(prepared)
     device_name = "cpu" if prepared.hardware.kind is DeviceKind.CPU else "cuda"

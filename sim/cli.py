@@ -110,6 +110,19 @@ def _parser() -> argparse.ArgumentParser:
     goodput.add_argument("--debug", action="store_true", help="show tracebacks")
     goodput.set_defaults(handler=_goodput)
 
+    real = sub.add_parser("validate-real", help="replay a real serving run and compare simulated with real latencies")
+    real.add_argument("run_dir", type=Path, help="folder of one real run (real_vllm_runs or neutral layout)")
+    real.add_argument("-o", "--output", help="results directory (default: results/validate-real/<run>)")
+    real.add_argument("--model", help="catalog model to replay on instead of the run's")
+    real.add_argument("--hardware", help="catalog hardware to replay on instead of the run's")
+    real.add_argument("--cost-model", choices=("auto", "table", "roofline"), default="auto",
+                      help="auto: the shipped tables for the hardware and model when they exist, else the roofline")
+    real.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                      help="override a key of the replay's experiment, e.g. --set engine.async_scheduling=false")
+    _add_overwrite_flag(real)
+    real.add_argument("--debug", action="store_true", help="show tracebacks")
+    real.set_defaults(handler=_validate_real)
+
     listing = sub.add_parser("list", help="show catalog models and hardware and registered policies")
     listing.set_defaults(handler=_list)
     add_profile_commands(sub)
@@ -249,6 +262,27 @@ def _goodput(args: argparse.Namespace) -> int:
         best[name] = found
         shown = f"{found[1]:,.2f} req/s (scale {found[0]:.3f})" if found else f"below the lowest scale tried ({args.low})"
         print(f"{name}: max goodput {shown}")
+    return 0
+
+
+def _validate_real(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from servesim.sim.reporting.output_dir import claim_output
+    from servesim.sim.reporting.output_target import resolve_target
+    from servesim.sim.validation.real_runs import read_run
+    from servesim.sim.validation.replay import ReplayOptions, replay, report, write_replay
+
+    run = read_run(args.run_dir)
+    options = ReplayOptions(args.model, args.hardware, args.cost_model, list(args.overrides))
+    default = Path("results/validate-real") / run.name.replace("/", "-")
+    target = resolve_target(args.output if args.output is not None else default, args.overwrite)
+    with claim_output(target, args.overwrite) as claim:
+        with tempfile.TemporaryDirectory() as work:
+            replayed = replay(run, options, Path(work))
+        write_replay(replayed, claim)
+    print(report(replayed))
+    print(f"results: {target.shown}")
     return 0
 
 

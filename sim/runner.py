@@ -26,7 +26,8 @@ from servesim.policies import PolicyError, create_policy, validate_params
 from servesim.sim import __version__
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, assign_classes, service_classes
-from servesim.sim.engine.cluster import Cluster
+from servesim.sim.engine.cluster import ClosedLoop, Cluster
+from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
 from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
 from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.engine.kv_memory import BlockPool
@@ -35,8 +36,9 @@ from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
 from servesim.sim.engine.replica import Replica, ReplicaSetup
 from servesim.sim.engine.request import ENDED, Request, RequestState
 from servesim.sim.reporting.results import RunResult, request_table
+from servesim.sim.reporting.steady_state import steady_state
 from servesim.sim.reporting.summary import summarize, summarize_classes
-from servesim.sim.experiment.workload import build_workload, to_requests
+from servesim.sim.experiment.workload import build_workload, think_times, to_requests
 from servesim.traces import TraceError
 
 
@@ -53,6 +55,7 @@ class PreparedRun:
     max_model_len: int
     workload: pd.DataFrame
     classes: dict[str, ServiceClass]
+    api: ApiServerPath | None = None
 
 
 def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun:
@@ -81,8 +84,31 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
         raise ConfigError(f"workload: {exc}") from None
     workload = assign_classes(workload, config.workload, random_stream(config.seed, 3))
     classes = service_classes(config, workload)
-    return PreparedRun(config, model, hardware, plan, _cost_model(config, model, hardware, plan, base_dir), capacity,
-                       max_model_len, workload, classes)
+    kernels = _cost_model(config, model, hardware, plan, base_dir)
+    cost_model, api = _engine_time(config, kernels, hardware.name, getattr(scheduler_params, "max_num_seqs", 256))
+    return PreparedRun(config, model, hardware, plan, cost_model, capacity, max_model_len, workload, classes, api)
+
+
+def _engine_time(config: ExperimentConfig, kernels: CostModel, hardware: str, max_num_seqs: int
+                 ) -> tuple[CostModel, ApiServerPath | None]:
+    """Wrap the kernel times in the engine's own time (`engine` section); the constant model stays ideal."""
+    engine = config.engine
+    if config.cost_model.kind == "constant":
+        return kernels, None
+    fitted = fitted_overheads(hardware, engine.version)
+    sizes = tuple(engine.cuda_graph_sizes or vllm_capture_sizes(max_num_seqs)) if engine.cuda_graphs else ()
+    per_iteration = fitted.cpu_per_iteration_s if engine.cpu_per_iteration_s is None else engine.cpu_per_iteration_s
+    per_sequence = fitted.cpu_per_sequence_s if engine.cpu_per_sequence_s is None else engine.cpu_per_sequence_s
+    api = None
+    if engine.api_server:
+        api = ApiServerPath(*(fitted_value if value is None else value for value, fitted_value in (
+            (engine.api_fixed_s, fitted.api_fixed_s),
+            (engine.api_per_prompt_token_s, fitted.api_per_prompt_token_s),
+            (engine.api_stream_out_s, fitted.api_stream_out_s),
+        )))
+    if not sizes and not per_iteration and not per_sequence:
+        return kernels, api
+    return EngineOverheadCostModel(kernels, sizes, per_iteration, per_sequence), api
 
 
 def _lookup(key: str, load: Callable[[], Any]) -> Any:
@@ -142,7 +168,8 @@ def random_stream(seed: int, *key: int) -> np.random.Generator:
     """An independent generator for one component: the experiment seed plus the component's key.
 
     Keys 0-2 are the synthetic workload's (arrivals, prompt and output lengths), 3 the class
-    assignment, (4, replica) each replica's policies, 5 the router, 6 the shared prefixes.
+    assignment, (4, replica) each replica's policies, 5 the router, 6 the shared prefixes, 7 the
+    closed-loop think times.
     """
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
@@ -157,7 +184,11 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     on_done = (lambda request: progress(cluster.num_done, env.now)) if progress else (lambda request: None)
     try:
         router = _policy(config.cluster.router, "router", random_stream(config.seed, 5))
-        cluster = Cluster(env, router, requests, metrics, on_done)
+        closed_loop = None
+        if config.workload.clients is not None:
+            closed_loop = ClosedLoop(config.workload.clients.concurrency,
+                                     think_times(config.workload, len(requests), random_stream(config.seed, 7)))
+        cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
         for replica_id in range(config.cluster.replicas):
             rng = random_stream(config.seed, 4, replica_id)
             preemption = _policy(config.preemption, "preemption", rng)
@@ -171,9 +202,14 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         raise ConfigError(str(exc)) from None
     env.run()
     _check_invariants(requests, cluster)
+    if prepared.api is not None and prepared.api.stream_out_s:
+        _stream_out(requests, prepared.api.stream_out_s)
     table = request_table(requests, prepared.classes)
     summary = summarize(table, metrics.token_gaps(), config.slo, env.now)
     summary["classes"] = summarize_classes(table, prepared.classes)
+    workload = config.workload
+    if workload.clients is not None or workload.warmup_s is not None or workload.warmup_requests is not None:
+        summary["steady_state"] = steady_state(table, workload.warmup_s, workload.warmup_requests)
     summary["engine"] = {
         "iterations": sum(r.num_iterations for r in cluster.replicas),
         "engine_steps": sum(r.num_engine_steps for r in cluster.replicas),
@@ -194,6 +230,15 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
                      metrics.iterations() if config.output.iterations else None)
 
 
+def _stream_out(requests: list[Request], stream_out_s: float) -> None:
+    """Tokens reach the client `stream_out_s` after the engine emits them (detokenise, stream)."""
+    for request in requests:
+        if request.state is RequestState.FINISHED:
+            request.first_token_s += stream_out_s
+            request.last_token_s += stream_out_s
+            request.finish_s += stream_out_s
+
+
 def _policy(spec: PolicySpec, kind: str, rng: np.random.Generator, **collaborators: Any) -> Any:
     return create_policy(kind, spec.name, spec.params(), rng=rng, **collaborators)
 
@@ -209,7 +254,8 @@ def _replica_setup(prepared: PreparedRun, env: simpy.Environment, rng: np.random
         kv = BlockPool(capacity.num_blocks, block_size)
     swap_block_s = capacity.block_bytes / (prepared.hardware.host_link_gbps * 1e9)
     return ReplicaSetup(kv, BlockPool(capacity.swap_blocks, block_size), prepared.max_model_len, swap_block_s,
-                        config.simulation.fast_forward)
+                        config.simulation.fast_forward,
+                        async_scheduling=config.engine.async_scheduling and config.cost_model.kind != "constant")
 
 
 def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:

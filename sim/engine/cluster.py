@@ -1,16 +1,38 @@
-"""The cluster: replicas behind a router, fed by the workload's arrival process."""
+"""The cluster: replicas behind a router, fed by the workload's arrival process.
+
+Requests reach the router either open-loop (at their trace or synthetic arrival times) or from
+closed-loop clients (`ClosedLoop`: N clients, each sending its next request when its previous
+one has come back, after a think time). With an API server path, a request enters the engine
+its inbound delay after the client sent it.
+"""
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import simpy
 
 from servesim.policies import RouterPolicy
 from servesim.sim.reporting.metrics import MetricsRecorder
+from servesim.sim.engine.overheads import ApiServerPath
 from servesim.sim.engine.replica import Replica
 from servesim.sim.engine.request import Request
 
 INFINITY = float("inf")
+
+
+@dataclass(frozen=True)
+class ClosedLoop:
+    """N clients in a loop: send, wait for the whole answer, think, send the next request.
+
+    Requests are sent in workload order; `think_times_s[i]` is the pause before request i is
+    sent by the client whose previous request just came back (the first N go out at time 0).
+    """
+
+    concurrency: int
+    think_times_s: np.ndarray
 
 
 class Cluster:
@@ -23,6 +45,8 @@ class Cluster:
         requests: Sequence[Request],
         metrics: MetricsRecorder,
         on_done: Callable[[Request], None] = lambda request: None,
+        api: ApiServerPath | None = None,
+        closed_loop: ClosedLoop | None = None,
     ) -> None:
         self.env = env
         self.router = router
@@ -30,19 +54,24 @@ class Cluster:
         self.metrics = metrics
         self.replicas: list[Replica] = []
         self._on_done = on_done
+        self._api = api
+        self._closed_loop = closed_loop
         self._next_index = 0
         self._num_in_system = 0
+        self._upcoming: list[float] = []
+        """Times at which a request already on its way (sent, or in the API server) enters next."""
         self.num_done = 0
-        self.process = env.process(self._arrivals())
+        self.process = env.process(self._arrivals() if closed_loop is None else self._first_sends(closed_loop))
 
     def add_replica(self, replica: Replica) -> None:
         self.replicas.append(replica)
 
     def next_arrival_s(self) -> float:
-        """When the next request enters the cluster (infinity when the workload is exhausted)."""
-        if self._next_index < len(self.requests):
-            return self.requests[self._next_index].arrival_s
-        return INFINITY
+        """When the next request enters the engine at the earliest (infinity when none will)."""
+        upcoming = self._upcoming[0] if self._upcoming else INFINITY
+        if self._closed_loop is None and self._next_index < len(self.requests):
+            return min(upcoming, self.requests[self._next_index].arrival_s)
+        return upcoming
 
     def request_done(self, request: Request) -> None:
         """Called by a replica when a request finishes or is rejected."""
@@ -50,6 +79,12 @@ class Cluster:
         self.num_done += 1
         self.metrics.sample_system(self.env.now, self._num_in_system)
         self._on_done(request)
+        loop = self._closed_loop
+        if loop is not None and self._next_index < len(self.requests):
+            index = self._next_index
+            self._next_index += 1
+            back_s = self._api.stream_out_s if self._api is not None else 0.0
+            self._after(back_s + float(loop.think_times_s[index]), lambda: self._send(self.requests[index]))
 
     def _arrivals(self) -> Generator[simpy.Event, None, None]:
         env = self.env
@@ -59,7 +94,44 @@ class Cluster:
                 yield env.timeout(request.arrival_s - env.now)
                 request.arrival_s = env.now  # the trace time up to float rounding of SimPy's clock
             self._next_index += 1
-            self._num_in_system += 1
-            self.metrics.sample_system(env.now, self._num_in_system)
-            chosen = self.router.route(request, self.replicas, env.now)
-            self.replicas[chosen].submit(request)
+            self._sent(request)
+
+    def _first_sends(self, loop: ClosedLoop) -> Generator[simpy.Event, None, None]:
+        """Every client sends its first request at time 0, once the replicas exist."""
+        yield self.env.timeout(0)
+        self._next_index = min(loop.concurrency, len(self.requests))
+        for request in self.requests[: self._next_index]:
+            self._send(request)
+
+    def _send(self, request: Request) -> None:
+        """A closed-loop client sends `request` now: its arrival, deadline and timeout move with it."""
+        shift = self.env.now - request.arrival_s
+        request.arrival_s = self.env.now
+        request.ttft_deadline_s += shift
+        request.timeout_at_s += shift
+        self._sent(request)
+
+    def _sent(self, request: Request) -> None:
+        """The client sent `request` now: it is in the system; the engine sees it after the API path."""
+        self._num_in_system += 1
+        self.metrics.sample_system(self.env.now, self._num_in_system)
+        delay = self._api.inbound_s(request.prompt_tokens) if self._api is not None else 0.0
+        if delay > 0:
+            self._after(delay, lambda: self._enter(request))
+        else:
+            self._enter(request)
+
+    def _enter(self, request: Request) -> None:
+        chosen = self.router.route(request, self.replicas, self.env.now)
+        self.replicas[chosen].submit(request)
+
+    def _after(self, delay_s: float, action: Callable[[], None]) -> None:
+        """Run `action` `delay_s` from now, keeping `next_arrival_s` aware of it."""
+        at = self.env.now + delay_s
+        heapq.heappush(self._upcoming, at)
+
+        def fire(event: simpy.Event) -> None:
+            heapq.heappop(self._upcoming)
+            action()
+
+        self.env.timeout(delay_s).callbacks.append(fire)

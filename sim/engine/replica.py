@@ -40,6 +40,8 @@ class ReplicaSetup:
     swap_block_s: float
     """Seconds to move one KV block between device and host memory (each device its shard)."""
     fast_forward: bool = True
+    async_scheduling: bool = False
+    """Plan each step while the previous one runs (vLLM >= 0.14): an arrival waits one extra step."""
 
 
 class Replica:
@@ -69,6 +71,10 @@ class Replica:
         self.on_done = on_done
         self.fast_forward = setup.fast_forward and scheduler.stable_under_decode
         self._interruptible = type(scheduler).interrupt is not SchedulerPolicy.interrupt
+        self.async_scheduling = setup.async_scheduling and not self._interruptible
+        self._staged: list[Request] = []
+        """Arrivals during the running step: with async scheduling the next step was planned without them."""
+        self._stepping = False
         self.waiting: deque[Request] = deque()
         self._running: list[Request] = []
         self.suspended: list[Iteration] = []
@@ -95,7 +101,7 @@ class Replica:
 
     @property
     def num_outstanding(self) -> int:
-        return len(self.waiting) + len(self._running)
+        return len(self.waiting) + len(self._running) + len(self._staged)
 
     def submit(self, request: Request) -> None:
         """Take an arriving request: queue it, or reject it if it could never be served here."""
@@ -105,9 +111,12 @@ class Replica:
             request.reject_reason = reason
             self._end(request, RequestState.REJECTED, self.env.now)
             return
-        self.waiting.append(request)
         if request.timeout_at_s < INFINITY:
             heapq.heappush(self._timeouts, (request.timeout_at_s, request.request_id, request))
+        if self.async_scheduling and self._stepping:
+            self._staged.append(request)
+            return
+        self.waiting.append(request)
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
         elif self._should_interrupt(request):
@@ -136,16 +145,19 @@ class Replica:
             if self._timeouts and self._timeouts[0][0] <= env.now:
                 self._drop_expired()
             if not self._running and not self.waiting:
+                if self._promote_staged():
+                    continue
                 yield self._sleep(None)
                 self._wake = None
                 continue
             decision = self.scheduler.schedule(self, env.now)
+            promoted = self._promote_staged()
             self._preempt(decision)
             if decision.resume is not None:
                 yield from self._resume(decision)
                 continue
             if not decision.scheduled and not decision.padding:
-                if not decision.preempted:
+                if not decision.preempted and not promoted:
                     yield self._sleep(decision.wake_at)
                     self._wake = None
                 continue
@@ -153,10 +165,12 @@ class Replica:
             self._sample(len(news), sum(news))
             self.num_engine_steps += 1
             swap_s = self._take_swap_seconds()
+            self._stepping = True
             if (self.fast_forward and all_decode and not decision.preempted and not decision.padding
-                    and not swap_s and len(entries) == len(self._running)):
+                    and not swap_s and not promoted and len(entries) == len(self._running)):
                 steps = yield from run_stretch(self, contexts)
                 if steps:
+                    self._stepping = False
                     self.num_iterations += steps
                     continue
             shape = BatchShape(news, contexts)
@@ -168,6 +182,15 @@ class Replica:
                 yield env.timeout(iteration.total_s)
                 self._apply(iteration)
                 self.num_iterations += 1
+            self._stepping = False
+
+    def _promote_staged(self) -> bool:
+        """Async scheduling: the step just planned did not see the staged arrivals; the next one will."""
+        if not self._staged:
+            return False
+        self.waiting.extend(self._staged)
+        self._staged.clear()
+        return True
 
     def _sleep(self, wake_at: float | None) -> simpy.Event:
         """An event that fires on the next arrival, or at `wake_at` or the next timeout."""
@@ -369,7 +392,7 @@ class Replica:
             _, _, request = heapq.heappop(self._timeouts)
             if not math.isnan(request.first_scheduled_s):
                 continue  # service began in time
-            self.waiting.remove(request)
+            (self._staged if request in self._staged else self.waiting).remove(request)
             self._end(request, RequestState.DROPPED, request.timeout_at_s)
 
     def _end(self, request: Request, state: RequestState, at_s: float) -> None:

@@ -5,7 +5,7 @@ written from these models. Loading, `--set` overrides and error formatting live 
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -192,6 +192,12 @@ class SharedPrefixConfig(Section):
     share: float = Field(1.0, gt=0, le=1, description="fraction of requests that start with a shared prefix")
 
 
+class ClientsConfig(Section):
+    concurrency: int = Field(ge=1, description="closed-loop clients, each with one request outstanding at a time")
+    think_time_s: float = Field(0.0, ge=0, description="mean pause between a client's answer and its next request")
+    think_time: Literal["fixed", "exponential"] = Field("fixed", description="distribution of the think time")
+
+
 class WorkloadConfig(Section):
     trace: TraceConfig | None = Field(None, description="replay a trace file instead of synthetic requests")
     arrival: ArrivalConfig | None = Field(None, description="synthetic arrival process")
@@ -204,6 +210,11 @@ class WorkloadConfig(Section):
     shared_prefix: SharedPrefixConfig | None = Field(
         None, description="synthetic: prepend one of a few shared prefixes to requests (for prefix caching)"
     )
+    clients: ClientsConfig | None = Field(
+        None, description="closed loop instead of arrival times: requests (trace rows or sampled lengths) in order"
+    )
+    warmup_s: float | None = Field(None, ge=0, description="steady_state: ignore requests arriving before this time")
+    warmup_requests: int | None = Field(None, ge=0, description="steady_state: ignore the first N requests to arrive")
     classes: list[ClassConfig] = Field(
         default_factory=list, description="request classes, each with a priority, objectives and timeout"
     )
@@ -214,6 +225,10 @@ class WorkloadConfig(Section):
     @model_validator(mode="after")
     def _source_complete(self) -> WorkloadConfig:
         synthetic = {"arrival": self.arrival, "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens}
+        if self.clients is not None:
+            if self.arrival is not None:
+                raise ValueError("closed-loop `clients` send requests as answers come back; remove `arrival`")
+            synthetic.pop("arrival")
         if self.trace is not None:
             given = [k for k, v in {**synthetic, "shared_prefix": self.shared_prefix}.items() if v is not None]
             if given:
@@ -258,6 +273,25 @@ class SimulationConfig(Section):
     )
 
 
+class EngineConfig(Section):
+    """The serving engine's own time beside the kernels (`sim.engine.overheads`); ignored by `cost_model.kind: constant`."""
+
+    version: Literal["vllm-0.19", "none"] = Field(
+        "vllm-0.19", description="engine whose fitted CPU and API-server times apply (`none`: an idealised engine)"
+    )
+    async_scheduling: bool = Field(True, description="plan step n+1 while step n runs: an arrival waits one extra step (vLLM >= 0.14)")
+    cuda_graphs: bool = Field(True, description="pad decode-only batches up to the next CUDA-graph capture size")
+    cuda_graph_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, description="capture sizes (default: vLLM's 1, 2, 4, 8..248 by 8, 256..min(2 x max_num_seqs, 512) by 16)"
+    )
+    cpu_per_iteration_s: float | None = Field(None, ge=0, description="CPU seconds per step (default: the fitted set)")
+    cpu_per_sequence_s: float | None = Field(None, ge=0, description="CPU seconds per batch entry per step (default: fitted)")
+    api_server: bool = Field(True, description="model the API server's path in front of the engine (latencies then count from the client)")
+    api_fixed_s: float | None = Field(None, ge=0, description="API server: seconds from the client to the engine's queue (default: fitted)")
+    api_per_prompt_token_s: float | None = Field(None, ge=0, description="API server: tokenising, seconds per prompt token (default: fitted)")
+    api_stream_out_s: float | None = Field(None, ge=0, description="API server: seconds from the engine's token to the client (default: fitted)")
+
+
 class OutputConfig(Section):
     dir: str | None = Field(None, description="results directory (default: results/<name>)")
     plots: bool = Field(True, description="write PNG plots")
@@ -289,6 +323,7 @@ class ExperimentConfig(Section):
     workload: WorkloadConfig = Field(description="requests to serve")
     slo: SloConfig = Field(default_factory=SloConfig, description="service-level objectives")
     simulation: SimulationConfig = Field(default_factory=SimulationConfig, description="engine options")
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="the serving engine's own time")
     output: OutputConfig = Field(default_factory=OutputConfig, description="what to write")
     variants: dict[str, dict[str, Any]] = Field(
         default_factory=dict,

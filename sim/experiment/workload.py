@@ -64,8 +64,11 @@ def _synthetic(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> pd.Da
         np.random.default_rng(s) for s in np.random.SeedSequence(rng_seed).spawn(3)
     )
     n = workload.num_requests
-    assert workload.arrival is not None and n is not None
-    arrivals = arrival_times(workload.arrival.process, workload.arrival.rate, n, arrival_rng, cv=workload.arrival.cv)
+    assert n is not None
+    if workload.arrival is None:  # closed-loop clients: the cluster sets each arrival when it is sent
+        arrivals = np.zeros(n)
+    else:
+        arrivals = arrival_times(workload.arrival.process, workload.arrival.rate, n, arrival_rng, cv=workload.arrival.cv)
     prompt_spec = _resolve_spec(workload.prompt_tokens, base_dir)
     output_spec = _resolve_spec(workload.output_tokens, base_dir)
     joint_path = _joint_empirical_path(prompt_spec, output_spec)
@@ -131,3 +134,15 @@ def to_requests(table: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> lis
             request.prefix_block_tokens = int(column["prefix_block_tokens"][i])
         requests.append(request)
     return requests
+
+
+def think_times(workload: WorkloadConfig, num_requests: int, rng: np.random.Generator) -> np.ndarray:
+    """Closed loop: the pause before each request is sent (the first `concurrency` go out at once)."""
+    clients = workload.clients
+    assert clients is not None
+    if clients.think_time == "exponential" and clients.think_time_s > 0:
+        times = rng.exponential(clients.think_time_s, num_requests)
+    else:
+        times = np.full(num_requests, clients.think_time_s)
+    times[: clients.concurrency] = 0.0
+    return times

@@ -1,0 +1,127 @@
+"""The serving engine's own time, beside the GPU kernels a cost model prices.
+
+Three small pieces, each switchable from the `engine` config section:
+
+- `EngineOverheadCostModel` wraps any cost model: decode-only batches are padded up to the next
+  CUDA-graph capture size (eager, unpadded, above the largest), and a CPU term per iteration and
+  per sequence is added (scheduling, input preparation, sampling, detokenisation).
+- `ApiServerPath`: the API server's per-request path, a fixed plus a per-prompt-token delay
+  before the engine sees a request (tokenisation, queueing into the engine core) and a fixed
+  delay on the way out (detokenising and streaming a token back).
+- Asynchronous scheduling is a gate in the replica loop (`Replica`, `ReplicaSetup.async_scheduling`).
+
+Fitted parameter sets, one per GPU and engine version, live in `engine_overheads.yaml`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import yaml
+
+from servesim.hwmodels import BatchShape, CostModel, IterationCost, OperatorTime
+
+VLLM_MAX_CAPTURE_SIZE = 512
+
+
+def vllm_capture_sizes(max_num_seqs: int) -> tuple[int, ...]:
+    """vLLM's default CUDA-graph capture sizes (v0.11+, unchanged in 0.19): 1, 2, 4, multiples of 8
+    below 256, then multiples of 16 up to min(2 x max_num_seqs, 512) (`set_cudagraph_sizes`)."""
+    largest = min(2 * max_num_seqs, VLLM_MAX_CAPTURE_SIZE)
+    sizes = [1, 2, 4, *range(8, 256, 8), *range(256, largest + 1, 16)]
+    return tuple(s for s in sizes if s <= largest)
+
+
+class EngineOverheadCostModel(CostModel):
+    """`inner`'s kernel times plus CUDA-graph padding and the engine's CPU time per step.
+
+    A padded slot decodes a dummy token with the shortest real context, so a stretch of decodes
+    pads the same way at every step and `stretch_of_decodes` equals pricing step by step.
+    """
+
+    def __init__(self, inner: CostModel, capture_sizes: tuple[int, ...] = (), per_iteration_s: float = 0.0,
+                 per_sequence_s: float = 0.0) -> None:
+        self.inner = inner
+        self.capture_sizes = np.asarray(sorted(capture_sizes), dtype=np.int64)
+        self.per_iteration_s = per_iteration_s
+        self.per_sequence_s = per_sequence_s
+
+    def padded_size(self, num_decodes: int) -> int:
+        """The captured graph size a decode-only batch of `num_decodes` runs as (itself above the largest)."""
+        sizes = self.capture_sizes
+        if not len(sizes) or num_decodes > sizes[-1]:
+            return num_decodes
+        return int(sizes[np.searchsorted(sizes, num_decodes)])
+
+    def _padded(self, batch: BatchShape) -> BatchShape:
+        if not len(self.capture_sizes) or not batch.num_entries:
+            return batch
+        if any(n != 1 for n in batch.new_tokens) or min(batch.context_lens) < 1:
+            return batch
+        extra = self.padded_size(batch.num_entries) - batch.num_entries
+        if not extra:
+            return batch
+        shortest = min(batch.context_lens)
+        return BatchShape(batch.new_tokens + (1,) * extra, batch.context_lens + (shortest,) * extra)
+
+    def _cpu_s(self, num_entries: int) -> float:
+        return self.per_iteration_s + self.per_sequence_s * num_entries
+
+    def breakdown(self, batch: BatchShape) -> IterationCost:
+        kernels = self.inner.breakdown(self._padded(batch)).operators
+        cpu = (OperatorTime("engine_cpu_iteration", 1, self.per_iteration_s),
+               OperatorTime("engine_cpu_sequences", batch.num_entries, self.per_sequence_s))
+        return IterationCost(kernels + cpu)
+
+    def iteration_time(self, batch: BatchShape) -> float:
+        return self.inner.iteration_time(self._padded(batch)) + self._cpu_s(batch.num_entries)
+
+    def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
+        extra = self.padded_size(len(contexts)) - len(contexts)
+        padded = np.concatenate((contexts, np.full(extra, contexts.min(), dtype=contexts.dtype))) if extra else contexts
+        return self.inner.decode_stretch_times(padded, num_steps) + self._cpu_s(len(contexts))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **self.inner.describe(),
+            "engine_overheads": {
+                "cuda_graph_max_size": int(self.capture_sizes[-1]) if len(self.capture_sizes) else None,
+                "cpu_per_iteration_s": self.per_iteration_s,
+                "cpu_per_sequence_s": self.per_sequence_s,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class ApiServerPath:
+    """Delays of the API server in front of the engine (seconds)."""
+
+    fixed_s: float = 0.0
+    per_prompt_token_s: float = 0.0
+    stream_out_s: float = 0.0
+
+    def inbound_s(self, prompt_tokens: int) -> float:
+        """From the client's request to the engine's queue: parsing, tokenising, handing over."""
+        return self.fixed_s + self.per_prompt_token_s * prompt_tokens
+
+
+@dataclass(frozen=True)
+class FittedOverheads:
+    """One fitted parameter set (see `benchmarks/fit_engine_overheads.py`)."""
+
+    cpu_per_iteration_s: float
+    cpu_per_sequence_s: float
+    api_fixed_s: float
+    api_per_prompt_token_s: float
+    api_stream_out_s: float
+    source: str
+
+
+def fitted_overheads(hardware: str, engine: str) -> FittedOverheads:
+    """The parameter set fitted for `hardware` under `engine` (e.g. `vllm-0.19`), else the engine's default set."""
+    data = yaml.safe_load(resources.files("servesim.sim.engine").joinpath("engine_overheads.yaml").read_text())
+    sets = data.get(engine) or {}
+    entry = sets.get(hardware) or sets.get("default") or data["none"]["default"]
+    return FittedOverheads(**entry)

@@ -1,0 +1,1 @@
+"""Replaying real serving runs and comparing the simulation with them."""

@@ -1,0 +1,52 @@
+"""The pieces of benchmarks/fit_engine_overheads.py that do not need the real runs."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+
+import fit_engine_overheads as fit  # noqa: E402
+
+
+def test_stages_switch_the_pieces_on_one_at_a_time() -> None:
+    assert "engine.cuda_graphs=false" in fit.stage_overrides(0)
+    assert {"engine.cuda_graphs=true", "engine.async_scheduling=false"} <= set(fit.stage_overrides(1))
+    assert "engine.cpu_per_iteration_s=0.002" in fit.stage_overrides(2, 0.002)
+    assert all("engine.version=none" in fit.stage_overrides(k) for k in range(3))
+
+
+def test_fit_term_finds_the_minimum_between_grid_points() -> None:
+    best, value = fit.fit_term(lambda x: (x - 0.0023) ** 2, (0.0, 0.001, 0.002, 0.004, 0.008))
+    assert best == pytest.approx(0.0023, abs=1e-5) and value < 1e-9
+
+
+def _run(folder: Path, slope_s: float) -> None:
+    folder.mkdir(parents=True)
+    rows = [{"input_toks": n, "arrival_time": 100.0 + i, "queued_ts": 7.0 + i + slope_s * n}
+            for i, n in enumerate((100, 400, 1600, 3000))]
+    (folder / "vllm_requests.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_api_slope_is_the_median_and_zero_when_runs_disagree(tmp_path: Path) -> None:
+    _run(tmp_path / "a" / "one", 2e-6)
+    _run(tmp_path / "a" / "two", 4e-6)
+    assert fit.api_per_prompt_token_s(tmp_path / "a") == pytest.approx(3e-6)
+    _run(tmp_path / "b" / "one", 2e-6)
+    _run(tmp_path / "b" / "two", -4e-6)
+    assert fit.api_per_prompt_token_s(tmp_path / "b") == 0.0
+
+
+def test_written_sets_are_read_back_by_the_engine(tmp_path: Path) -> None:
+    path = tmp_path / "engine_overheads.yaml"
+    path.write_text(fit.OVERHEADS_FILE.read_text())
+    values = {"cpu_per_iteration_s": 0.001, "cpu_per_sequence_s": 1e-6, "api_fixed_s": 0.0,
+              "api_per_prompt_token_s": 0.0, "api_stream_out_s": 0.0, "source": "test"}
+    fit.write_sets({("l40s", "vllm 0.19.0"): values}, path)
+    data = yaml.safe_load(path.read_text())
+    assert data["vllm-0.19"]["l40s"] == values and "default" in data["vllm-0.19"]
+    assert path.read_text().startswith("# The serving engine's own time")
