@@ -225,6 +225,8 @@ def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:
 
 
 def _check_invariants(requests: list[Request], cluster: Cluster) -> None:
+    for replica in cluster.replicas:
+        replica.check_drained()
     stuck = [r for r in requests if r.state not in ENDED]
     if stuck:
         raise EngineInvariantError(f"{len(stuck)} request(s) never finished, first {stuck[0]!r} on replica {stuck[0].replica_id}")

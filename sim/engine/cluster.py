@@ -6,9 +6,11 @@ from collections.abc import Callable, Generator, Sequence
 import simpy
 
 from servesim.policies import RouterPolicy
+from servesim.policies.contract import contract_violation, is_count, policy_raised
 from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.engine.replica import Replica
 from servesim.sim.engine.request import Request
+from servesim.sim.engine.views import ReplicaView
 
 INFINITY = float("inf")
 
@@ -29,6 +31,7 @@ class Cluster:
         self.requests = requests
         self.metrics = metrics
         self.replicas: list[Replica] = []
+        self._views: tuple[ReplicaView, ...] = ()
         self._on_done = on_done
         self._next_index = 0
         self._num_in_system = 0
@@ -37,6 +40,7 @@ class Cluster:
 
     def add_replica(self, replica: Replica) -> None:
         self.replicas.append(replica)
+        self._views = tuple(r.view for r in self.replicas)
 
     def next_arrival_s(self) -> float:
         """When the next request enters the cluster (infinity when the workload is exhausted)."""
@@ -61,5 +65,16 @@ class Cluster:
             self._next_index += 1
             self._num_in_system += 1
             self.metrics.sample_system(env.now, self._num_in_system)
-            chosen = self.router.route(request, self.replicas, env.now)
-            self.replicas[chosen].submit(request)
+            self.replicas[self._route(request)].submit(request)
+
+    def _route(self, request: Request) -> int:
+        """The router's choice, checked: an index into the replicas."""
+        now, views = self.env.now, self._views
+        try:
+            chosen = self.router.route(request.view, views, now)
+        except Exception as exc:
+            raise policy_raised(self.router, "router.route", now, exc) from exc
+        if not is_count(chosen) or not 0 <= chosen < len(views):
+            raise contract_violation(self.router, "router.route", now,
+                                      f"returned {chosen!r}; it must be a replica index from 0 to {len(views) - 1}")
+        return int(chosen)
