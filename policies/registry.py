@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -188,15 +189,30 @@ def all_policies() -> list[PolicyEntry]:
     return [_REGISTRY[key] for key in sorted(_REGISTRY)]
 
 
+_VALIDATED: dict[tuple[type, str], BaseModel] = {}
+"""Validated parameters by (class, canonical JSON of the raw parameters): loading, `prepare` and
+every replica's `create_policy` (and nested policy references) ask for the same parameters;
+each set is validated once and the frozen model shared."""
+
+
 def validate_params(kind: str, name: str, params: Mapping[str, Any]) -> BaseModel:
     """Check `params` against the policy's model; errors name each bad key."""
     entry = get_policy(kind, name)
     try:
-        return entry.params_model.model_validate(dict(params))
+        key: tuple[type, str] | None = (entry.cls, json.dumps(dict(params), sort_keys=True))
+    except (TypeError, ValueError):
+        key = None  # parameters that are not plain data are validated every time
+    if key is not None and key in _VALIDATED:
+        return _VALIDATED[key]
+    try:
+        validated = entry.params_model.model_validate(dict(params))
     except ValidationError as exc:
         known = list(entry.params_model.model_fields)
         problems = "; ".join(_describe_param_error(err, known) for err in exc.errors())
         raise PolicyError(f"{kind} policy {name!r}: {problems}") from None
+    if key is not None:
+        _VALIDATED[key] = validated
+    return validated
 
 
 def _describe_param_error(err: Mapping[str, Any], known: list[str]) -> str:

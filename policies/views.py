@@ -118,23 +118,28 @@ class ReplicaView(Protocol):
         """Requests routed here and not yet finished, dropped or rejected."""
 
 
+def is_decode(request: RequestView) -> bool:
+    """Decoding: it has sampled a token and has only that token left to compute (the one
+    definition, used by the schedulers, both engines and the fast-forward)."""
+    return request.num_generated > 0 and request.num_tokens - request.num_computed_tokens == 1
+
+
 def decodes_and_prefills(requests: Sequence[RequestView]) -> tuple[list[RequestView], list[RequestView]]:
     """Running requests split into those decoding one token and those still computing a prompt."""
     decodes, prefills = [], []
     for request in requests:
-        is_decode = request.num_generated and request.num_tokens - request.num_computed_tokens == 1
-        (decodes if is_decode else prefills).append(request)
+        (decodes if is_decode(request) else prefills).append(request)
     return decodes, prefills
 
 
 def blocks_for(num_tokens: int, block_size: int) -> int:
+    """KV blocks that hold `num_tokens` tokens (the one definition of blocks needed)."""
     return -(-num_tokens // block_size)
 
 
 def new_blocks_needed(request: RequestView, num_new_tokens: int, block_size: int) -> int:
     """Blocks `request` needs beyond those it holds to compute `num_new_tokens` more tokens."""
-    total = -(-(request.num_computed_tokens + num_new_tokens) // block_size)
-    return max(0, total - request.num_blocks)
+    return max(0, blocks_for(request.num_computed_tokens + num_new_tokens, block_size) - request.num_blocks)
 
 
 def computed_on_admission(request: RequestView, kv: KvView) -> int:

@@ -22,6 +22,7 @@ from servesim.hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, loa
 from servesim.hwmodels.roofline import RooflineCostModel
 from servesim.hwmodels.tables.loading import table_cost_model
 from servesim.policies import PolicyError, create_policy, validate_params
+from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from servesim.sim import __version__
 from servesim.sim.experiment.capacity import GIB, KvCapacity, kv_capacity
 from servesim.sim.experiment.classes import ServiceClass, assign_classes, service_classes
@@ -66,8 +67,8 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
         hardware,
         plan,
         config.memory,
-        max_batched_tokens=getattr(scheduler_params, "max_num_batched_tokens", 8192),
-        max_num_seqs=getattr(scheduler_params, "max_num_seqs", 256),
+        max_batched_tokens=getattr(scheduler_params, "max_num_batched_tokens", DEFAULT_MAX_NUM_BATCHED_TOKENS),
+        max_num_seqs=getattr(scheduler_params, "max_num_seqs", DEFAULT_MAX_NUM_SEQS),
     )
     max_model_len = config.memory.max_model_len or model.max_position_embeddings
     try:

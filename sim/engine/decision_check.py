@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 HOOK = "scheduler.schedule"
 _RUNNING = RequestState.RUNNING
 _QUEUED = (RequestState.WAITING, RequestState.SWAPPED)
+_NONE_HELD: set[int] = set()
 
 
 @dataclass(slots=True)
@@ -68,7 +69,8 @@ class DecisionChecker:
 
     def _held(self) -> set[int]:
         """Requests inside suspended iterations: running, but not the scheduler's to touch."""
-        return {id(r) for iteration in self.replica.suspended for r, _ in iteration.entries}
+        suspended = self.replica.suspended
+        return {id(r) for iteration in suspended for r, _ in iteration.entries} if suspended else _NONE_HELD
 
     def _request(self, view: Any, what: str, now: float) -> Request:
         if type(view) is not RequestView:
@@ -93,36 +95,52 @@ class DecisionChecker:
 
     def _scheduled(self, pairs: Any, held: set[int], preempted: list[Request], now: float,
                    ) -> tuple[list[tuple[Request, int]], int]:
+        """The entries as (request, tokens), and how many of them are admitted (the hot path: kept lean)."""
         entries = []
-        seen = {id(r) for r in preempted}
+        append = entries.append
+        seen = set(preempted)
+        mark = seen.add
         admitted = 0
+        replica_id = self.replica.replica_id
+        view_type = RequestView
         for pair in _as_list(pairs, "scheduled", self, now):
-            if not (isinstance(pair, tuple) and len(pair) == 2):
+            if type(pair) is not tuple or len(pair) != 2:
                 raise self.violation(now, f"scheduled entry {pair!r} is not a (request, new tokens) pair")
             view, num_new = pair
-            request = self._request(view, "scheduled", now)
-            if id(request) in seen:
-                again = "preempted and scheduled" if request in preempted else "scheduled twice"
-                raise self.violation(now, f"{request!r} is {again} in one decision")
-            seen.add(id(request))
-            state = request.state
-            if state is _RUNNING:
-                if id(request) in held:
-                    raise self.violation(now, f"scheduled {request!r}, which is inside a suspended iteration")
-            elif state in _QUEUED:
+            if type(view) is not view_type:
+                raise self.violation(now, f"scheduled {view!r}, which is not a request view the engine gave the scheduler")
+            request: Request = view._request
+            if request in seen or request.replica_id != replica_id:
+                raise self._misplaced(request, preempted, now)
+            mark(request)
+            if request.state is not _RUNNING:
+                if request.state not in _QUEUED:
+                    raise self.violation(now, f"scheduled {request!r}, which has ended")
                 admitted += 1
-            else:
-                raise self.violation(now, f"scheduled {request!r}, which has ended")
-            left = request.num_tokens - request.num_computed_tokens
-            if not is_count(num_new) or not 1 <= num_new <= left:
-                raise self.violation(
-                    now, f"gave {request!r} {num_new!r} new tokens; it must be an integer from 1 to {left}")
-            entries.append((request, int(num_new)))
+            elif held and id(request) in held:
+                raise self.violation(now, f"scheduled {request!r}, which is inside a suspended iteration")
+            if type(num_new) is not int:
+                if not is_count(num_new):
+                    raise self._bad_tokens(request, num_new, now)
+                num_new = int(num_new)
+            if not 1 <= num_new <= request.num_tokens - request.num_computed_tokens:
+                raise self._bad_tokens(request, num_new, now)
+            append((request, num_new))
         return entries, admitted
 
+    def _misplaced(self, request: Request, preempted: list[Request], now: float) -> PolicyContractError:
+        if request.replica_id != self.replica.replica_id:
+            return self.violation(now, f"scheduled {request!r}, which belongs to replica {request.replica_id}")
+        again = "preempted and scheduled" if any(request is p for p in preempted) else "scheduled twice"
+        return self.violation(now, f"{request!r} is {again} in one decision")
+
+    def _bad_tokens(self, request: Request, num_new: Any, now: float) -> PolicyContractError:
+        left = request.num_tokens - request.num_computed_tokens
+        return self.violation(now, f"gave {request!r} {num_new!r} new tokens; it must be an integer from 1 to {left}")
+
     def _budgets(self, entries: list[tuple[Request, int]], admitted: int, num_preempted: int, now: float) -> None:
-        if self.max_tokens is not None:
-            total = sum(n for _, n in entries)
+        if self.max_tokens is not None and len(entries) > 0:
+            total = sum([n for _, n in entries])
             if total > self.max_tokens:
                 raise self.violation(
                     now, f"scheduled {total} tokens, over its max_num_batched_tokens of {self.max_tokens}")
@@ -134,6 +152,8 @@ class DecisionChecker:
 
     def _padding(self, pairs: Any, now: float) -> list[tuple[int, int]]:
         padding = _as_list(pairs, "padding", self, now)
+        if not padding:
+            return padding
         for pair in padding:
             if not (isinstance(pair, tuple) and len(pair) == 2 and is_count(pair[0]) and is_count(pair[1])
                     and pair[0] >= 1 and pair[1] >= 0):

@@ -23,7 +23,9 @@ from servesim.policies import PreemptionMode, SchedulerPolicy
 from servesim.policies.contract import contract_violation, policy_raised
 from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
 from servesim.sim.engine.iteration import Iteration
-from servesim.sim.engine.kv_memory import BlockPool, blocks_for_tokens
+from servesim.policies.views import is_decode, new_blocks_needed
+from servesim.sim.engine.bookkeeping import leave_queue, record_sampled, rejection_reason, requeue_preempted
+from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.engine.request import INFINITY, Request, RequestState
 from servesim.sim.engine.stretch import run_stretch
@@ -143,13 +145,9 @@ class Replica:
         return answer
 
     def _rejection_reason(self, request: Request) -> str:
-        total = request.prompt_tokens + request.output_tokens
-        if total > self.max_model_len:
-            return f"prompt + output = {total} tokens exceeds max_model_len {self.max_model_len}"
-        kv_tokens = total - 1
-        needed = blocks_for_tokens(kv_tokens, self.kv.block_size)
-        if needed > self.kv.num_blocks:
-            return f"needs {needed} KV blocks ({kv_tokens} tokens) but the replica has {self.kv.num_blocks}"
+        reason = rejection_reason(request.prompt_tokens, request.output_tokens, self.max_model_len, self.kv)
+        if reason:
+            return reason
         now = self.env.now
         try:
             error = self.scheduler.admission_error(request.view)
@@ -304,8 +302,7 @@ class Replica:
                 request.state = RequestState.WAITING
             self.kv.release(request.request_id)
             request.num_blocks = 0
-        for request in reversed(preempted):
-            self.waiting.appendleft(request)
+        requeue_preempted(self.waiting, preempted)
 
     def _take_swap_seconds(self) -> float:
         blocks, self._pending_swap_blocks = self._pending_swap_blocks, 0
@@ -333,14 +330,13 @@ class Replica:
                 if num_new > left:
                     num_new = left
                     entries[index] = (request, num_new)
-            computed = request.num_computed_tokens
-            if num_new != 1 or not request.num_generated or computed + 1 != request.num_tokens:
+            if all_decode and not is_decode(request):
                 all_decode = False
-            need = -(-(computed + num_new) // block_size) - request.num_blocks
-            if need > 0:
+            need = new_blocks_needed(request, num_new, block_size)
+            if need:
                 self._allocate(request, need)
             news.append(num_new)
-            contexts.append(computed)
+            contexts.append(request.num_computed_tokens)
         for num_new, context in decision.padding:
             news.append(num_new)
             contexts.append(context)
@@ -358,10 +354,7 @@ class Replica:
         request.num_blocks += count
 
     def _admit(self, request: Request) -> None:
-        if self.waiting and self.waiting[0] is request:
-            self.waiting.popleft()
-        else:
-            self.waiting.remove(request)
+        leave_queue(self.waiting, request)
         if request.state is RequestState.SWAPPED:
             swapped = self.host.release(request.request_id)
             self._allocate(request, swapped)
@@ -389,10 +382,11 @@ class Replica:
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
         for request, num_new in iteration.entries:
+            decode = is_decode(request)
             before = request.num_computed_tokens
             computed = before + num_new
             request.num_computed_tokens = computed
-            if num_new == 1 and request.num_generated and computed == request.num_tokens:
+            if decode:
                 num_decodes += 1
             else:
                 num_prefill_tokens += num_new
@@ -407,8 +401,7 @@ class Replica:
             )
 
     def _emit_token(self, request: Request, now: float) -> None:
-        request.num_generated += 1
-        request.num_tokens += 1
+        done = record_sampled(request, 1)
         if request.num_generated == 1:
             request.first_token_s = now
         else:
@@ -417,7 +410,7 @@ class Replica:
             if gap > request.max_tbt_s:
                 request.max_tbt_s = gap
         request.last_token_s = now
-        if request.num_generated >= request.output_tokens:
+        if done:
             self.finish(request, now)
 
     def finish(self, request: Request, now: float) -> None:

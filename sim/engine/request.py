@@ -72,11 +72,6 @@ class Request:
         self.num_tokens = self.prompt_tokens + self.num_generated
         self.view = request_view(self)
 
-    def add_generated(self, count: int) -> None:
-        """Record `count` newly sampled tokens (num_tokens stays prompt + generated)."""
-        self.num_generated += count
-        self.num_tokens += count
-
     @property
     def is_swapped(self) -> bool:
         return self.state is RequestState.SWAPPED

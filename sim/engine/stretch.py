@@ -15,7 +15,8 @@ import numpy as np
 import simpy
 
 from servesim.hwmodels import BatchShape
-from servesim.sim.engine.kv_memory import blocks_for_tokens
+from servesim.policies.views import blocks_for
+from servesim.sim.engine.bookkeeping import record_sampled
 
 if TYPE_CHECKING:
     from servesim.sim.engine.replica import Replica
@@ -60,7 +61,7 @@ def _steps_memory_allows(replica: Replica, contexts: tuple[int, ...], upper: int
     def extra_blocks(k: int) -> int:
         total = 0
         for c, h in zip(contexts, held):
-            need = -(-(c + k) // block_size) - h
+            need = blocks_for(c + k, block_size) - h
             if need > 0:
                 total += need
         return total
@@ -93,12 +94,12 @@ def _apply(replica: Replica, contexts: tuple[int, ...], start: float, ends: np.n
         request.max_tbt_s = max(request.max_tbt_s, gap, inner_max)
         request.last_token_s = last_end
         request.num_computed_tokens += steps
-        request.add_generated(steps)
-        need = blocks_for_tokens(contexts[i] + steps, block_size) - request.num_blocks
+        done = record_sampled(request, steps)
+        need = blocks_for(contexts[i] + steps, block_size) - request.num_blocks
         if need > 0:
             replica.kv.allocate(request.request_id, need)
             request.num_blocks += need
-        if request.num_generated >= request.output_tokens:
+        if done:
             finished.append(request)
     metrics = replica.metrics
     metrics.add_gaps(first_gaps)

@@ -306,10 +306,10 @@ def test_re_registering_the_same_class_replaces_it_and_a_different_class_is_refu
 
 
 GOODPUT_CASES = {
-    "zero_tolerance": (["--tolerance", "0"], {"slo": {"ttft_s": 1.0}}, "--tolerance must be a finite number > 0"),
+    "zero_tolerance": (["--tolerance", "0"], {"slo": {"ttft_s": 1.0}}, "tolerance (--tolerance) must be a finite number > 0"),
     "negative_tolerance": (["--tolerance", "-0.1"], {"slo": {"ttft_s": 1.0}}, "got -0.1"),
     "nan_tolerance": (["--tolerance", "nan"], {"slo": {"ttft_s": 1.0}}, "--tolerance"),
-    "low_equals_high": (["--low", "2", "--high", "2"], {"slo": {"ttft_s": 1.0}}, "0 < --low < --high"),
+    "low_equals_high": (["--low", "2", "--high", "2"], {"slo": {"ttft_s": 1.0}}, "0 < low < high"),
     "low_above_high": (["--low", "3", "--high", "1"], {"slo": {"ttft_s": 1.0}}, "low=3.0, high=1.0"),
     "no_slo": ([], {}, "sets no slo"),
 }
