@@ -224,6 +224,8 @@ def _describe_param_error(err: Mapping[str, Any], known: list[str]) -> str:
     message = err["msg"].removeprefix("Value error, ")
     if isinstance(err.get("ctx", {}).get("error"), PolicyError):
         return f"{key}: {message}"  # a nested policy's own error already names the bad value
+    if not key:
+        return message  # a check across parameters: its message names them and their values
     return f"{key}: {message} (got {err.get('input')!r})"
 
 

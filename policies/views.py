@@ -1,8 +1,8 @@
 """Read-only views that policies decide from.
 
-The engine passes its live objects typed as these protocols: a policy may read any attribute
-listed here and must not write to them. Tests build plain dataclasses with the same attributes,
-so every policy is testable without SimPy.
+The engine passes read-only view objects that implement these protocols
+(`sim.engine.views`): a policy may read any attribute listed here, and writing raises. Tests
+build plain dataclasses with the same attributes, so every policy is testable without SimPy.
 """
 from __future__ import annotations
 

@@ -373,7 +373,7 @@ def test_parameters_are_validated_once_and_the_frozen_model_shared(monkeypatch):
         return original(cls, data, *args, **kwargs)
 
     monkeypatch.setattr(VllmSchedulerPolicy.Params, "model_validate", classmethod(counting))
-    params = {"max_num_seqs": 7, "queue": {"name": "fcfs"}}
+    params = {"max_num_seqs": 4321, "queue": {"name": "fcfs"}}
     first = validate_params("scheduler", "vllm", params)
     again = validate_params("scheduler", "vllm", dict(reversed(params.items())))
     assert first is again and len(calls) == 1
