@@ -139,7 +139,8 @@ def blocks_for(num_tokens: int, block_size: int) -> int:
 
 def new_blocks_needed(request: RequestView, num_new_tokens: int, block_size: int) -> int:
     """Blocks `request` needs beyond those it holds to compute `num_new_tokens` more tokens."""
-    return max(0, blocks_for(request.num_computed_tokens + num_new_tokens, block_size) - request.num_blocks)
+    need = blocks_for(request.num_computed_tokens + num_new_tokens, block_size) - request.num_blocks
+    return need if need > 0 else 0
 
 
 def computed_on_admission(request: RequestView, kv: KvView) -> int:

@@ -58,8 +58,8 @@ class DecisionChecker:
             raise self.violation(now, f"returned {type(decision).__name__}, not a ScheduleDecision")
         held = self._held()
         preempted = self._preempted(decision.preempted, held, now)
-        entries, admitted = self._scheduled(decision.scheduled, held, preempted, now)
-        self._budgets(entries, admitted, len(preempted), now)
+        entries, admitted, total = self._scheduled(decision.scheduled, held, preempted, now)
+        self._budgets(total, admitted, len(preempted), now)
         padding = self._padding(decision.padding, now)
         resume = self._resume(decision, now)
         wake_at = decision.wake_at
@@ -94,9 +94,11 @@ class DecisionChecker:
         return preempted
 
     def _scheduled(self, pairs: Any, held: set[int], preempted: list[Request], now: float,
-                   ) -> tuple[list[tuple[Request, int]], int]:
-        """The entries as (request, tokens), and how many of them are admitted (the hot path: kept lean)."""
+                   ) -> tuple[list[tuple[Request, int]], int, int]:
+        """The entries as (request, tokens), how many of them are admitted and their tokens (the hot
+        path: kept lean)."""
         entries = []
+        total = 0
         append = entries.append
         seen = set(preempted)
         mark = seen.add
@@ -125,8 +127,9 @@ class DecisionChecker:
                 num_new = int(num_new)
             if not 1 <= num_new <= request.num_tokens - request.num_computed_tokens:
                 raise self._bad_tokens(request, num_new, now)
+            total += num_new
             append((request, num_new))
-        return entries, admitted
+        return entries, admitted, total
 
     def _misplaced(self, request: Request, preempted: list[Request], now: float) -> PolicyContractError:
         if request.replica_id != self.replica.replica_id:
@@ -138,9 +141,8 @@ class DecisionChecker:
         left = request.num_tokens - request.num_computed_tokens
         return self.violation(now, f"gave {request!r} {num_new!r} new tokens; it must be an integer from 1 to {left}")
 
-    def _budgets(self, entries: list[tuple[Request, int]], admitted: int, num_preempted: int, now: float) -> None:
-        if self.max_tokens is not None and len(entries) > 0:
-            total = sum([n for _, n in entries])
+    def _budgets(self, total: int, admitted: int, num_preempted: int, now: float) -> None:
+        if self.max_tokens is not None:
             if total > self.max_tokens:
                 raise self.violation(
                     now, f"scheduled {total} tokens, over its max_num_batched_tokens of {self.max_tokens}")
