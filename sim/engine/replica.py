@@ -227,7 +227,8 @@ class Replica:
                 self.scheduler, "scheduler.schedule", self.env.now,
                 f"stuck: it scheduled nothing and asked for no wake-up with {len(self.waiting)} waiting and "
                 f"{len(self._running)} running requests and no arrival left ({self.kv.num_free_blocks} of "
-                f"{self.kv.num_blocks} KV blocks free), so the run could never finish",
+                f"{self.kv.num_blocks} KV blocks free), so the run could never finish; its parameters may never admit "
+                "them with this KV pool (e.g. a reservation larger than the pool), or the policy has a bug",
             )
 
     def _sleep(self, wake_at: float | None) -> simpy.Event:

@@ -292,6 +292,15 @@ def test_padding_alone_forever_is_reported_stuck(tmp_path, capsys, monkeypatch):
     assert_user_error(outcome, "'pad'", "stuck")
 
 
+def test_a_built_in_scheduler_that_can_never_admit_under_its_parameters_ends_with_a_clear_error(tmp_path, capsys):
+    # Found by fuzzing: Orca reserving max_new_tokens outputs per request, more than the whole pool
+    # holds, admits nothing and waits forever; this used to end in an engine invariant traceback.
+    outcome = simrun(tmp_path, capsys, scheduler={"name": "orca", "max_new_tokens": 40},
+                     memory={"block_size": 16, "num_kv_blocks": 4})
+    assert_user_error(outcome, "scheduler policy 'orca'", "stuck", "6 waiting and 0 running",
+                      "may never admit them with this KV pool")
+
+
 # Registration and the goodput search ------------------------------------------------------------
 
 def test_re_registering_the_same_class_replaces_it_and_a_different_class_is_refused():
