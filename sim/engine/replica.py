@@ -188,7 +188,7 @@ class Replica:
             swap_s = self._take_swap_seconds()
             if (self.fast_forward and all_decode and not decision.preempted and not decision.padding
                     and not swap_s and len(entries) == len(self._running)):
-                steps = yield from run_stretch(self, contexts)
+                steps = yield from run_stretch(self, [request for request, _ in entries], contexts)
                 if steps:
                     self.num_iterations += steps
                     continue
