@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from servesim.policies.errors import PolicyError
 
 
@@ -81,8 +80,8 @@ def checked_prediction(predict: Callable[..., float]) -> Callable[..., float]:
             raise policy_raised(self, "predictor.predict", now, exc) from exc
         if not (is_finite_number(value) and value > 0):
             raise contract_violation(self, "predictor.predict", now,
-                                      f"predicted {value!r} for request {request.request_id}; "
-                                      "a prediction must be a finite number > 0")
+                                     f"predicted {value!r} for request {request.request_id}; "
+                                     "a prediction must be a finite number > 0")
         return value
 
     return checked
@@ -99,7 +98,7 @@ def checked_victim(select_victim: Callable[..., Any]) -> Callable[..., Any]:
             raise policy_raised(self, "preemption.select_victim", now, exc) from exc
         if not any(victim is candidate for candidate in candidates):
             raise contract_violation(self, "preemption.select_victim", now,
-                                      f"returned {victim!r}, which is not one of the {len(candidates)} candidates")
+                                     f"returned {victim!r}, which is not one of the {len(candidates)} candidates")
         return victim
 
     return checked

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.experiment.loading import validate_config
 from servesim.sim.runner import prepare, simulate
 

@@ -76,5 +76,5 @@ class Cluster:
             raise policy_raised(self.router, "router.route", now, exc) from exc
         if not is_count(chosen) or not 0 <= chosen < len(views):
             raise contract_violation(self.router, "router.route", now,
-                                      f"returned {chosen!r}; it must be a replica index from 0 to {len(views) - 1}")
+                                 f"returned {chosen!r}; it must be a replica index from 0 to {len(views) - 1}")
         return int(chosen)

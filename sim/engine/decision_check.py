@@ -142,10 +142,8 @@ class DecisionChecker:
         return self.violation(now, f"gave {request!r} {num_new!r} new tokens; it must be an integer from 1 to {left}")
 
     def _budgets(self, total: int, admitted: int, num_preempted: int, now: float) -> None:
-        if self.max_tokens is not None:
-            if total > self.max_tokens:
-                raise self.violation(
-                    now, f"scheduled {total} tokens, over its max_num_batched_tokens of {self.max_tokens}")
+        if self.max_tokens is not None and total > self.max_tokens:
+            raise self.violation(now, f"scheduled {total} tokens, over its max_num_batched_tokens of {self.max_tokens}")
         if self.max_seqs is not None and admitted:
             running = len(self.replica.running) - num_preempted + admitted
             if running > self.max_seqs:

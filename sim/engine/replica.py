@@ -17,19 +17,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import simpy
-
 from servesim.hwmodels import BatchShape, CostModel
 from servesim.policies import PreemptionMode, SchedulerPolicy
 from servesim.policies.contract import contract_violation, policy_raised
-from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
-from servesim.sim.engine.iteration import Iteration
 from servesim.policies.views import is_decode, new_blocks_needed
 from servesim.sim.engine.bookkeeping import leave_queue, record_sampled, rejection_reason, requeue_preempted
+from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
+from servesim.sim.engine.iteration import Iteration
 from servesim.sim.engine.kv_memory import BlockPool
-from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.engine.request import INFINITY, Request, RequestState
 from servesim.sim.engine.stretch import run_stretch
 from servesim.sim.engine.views import KvView, ReplicaView
+from servesim.sim.reporting.metrics import MetricsRecorder
 
 RECENTLY_FINISHED = 1000
 MAX_IDLE_DECISIONS = 100_000
@@ -141,7 +140,7 @@ class Replica:
             raise policy_raised(self.scheduler, "scheduler.interrupt", now, exc) from exc
         if not isinstance(answer, bool):
             raise contract_violation(self.scheduler, "scheduler.interrupt", now,
-                                      f"returned {answer!r}; it must return True or False")
+                                 f"returned {answer!r}; it must return True or False")
         return answer
 
     def _rejection_reason(self, request: Request) -> str:
@@ -155,7 +154,7 @@ class Replica:
             raise policy_raised(self.scheduler, "scheduler.admission_error", now, exc) from exc
         if error is not None and not isinstance(error, str):
             raise contract_violation(self.scheduler, "scheduler.admission_error", now,
-                                      f"returned {error!r}; it must return a reason (str) or None")
+                                 f"returned {error!r}; it must return a reason (str) or None")
         return error or ""
 
     def _loop(self) -> Generator[simpy.Event, None, None]:
@@ -285,7 +284,7 @@ class Replica:
             raise policy_raised(preemption, "preemption.mode", now, exc) from exc
         if not isinstance(mode, PreemptionMode):
             raise contract_violation(preemption, "preemption.mode", now,
-                                      f"returned {mode!r}; it must return a PreemptionMode (RECOMPUTE or SWAP)")
+                                 f"returned {mode!r}; it must return a PreemptionMode (RECOMPUTE or SWAP)")
         return mode
 
     def _preempt(self, preempted: list[Request]) -> None:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
-
 from servesim.hwmodels import BatchShape
 from servesim.policies.views import blocks_for
 from servesim.sim.engine.bookkeeping import record_sampled

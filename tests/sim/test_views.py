@@ -4,8 +4,9 @@ from __future__ import annotations
 from collections import deque
 
 import pytest
-
-from servesim.policies.views import CachedPrefix, KvView as KvProtocol, ReplicaView as ReplicaProtocol
+from servesim.policies.views import CachedPrefix
+from servesim.policies.views import KvView as KvProtocol
+from servesim.policies.views import ReplicaView as ReplicaProtocol
 from servesim.policies.views import RequestView as RequestProtocol
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.request import Request
