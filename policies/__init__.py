@@ -16,6 +16,7 @@ from servesim.policies.base import (
     TransferDecision,
     TransferPolicy,
 )
+from servesim.policies.contract import PolicyContractError
 from servesim.policies.decisions import PreemptionMode, ScheduleDecision
 from servesim.policies.refs import PolicyRef, PredictorRef, QueueRef
 from servesim.policies.registry import (
@@ -37,6 +38,7 @@ __all__ = [
     "LengthPredictor",
     "Policy",
     "PolicyEntry",
+    "PolicyContractError",
     "PolicyError",
     "PolicyParams",
     "PolicyRef",

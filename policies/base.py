@@ -13,6 +13,7 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from servesim.policies.contract import checked_prediction, checked_victim
 from servesim.policies.decisions import PreemptionMode, ScheduleDecision
 from servesim.policies.views import IterationView, KvView, ReplicaView, RequestView
 
@@ -48,6 +49,11 @@ class QueuePolicy(Policy):
 class LengthPredictor(Policy):
     """Predicts a request's output length before it is known (for SJF, SRPT, admission)."""
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "predict" in cls.__dict__ and not getattr(cls.__dict__["predict"], "__isabstractmethod__", False):
+            cls.predict = checked_prediction(cls.__dict__["predict"])  # type: ignore[method-assign]
+
     @abstractmethod
     def predict(self, request: RequestView, replica: ReplicaView, now: float) -> float:
         """Predicted total output tokens of `request` (at least 1)."""
@@ -55,6 +61,11 @@ class LengthPredictor(Policy):
 
 class PreemptionPolicy(Policy):
     """Chooses which running request gives up its KV memory when blocks run out, and how."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "select_victim" in cls.__dict__ and not getattr(cls.__dict__["select_victim"], "__isabstractmethod__", False):
+            cls.select_victim = checked_victim(cls.__dict__["select_victim"])  # type: ignore[method-assign]
 
     @abstractmethod
     def select_victim(self, candidates: Sequence[RequestView], now: float) -> RequestView:

@@ -4,12 +4,14 @@ Built-ins register with the `@register(kind, name)` decorator; third-party packa
 entry points in the group `servesim.<kind>` (`name = "package.module:Class"`). Either way the
 class is checked when it is registered: it must have the kind's methods with signatures that
 accept the engine's calls, and a pydantic `Params` model. A bad plug-in fails loudly, naming
-itself and the mismatch; a name registered twice is an error, never silently replaced.
+itself and the mismatch; a name taken by a different class is an error, never silently replaced; registering the same
+class again (same module and qualified name: a re-run notebook cell) replaces the earlier entry.
 """
 from __future__ import annotations
 
 import difflib
 import inspect
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -18,6 +20,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from servesim.policies.errors import PolicyError
 from servesim.policies.base import (
     EvictionPolicy,
     LengthPredictor,
@@ -41,10 +44,6 @@ KINDS: dict[str, tuple[type, dict[str, tuple[str, ...]]]] = {
 ENTRY_POINT_PREFIX = "servesim."
 
 T = TypeVar("T", bound=type)
-
-
-class PolicyError(ValueError):
-    """An unknown policy name, bad parameters, or a broken plug-in."""
 
 
 @dataclass(frozen=True)
@@ -100,14 +99,28 @@ def _add(kind: str, name: str, cls: Any, origin: str) -> None:
     where = f"{kind} policy {name!r} ({getattr(cls, '__qualname__', cls)!s}, {origin})"
     if kind not in KINDS:
         raise PolicyError(f"{where}: unknown policy kind; kinds are {', '.join(KINDS)}")
-    if (kind, name) in _REGISTRY:
-        first = _REGISTRY[kind, name]
+    first = _REGISTRY.get((kind, name))
+    if first is not None and not _same_class(first.cls, cls):
         raise PolicyError(
             f"{where}: the name is already registered by {first.cls.__qualname__} ({first.origin}); "
             "rename one of them"
         )
     _check_class(kind, cls, where)
     _REGISTRY[kind, name] = PolicyEntry(kind, name, cls, cls.Params, origin)
+
+
+def _same_class(registered: type, cls: Any) -> bool:
+    """The same definition run again (a notebook cell re-run): same module and qualified name."""
+    return (getattr(cls, "__module__", None), getattr(cls, "__qualname__", None)) == (
+        registered.__module__, registered.__qualname__)
+
+
+def registered_name(cls: type) -> tuple[str, str] | None:
+    """(kind, name) under which `cls` is registered, or None (a policy built without the registry)."""
+    for (kind, name), entry in _REGISTRY.items():
+        if entry.cls is cls:
+            return kind, name
+    return None
 
 
 def _check_class(kind: str, cls: Any, where: str) -> None:
@@ -176,15 +189,30 @@ def all_policies() -> list[PolicyEntry]:
     return [_REGISTRY[key] for key in sorted(_REGISTRY)]
 
 
+_VALIDATED: dict[tuple[type, str], BaseModel] = {}
+"""Validated parameters by (class, canonical JSON of the raw parameters): loading, `prepare` and
+every replica's `create_policy` (and nested policy references) ask for the same parameters;
+each set is validated once and the frozen model shared."""
+
+
 def validate_params(kind: str, name: str, params: Mapping[str, Any]) -> BaseModel:
     """Check `params` against the policy's model; errors name each bad key."""
     entry = get_policy(kind, name)
     try:
-        return entry.params_model.model_validate(dict(params))
+        key: tuple[type, str] | None = (entry.cls, json.dumps(dict(params), sort_keys=True))
+    except (TypeError, ValueError):
+        key = None  # parameters that are not plain data are validated every time
+    if key is not None and key in _VALIDATED:
+        return _VALIDATED[key]
+    try:
+        validated = entry.params_model.model_validate(dict(params))
     except ValidationError as exc:
         known = list(entry.params_model.model_fields)
         problems = "; ".join(_describe_param_error(err, known) for err in exc.errors())
         raise PolicyError(f"{kind} policy {name!r}: {problems}") from None
+    if key is not None:
+        _VALIDATED[key] = validated
+    return validated
 
 
 def _describe_param_error(err: Mapping[str, Any], known: list[str]) -> str:
@@ -196,6 +224,8 @@ def _describe_param_error(err: Mapping[str, Any], known: list[str]) -> str:
     message = err["msg"].removeprefix("Value error, ")
     if isinstance(err.get("ctx", {}).get("error"), PolicyError):
         return f"{key}: {message}"  # a nested policy's own error already names the bad value
+    if not key:
+        return message  # a check across parameters: its message names them and their values
     return f"{key}: {message} (got {err.get('input')!r})"
 
 

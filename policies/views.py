@@ -1,8 +1,8 @@
 """Read-only views that policies decide from.
 
-The engine passes its live objects typed as these protocols: a policy may read any attribute
-listed here and must not write to them. Tests build plain dataclasses with the same attributes,
-so every policy is testable without SimPy.
+The engine passes read-only view objects that implement these protocols
+(`sim.engine.views`): a policy may read any attribute listed here, and writing raises. Tests
+build plain dataclasses with the same attributes, so every policy is testable without SimPy.
 """
 from __future__ import annotations
 
@@ -118,23 +118,29 @@ class ReplicaView(Protocol):
         """Requests routed here and not yet finished, dropped or rejected."""
 
 
+def is_decode(request: RequestView) -> bool:
+    """Decoding: it has sampled a token and has only that token left to compute (the one
+    definition, used by the schedulers, both engines and the fast-forward)."""
+    return request.num_generated > 0 and request.num_tokens - request.num_computed_tokens == 1
+
+
 def decodes_and_prefills(requests: Sequence[RequestView]) -> tuple[list[RequestView], list[RequestView]]:
     """Running requests split into those decoding one token and those still computing a prompt."""
     decodes, prefills = [], []
     for request in requests:
-        is_decode = request.num_generated and request.num_tokens - request.num_computed_tokens == 1
-        (decodes if is_decode else prefills).append(request)
+        (decodes if is_decode(request) else prefills).append(request)
     return decodes, prefills
 
 
 def blocks_for(num_tokens: int, block_size: int) -> int:
+    """KV blocks that hold `num_tokens` tokens (the one definition of blocks needed)."""
     return -(-num_tokens // block_size)
 
 
 def new_blocks_needed(request: RequestView, num_new_tokens: int, block_size: int) -> int:
     """Blocks `request` needs beyond those it holds to compute `num_new_tokens` more tokens."""
-    total = -(-(request.num_computed_tokens + num_new_tokens) // block_size)
-    return max(0, total - request.num_blocks)
+    need = blocks_for(request.num_computed_tokens + num_new_tokens, block_size) - request.num_blocks
+    return need if need > 0 else 0
 
 
 def computed_on_admission(request: RequestView, kv: KvView) -> int:

@@ -15,13 +15,15 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from servesim.hwmodels import CostModel
 from servesim.policies import SchedulerPolicy
+from servesim.policies.views import is_decode, new_blocks_needed
 from servesim.profiler.model import ForwardBatch, ReferenceModel
+from servesim.sim.engine.bookkeeping import leave_queue, record_sampled, rejection_reason, requeue_preempted
 
 SPIN_S = 0.002  # the last moments before an arrival are busy-waited: sleep() overshoots
 
@@ -103,6 +105,16 @@ class EngineView:
         return len(self.running) + len(self.waiting)
 
 
+class Entry(NamedTuple):
+    """One request's part of an iteration: its new tokens, the context before them, and whether
+    it decodes (decodes run after the prefill chunks, in the decode attention kernel)."""
+
+    request: EngineRequest
+    num_new: int
+    context: int
+    decode: bool
+
+
 @dataclass(frozen=True)
 class IterationRecord:
     start_s: float
@@ -139,14 +151,8 @@ class ReferenceEngine:
 
     def _arrive(self, request: EngineRequest, now: float) -> None:
         request.num_tokens = request.prompt_tokens
-        longest = request.prompt_tokens + request.output_tokens
-        needed = -(-(longest - 1) // self.view.kv.block_size)
-        if longest > self.max_model_len:
-            request.rejected = f"prompt + output = {longest} exceeds max_model_len {self.max_model_len}"
-        elif needed > self.view.kv.num_blocks:
-            request.rejected = f"needs {needed} KV blocks, the cache has {self.view.kv.num_blocks}"
-        else:
-            request.rejected = self.scheduler.admission_error(request) or ""
+        request.rejected = (rejection_reason(request.prompt_tokens, request.output_tokens, self.max_model_len,
+                                             self.view.kv) or self.scheduler.admission_error(request) or "")
         if request.rejected:
             request.finish_s = now
         else:
@@ -168,25 +174,26 @@ class ReferenceEngine:
             victim.num_preemptions += 1
             victim.num_computed_tokens = 0
             kv.release(victim)
-        view.waiting.extendleft(reversed(decision.preempted))
+        requeue_preempted(view.waiting, decision.preempted)
         if not decision.scheduled:
             return
         entries = []
         for request, num_new in decision.scheduled:
             if request not in view.running:
-                view.waiting.remove(request)
+                leave_queue(view.waiting, request)
                 view.running.append(request)
-            need = -(-(request.num_computed_tokens + num_new) // kv.block_size) - request.num_blocks
-            if need > 0:
+            need = new_blocks_needed(request, num_new, kv.block_size)
+            if need:
                 kv.allocate(request, need)
-            entries.append((request, num_new, request.num_computed_tokens))
-        ordered = [e for e in entries if not _is_decode(e)] + [e for e in entries if _is_decode(e)]
+            entries.append(Entry(request, num_new, request.num_computed_tokens, is_decode(request)))
+        ordered = [e for e in entries if not e.decode] + [e for e in entries if e.decode]
         sampled = self.model.forward(self._batch(ordered))
         end = time.perf_counter() - origin
         self._apply(ordered, sampled, end)
-        self.iterations.append(IterationRecord(now, end, tuple(n for _, n, _ in entries), tuple(c for _, _, c in entries)))
+        self.iterations.append(IterationRecord(now, end, tuple(e.num_new for e in entries),
+                                               tuple(e.context for e in entries)))
 
-    def _batch(self, entries: list[tuple[EngineRequest, int, int]]) -> ForwardBatch:
+    def _batch(self, entries: list[Entry]) -> ForwardBatch:
         """Flatten the entries (prefill chunks, then decodes) into the model's inputs.
 
         Built per entry with tensor ops, not per token in Python, so that preparing a long
@@ -195,45 +202,39 @@ class ReferenceEngine:
         device, block_size = self.model.device, self.model.block_size
         ids: list[int] = []
         positions, slots, last_rows = [], [], []
-        for request, num_new, context in entries:
+        for request, num_new, context, _ in entries:
             ids += request.token_ids[context:context + num_new]
             span = torch.arange(context, context + num_new)
             blocks = torch.tensor(request.blocks)
             positions.append(span)
             slots.append(blocks[span // block_size] * block_size + span % block_size)
             last_rows.append(len(ids) - 1)
-        prefills = [e for e in entries if not _is_decode(e)]
-        decodes = [e for e in entries if _is_decode(e)]
+        prefills = [e for e in entries if not e.decode]
+        decodes = [e for e in entries if e.decode]
 
-        def tables(group: list[tuple[EngineRequest, int, int]]) -> torch.Tensor:
-            width = max((r.num_blocks for r, _, _ in group), default=0)
-            rows = [r.blocks + [0] * (width - r.num_blocks) for r, _, _ in group]
+        def tables(group: list[Entry]) -> torch.Tensor:
+            width = max((e.request.num_blocks for e in group), default=0)
+            rows = [e.request.blocks + [0] * (width - e.request.num_blocks) for e in group]
             return torch.tensor(rows, dtype=torch.long, device=device).reshape(len(group), width)
 
         return ForwardBatch(
             torch.tensor(ids, dtype=torch.long, device=device), torch.cat(positions).to(device),
-            torch.cat(slots).to(device), tables(prefills), tables(decodes), tuple((n, c) for _, n, c in prefills),
-            tuple(c for _, _, c in decodes), torch.tensor(last_rows, dtype=torch.long, device=device),
+            torch.cat(slots).to(device), tables(prefills), tables(decodes), tuple((e.num_new, e.context) for e in prefills),
+            tuple(e.context for e in decodes), torch.tensor(last_rows, dtype=torch.long, device=device),
         )
 
-    def _apply(self, entries: list[tuple[EngineRequest, int, int]], sampled: list[int], end: float) -> None:
+    def _apply(self, entries: list[Entry], sampled: list[int], end: float) -> None:
         view = self.view
-        for (request, num_new, _), token in zip(entries, sampled):
+        for (request, num_new, _, _), token in zip(entries, sampled):
             request.num_computed_tokens += num_new
             if request.num_computed_tokens < request.num_tokens:
                 continue
-            request.num_generated += 1
-            request.num_tokens += 1
+            done = record_sampled(request, 1)
             if len(request.token_ids) < request.num_tokens:
                 request.token_ids.append(token % self._vocab)
             request.token_times_s.append(end)
-            if request.num_generated >= request.output_tokens:
+            if done:
                 view.running.remove(request)
                 view.kv.release(request)
                 request.finish_s = end
                 view.recently_finished.append(request)
-
-
-def _is_decode(entry: tuple[EngineRequest, int, int]) -> bool:
-    _, num_new, context = entry
-    return num_new == 1 and context > 0

@@ -247,11 +247,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _goodput(args: argparse.Namespace) -> int:
-    from servesim.sim.goodput import max_goodput
+    from servesim.sim.goodput import check_search, max_goodput
     from servesim.sim.experiment.loading import load_config, variant_configs
 
     config, base_dir = load_config(args.config, args.overrides)
     configs = variant_configs(config, str(args.config)) if config.variants else {config.name: config}
+    for variant in configs.values():
+        check_search(variant, args.low, args.high, args.tolerance)
     print(f"SLO attainment target {config.slo.attainment_target:.0%}; rate scale searched in [{args.low}, {args.high}]")
     best = {}
     for name, variant in configs.items():

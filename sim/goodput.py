@@ -6,12 +6,13 @@ one that misses it, as DistServe defines and measures it (Zhong et al., OSDI 202
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.experiment.loading import validate_config
 from servesim.sim.runner import prepare, simulate
 
@@ -31,6 +32,29 @@ class GoodputSearch:
         return max(met) if met else None
 
 
+def has_slo(config: ExperimentConfig) -> bool:
+    """True if some objective is set (globally or for a class); without one every request meets it."""
+    objectives = [config.slo, *(c.slo for c in config.workload.classes)]
+    return any(o.ttft_s is not None or o.tpot_s is not None or o.e2e_s is not None for o in objectives)
+
+
+def check_search(config: ExperimentConfig, low: float, high: float, tolerance: float) -> None:
+    """Refuse a search that is meaningless or would never end, before any run."""
+    if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
+        raise ConfigError(f"goodput search: need 0 < low < high, both finite (--low, --high), got low={low}, high={high}")
+    if not (math.isfinite(tolerance) and tolerance > 0):
+        raise ConfigError(
+            f"goodput search: tolerance (--tolerance) must be a finite number > 0 (the relative width at which bisection "
+            f"stops), got {tolerance}; e.g. --tolerance 0.02"
+        )
+    if not has_slo(config):
+        raise ConfigError(
+            f"goodput search: config {config.name!r} sets no SLO (slo.ttft_s, slo.tpot_s, slo.e2e_s or a class's "
+            "slo), so every request meets it at any load and max goodput is undefined; set at least one objective, "
+            "e.g. --set slo.ttft_s=1.0"
+        )
+
+
 def max_goodput(
     config: ExperimentConfig,
     base_dir: Path = Path("."),
@@ -44,8 +68,7 @@ def max_goodput(
     Stops when the bracket is narrower than `tolerance` (relative). If `low` already misses
     the target or `high` still meets it, the search reports that bracket end and stops.
     """
-    if not 0 < low < high:
-        raise ConfigError(f"goodput search: need 0 < low < high, got low={low}, high={high}")
+    check_search(config, low, high, tolerance)
     search = GoodputSearch(config.slo.attainment_target)
     base_scale = config.workload.rate_scale
 

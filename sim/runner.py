@@ -23,6 +23,7 @@ from servesim.hwmodels.plan_rules import plan_problems
 from servesim.hwmodels.roofline import RooflineCostModel
 from servesim.hwmodels.tables.loading import table_cost_model
 from servesim.policies import PolicyError, create_policy, validate_params
+from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from servesim.sim import __version__
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, assign_classes, service_classes
@@ -73,8 +74,8 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
         hardware,
         plan,
         config.memory,
-        max_batched_tokens=getattr(scheduler_params, "max_num_batched_tokens", 8192),
-        max_num_seqs=getattr(scheduler_params, "max_num_seqs", 256),
+        max_batched_tokens=getattr(scheduler_params, "max_num_batched_tokens", DEFAULT_MAX_NUM_BATCHED_TOKENS),
+        max_num_seqs=getattr(scheduler_params, "max_num_seqs", DEFAULT_MAX_NUM_SEQS),
     )
     check_pool_blocks(capacity, config.cluster.replicas)
     max_model_len = model_len(config.memory, model)
@@ -271,6 +272,8 @@ def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:
 
 
 def _check_invariants(requests: list[Request], cluster: Cluster) -> None:
+    for replica in cluster.replicas:
+        replica.check_drained()
     stuck = [r for r in requests if r.state not in ENDED]
     if stuck:
         raise EngineInvariantError(f"{len(stuck)} request(s) never finished, first {stuck[0]!r} on replica {stuck[0].replica_id}")

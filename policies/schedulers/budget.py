@@ -15,12 +15,23 @@ from pydantic import Field
 
 from servesim.policies.base import PolicyParams, SchedulerPolicy
 from servesim.policies.decisions import ScheduleDecision
-from servesim.policies.views import ReplicaView, RequestView, blocks_to_admit, computed_on_admission
+from servesim.policies.views import (
+    ReplicaView,
+    RequestView,
+    blocks_to_admit,
+    computed_on_admission,
+    new_blocks_needed,
+)
+
+
+DEFAULT_MAX_NUM_SEQS = 256
+DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
+"""vLLM's defaults; a scheduler without these budgets is sized for memory as if it had them."""
 
 
 class BudgetParams(PolicyParams):
-    max_num_seqs: int = Field(256, ge=1, description="most requests running at once")
-    max_num_batched_tokens: int = Field(8192, ge=1, description="token budget of one iteration")
+    max_num_seqs: int = Field(DEFAULT_MAX_NUM_SEQS, ge=1, description="most requests running at once")
+    max_num_batched_tokens: int = Field(DEFAULT_MAX_NUM_BATCHED_TOKENS, ge=1, description="token budget of one iteration")
     chunked_prefill: bool = Field(True, description="split prompts larger than the remaining budget into chunks")
 
 
@@ -78,7 +89,7 @@ class BudgetScheduler(SchedulerPolicy):
             num_new = request.num_tokens - computed
             if num_new > budget:
                 num_new = budget
-            need = -(-(computed + num_new) // block_size) - request.num_blocks
+            need = new_blocks_needed(request, num_new, block_size)
             preempted_itself = False
             while need > free and not preempted_itself:
                 victim = self.preemption.select_victim(running[index:], now)

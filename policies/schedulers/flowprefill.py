@@ -10,7 +10,7 @@ from servesim.policies.decisions import ScheduleDecision
 from servesim.policies.registry import register
 from servesim.policies.schedulers.budget import BudgetParams, BudgetScheduler
 from servesim.hwmodels import BatchShape
-from servesim.policies.views import IterationView, ReplicaView, RequestView, computed_on_admission
+from servesim.policies.views import IterationView, ReplicaView, RequestView, computed_on_admission, is_decode
 
 
 class FlowPrefillParams(BudgetParams):
@@ -54,19 +54,23 @@ class FlowPrefillSchedulerPolicy(BudgetScheduler):
         return sorted(replica.waiting, key=self.urgency)
 
     def schedule(self, replica: ReplicaView, now: float) -> ScheduleDecision:
-        if replica.suspended:
-            suspended = min(replica.suspended, key=self._iteration_urgency)
-            head = min(replica.waiting, key=self.urgency, default=None)
-            if head is None or not self.urgency(head) < self._iteration_urgency(suspended):
-                return ScheduleDecision(resume=suspended)
-        return super().schedule(replica, now)
+        if not replica.suspended:
+            return super().schedule(replica, now)
+        suspended = min(replica.suspended, key=self._iteration_urgency)
+        head = min(replica.waiting, key=self.urgency, default=None)
+        if head is None or not self.urgency(head) < self._iteration_urgency(suspended):
+            return ScheduleDecision(resume=suspended)
+        decision = super().schedule(replica, now)
+        if not decision.scheduled and not decision.preempted:
+            return ScheduleDecision(resume=suspended)  # the urgent ones do not fit now: finish what was cut short
+        return decision
 
     def may_admit(self, request: RequestView, num_new: int, decision: ScheduleDecision, replica: ReplicaView,
                   now: float) -> bool:
         """Never let a prompt push the iteration past a deadline that its batch would otherwise meet."""
         if not self.params.slo_aware_batching:
             return True
-        prefills = [r for r, n in decision.scheduled if _is_prefill(r, n)]
+        prefills = [r for r, _ in decision.scheduled if not is_decode(r)]
         if not prefills:
             return True
         without = now + replica.cost_model.iteration_time(_shape(decision.scheduled, replica))
@@ -77,15 +81,11 @@ class FlowPrefillSchedulerPolicy(BudgetScheduler):
         return with_it <= min(met)
 
     def interrupt(self, in_flight: IterationView, arrival: RequestView, replica: ReplicaView, now: float) -> bool:
-        prefills = [request for request, num_new in in_flight.entries if _is_prefill(request, num_new)]
+        prefills = [request for request, _ in in_flight.entries if not is_decode(request)]
         return bool(prefills) and self.urgency(arrival) < min(self.urgency(r) for r in prefills)
 
     def _iteration_urgency(self, iteration: IterationView) -> Any:
         return min(self.urgency(request) for request, _ in iteration.entries)
-
-
-def _is_prefill(request: RequestView, num_new: int) -> bool:
-    return num_new > 1 or request.num_generated == 0
 
 
 def _shape(entries: list[tuple[RequestView, int]], replica: ReplicaView) -> BatchShape:

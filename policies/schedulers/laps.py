@@ -40,6 +40,14 @@ class LapsSchedulerPolicy(BudgetScheduler):
         ready = bool(shorts) and (
             len(shorts) >= self.params.short_batch or now >= shorts[0].arrival_s + self.params.window_s
         )
+        decision = self._step(replica, shorts, longs, ready, now)
+        if ready and not decision.scheduled and not decision.preempted:
+            # No short fits now (sequence slots or memory): run the rest rather than stall it.
+            decision = self._step(replica, shorts, longs, False, now)
+        return decision
+
+    def _step(self, replica: ReplicaView, shorts: list[RequestView], longs: list[RequestView], ready: bool,
+              now: float) -> ScheduleDecision:
         decodes, prefills = decodes_and_prefills(replica.running)
         decision = ScheduleDecision()
         running = decodes if ready else decodes + prefills
@@ -48,8 +56,9 @@ class LapsSchedulerPolicy(BudgetScheduler):
             return decision
         queue = shorts[: self.params.short_batch] if ready else longs
         self._admit_waiting(replica, queue, decision, budget, free, len(replica.running), now)
-        if shorts and not ready and not decision.scheduled:
-            decision.wake_at = shorts[0].arrival_s + self.params.window_s
+        window_end = shorts[0].arrival_s + self.params.window_s if shorts else now
+        if not ready and not decision.scheduled and window_end > now:
+            decision.wake_at = window_end
         return decision
 
     def _split(self, replica: ReplicaView) -> tuple[list[RequestView], list[RequestView]]:

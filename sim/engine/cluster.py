@@ -15,10 +15,12 @@ import numpy as np
 import simpy
 
 from servesim.policies import RouterPolicy
+from servesim.policies.contract import contract_violation, is_count, policy_raised
 from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.engine.overheads import ApiServerPath
 from servesim.sim.engine.replica import Replica
 from servesim.sim.engine.request import Request
+from servesim.sim.engine.views import ReplicaView
 
 INFINITY = float("inf")
 
@@ -53,6 +55,7 @@ class Cluster:
         self.requests = requests
         self.metrics = metrics
         self.replicas: list[Replica] = []
+        self._views: tuple[ReplicaView, ...] = ()
         self._on_done = on_done
         self._api = api
         self._closed_loop = closed_loop
@@ -65,6 +68,7 @@ class Cluster:
 
     def add_replica(self, replica: Replica) -> None:
         self.replicas.append(replica)
+        self._views = tuple(r.view for r in self.replicas)
 
     def next_arrival_s(self) -> float:
         """When the next request enters the engine at the earliest (infinity when none will)."""
@@ -122,8 +126,7 @@ class Cluster:
             self._enter(request)
 
     def _enter(self, request: Request) -> None:
-        chosen = self.router.route(request, self.replicas, self.env.now)
-        self.replicas[chosen].submit(request)
+        self.replicas[self._route(request)].submit(request)
 
     def _after(self, delay_s: float, action: Callable[[], None]) -> None:
         """Run `action` `delay_s` from now, keeping `next_arrival_s` aware of it."""
@@ -135,3 +138,15 @@ class Cluster:
             action()
 
         self.env.timeout(delay_s).callbacks.append(fire)
+
+    def _route(self, request: Request) -> int:
+        """The router's choice, checked: an index into the replicas."""
+        now, views = self.env.now, self._views
+        try:
+            chosen = self.router.route(request.view, views, now)
+        except Exception as exc:
+            raise policy_raised(self.router, "router.route", now, exc) from exc
+        if not is_count(chosen) or not 0 <= chosen < len(views):
+            raise contract_violation(self.router, "router.route", now,
+                                 f"returned {chosen!r}; it must be a replica index from 0 to {len(views) - 1}")
+        return int(chosen)

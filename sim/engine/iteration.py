@@ -14,6 +14,7 @@ import numpy as np
 
 from servesim.hwmodels import BatchShape
 from servesim.sim.engine.request import Request
+from servesim.sim.engine.views import IterationView
 
 
 @dataclass(eq=False, slots=True)
@@ -29,6 +30,14 @@ class Iteration:
     """Cumulative operator end times in work seconds (computed only if it is interrupted)."""
     began_s: float = -1.0
     """When it first started (its start before any suspension)."""
+    _view: IterationView | None = field(default=None, repr=False)
+
+    @property
+    def view(self) -> IterationView:
+        """The read-only view policies see (made on first use, then always the same object)."""
+        if self._view is None:
+            self._view = IterationView(self)
+        return self._view
 
     @property
     def remaining_s(self) -> float:

@@ -11,11 +11,6 @@ from dataclasses import dataclass
 from servesim.sim.errors import EngineInvariantError
 
 
-def blocks_for_tokens(num_tokens: int, block_size: int) -> int:
-    """Blocks needed to hold the KV of `num_tokens` tokens."""
-    return -(-num_tokens // block_size)
-
-
 @dataclass(frozen=True, slots=True)
 class PrefixHit:
     """What a request would reuse from the prefix cache if admitted now."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from servesim.policies.base import CachedBlock, EvictionPolicy
+from servesim.policies.contract import policy_raised
 from servesim.sim.errors import EngineInvariantError
 from servesim.sim.engine.kv_memory import NO_HIT, BlockPool, PrefixHit
 
@@ -164,17 +165,20 @@ class PrefixCachingBlockPool(BlockPool):
         now = self.clock()
         refs, key_of, depth, hits = self._refs, self._key_of, self._depth, self._hits
         evictable, live, key = self._evictable, self._evictable_live, self.eviction.key
-        for block in reversed(blocks):
-            refs[block] -= 1
-            if refs[block]:
-                continue
-            if block in key_of:
-                self._pushes += 1
-                heapq.heappush(evictable, (key(CachedBlock(block, depth[block], now, hits.get(block, 0)), now),
-                                           self._pushes, block))
-                live[block] = self._pushes
-            else:
-                self._free.append(block)
+        try:
+            for block in reversed(blocks):
+                refs[block] -= 1
+                if refs[block]:
+                    continue
+                if block in key_of:
+                    self._pushes += 1
+                    heapq.heappush(evictable, (key(CachedBlock(block, depth[block], now, hits.get(block, 0)), now),
+                                               self._pushes, block))
+                    live[block] = self._pushes
+                else:
+                    self._free.append(block)
+        except Exception as exc:  # the key raised, or keys of different blocks do not compare
+            raise policy_raised(self.eviction, "eviction.key", now, exc) from exc
         if len(evictable) > 4 * len(live) + 1024:
             self._evictable = [item for item in evictable if live.get(item[2]) == item[1]]
             heapq.heapify(self._evictable)

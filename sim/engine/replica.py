@@ -17,17 +17,26 @@ from dataclasses import dataclass
 
 import numpy as np
 import simpy
-
 from servesim.hwmodels import BatchShape, CostModel
-from servesim.policies import PreemptionMode, SchedulerPolicy, ScheduleDecision
-from servesim.sim.errors import EngineInvariantError
+from servesim.policies import PreemptionMode, SchedulerPolicy
+from servesim.policies.contract import contract_violation, policy_raised
+from servesim.policies.views import is_decode, new_blocks_needed
+from servesim.sim.engine.bookkeeping import leave_queue, record_sampled, rejection_reason, requeue_preempted
+from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
 from servesim.sim.engine.iteration import Iteration
-from servesim.sim.engine.kv_memory import BlockPool, blocks_for_tokens
-from servesim.sim.reporting.metrics import MetricsRecorder
+from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.request import INFINITY, Request, RequestState
 from servesim.sim.engine.stretch import run_stretch
+from servesim.sim.engine.views import KvView, ReplicaView
+from servesim.sim.reporting.metrics import MetricsRecorder
 
 RECENTLY_FINISHED = 1000
+MAX_IDLE_DECISIONS = 100_000
+"""Consecutive decisions that compute no token (nothing scheduled or resumed) with no arrival or
+drop in between, after which the scheduler is reported as stuck. A legitimate scheduler waits with
+`wake_at` once per batching window, or preempts at most every running request once in a row; a
+hundred thousand empty decisions in a row is a policy that loops without progress (about a second
+of wall time before the error)."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,10 @@ class Replica:
         self.num_iterations = 0
         self.num_engine_steps = 0
         self.num_interrupts = 0
+        self.view = ReplicaView(self)
+        self._host_view = KvView(self.host)
+        self._checker = DecisionChecker(self, scheduler)
+        self._idle_decisions = 0
         self.process = env.process(self._loop())
 
     @property
@@ -111,6 +124,7 @@ class Replica:
             request.reject_reason = reason
             self._end(request, RequestState.REJECTED, self.env.now)
             return
+        self._idle_decisions = 0
         if request.timeout_at_s < INFINITY:
             heapq.heappush(self._timeouts, (request.timeout_at_s, request.request_id, request))
         if self.async_scheduling and self._stepping:
@@ -126,18 +140,31 @@ class Replica:
 
     def _should_interrupt(self, arrival: Request) -> bool:
         in_flight = self.in_flight
-        return (in_flight is not None and not self._interrupting
-                and self.scheduler.interrupt(in_flight, arrival, self, self.env.now))
+        if in_flight is None or self._interrupting:
+            return False
+        now = self.env.now
+        try:
+            answer = self.scheduler.interrupt(in_flight.view, arrival.view, self.view, now)
+        except Exception as exc:
+            raise policy_raised(self.scheduler, "scheduler.interrupt", now, exc) from exc
+        if not isinstance(answer, bool):
+            raise contract_violation(self.scheduler, "scheduler.interrupt", now,
+                                 f"returned {answer!r}; it must return True or False")
+        return answer
 
     def _rejection_reason(self, request: Request) -> str:
-        total = request.prompt_tokens + request.output_tokens
-        if total > self.max_model_len:
-            return f"prompt + output = {total} tokens exceeds max_model_len {self.max_model_len}"
-        kv_tokens = total - 1
-        needed = blocks_for_tokens(kv_tokens, self.kv.block_size)
-        if needed > self.kv.num_blocks:
-            return f"needs {needed} KV blocks ({kv_tokens} tokens) but the replica has {self.kv.num_blocks}"
-        return self.scheduler.admission_error(request) or ""
+        reason = rejection_reason(request.prompt_tokens, request.output_tokens, self.max_model_len, self.kv)
+        if reason:
+            return reason
+        now = self.env.now
+        try:
+            error = self.scheduler.admission_error(request.view)
+        except Exception as exc:
+            raise policy_raised(self.scheduler, "scheduler.admission_error", now, exc) from exc
+        if error is not None and not isinstance(error, str):
+            raise contract_violation(self.scheduler, "scheduler.admission_error", now,
+                                 f"returned {error!r}; it must return a reason (str) or None")
+        return error or ""
 
     def _loop(self) -> Generator[simpy.Event, None, None]:
         env = self.env
@@ -150,17 +177,23 @@ class Replica:
                 yield self._sleep(None)
                 self._wake = None
                 continue
-            decision = self.scheduler.schedule(self, env.now)
+            decision = self._schedule(env.now)
             promoted = self._promote_staged()
-            self._preempt(decision)
+            self._preempt(decision.preempted)
             if decision.resume is not None:
-                yield from self._resume(decision)
+                self._idle_decisions = 0
+                yield from self._resume(decision.resume)
                 continue
-            if not decision.scheduled and not decision.padding:
-                if not decision.preempted and not promoted:
-                    yield self._sleep(decision.wake_at)
-                    self._wake = None
-                continue
+            if not decision.entries:
+                if not promoted:
+                    self._note_idle(env.now)
+                if not decision.padding:
+                    if not decision.preempted and not promoted:
+                        yield self._sleep(decision.wake_at)
+                        self._wake = None
+                    continue
+            else:
+                self._idle_decisions = 0
             entries, news, contexts, all_decode = self._admit_and_allocate(decision)
             self._sample(len(news), sum(news))
             self.num_engine_steps += 1
@@ -168,7 +201,7 @@ class Replica:
             self._stepping = True
             if (self.fast_forward and all_decode and not decision.preempted and not decision.padding
                     and not swap_s and not promoted and len(entries) == len(self._running)):
-                steps = yield from run_stretch(self, contexts)
+                steps = yield from run_stretch(self, [request for request, _ in entries], contexts)
                 if steps:
                     self._stepping = False
                     self.num_iterations += steps
@@ -191,6 +224,35 @@ class Replica:
         self.waiting.extend(self._staged)
         self._staged.clear()
         return True
+
+    def _schedule(self, now: float) -> CheckedDecision:
+        """Ask the scheduler for the next batch and check it before anything is applied."""
+        try:
+            decision = self.scheduler.schedule(self.view, now)
+        except Exception as exc:
+            raise policy_raised(self.scheduler, "scheduler.schedule", now, exc) from exc
+        return self._checker.check(decision, now)
+
+    def _note_idle(self, now: float) -> None:
+        self._idle_decisions += 1
+        if self._idle_decisions > MAX_IDLE_DECISIONS:
+            raise contract_violation(
+                self.scheduler, "scheduler.schedule", now,
+                f"stuck: {MAX_IDLE_DECISIONS:,} decisions in a row computed no token with nothing arriving "
+                f"({len(self.waiting)} waiting, {len(self._running)} running, {self.kv.num_free_blocks} of "
+                f"{self.kv.num_blocks} KV blocks free); it must schedule work or sleep until an arrival (wake_at=None)",
+            )
+
+    def check_drained(self) -> None:
+        """At the end of the run nothing may be left: else the scheduler stopped scheduling for good."""
+        if self.waiting or self._running:
+            raise contract_violation(
+                self.scheduler, "scheduler.schedule", self.env.now,
+                f"stuck: it scheduled nothing and asked for no wake-up with {len(self.waiting)} waiting and "
+                f"{len(self._running)} running requests and no arrival left ({self.kv.num_free_blocks} of "
+                f"{self.kv.num_blocks} KV blocks free), so the run could never finish; its parameters may never admit "
+                "them with this KV pool (e.g. a reservation larger than the pool), or the policy has a bug",
+            )
 
     def _sleep(self, wake_at: float | None) -> simpy.Event:
         """An event that fires on the next arrival, or at `wake_at` or the next timeout."""
@@ -232,28 +294,28 @@ class Replica:
         self._apply(iteration)
         self.num_iterations += 1
 
-    def _resume(self, decision: ScheduleDecision) -> Generator[simpy.Event, None, None]:
-        iteration = decision.resume
-        if iteration not in self.suspended:
-            raise EngineInvariantError(
-                f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler resumed an iteration that is not suspended"
-            )
-        self.suspended.remove(iteration)  # type: ignore[arg-type]
-        iteration.resume_at(self.env.now)  # type: ignore[union-attr]
-        self._sample(len(iteration.entries), iteration.shape.num_tokens)  # type: ignore[union-attr]
-        yield from self._run(iteration)  # type: ignore[arg-type]
+    def _resume(self, iteration: Iteration) -> Generator[simpy.Event, None, None]:
+        self.suspended.remove(iteration)
+        iteration.resume_at(self.env.now)
+        self._sample(len(iteration.entries), iteration.shape.num_tokens)
+        yield from self._run(iteration)
 
-    def _preempt(self, decision: ScheduleDecision) -> None:
-        for victim in decision.preempted:
-            request: Request = victim  # type: ignore[assignment]
-            if request.state is not RequestState.RUNNING or request not in self.running:
-                raise EngineInvariantError(
-                    f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler preempted {request!r}, "
-                    "which is not running"
-                )
+    def _preemption_mode(self, request: Request) -> PreemptionMode:
+        preemption, now = self.scheduler.preemption, self.env.now
+        try:
+            mode = preemption.mode(request.view, self._host_view, now)
+        except Exception as exc:
+            raise policy_raised(preemption, "preemption.mode", now, exc) from exc
+        if not isinstance(mode, PreemptionMode):
+            raise contract_violation(preemption, "preemption.mode", now,
+                                 f"returned {mode!r}; it must return a PreemptionMode (RECOMPUTE or SWAP)")
+        return mode
+
+    def _preempt(self, preempted: list[Request]) -> None:
+        for request in preempted:
             self._running.remove(request)
             request.num_preemptions += 1
-            mode = self.scheduler.preemption.mode(request, self.host, self.env.now)
+            mode = self._preemption_mode(request)
             if mode is PreemptionMode.SWAP and self.host.num_free_blocks >= request.num_blocks:
                 self.host.allocate(request.request_id, request.num_blocks)
                 self._pending_swap_blocks += request.num_blocks
@@ -264,22 +326,21 @@ class Replica:
                 request.state = RequestState.WAITING
             self.kv.release(request.request_id)
             request.num_blocks = 0
-        for victim in reversed(decision.preempted):
-            self.waiting.appendleft(victim)  # type: ignore[arg-type]
+        requeue_preempted(self.waiting, preempted)
 
     def _take_swap_seconds(self) -> float:
         blocks, self._pending_swap_blocks = self._pending_swap_blocks, 0
         return blocks * self.swap_block_s
 
     def _admit_and_allocate(
-        self, decision: ScheduleDecision
+        self, decision: CheckedDecision
     ) -> tuple[list[tuple[Request, int]], tuple[int, ...], tuple[int, ...], bool]:
         """Admit scheduled waiting requests and give every entry its KV slots.
 
         Returns the entries (an admitted request's new tokens clipped to what is left after its
         prefix-cache hit), the batch shape (padding included), and whether every entry is a
         running request decoding one token."""
-        entries: list[tuple[Request, int]] = decision.scheduled  # type: ignore[assignment]
+        entries = decision.entries
         news = []
         contexts = []
         all_decode = True
@@ -293,35 +354,34 @@ class Replica:
                 if num_new > left:
                     num_new = left
                     entries[index] = (request, num_new)
-            computed = request.num_computed_tokens
-            if num_new < 1 or computed + num_new > request.num_tokens:
-                raise EngineInvariantError(
-                    f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler gave {request!r} {num_new} new tokens"
-                )
-            if num_new != 1 or not request.num_generated or computed + 1 != request.num_tokens:
+            if all_decode and not is_decode(request):
                 all_decode = False
-            need = -(-(computed + num_new) // block_size) - request.num_blocks
-            if need > 0:
-                self.kv.allocate(request.request_id, need)
-                request.num_blocks += need
+            need = new_blocks_needed(request, num_new, block_size)
+            if need:
+                self._allocate(request, need)
             news.append(num_new)
-            contexts.append(computed)
+            contexts.append(request.num_computed_tokens)
         for num_new, context in decision.padding:
             news.append(num_new)
             contexts.append(context)
         return entries, tuple(news), tuple(contexts), all_decode
 
+    def _allocate(self, request: Request, count: int) -> None:
+        free = self.kv.num_free_blocks
+        if count > free:
+            raise contract_violation(
+                self.scheduler, "scheduler.schedule", self.env.now,
+                f"scheduled more than the free KV memory: {request!r} needs {count} more blocks "
+                f"when {free} of {self.kv.num_blocks} are free",
+            )
+        self.kv.allocate(request.request_id, count)
+        request.num_blocks += count
+
     def _admit(self, request: Request) -> None:
-        if request.state not in (RequestState.WAITING, RequestState.SWAPPED):
-            raise EngineInvariantError(f"replica {self.replica_id} at t={self.env.now:.6f}: scheduler scheduled {request!r}")
-        if self.waiting and self.waiting[0] is request:
-            self.waiting.popleft()
-        else:
-            self.waiting.remove(request)
+        leave_queue(self.waiting, request)
         if request.state is RequestState.SWAPPED:
             swapped = self.host.release(request.request_id)
-            self.kv.allocate(request.request_id, swapped)
-            request.num_blocks = swapped
+            self._allocate(request, swapped)
             self._pending_swap_blocks += swapped
         elif self.kv.caches_prefixes and not request.num_computed_tokens:
             hit = self.kv.reuse(request)  # type: ignore[attr-defined]
@@ -346,10 +406,11 @@ class Replica:
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
         for request, num_new in iteration.entries:
+            decode = is_decode(request)
             before = request.num_computed_tokens
             computed = before + num_new
             request.num_computed_tokens = computed
-            if num_new == 1 and request.num_generated and computed == request.num_tokens:
+            if decode:
                 num_decodes += 1
             else:
                 num_prefill_tokens += num_new
@@ -364,8 +425,7 @@ class Replica:
             )
 
     def _emit_token(self, request: Request, now: float) -> None:
-        request.num_generated += 1
-        request.num_tokens += 1
+        done = record_sampled(request, 1)
         if request.num_generated == 1:
             request.first_token_s = now
         else:
@@ -374,7 +434,7 @@ class Replica:
             if gap > request.max_tbt_s:
                 request.max_tbt_s = gap
         request.last_token_s = now
-        if request.num_generated >= request.output_tokens:
+        if done:
             self.finish(request, now)
 
     def finish(self, request: Request, now: float) -> None:
@@ -393,6 +453,7 @@ class Replica:
             if not math.isnan(request.first_scheduled_s):
                 continue  # service began in time
             (self._staged if request in self._staged else self.waiting).remove(request)
+            self._idle_decisions = 0
             self._end(request, RequestState.DROPPED, request.timeout_at_s)
 
     def _end(self, request: Request, state: RequestState, at_s: float) -> None:

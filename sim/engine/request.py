@@ -7,8 +7,11 @@ are all "how many new tokens does this request compute in this iteration".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
+
+from servesim.sim.engine.views import request_view
 
 INFINITY = math.inf
 
@@ -62,14 +65,12 @@ class Request:
     reject_reason: str = ""
     prefix_keys: list[int] | None = None
     """The prefix cache's keys of its prompt blocks, computed on first use while it is served."""
+    view: Any = field(default=None, repr=False)
+    """Its read-only view: what policies receive (`sim.engine.views`)."""
 
     def __post_init__(self) -> None:
         self.num_tokens = self.prompt_tokens + self.num_generated
-
-    def add_generated(self, count: int) -> None:
-        """Record `count` newly sampled tokens (num_tokens stays prompt + generated)."""
-        self.num_generated += count
-        self.num_tokens += count
+        self.view = request_view(self)
 
     @property
     def is_swapped(self) -> bool:

@@ -13,37 +13,42 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
-
 from servesim.hwmodels import BatchShape
-from servesim.sim.engine.kv_memory import blocks_for_tokens
+from servesim.policies.views import blocks_for
+from servesim.sim.engine.bookkeeping import record_sampled
 
 if TYPE_CHECKING:
     from servesim.sim.engine.replica import Replica
+    from servesim.sim.engine.request import Request
 
 MAX_STRETCH_STEPS = 4096
 
 
-def run_stretch(replica: Replica, contexts: tuple[int, ...]) -> Generator[simpy.Event, None, int]:
-    """Simulate the stretch that starts now; returns its iterations (0: run a single iteration)."""
+def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, ...],
+                ) -> Generator[simpy.Event, None, int]:
+    """Simulate the stretch that starts now; returns its iterations (0: run a single iteration).
+
+    `requests` are every running request in the order of the scheduler's batch, `contexts` their
+    computed tokens in the same order (a queue-ordered scheduler's batch is not in admission order)."""
     start = replica.env.now
-    steps, ends = _plan(replica, contexts)
+    steps, ends = _plan(replica, requests, contexts)
     if steps <= 1:
         return 0
     yield replica.env.timeout(float(ends[steps - 1]) - start)
     ends[steps - 1] = replica.env.now  # equal up to float rounding of SimPy's clock
-    _apply(replica, contexts, start, ends[:steps])
+    _apply(replica, requests, contexts, start, ends[:steps])
     return steps
 
 
-def _plan(replica: Replica, contexts: tuple[int, ...]) -> tuple[int, np.ndarray]:
+def _plan(replica: Replica, requests: list[Request], contexts: tuple[int, ...]) -> tuple[int, np.ndarray]:
     """How many identical decode iterations can run before anything could change, and their end times."""
     now = replica.env.now
     next_arrival = replica.next_arrival_s()
     first = replica.cost_model.iteration_time(BatchShape((1,) * len(contexts), contexts))
     if now + 2 * first >= next_arrival:
         return 1, np.empty(0)
-    remaining = min(r.output_tokens - r.num_generated for r in replica.running)
-    limit = _steps_memory_allows(replica, contexts, min(remaining, MAX_STRETCH_STEPS))
+    remaining = min(r.output_tokens - r.num_generated for r in requests)
+    limit = _steps_memory_allows(replica, requests, contexts, min(remaining, MAX_STRETCH_STEPS))
     if limit <= 1:
         return 1, np.empty(0)
     times = replica.cost_model.decode_stretch_times(np.asarray(contexts), limit)
@@ -51,16 +56,16 @@ def _plan(replica: Replica, contexts: tuple[int, ...]) -> tuple[int, np.ndarray]
     return min(limit, int(np.searchsorted(ends, next_arrival, side="left"))), ends
 
 
-def _steps_memory_allows(replica: Replica, contexts: tuple[int, ...], upper: int) -> int:
+def _steps_memory_allows(replica: Replica, requests: list[Request], contexts: tuple[int, ...], upper: int) -> int:
     """Largest k <= upper such that k decode steps fit in the free blocks (step 0 is allocated)."""
     block_size = replica.kv.block_size
     free = replica.kv.num_free_blocks
-    held = [r.num_blocks for r in replica.running]
+    held = [r.num_blocks for r in requests]
 
     def extra_blocks(k: int) -> int:
         total = 0
         for c, h in zip(contexts, held):
-            need = -(-(c + k) // block_size) - h
+            need = blocks_for(c + k, block_size) - h
             if need > 0:
                 total += need
         return total
@@ -77,14 +82,14 @@ def _steps_memory_allows(replica: Replica, contexts: tuple[int, ...], upper: int
     return low
 
 
-def _apply(replica: Replica, contexts: tuple[int, ...], start: float, ends: np.ndarray) -> None:
+def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], start: float, ends: np.ndarray,
+           ) -> None:
     steps = len(ends)
     block_size = replica.kv.block_size
     first_end = float(ends[0])
     last_end = float(ends[-1])
     inner = np.diff(ends)
     inner_max = float(inner.max())
-    running = replica.running
     first_gaps = np.empty(len(running))
     finished = []
     for i, request in enumerate(running):
@@ -93,12 +98,12 @@ def _apply(replica: Replica, contexts: tuple[int, ...], start: float, ends: np.n
         request.max_tbt_s = max(request.max_tbt_s, gap, inner_max)
         request.last_token_s = last_end
         request.num_computed_tokens += steps
-        request.add_generated(steps)
-        need = blocks_for_tokens(contexts[i] + steps, block_size) - request.num_blocks
+        done = record_sampled(request, steps)
+        need = blocks_for(contexts[i] + steps, block_size) - request.num_blocks
         if need > 0:
             replica.kv.allocate(request.request_id, need)
             request.num_blocks += need
-        if request.num_generated >= request.output_tokens:
+        if done:
             finished.append(request)
     metrics = replica.metrics
     metrics.add_gaps(first_gaps)

@@ -64,3 +64,19 @@ def test_priority_urgency_interrupts_for_a_more_important_class():
     run_engine([slow, vip], LayeredCostModel(), scheduler_name="flowprefill", scheduler={"urgency": "priority"})
     assert vip.first_scheduled_s == approx(0.6)
     assert slow.first_token_s == approx(1.1)
+
+
+def test_a_suspended_prefill_resumes_when_the_more_urgent_request_does_not_fit():
+    # Found by fuzzing: the urgent head could not be admitted (no free blocks), nothing was
+    # scheduled and nothing resumed, and the replica waited forever.
+    from servesim.policies import create_policy
+    from tests.policies.views import FakeIteration, FakeKv, FakeReplica, prefilling, waiting
+
+    flow = create_policy("scheduler", "flowprefill", {}, preemption=create_policy("preemption", "recompute", {}))
+    cut_short = FakeIteration(entries=[(prefilling(0, 900, 0, ttft_deadline_s=9.0), 900)])
+    urgent = waiting(1, 800, 4, arrival_s=1.0, ttft_deadline_s=2.0)
+    replica = FakeReplica(waiting=[urgent], suspended=[cut_short], kv=FakeKv(num_blocks=60, num_free_blocks=3))
+    assert flow.schedule(replica, now=1.0).resume is cut_short
+    roomy = FakeReplica(waiting=[urgent], suspended=[cut_short], kv=FakeKv(num_blocks=200, num_free_blocks=100))
+    decision = flow.schedule(roomy, now=1.0)
+    assert decision.resume is None and [r.request_id for r, _ in decision.scheduled] == [1]

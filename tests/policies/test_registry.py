@@ -359,3 +359,22 @@ def test_simrun_list_names_the_distribution_of_a_plug_in(plugins: Callable,
     listing = _listing(capsys)
     assert "Admit the first `max_batch` waiting requests whole. [plug-in toy-plugins]" in listing
     assert "max_batch (int, default 4): most requests per batch" in listing
+
+
+def test_parameters_are_validated_once_and_the_frozen_model_shared(monkeypatch):
+    from servesim.policies import validate_params
+    from servesim.policies.schedulers.vllm import VllmSchedulerPolicy
+
+    calls = []
+    original = VllmSchedulerPolicy.Params.model_validate.__func__
+
+    def counting(cls, data, *args, **kwargs):
+        calls.append(data)
+        return original(cls, data, *args, **kwargs)
+
+    monkeypatch.setattr(VllmSchedulerPolicy.Params, "model_validate", classmethod(counting))
+    params = {"max_num_seqs": 4321, "queue": {"name": "fcfs"}}
+    first = validate_params("scheduler", "vllm", params)
+    again = validate_params("scheduler", "vllm", dict(reversed(params.items())))
+    assert first is again and len(calls) == 1
+    assert validate_params("scheduler", "vllm", {"max_num_seqs": 8}).max_num_seqs == 8 and len(calls) == 2

@@ -3,11 +3,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from servesim.sim.errors import EngineInvariantError
-from servesim.sim.engine.kv_memory import BlockPool, blocks_for_tokens
+from servesim.sim.engine.kv_memory import BlockPool
+from servesim.policies.views import blocks_for
 
 
-def test_blocks_for_tokens_rounds_up():
-    assert [blocks_for_tokens(n, 16) for n in (0, 1, 16, 17, 32)] == [0, 1, 1, 2, 2]
+def test_blocks_for_rounds_up():
+    assert [blocks_for(n, 16) for n in (0, 1, 16, 17, 32)] == [0, 1, 1, 2, 2]
 
 
 def test_allocate_and_release_return_every_block():
