@@ -170,7 +170,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     env.run()
     _check_invariants(requests, cluster)
     table = request_table(requests, prepared.classes)
-    summary = summarize(table, metrics.token_gaps(), config.slo, env.now)
+    token_gaps = metrics.token_gaps()
+    summary = summarize(table, token_gaps, config.slo, env.now)
     summary["classes"] = summarize_classes(table, prepared.classes)
     summary["engine"] = {
         "iterations": sum(r.num_iterations for r in cluster.replicas),
@@ -184,12 +185,14 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         "seed": config.seed,
         "model": prepared.model.name,
         "hardware": prepared.hardware.name,
+        "replicas": config.cluster.replicas,
+        "parallel": {"tp": prepared.plan.tp, "pp": prepared.plan.pp},
         "cost_model": prepared.cost_model.describe(),
         "config_hash": config_hash(config),
         "version": __version__,
     }
     return RunResult(config, summary, table, metrics.replica_series(), metrics.system_series(),
-                     metrics.iterations() if config.output.iterations else None)
+                     metrics.iterations() if config.output.iterations else None, token_gaps)
 
 
 def _policy(spec: PolicySpec, kind: str, rng: np.random.Generator, **collaborators: Any) -> Any:

@@ -21,6 +21,7 @@ import yaml
 from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.engine.request import Request
+from servesim.sim.reporting.benchmark_serving import write_benchmark_serving
 from servesim.sim.reporting.summary import slo_met
 
 
@@ -32,6 +33,8 @@ class RunResult:
     replica_series: pd.DataFrame
     system_series: pd.DataFrame
     iterations: pd.DataFrame | None
+    token_gaps: tuple[np.ndarray, np.ndarray]
+    """Every gap between successive tokens of a request, pooled, as (seconds, times observed)."""
 
 
 def request_table(requests: list[Request], classes: Mapping[str, ServiceClass]) -> pd.DataFrame:
@@ -94,6 +97,7 @@ def write_run_files(result: RunResult, directory: Path, plots: bool) -> None:
     """The files of one run (see the README's output reference) into an existing directory."""
     (directory / "config.yaml").write_text(yaml.safe_dump(result.config.model_dump(mode="json"), sort_keys=False))
     (directory / "summary.json").write_text(json.dumps(result.summary, indent=2, allow_nan=True) + "\n")
+    write_benchmark_serving(result, directory)
     result.requests.to_parquet(directory / "requests.parquet", index=False)
     result.replica_series.to_parquet(directory / "replica_series.parquet", index=False)
     result.system_series.to_parquet(directory / "system_series.parquet", index=False)
