@@ -29,16 +29,16 @@ def load_config(source: ConfigSource, overrides: Overrides = ()) -> ExperimentCo
     mapping of key paths to values (`{"scheduler.max_num_seqs": 64}`). Problems raise a
     `ConfigError` listing each with its key path.
     """
-    overrides = _override_strings(overrides)
-    if isinstance(source, ExperimentConfig) and not overrides:
+    settings = _override_strings(overrides)
+    if isinstance(source, ExperimentConfig) and not settings:
         return source
     if isinstance(source, ExperimentConfig):
-        data, origin = source.model_dump(mode="json", exclude_none=True), "<config>"
+        data, origin = source.model_dump(mode="json"), "<config>"
     elif isinstance(source, Mapping):
         data, origin = dict(source), "<config>"
     else:
         data, origin = read_yaml(Path(source)), str(source)
-    return validate_config(apply_overrides(data, overrides), origin=origin)
+    return validate_config(apply_overrides(data, settings), origin=origin)
 
 
 def run_experiment(
