@@ -14,6 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("sim", "policies", "hwmodels", "traces", "profiler")
 IMPORT_NAMES = {"pyyaml": "yaml"}
 """Distributions imported under another name."""
+USED_WHEN_INSTALLED = {"flash_attn"}
+"""Imported inside try/except: the profiler uses it where it exists and declares no need for it."""
 
 
 def requirements() -> list[Requirement]:
@@ -42,6 +44,12 @@ def test_every_declared_dependency_is_imported_by_the_packages():
     runtime = [r.name.lower() for r in requirements() if r.marker is None]
     never = [name for name in runtime if IMPORT_NAMES.get(name, name) not in imported]
     assert not never, f"declared but never imported: {never}"
+
+
+def test_every_third_party_import_of_the_packages_is_declared():
+    declared = {IMPORT_NAMES.get(r.name.lower(), r.name.lower()) for r in requirements()}
+    third_party = imported_top_level_modules() - set(sys.stdlib_module_names) - {"servesim"} - USED_WHEN_INSTALLED
+    assert not third_party - declared, f"imported but not declared: {sorted(third_party - declared)}"
 
 
 def test_the_test_extra_has_no_torch_and_torch_is_always_pinned():
