@@ -7,15 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
+from enum import Enum
 
 from servesim.hwmodels.dtypes import DTYPE_BYTES
 from servesim.hwmodels.errors import CatalogError
 
 
-class DeviceKind(StrEnum):
+class DeviceKind(str, Enum):
+    """A str-valued enum (not `enum.StrEnum`, which needs Python 3.11); `str()` gives the value."""
+
     GPU = "gpu"
     CPU = "cpu"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from servesim.hwmodels.errors import CatalogError
 from servesim.policies import PolicyError
 from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim import __version__
 from servesim.sim.reporting.output_target import OutputTarget
 from servesim.sim.errors import UserInputError
 from servesim.profiler.commands import add_commands as add_profile_commands
@@ -80,6 +81,7 @@ def _show_warning(message: Warning | str, *args: object, **kwargs: object) -> No
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="simrun", description="servesim: simulate LLM serving clusters")
+    parser.add_argument("--version", action="version", version=f"simrun (servesim) {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run one experiment and write its results directory")

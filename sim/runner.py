@@ -206,7 +206,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     if prepared.api is not None and prepared.api.stream_out_s:
         _stream_out(requests, prepared.api.stream_out_s)
     table = request_table(requests, prepared.classes)
-    summary = summarize(table, metrics.token_gaps(), config.slo, env.now)
+    token_gaps = metrics.token_gaps()
+    summary = summarize(table, token_gaps, config.slo, env.now)
     summary["classes"] = summarize_classes(table, prepared.classes)
     workload = config.workload
     if workload.clients is not None or workload.warmup_s is not None or workload.warmup_requests is not None:
@@ -223,12 +224,14 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         "seed": config.seed,
         "model": prepared.model.name,
         "hardware": prepared.hardware.name,
+        "replicas": config.cluster.replicas,
+        "parallel": {"tp": prepared.plan.tp, "pp": prepared.plan.pp},
         "cost_model": prepared.cost_model.describe(),
         "config_hash": config_hash(config),
         "version": __version__,
     }
     return RunResult(config, summary, table, metrics.replica_series(), metrics.system_series(),
-                     metrics.iterations() if config.output.iterations else None)
+                     metrics.iterations() if config.output.iterations else None, token_gaps)
 
 
 def _stream_out(requests: list[Request], stream_out_s: float) -> None:

@@ -28,8 +28,13 @@ def test_the_two_setup_commands_are_there_and_ci_runs_the_test_one():
     assert any("simrun run experiments/quickstart.yaml" in c for c in commands)
     test_command = next(c for c in commands if "pytest" in c)
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "pip install --quiet -e '.[test]'" in ci and "python -m pytest" in ci
-    assert "pip install -e '.[test]'" in test_command
+    steps = test_command.split(" && ")
+    assert steps[:2] == ["python3 -m venv .venv", ". .venv/bin/activate"]
+    install = next(step for step in steps if step.startswith("pip install"))
+    assert install == "pip install -e '.[test,profile,lint]'"
+    assert install.replace("pip install", "python -m pip install --quiet") in ci
+    ci_steps = [line for line in ci.splitlines() if line and not line.startswith("#")]
+    assert ci_steps[-2:] == steps[-2:] == ["bash .ci/lint", "python -m pytest"]
 
 
 def test_summary_keys_and_request_columns_are_documented(tmp_path):

@@ -53,6 +53,11 @@ def line_numbers(data: bytes) -> np.ndarray:
     return np.flatnonzero(nonblank) + 1
 
 
+# pandas 2 (the last for Python 3.10) reads some floats one ulp off unless asked for round-trip
+# parsing; pandas 3 reads them exactly by default and deprecates the option.
+EXACT_FLOATS: dict[str, Any] = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
 def read_csv_table(
     path: Path, what: str = "trace file", text_columns: tuple[str, ...] = ()
 ) -> tuple[pd.DataFrame, Locator]:
@@ -65,7 +70,8 @@ def read_csv_table(
     data = read_bytes(path, what)
     try:
         table = pd.read_csv(
-            io.BytesIO(data), dtype=dict.fromkeys(text_columns, str), keep_default_na=False, encoding="utf-8-sig"
+            io.BytesIO(data), dtype=dict.fromkeys(text_columns, str), keep_default_na=False, encoding="utf-8-sig",
+            **EXACT_FLOATS,
         )
     except pd.errors.EmptyDataError:
         raise TraceError(f"{path}: the file is empty. A CSV trace starts with a header line.") from None

@@ -194,7 +194,7 @@ def _check_columns(table: pd.DataFrame, where: Locator) -> None:
 
 def _strings(raw: pd.Series, where: Locator, column: str) -> pd.Series:
     values = raw.astype(str)
-    missing = (values.isna() | (values.str.strip() == "")).to_numpy()
+    missing = (raw.isna() | (values.str.strip() == "")).to_numpy()
     if missing.any():
         position = int(np.flatnonzero(missing)[0])
         raise where.error(

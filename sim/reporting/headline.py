@@ -4,18 +4,54 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from servesim.hwmodels.tables.schema import OPS_FILE
+from servesim.hwmodels.tables.shipped import shipped_root
+
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:,.1f}"
 
 
+def setup_line(run: dict[str, Any]) -> str:
+    """What was simulated: model, hardware, parallel plan, replicas and the cost model used."""
+    plan = run["parallel"]
+    replicas = run["replicas"]
+    devices = replicas * plan["tp"] * plan["pp"]
+    return (
+        f"{run['model']} on {run['hardware']}: {replicas} replica{'s' if replicas != 1 else ''} x "
+        f"TP{plan['tp']} PP{plan['pp']} ({devices} device{'s' if devices != 1 else ''}); "
+        f"cost model: {cost_model_label(run['cost_model'], run['hardware'], run['model'])}"
+    )
+
+
+def cost_model_label(cost: dict[str, Any], hardware: str, model: str) -> str:
+    """The cost model in words, saying where the roofline stands in for measurements."""
+    kind = cost["kind"]
+    if kind == "constant":
+        iteration_ms, token_ms = cost["iteration_s"] * 1000, cost["per_token_s"] * 1000
+        return f"constant ({iteration_ms:g} ms per iteration + {token_ms:g} ms per token)"
+    if kind == "table":
+        label = f"profiled tables {cost['tables']}"
+        missing = cost.get("roofline_operators") or []
+        return label + (f"; roofline for {', '.join(missing)} (not in the tables)" if missing else "")
+    if has_shipped_tables(hardware, model):
+        return "roofline (shipped tables exist for this model and hardware: cost_model.kind: table uses them)"
+    return f"roofline (no profiled tables exist for {model} on {hardware})"
+
+
+def has_shipped_tables(hardware: str, model: str) -> bool:
+    return any(shipped_root().glob(f"**/{hardware}/{model}/{OPS_FILE}"))
+
+
 def headline(summary: dict[str, Any], out_dir: Path | None = None) -> str:
     lines = [
+        setup_line(summary["run"]),
         f"requests: {summary['num_requests']} ({summary['num_finished']} finished, "
         f"{summary['num_rejected']} rejected, {summary['num_preemptions']} preemptions)",
         f"{'latency (ms)':<14}{'mean':>10}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}",
     ]
-    for key, label in (("ttft_s", "TTFT"), ("tbt_s", "TBT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"), ("queue_s", "queueing")):
+    rows = (("ttft_s", "TTFT"), ("tbt_s", "TBT"), ("tpot_s", "TPOT"), ("e2e_s", "E2E"), ("queue_s", "queueing"))
+    for key, label in rows:
         block = summary[key]
         lines.append(f"{label:<14}" + "".join(f"{_ms(block[s]):>10}" for s in ("mean", "p50", "p90", "p99", "max")))
     tput = summary["throughput"]

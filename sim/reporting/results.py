@@ -18,6 +18,7 @@ import yaml
 from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.engine.request import Request
+from servesim.sim.reporting.benchmark_serving import write_benchmark_serving
 from servesim.sim.reporting.json_output import json_text
 from servesim.sim.reporting.output_dir import ResultsClaim, claim_output
 from servesim.sim.reporting.output_target import resolve_target
@@ -32,6 +33,8 @@ class RunResult:
     replica_series: pd.DataFrame
     system_series: pd.DataFrame
     iterations: pd.DataFrame | None
+    token_gaps: tuple[np.ndarray, np.ndarray]
+    """Every gap between successive tokens of a request, pooled, as (seconds, times observed)."""
 
 
 def request_table(requests: list[Request], classes: Mapping[str, ServiceClass]) -> pd.DataFrame:
@@ -90,6 +93,7 @@ def write_run_files(result: RunResult, directory: Path, plots: bool) -> None:
     """The files of one run (see the README's output reference) into an existing directory."""
     (directory / "config.yaml").write_text(config_yaml(result.config))
     (directory / "summary.json").write_text(json_text(result.summary))
+    write_benchmark_serving(result, directory)
     result.requests.to_parquet(directory / "requests.parquet", index=False)
     result.replica_series.to_parquet(directory / "replica_series.parquet", index=False)
     result.system_series.to_parquet(directory / "system_series.parquet", index=False)

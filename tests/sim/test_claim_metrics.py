@@ -31,7 +31,7 @@ def numeric_paths(node, prefix=""):
 def test_the_metric_paths_are_exactly_the_numbers_of_a_real_summary():
     summary = run_experiment(ExperimentConfig.model_validate({k: v for k, v in BASE.items() if k != "variants"})).summary
     real = {p.replace("classes.gold.", f"classes.{CLASS_KEY}.") for p in numeric_paths(summary)
-            if ".free." not in p and not p.startswith("run.cost_model.")}  # the cost model's own parameters
+            if ".free." not in p and not p.startswith(("run.cost_model.", "run.replicas", "run.parallel."))}  # what was run, not figures
     assert real == set(summary_metric_paths())
 
 

@@ -80,7 +80,7 @@ def test_the_marker_lists_what_was_written(tmp_path, config, capsys):
     marker = json.loads((out / MARKER).read_text())
     assert marker["format"] == "servesim-results" and marker["kind"] == "run" and marker["complete"] is True
     assert set(marker["files"]) == {"config.yaml", "summary.json", "requests.parquet", "replica_series.parquet",
-                                    "system_series.parquet"}
+                                    "system_series.parquet", "benchmark_serving.json"}
     assert len(marker["config_sha256"]) == 64
 
 
