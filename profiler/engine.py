@@ -1,118 +1,59 @@
 """The reference serving engine: real forward passes, the simulator's scheduling, in real time.
 
 Requests arrive by the wall clock; each iteration asks the same scheduler policy the simulator
-uses (through `policies.create_policy` and the `policies.views` protocols, so the semantics
-are the simulator's by construction), applies its preemptions (recompute: the victim frees its
-blocks and goes back to the front of the queue), admits and allocates KV blocks, runs one
-forward pass of the batch on the device, and emits a token for every entry that finished its
-tokens, at the iteration's end. It logs every iteration's start, end and batch shape, and every
-request's token times, for `profiler.fidelity` to compare with the simulator.
+uses (through `policies.create_policy`), hands it the same read-only views (`sim.engine.views`)
+and checks its decision with the simulator's `DecisionChecker`. The engine serves the
+simulator's own `Request`s from its `BlockPool` and applies the decision with the simulator's
+bookkeeping (`sim.engine.bookkeeping`): preemptions recompute (the victim frees its blocks and
+goes back to the front of the queue; this engine has no host memory to swap to), admissions
+allocate KV blocks, then one forward pass of the batch runs on the device and every entry that
+finished its tokens emits one at the iteration's end. It logs every iteration's start, end and
+batch shape, and every request's token times, for `profiler.fidelity` to compare with the
+simulator.
 """
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 
 from servesim.hwmodels import CostModel
 from servesim.policies import SchedulerPolicy
+from servesim.policies.contract import policy_raised
 from servesim.policies.views import is_decode, new_blocks_needed
 from servesim.profiler.model import ForwardBatch, ReferenceModel
-from servesim.sim.engine.bookkeeping import leave_queue, record_sampled, rejection_reason, requeue_preempted
+from servesim.sim.engine.bookkeeping import admit, allocate, arrival_rejection, preempt, record_sampled, retire
+from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
+from servesim.sim.engine.kv_memory import BlockPool
+from servesim.sim.engine.replica import RECENTLY_FINISHED
+from servesim.sim.engine.request import Request, RequestState
+from servesim.sim.engine.views import ReplicaView
 
 SPIN_S = 0.002  # the last moments before an arrival are busy-waited: sleep() overshoots
 
 
-@dataclass(eq=False)
-class EngineRequest:
-    """A request as the scheduler sees it (the `RequestView` attributes) plus its tokens and times."""
+@dataclass(slots=True, eq=False, repr=False)
+class EngineRequest(Request):
+    """A simulator request plus what real serving adds: its token ids (the prompt, then each
+    sampled token) and the wall time of each token."""
 
-    request_id: int
-    arrival_s: float
-    prompt_tokens: int
-    output_tokens: int
-    token_ids: list[int]
-    priority: int = 0
-    slo_class: str = "default"
-    ttft_deadline_s: float = math.inf
-    prefix_group: int | None = None
-    num_computed_tokens: int = 0
-    num_generated: int = 0
-    num_tokens: int = 0
-    num_preemptions: int = 0
-    is_swapped: bool = False
-    blocks: list[int] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
     token_times_s: list[float] = field(default_factory=list)
-    finish_s: float = math.nan
-    rejected: str = ""
-
-    @property
-    def num_blocks(self) -> int:
-        return len(self.blocks)
-
-
-@dataclass(frozen=True)
-class _NoPrefix:
-    num_tokens: int = 0
-    num_blocks: int = 0
-    num_reclaimed: int = 0
-
-
-class BlockPool:
-    """The KV cache's block accounting (the `KvView` protocol): a free list over the cache's blocks."""
-
-    def __init__(self, num_blocks: int, block_size: int) -> None:
-        self.num_blocks, self.block_size = num_blocks, block_size
-        self.free: deque[int] = deque(range(num_blocks))
-
-    @property
-    def num_free_blocks(self) -> int:
-        return len(self.free)
-
-    def cached_prefix(self, request: Any) -> _NoPrefix:
-        return _NoPrefix()
-
-    def num_exclusive_blocks(self, request: Any) -> int:
-        return request.num_blocks
-
-    def allocate(self, request: EngineRequest, count: int) -> None:
-        request.blocks.extend(self.free.popleft() for _ in range(count))
-
-    def release(self, request: EngineRequest) -> None:
-        self.free.extend(request.blocks)
-        request.blocks.clear()
-
-
-@dataclass
-class EngineView:
-    """What the scheduler reads of the engine (the `ReplicaView` protocol)."""
-
-    kv: BlockPool
-    cost_model: CostModel | None
-    replica_id: int = 0
-    running: list[EngineRequest] = field(default_factory=list)
-    waiting: deque[EngineRequest] = field(default_factory=deque)
-    suspended: tuple = ()
-    recently_finished: deque[EngineRequest] = field(default_factory=lambda: deque(maxlen=1000))
-
-    @property
-    def num_outstanding(self) -> int:
-        return len(self.running) + len(self.waiting)
 
 
 class Entry(NamedTuple):
-    """One request's part of an iteration: its new tokens, the context before them, and whether
-    it decodes (decodes run after the prefill chunks, in the decode attention kernel)."""
+    """One request's part of an iteration: its new tokens, the context before them, whether it
+    decodes (decodes run after the prefill chunks, in the decode attention kernel), its KV blocks."""
 
     request: EngineRequest
     num_new: int
     context: int
     decode: bool
+    blocks: list[int]
 
 
 @dataclass(frozen=True)
@@ -124,25 +65,41 @@ class IterationRecord:
 
 
 class ReferenceEngine:
-    """Serves requests on `model` with `scheduler`, logging iterations and token times."""
+    """Serves requests on `model` with `scheduler`, logging iterations and token times.
+
+    It is a replica to the scheduler: `view` (a `ReplicaView`) shows its queues and KV pool. A
+    decision's padding entries (static batching's) are not run, and an empty decision is followed
+    by the next at once rather than at its `wake_at`."""
+
+    replica_id = 0
+    suspended: tuple = ()
+    """No iteration is ever interrupted here."""
 
     def __init__(self, model: ReferenceModel, scheduler: SchedulerPolicy, num_blocks: int, max_model_len: int,
                  cost_model: CostModel | None = None) -> None:
-        self.model, self.scheduler, self.max_model_len = model, scheduler, max_model_len
-        self.view = EngineView(BlockPool(num_blocks, model.block_size), cost_model)
+        self.model, self.scheduler, self.max_model_len, self.cost_model = model, scheduler, max_model_len, cost_model
+        self.kv = BlockPool(num_blocks, model.block_size)
+        self.running: list[EngineRequest] = []
+        self.waiting: deque[EngineRequest] = deque()
+        self.recently_finished: deque[EngineRequest] = deque(maxlen=RECENTLY_FINISHED)
+        self.view = ReplicaView(self)
+        self._checker = DecisionChecker(self, scheduler)  # type: ignore[arg-type]  # a replica to the checker
         self.iterations: list[IterationRecord] = []
         self._vocab = model.spec.vocab_size
+
+    @property
+    def num_outstanding(self) -> int:
+        return len(self.running) + len(self.waiting)
 
     def serve(self, requests: Sequence[EngineRequest]) -> list[IterationRecord]:
         """Serve `requests` (sorted by arrival) in real time until every one finished or was rejected."""
         pending = deque(requests)
-        view = self.view
         origin = time.perf_counter()
-        while pending or view.running or view.waiting:
+        while pending or self.running or self.waiting:
             now = time.perf_counter() - origin
             while pending and pending[0].arrival_s <= now:
                 self._arrive(pending.popleft(), now)
-            if not view.running and not view.waiting:
+            if not self.running and not self.waiting:
                 if pending:
                     self._wait_until(origin + pending[0].arrival_s)
                 continue
@@ -150,13 +107,13 @@ class ReferenceEngine:
         return self.iterations
 
     def _arrive(self, request: EngineRequest, now: float) -> None:
-        request.num_tokens = request.prompt_tokens
-        request.rejected = (rejection_reason(request.prompt_tokens, request.output_tokens, self.max_model_len,
-                                             self.view.kv) or self.scheduler.admission_error(request) or "")
-        if request.rejected:
+        request.replica_id = self.replica_id
+        request.reject_reason = arrival_rejection(request, self.max_model_len, self.kv, self.scheduler, now)
+        if request.reject_reason:
+            request.state = RequestState.REJECTED
             request.finish_s = now
         else:
-            self.view.waiting.append(request)
+            self.waiting.append(request)
 
     @staticmethod
     def _wait_until(deadline: float) -> None:
@@ -166,26 +123,29 @@ class ReferenceEngine:
         while time.perf_counter() < deadline:
             pass
 
+    def _schedule(self, now: float) -> CheckedDecision:
+        """The scheduler's decision on the views, checked as the simulator checks it."""
+        try:
+            decision = self.scheduler.schedule(self.view, now)
+        except Exception as exc:
+            raise policy_raised(self.scheduler, "scheduler.schedule", now, exc) from exc
+        return self._checker.check(decision, now)
+
     def _step(self, origin: float, now: float) -> None:
-        view, kv = self.view, self.view.kv
-        decision = self.scheduler.schedule(view, now)
-        for victim in decision.preempted:
-            view.running.remove(victim)
-            victim.num_preemptions += 1
-            victim.num_computed_tokens = 0
-            kv.release(victim)
-        requeue_preempted(view.waiting, decision.preempted)
-        if not decision.scheduled:
+        kv = self.kv
+        decision = self._schedule(now)
+        preempt(decision.preempted, self.running, self.waiting, kv)
+        if not decision.entries:
             return
         entries = []
-        for request, num_new in decision.scheduled:
-            if request not in view.running:
-                leave_queue(view.waiting, request)
-                view.running.append(request)
+        for request, num_new in decision.entries:
+            if request.state is not RequestState.RUNNING:
+                admit(request, self.waiting, self.running, now)
             need = new_blocks_needed(request, num_new, kv.block_size)
             if need:
-                kv.allocate(request, need)
-            entries.append(Entry(request, num_new, request.num_computed_tokens, is_decode(request)))
+                allocate(request, need, kv, self.scheduler, now)
+            entries.append(Entry(request, num_new, request.num_computed_tokens, is_decode(request),
+                                 kv.blocks_of(request.request_id)))
         ordered = [e for e in entries if not e.decode] + [e for e in entries if e.decode]
         sampled = self.model.forward(self._batch(ordered))
         end = time.perf_counter() - origin
@@ -202,19 +162,18 @@ class ReferenceEngine:
         device, block_size = self.model.device, self.model.block_size
         ids: list[int] = []
         positions, slots, last_rows = [], [], []
-        for request, num_new, context, _ in entries:
+        for request, num_new, context, _, blocks in entries:
             ids += request.token_ids[context:context + num_new]
             span = torch.arange(context, context + num_new)
-            blocks = torch.tensor(request.blocks)
             positions.append(span)
-            slots.append(blocks[span // block_size] * block_size + span % block_size)
+            slots.append(torch.tensor(blocks)[span // block_size] * block_size + span % block_size)
             last_rows.append(len(ids) - 1)
         prefills = [e for e in entries if not e.decode]
         decodes = [e for e in entries if e.decode]
 
         def tables(group: list[Entry]) -> torch.Tensor:
-            width = max((e.request.num_blocks for e in group), default=0)
-            rows = [e.request.blocks + [0] * (width - e.request.num_blocks) for e in group]
+            width = max((len(e.blocks) for e in group), default=0)
+            rows = [e.blocks + [0] * (width - len(e.blocks)) for e in group]
             return torch.tensor(rows, dtype=torch.long, device=device).reshape(len(group), width)
 
         return ForwardBatch(
@@ -224,8 +183,7 @@ class ReferenceEngine:
         )
 
     def _apply(self, entries: list[Entry], sampled: list[int], end: float) -> None:
-        view = self.view
-        for (request, num_new, _, _), token in zip(entries, sampled):
+        for (request, num_new, _, _, _), token in zip(entries, sampled):
             request.num_computed_tokens += num_new
             if request.num_computed_tokens < request.num_tokens:
                 continue
@@ -234,7 +192,4 @@ class ReferenceEngine:
                 request.token_ids.append(token % self._vocab)
             request.token_times_s.append(end)
             if done:
-                view.running.remove(request)
-                view.kv.release(request)
-                request.finish_s = end
-                view.recently_finished.append(request)
+                retire(request, self.running, self.kv, self.recently_finished, end)

@@ -44,7 +44,7 @@ def iteration_table(iterations: Sequence[IterationRecord], cost_model: CostModel
 
 def engine_latencies(requests: Sequence[EngineRequest]) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """TTFT and E2E per finished request and every token gap (TBT), from the engine's token times."""
-    finished = [r for r in requests if not r.rejected and r.token_times_s]
+    finished = [r for r in requests if not r.reject_reason and r.token_times_s]
     table = pd.DataFrame({
         "request_id": [r.request_id for r in finished],
         "arrival_s": [r.arrival_s for r in finished],

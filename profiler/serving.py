@@ -26,7 +26,7 @@ def requests_from_workload(workload: pd.DataFrame, spec: ModelSpec, seed: int = 
     rng = np.random.default_rng(seed)
     return [
         EngineRequest(i, float(row.arrival_s), int(row.prompt_tokens), int(row.output_tokens),
-                      rng.integers(0, spec.vocab_size, int(row.prompt_tokens)).tolist())
+                      token_ids=rng.integers(0, spec.vocab_size, int(row.prompt_tokens)).tolist())
         for i, row in enumerate(workload.itertuples(index=False))
     ]
 
@@ -66,5 +66,5 @@ def run_engine(
 
 def _warm_up(engine: ReferenceEngine) -> None:
     """A few untimed iterations so first-call costs (allocation, lazy initialisation) stay out."""
-    warm = ReferenceEngine(engine.model, engine.scheduler, engine.view.kv.num_blocks, engine.max_model_len)
-    warm.serve([EngineRequest(-1 - i, 0.0, prompt, 8, [1] * prompt) for i, (prompt, _) in enumerate(WARMUP_SHAPES)])
+    warm = ReferenceEngine(engine.model, engine.scheduler, engine.kv.num_blocks, engine.max_model_len)
+    warm.serve([EngineRequest(-1 - i, 0.0, prompt, 8, token_ids=[1] * prompt) for i, (prompt, _) in enumerate(WARMUP_SHAPES)])

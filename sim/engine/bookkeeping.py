@@ -1,26 +1,25 @@
 """Serving bookkeeping written once for both engines: the simulator's replica (with its
-fast-forward) and the profiler's reference engine apply a scheduler's decision with these, so
-what "rejected", "admitted", "preempted" and "a token was sampled" mean cannot drift apart.
+fast-forward) and the profiler's reference engine serve the same `Request`s from the same
+`BlockPool` and apply a scheduler's decision with these functions, so what "rejected",
+"admitted", "preempted", "a token was sampled" and "finished" mean cannot drift apart.
 How many blocks a request needs and whether it is decoding live in `policies.views`
 (`blocks_for`, `new_blocks_needed`, `is_decode`), shared with the schedulers.
 """
 from __future__ import annotations
 
+import math
 from collections import deque
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from servesim.policies import PreemptionMode
+from servesim.policies.contract import contract_violation, policy_raised
 from servesim.policies.views import blocks_for
+from servesim.sim.engine.kv_memory import BlockPool
+from servesim.sim.engine.request import Request, RequestState
 
 
-class _Pool(Protocol):
-    @property
-    def num_blocks(self) -> int: ...
-    @property
-    def block_size(self) -> int: ...
-
-
-def rejection_reason(prompt_tokens: int, output_tokens: int, max_model_len: int, kv: _Pool) -> str:
+def rejection_reason(prompt_tokens: int, output_tokens: int, max_model_len: int, kv: BlockPool) -> str:
     """Why a request could never be served by this replica ("" if it could): too long for the
     model, or more KV than the whole pool holds (its last token's KV is never stored)."""
     total = prompt_tokens + output_tokens
@@ -33,22 +32,90 @@ def rejection_reason(prompt_tokens: int, output_tokens: int, max_model_len: int,
     return ""
 
 
-def leave_queue(waiting: deque[Any], request: Any) -> None:
-    """Admission takes `request` out of the waiting queue (usually its head)."""
+def arrival_rejection(request: Request, max_model_len: int, kv: BlockPool, scheduler: Any, now: float) -> str:
+    """Why an arriving request is rejected ("" if it is queued): `rejection_reason`, else the
+    scheduler's `admission_error` (asked with the request's view, its answer checked)."""
+    reason = rejection_reason(request.prompt_tokens, request.output_tokens, max_model_len, kv)
+    if reason:
+        return reason
+    try:
+        error = scheduler.admission_error(request.view)
+    except Exception as exc:
+        raise policy_raised(scheduler, "scheduler.admission_error", now, exc) from exc
+    if error is not None and not isinstance(error, str):
+        raise contract_violation(scheduler, "scheduler.admission_error", now,
+                                 f"returned {error!r}; it must return a reason (str) or None")
+    return error or ""
+
+
+def admit(request: Request, waiting: deque[Request], running: list[Request], now: float) -> None:
+    """A queued request joins the running batch: it leaves the queue (usually its head), runs from
+    now on, and keeps the time it was first scheduled (a preempted request was scheduled before)."""
     if waiting and waiting[0] is request:
         waiting.popleft()
     else:
         waiting.remove(request)
+    request.state = RequestState.RUNNING
+    if math.isnan(request.first_scheduled_s):
+        request.first_scheduled_s = now
+    running.append(request)
 
 
-def requeue_preempted(waiting: deque[Any], preempted: Sequence[Any]) -> None:
-    """Preempted requests go back to the front of the queue, in the order they were preempted."""
+def allocate(request: Request, count: int, kv: BlockPool, scheduler: Any, now: float) -> None:
+    """Give `request` `count` more KV blocks. The scheduler promised they are free: more than the
+    free memory breaks its contract (checked here, where prefix-cache hits and swap-ins are known)."""
+    free = kv.num_free_blocks
+    if count > free:
+        raise contract_violation(
+            scheduler, "scheduler.schedule", now,
+            f"scheduled more than the free KV memory: {request!r} needs {count} more blocks "
+            f"when {free} of {kv.num_blocks} are free",
+        )
+    kv.allocate(request.request_id, count)
+    request.num_blocks += count
+
+
+def preempt(preempted: Sequence[Request], running: list[Request], waiting: deque[Request], kv: BlockPool,
+            host: BlockPool | None = None, mode: Callable[[Request], PreemptionMode] | None = None) -> int:
+    """Take the victims off the running batch and give back their device blocks; they return to the
+    front of the queue in the order they were preempted. A victim's count of preemptions grows
+    before `mode` is asked (the preemption policy sees it). Its KV moves to `host` when `mode`
+    chooses swap and the host has room; otherwise (and always without `mode`) it is recomputed
+    from its first token. Returns the blocks to copy to the host."""
+    swapped = 0
+    for request in preempted:
+        running.remove(request)
+        request.num_preemptions += 1
+        if (mode is not None and host is not None and mode(request) is PreemptionMode.SWAP
+                and host.num_free_blocks >= request.num_blocks):
+            host.allocate(request.request_id, request.num_blocks)
+            swapped += request.num_blocks
+            request.num_swaps += 1
+            request.state = RequestState.SWAPPED
+        else:
+            request.num_computed_tokens = 0
+            request.state = RequestState.WAITING
+        kv.release(request.request_id)
+        request.num_blocks = 0
     waiting.extendleft(reversed(preempted))
+    return swapped
 
 
-def record_sampled(request: Any, count: int) -> bool:
+def record_sampled(request: Request, count: int) -> bool:
     """`count` new tokens were sampled for `request` (its tokens to compute grow with them);
     True once its whole output has been generated."""
     request.num_generated += count
     request.num_tokens += count
     return request.num_generated >= request.output_tokens
+
+
+def retire(request: Request, running: list[Request], kv: BlockPool, recently_finished: deque[Request],
+           now: float) -> None:
+    """`request` generated its whole output: it leaves the batch, frees its blocks and is finished."""
+    running.remove(request)
+    kv.release(request.request_id)
+    request.num_blocks = 0
+    request.prefix_keys = None
+    recently_finished.append(request)
+    request.state = RequestState.FINISHED
+    request.finish_s = now

@@ -21,7 +21,7 @@ from servesim.hwmodels import BatchShape, CostModel
 from servesim.policies import PreemptionMode, SchedulerPolicy
 from servesim.policies.contract import contract_violation, policy_raised
 from servesim.policies.views import is_decode, new_blocks_needed
-from servesim.sim.engine.bookkeeping import leave_queue, record_sampled, rejection_reason, requeue_preempted
+from servesim.sim.engine.bookkeeping import admit, allocate, arrival_rejection, preempt, record_sampled, retire
 from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
 from servesim.sim.engine.iteration import Iteration
 from servesim.sim.engine.kv_memory import BlockPool
@@ -119,7 +119,7 @@ class Replica:
     def submit(self, request: Request) -> None:
         """Take an arriving request: queue it, or reject it if it could never be served here."""
         request.replica_id = self.replica_id
-        reason = self._rejection_reason(request)
+        reason = arrival_rejection(request, self.max_model_len, self.kv, self.scheduler, self.env.now)
         if reason:
             request.reject_reason = reason
             self._end(request, RequestState.REJECTED, self.env.now)
@@ -151,20 +151,6 @@ class Replica:
             raise contract_violation(self.scheduler, "scheduler.interrupt", now,
                                  f"returned {answer!r}; it must return True or False")
         return answer
-
-    def _rejection_reason(self, request: Request) -> str:
-        reason = rejection_reason(request.prompt_tokens, request.output_tokens, self.max_model_len, self.kv)
-        if reason:
-            return reason
-        now = self.env.now
-        try:
-            error = self.scheduler.admission_error(request.view)
-        except Exception as exc:
-            raise policy_raised(self.scheduler, "scheduler.admission_error", now, exc) from exc
-        if error is not None and not isinstance(error, str):
-            raise contract_violation(self.scheduler, "scheduler.admission_error", now,
-                                 f"returned {error!r}; it must return a reason (str) or None")
-        return error or ""
 
     def _loop(self) -> Generator[simpy.Event, None, None]:
         env = self.env
@@ -312,21 +298,8 @@ class Replica:
         return mode
 
     def _preempt(self, preempted: list[Request]) -> None:
-        for request in preempted:
-            self._running.remove(request)
-            request.num_preemptions += 1
-            mode = self._preemption_mode(request)
-            if mode is PreemptionMode.SWAP and self.host.num_free_blocks >= request.num_blocks:
-                self.host.allocate(request.request_id, request.num_blocks)
-                self._pending_swap_blocks += request.num_blocks
-                request.num_swaps += 1
-                request.state = RequestState.SWAPPED
-            else:
-                request.num_computed_tokens = 0
-                request.state = RequestState.WAITING
-            self.kv.release(request.request_id)
-            request.num_blocks = 0
-        requeue_preempted(self.waiting, preempted)
+        self._pending_swap_blocks += preempt(preempted, self._running, self.waiting, self.kv, self.host,
+                                             self._preemption_mode)
 
     def _take_swap_seconds(self) -> float:
         blocks, self._pending_swap_blocks = self._pending_swap_blocks, 0
@@ -358,7 +331,7 @@ class Replica:
                 all_decode = False
             need = new_blocks_needed(request, num_new, block_size)
             if need:
-                self._allocate(request, need)
+                allocate(request, need, self.kv, self.scheduler, self.env.now)
             news.append(num_new)
             contexts.append(request.num_computed_tokens)
         for num_new, context in decision.padding:
@@ -366,32 +339,18 @@ class Replica:
             contexts.append(context)
         return entries, tuple(news), tuple(contexts), all_decode
 
-    def _allocate(self, request: Request, count: int) -> None:
-        free = self.kv.num_free_blocks
-        if count > free:
-            raise contract_violation(
-                self.scheduler, "scheduler.schedule", self.env.now,
-                f"scheduled more than the free KV memory: {request!r} needs {count} more blocks "
-                f"when {free} of {self.kv.num_blocks} are free",
-            )
-        self.kv.allocate(request.request_id, count)
-        request.num_blocks += count
-
     def _admit(self, request: Request) -> None:
-        leave_queue(self.waiting, request)
+        """Admission, with what only the simulator models: swapping in, reusing cached prefixes."""
         if request.state is RequestState.SWAPPED:
             swapped = self.host.release(request.request_id)
-            self._allocate(request, swapped)
+            allocate(request, swapped, self.kv, self.scheduler, self.env.now)
             self._pending_swap_blocks += swapped
         elif self.kv.caches_prefixes and not request.num_computed_tokens:
             hit = self.kv.reuse(request)  # type: ignore[attr-defined]
             request.num_computed_tokens = hit.num_tokens
             request.num_blocks = hit.num_blocks
             request.num_cached_tokens += hit.num_tokens
-        request.state = RequestState.RUNNING
-        if math.isnan(request.first_scheduled_s):
-            request.first_scheduled_s = self.env.now
-        self._running.append(request)
+        admit(request, self.waiting, self._running, self.env.now)
 
     def _sample(self, batch_size: int, batch_tokens: int) -> None:
         self.metrics.sample_replica(
@@ -438,12 +397,8 @@ class Replica:
             self.finish(request, now)
 
     def finish(self, request: Request, now: float) -> None:
-        self._running.remove(request)
-        self.kv.release(request.request_id)
-        request.num_blocks = 0
-        request.prefix_keys = None
-        self.recently_finished.append(request)
-        self._end(request, RequestState.FINISHED, now)
+        retire(request, self._running, self.kv, self.recently_finished, now)
+        self.on_done(request)
 
     def _drop_expired(self) -> None:
         """Drop the requests whose timeout has passed before they were ever scheduled."""

@@ -6,6 +6,7 @@ torch = pytest.importorskip("torch")
 
 from servesim.hwmodels import load_model  # noqa: E402
 from servesim.profiler.serving import requests_from_workload, run_engine  # noqa: E402
+from servesim.sim.engine.request import RequestState  # noqa: E402
 from servesim.sim.experiment.loading import validate_config  # noqa: E402
 from servesim.sim.runner import run_experiment  # noqa: E402
 
@@ -28,7 +29,7 @@ def serve(workload, num_blocks, scheduler):
 def test_every_request_finishes_with_its_tokens_and_blocks_come_back(tmp_path):
     workload = pd.read_csv(burst(tmp_path, [40, 90, 17, 130], [5, 3, 9, 4]))
     requests, iterations = serve(workload, 64, {"max_num_batched_tokens": 64})
-    assert all(len(r.token_times_s) == r.output_tokens and not r.rejected for r in requests)
+    assert all(len(r.token_times_s) == r.output_tokens and r.state is RequestState.FINISHED for r in requests)
     assert all(r.num_blocks == 0 for r in requests)
     assert all(it.end_s > it.start_s for it in iterations)
     assert all(a.end_s <= b.start_s for a, b in zip(iterations, iterations[1:]))
@@ -50,3 +51,99 @@ def test_batches_match_the_simulator_step_for_step_including_preemptions(tmp_pat
     assert sum(r.num_preemptions for r in requests) > 0
     real = [(len(it.new_tokens), sum(it.new_tokens)) for it in iterations]
     assert real == list(zip(simulated["batch_size"], simulated["num_tokens"]))
+
+
+def engine(scheduler, num_blocks=32):
+    from servesim.profiler.engine import ReferenceEngine
+    from servesim.profiler.model import ReferenceModel
+
+    model = ReferenceModel(SPEC, torch.device("cpu"), torch.bfloat16, num_blocks, 16, 0)
+    return ReferenceEngine(model, scheduler, num_blocks, SPEC.max_position_embeddings)
+
+
+def vllm_policy():
+    from servesim.policies import create_policy
+
+    return create_policy("scheduler", "vllm", {"max_num_batched_tokens": 64},
+                         preemption=create_policy("preemption", "recompute", {}))
+
+
+def requests(prompts, output_tokens=3):
+    from servesim.profiler.engine import EngineRequest
+
+    return [EngineRequest(i, 0.0, p, output_tokens, token_ids=[1] * p) for i, p in enumerate(prompts)]
+
+
+def test_the_scheduler_sees_read_only_views_of_the_engine():
+    from servesim.sim.engine.views import ReplicaView, RequestView
+
+    policy, seen = vllm_policy(), []
+    original = policy.schedule
+
+    def schedule(replica, now):
+        seen.append((type(replica), {type(r) for r in [*replica.waiting, *replica.running]}))
+        return original(replica, now)
+
+    policy.schedule = schedule
+    engine(policy).serve(requests([20, 30]))
+    assert seen and all(kind is ReplicaView and kinds <= {RequestView} for kind, kinds in seen)
+
+
+def _twice(decision):
+    decision.scheduled.append(decision.scheduled[0])
+
+
+def _write(decision):
+    decision.scheduled[0][0].num_computed_tokens = 5
+
+
+def _too_many(decision):
+    view, _ = decision.scheduled[0]
+    decision.scheduled[0] = (view, view.num_tokens + 1)
+
+
+@pytest.mark.parametrize(("transform", "message"), [
+    (_twice, "scheduled twice"), (_write, "read-only"), (_too_many, "new tokens; it must be an integer from 1 to 20"),
+])
+def test_a_broken_decision_stops_the_engine_as_it_stops_the_simulator(transform, message):
+    from servesim.policies.contract import PolicyContractError
+
+    policy = vllm_policy()
+    original = policy.schedule
+
+    def schedule(replica, now):
+        decision = original(replica, now)
+        transform(decision)
+        return decision
+
+    policy.schedule = schedule
+    with pytest.raises(PolicyContractError, match=f"scheduler.schedule at simulated t=.*{message}"):
+        engine(policy).serve(requests([20]))
+
+
+def test_scheduling_more_than_the_free_memory_is_a_contract_error():
+    from servesim.policies import ScheduleDecision
+    from servesim.policies.contract import PolicyContractError
+
+    policy = vllm_policy()
+    policy.schedule = lambda replica, now: ScheduleDecision(scheduled=[(r, r.num_tokens) for r in replica.waiting])
+    with pytest.raises(PolicyContractError, match="needs 3 more blocks when 2 of 4 are free"):
+        engine(policy, num_blocks=4).serve(requests([30, 33]))
+
+
+def test_admission_errors_are_asked_with_views_and_reject_the_request():
+    from servesim.sim.engine.views import RequestView
+
+    policy, asked = vllm_policy(), []
+
+    def admission_error(view):
+        asked.append(type(view))
+        return "prompt over 25 tokens" if view.prompt_tokens > 25 else None
+
+    policy.admission_error = admission_error
+    served = requests([20, 30])
+    engine(policy).serve(served)
+    assert asked == [RequestView, RequestView]
+    assert [(r.state, r.reject_reason) for r in served] == [
+        (RequestState.FINISHED, ""), (RequestState.REJECTED, "prompt over 25 tokens")]
+    assert len(served[0].token_times_s) == 3 and not served[1].token_times_s
