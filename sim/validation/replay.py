@@ -90,11 +90,10 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
     if kind == "auto":
         kind = "table" if has_shipped_tables(hardware, model) else "roofline"
     notes = [f"{settings.hardware} -> {hardware}, {settings.model} -> {model}, cost model {kind}"]
-    parallel: dict[str, Any] = {"tp": settings.tp}
     if settings.ep > 1:
-        parallel["ep_across_replicas"] = True
-        notes.append(f"EP{settings.ep} across the {settings.dp} DP ranks: MoE layers priced at EP{settings.tp * settings.dp} "
-                     "for the gathered tokens of all ranks (ranks taken as equally loaded)")
+        notes.append(f"EP{settings.ep} across the {settings.dp} DP ranks is not modelled by default: each replica prices "
+                     "every expert; --set cluster.parallel.ep_across_replicas=true prices the experts at EP over the "
+                     "ranks, but without the ranks' lockstep (README, Validating against real runs)")
     has_hashes = "prefix_hashes" in run.requests.columns
     prefix_caching = settings.prefix_caching is not False and has_hashes  # on by default in vLLM's v1 engine
     if settings.prefix_caching is not False and not has_hashes:
@@ -120,7 +119,7 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
         "model": model,
         "hardware": hardware,
         "cost_model": {"kind": kind},
-        "cluster": {"replicas": settings.dp, "parallel": parallel, "router": {"name": "least_outstanding"}},
+        "cluster": {"replicas": settings.dp, "parallel": {"tp": settings.tp}, "router": {"name": "least_outstanding"}},
         "scheduler": scheduler,
         "memory": memory,
         "cache": {"prefix_caching": prefix_caching},

@@ -122,16 +122,18 @@ def test_auto_cost_model_uses_shipped_tables_from_any_source(tmp_path: Path) -> 
     assert config["cost_model"] == {"kind": "roofline"}
 
 
-def test_a_dp_ep_run_is_replayed_with_experts_split_over_its_ranks(tmp_path: Path) -> None:
+def test_a_dp_ep_run_says_how_to_split_the_experts_over_its_ranks(tmp_path: Path) -> None:
     from dataclasses import replace
 
     run = read_run(SAMPLE)
     run = replace(run, settings=run.settings.model_copy(update={"dp": 2, "ep": 2}))
     options = ReplayOptions(hardware="rtx-pro-6000", model="qwen3-30b-a3b")
     config, notes = replay_config(run, options)
-    assert config["cluster"]["replicas"] == 2 and config["cluster"]["parallel"]["ep_across_replicas"] is True
-    assert any("EP2 across the 2 DP ranks" in note for note in notes)
-    described = replay(run, options, tmp_path).result.summary["run"]["cost_model"]
+    assert config["cluster"]["replicas"] == 2 and "ep_across_replicas" not in config["cluster"]["parallel"]
+    assert any("ep_across_replicas=true" in note for note in notes)
+    split = ReplayOptions(hardware="rtx-pro-6000", model="qwen3-30b-a3b",
+                          overrides=["cluster.parallel.ep_across_replicas=true"])
+    described = replay(run, split, tmp_path).result.summary["run"]["cost_model"]
     assert described["expert_parallel_across_replicas"]["ranks"] == 2
 
 
