@@ -59,6 +59,11 @@ def main() -> None:
         print(report(replayed) + "\n")
     for name, reason in skipped:
         print(f"{name}: not mapped: {reason}\n")
+    print(f"{'run':<42} {'cost model':<10} in target")
+    for replayed in done:
+        targeted = replayed.table.dropna(subset=["target"])
+        print(f"{replayed.run.name:<42} {replayed.config.cost_model.kind:<10} "
+              f"{int(targeted['within_target'].astype(bool).sum())}/{len(targeted)}")
     figures = [row for replayed in done for row in replayed.table.itertuples() if row.target == row.target]
     met = sum(bool(row.within_target) for row in figures)
     print(f"{len(done)} run(s) replayed, {len(skipped)} not mapped; {met}/{len(figures)} figures within target")

@@ -1,54 +1,50 @@
-"""Fit the engine's own time (issue 8, item 3) from the real vLLM runs, one set per GPU and engine.
+"""Fit the engine's own time (issue 8, item 3) from the real vLLM runs: one set per engine version.
 
-The cost model is taken as given (whatever `simrun validate-real` uses for the run: shipped
-tables or the roofline), so re-run this after the kernel model changes. For each group of runs
-(same replay hardware, same engine version) the terms are switched on one at a time and each
-stage's error is printed: the mean absolute relative error over the targeted figures (TTFT,
-TPOT, E2E mean/p50/p90/p99) of every run in the group. Stages:
+The CPU work between kernels (scheduling, input preparation, sampling, detokenisation) is the
+engine's, not the GPU's, so one set is fitted per engine version and shared by every GPU (stored
+as the version's `default` in engine_overheads.yaml). The cost model is taken as given (whatever
+`simrun validate-real` uses for the run: shipped tables or the calibrated roofline), so re-run
+this after the kernel model changes. The error is the mean absolute relative error over the
+targeted figures (TTFT, TPOT, E2E mean/p50/p90/p99) of the runs fitted on. Stages, each term
+switched on in turn with its share of the stage-0 error removed:
 
   0. kernels only (no CPU time, no padding, synchronous scheduling)
   1. + CUDA-graph padding of decode batches (the run's capture sizes)
   2. + asynchronous scheduling (arrivals wait one extra step)
-  3. + per-iteration CPU term, fitted
-  4. + per-sequence CPU term, fitted (the per-iteration term refitted with it)
+  3. + per-iteration CPU term, fitted (grid search)
+  4. + per-sequence CPU term, fitted jointly with the per-iteration term (grid search)
+
+Then leave-one-run-out: for each run, the two terms fitted on the others and the held-out run's
+error with them. `--exclude RUN` leaves a run out of the fit (say why when quoting the result).
 
 The API server's inbound per-prompt-token term is the slope of (engine queue time - client send
 time) over prompt tokens: the two clocks differ by an unknown constant, so the fixed part and
 the stream-out delay are not identifiable from these runs and stay 0 (stated as such).
 
-    python benchmarks/fit_engine_overheads.py [--runs DIR] [--stand-in GPU=CATALOG ...] [--write]
+    python benchmarks/fit_engine_overheads.py [--runs DIR] [--exclude RUN ...] [--write]
 
-`--write` stores the fitted sets in sim/engine/engine_overheads.yaml (keyed by the replay's
-hardware catalog name: with a stand-in, the stand-in's name).
+`--write` stores the fitted set as the engine version's `default` in sim/engine/engine_overheads.yaml.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
-from collections import defaultdict
+import tempfile
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import yaml
-from scipy.optimize import minimize_scalar
 
-from bench_real_runs import DEFAULT_RUNS, replay_all, stand_ins
-from servesim.sim.validation.real_runs import VLLM_REQUESTS, find_runs
+from bench_real_runs import DEFAULT_RUNS
+from servesim.sim.validation.real_runs import VLLM_REQUESTS, RealRun, find_runs, read_run
+from servesim.sim.validation.replay import ReplayOptions, replay
 
 OVERHEADS_FILE = Path(__file__).resolve().parents[1] / "sim" / "engine" / "engine_overheads.yaml"
-PER_ITERATION_GRID_S = (0.0, 0.5e-3, 1e-3, 2e-3, 3e-3, 5e-3, 8e-3)
-PER_SEQUENCE_GRID_S = (0.0, 5e-6, 10e-6, 20e-6, 40e-6, 80e-6)
-
-
-def group_error(root: Path, substitutes: dict[str, str], cost_model: str, overrides: list[str]) -> dict[str, float]:
-    """Mean |relative error| over the targeted figures, per group (hardware, engine)."""
-    done, _ = replay_all(root, substitutes, cost_model, overrides)
-    errors: dict[str, list[float]] = defaultdict(list)
-    for replayed in done:
-        key = f"{replayed.config.hardware} {replayed.run.settings.engine}"
-        figures = replayed.table.dropna(subset=["target"])
-        errors[key] += list(np.abs(figures["rel_error"].to_numpy(float)))
-    return {key: float(np.mean(values)) for key, values in errors.items()}
+PER_ITERATION_GRID_S = (0.0, 0.25e-3, 0.5e-3, 1e-3, 1.5e-3, 2e-3, 3e-3, 5e-3)
+PER_SEQUENCE_GRID_S = (0.0, 2.5e-6, 5e-6, 10e-6, 20e-6, 40e-6)
+STAGES = ("kernels only", "+ CUDA-graph padding", "+ async scheduling", "+ per-iteration CPU", "+ per-sequence CPU")
 
 
 def stage_overrides(stage: int, per_iteration_s: float = 0.0, per_sequence_s: float = 0.0) -> list[str]:
@@ -61,16 +57,27 @@ def stage_overrides(stage: int, per_iteration_s: float = 0.0, per_sequence_s: fl
     ]
 
 
-def fit_term(error_at, grid: tuple[float, ...]) -> tuple[float, float]:
-    """Grid search, then a bounded Brent refinement between the best point's neighbours."""
-    values = [error_at(x) for x in grid]
-    best = int(np.argmin(values))
-    low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-    if high > low:
-        found = minimize_scalar(error_at, bounds=(low, high), method="bounded", options={"xatol": low * 0.02 + 1e-6})
-        if found.fun < values[best]:
-            return float(found.x), float(found.fun)
-    return grid[best], values[best]
+class RunErrors:
+    """Each run's mean |relative error| over its targeted figures, replayed once per setting."""
+
+    def __init__(self, runs: list[RealRun]) -> None:
+        self.runs = {run.name: run for run in runs}
+        self.error = cache(self._error)
+
+    def _error(self, name: str, stage: int, per_iteration_s: float, per_sequence_s: float) -> float:
+        options = ReplayOptions(overrides=stage_overrides(stage, per_iteration_s, per_sequence_s))
+        with tempfile.TemporaryDirectory() as work:
+            table = replay(self.runs[name], options, Path(work)).table.dropna(subset=["target"])
+        return float(np.mean(np.abs(table["rel_error"].to_numpy(float))))
+
+    def mean(self, names: list[str], stage: int, per_iteration_s: float = 0.0, per_sequence_s: float = 0.0) -> float:
+        return float(np.mean([self.error(name, stage, per_iteration_s, per_sequence_s) for name in names]))
+
+    def fit(self, names: list[str], with_sequence: bool = True) -> tuple[float, float, float]:
+        """(per-iteration s, per-sequence s, error) minimising the mean error over `names` on the grid."""
+        sequences = PER_SEQUENCE_GRID_S if with_sequence else (0.0,)
+        grid = itertools.product(PER_ITERATION_GRID_S, sequences)
+        return min(((it, seq, self.mean(names, 2, it, seq)) for it, seq in grid), key=lambda found: found[2])
 
 
 def api_per_prompt_token_s(root: Path) -> float:
@@ -93,48 +100,50 @@ def api_per_prompt_token_s(root: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=DEFAULT_RUNS)
-    parser.add_argument("--stand-in", action="append", default=[], metavar="GPU=CATALOG")
-    parser.add_argument("--cost-model", choices=("auto", "table", "roofline"), default="auto")
-    parser.add_argument("--write", action="store_true", help=f"store the fitted sets in {OVERHEADS_FILE.name}")
+    parser.add_argument("--exclude", action="append", default=[], metavar="RUN", help="leave a run out of the fit")
+    parser.add_argument("--write", action="store_true", help=f"store the fitted set in {OVERHEADS_FILE.name}")
     args = parser.parse_args()
-    substitutes = stand_ins(args.stand_in)
-
-    def errors(stage: int, per_iteration_s: float = 0.0, per_sequence_s: float = 0.0) -> dict[str, float]:
-        return group_error(args.runs, substitutes, args.cost_model, stage_overrides(stage, per_iteration_s, per_sequence_s))
-
-    stages = [errors(0), errors(1), errors(2)]
+    runs = [read_run(run_dir) for run_dir in find_runs(args.runs)]
+    errors = RunErrors(runs)
+    names = [run.name for run in runs if run.name not in args.exclude]
+    engines = sorted({run.settings.engine for run in runs})
+    trail = [errors.mean(names, stage) for stage in range(3)]
+    per_iteration_only, _, err3 = errors.fit(names, with_sequence=False)
+    per_iteration, per_sequence, err4 = errors.fit(names)
+    trail += [err3, err4]
+    print(f"fitted on {', '.join(names)} ({', '.join(engines)})")
+    print("mean |error| over the targeted figures, by stage (share of the stage-0 error removed)")
+    for k, (name, value) in enumerate(zip(STAGES, trail)):
+        removed = "" if k == 0 else f" ({(trail[k - 1] - value) / trail[0]:+.0%})"
+        print(f"  {k}. {name:<24}{value:8.2%}{removed}")
     api_slope = api_per_prompt_token_s(args.runs)
-    fitted = {}
-    for group in stages[0]:
-        per_iteration, err3 = fit_term(lambda x: errors(2, x)[group], PER_ITERATION_GRID_S)
-        per_sequence, _ = fit_term(lambda x: errors(2, per_iteration, x)[group], PER_SEQUENCE_GRID_S)
-        per_iteration, err4 = fit_term(lambda x: errors(2, x, per_sequence)[group], PER_ITERATION_GRID_S)
-        trail = [stages[0][group], stages[1][group], stages[2][group], err3, err4]
-        print(f"{group}: mean |error| over the targeted figures, by stage (share of the stage-0 error removed)")
-        names = ("kernels only", "+ CUDA-graph padding", "+ async scheduling", "+ per-iteration CPU", "+ per-sequence CPU")
-        for k, (name, value) in enumerate(zip(names, trail)):
-            removed = "" if k == 0 else f" ({(trail[k - 1] - value) / trail[0]:+.0%})" if trail[0] else ""
-            print(f"  {k}. {name:<24}{value:8.2%}{removed}")
-        print(f"  fitted: cpu_per_iteration_s={per_iteration:.6f} cpu_per_sequence_s={per_sequence:.2e} "
-              f"api_per_prompt_token_s={api_slope:.2e} (0: not resolved; fixed and stream-out terms not identifiable: 0)")
-        hardware, engine = group.split(" ", 1)
-        fitted[(hardware, engine)] = {
+    print(f"fitted: cpu_per_iteration_s={per_iteration:.6f} cpu_per_sequence_s={per_sequence:.2e} "
+          f"(per-iteration alone: {per_iteration_only:.6f}) api_per_prompt_token_s={api_slope:.2e} "
+          "(0: not resolved; fixed and stream-out terms not identifiable: 0)")
+    print("per run with the fitted set | leave-one-run-out (fitted on the other runs):")
+    for run in runs:
+        others = [name for name in names if name != run.name]
+        held_it, held_seq, _ = errors.fit(others)
+        print(f"  {run.name:<42} {errors.error(run.name, 2, per_iteration, per_sequence):7.2%} | "
+              f"{errors.error(run.name, 2, held_it, held_seq):7.2%} (per-iteration {held_it * 1e3:.2f} ms, "
+              f"per-sequence {held_seq * 1e6:.1f} us; kernels only {errors.error(run.name, 2, 0.0, 0.0):.2%})")
+    if args.write:
+        source = (f"benchmarks/fit_engine_overheads.py on {', '.join(names)} (real_vllm_runs, {', '.join(engines)}), "
+                  "shipped tables where they exist, calibrated roofline elsewhere; shared by every GPU")
+        write_default(engines[0].replace("vllm ", "vllm-").rsplit(".", 1)[0], {
             "cpu_per_iteration_s": round(per_iteration, 6), "cpu_per_sequence_s": round(per_sequence, 8),
             "api_fixed_s": 0.0, "api_per_prompt_token_s": round(api_slope, 10), "api_stream_out_s": 0.0,
-            "source": f"benchmarks/fit_engine_overheads.py on the real_vllm_runs replayed on {hardware} ({args.cost_model} cost model)",
-        }
-    if args.write:
-        write_sets(fitted)
+            "source": source,
+        })
 
 
-def write_sets(fitted: dict[tuple[str, str], dict], path: Path = OVERHEADS_FILE) -> None:
-    """Merge the fitted sets into engine_overheads.yaml, keeping its header comment."""
+def write_default(version: str, values: dict, path: Path = OVERHEADS_FILE) -> None:
+    """Store `values` as `version`'s shared default set in engine_overheads.yaml (replacing any
+    per-GPU sets), keeping the file's header comment."""
     text = path.read_text()
     header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
     data = yaml.safe_load(text)
-    for (hardware, engine), values in fitted.items():
-        version = engine.replace("vllm ", "vllm-").rsplit(".", 1)[0]
-        data.setdefault(version, {})[hardware] = values
+    data[version] = {"default": values}
     path.write_text(header + yaml.safe_dump(data, sort_keys=False, width=120))
 
 

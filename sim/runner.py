@@ -21,6 +21,7 @@ from servesim.hwmodels import ConstantCostModel, CostModel, ParallelPlan
 from servesim.hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, load_hardware, load_model
 from servesim.hwmodels.plan_rules import plan_problems
 from servesim.hwmodels.roofline import RooflineCostModel
+from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel
 from servesim.hwmodels.tables.loading import table_cost_model
 from servesim.policies import PolicyError, create_policy, validate_params
 from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
@@ -158,11 +159,20 @@ def _cost_model(
         )
         if value is not None
     }
-    roofline = RooflineCostModel(model, hardware, plan, **options)
-    if spec.kind == "table":
-        return _lookup("cost_model.tables", lambda: table_cost_model(spec.tables, base_dir, model, hardware, plan, roofline,
-                                                                        spec.source, spec.moe_distribution))
-    return roofline
+    cluster = config.cluster
+
+    def kernels(plan: ParallelPlan) -> CostModel:
+        roofline = RooflineCostModel(model, hardware, plan, **options)
+        if spec.kind == "table":
+            return _lookup("cost_model.tables", lambda: table_cost_model(
+                spec.tables, base_dir, model, hardware, plan, roofline, spec.source, spec.moe_distribution))
+        return roofline
+
+    if cluster.parallel.ep_across_replicas and cluster.replicas > 1 and model.is_moe:
+        devices = plan.tp * cluster.replicas
+        experts = ParallelPlan(tp=devices, pp=plan.pp, ep=devices)
+        return DataParallelExpertCostModel(kernels(plan), kernels(experts), cluster.replicas, devices, model.experts_per_token)
+    return kernels(plan)
 
 
 def random_stream(seed: int, *key: int) -> np.random.Generator:

@@ -63,6 +63,9 @@ WEIGHT_FORMATS = {"bf16": "bfloat16", "fp8": "fp8"}
 KV_FORMATS = {"bf16": "bfloat16", "fp8": "fp8"}
 CUSTOM_ALLREDUCE_MAX_BYTES = 8 << 20  # vLLM's CustomAllreduce default max_size; NCCL above
 COLLECTIVE_DTYPE = "bf16"
+# AIConfigurator's collectors record `message_size` in elements, not bytes: the all-reduce collector
+# reduces a [size / 4096, 4096] tensor, the NCCL one logs nccl-tests' byte size // bytes per element.
+COLLECTIVE_ELEMENT_BYTES = 2  # bfloat16 / half, the only collective dtype imported
 
 
 @dataclass
@@ -94,12 +97,14 @@ class GpuData:
     @cached_property
     def custom_allreduce(self) -> pd.DataFrame | None:
         data = self._read("comm/custom_allreduce_perf.parquet")
-        return None if data is None else data[data["kernel_source"] == "vLLM_custom_graph"]
+        if data is None:
+            return None
+        return _in_bytes(data[(data["kernel_source"] == "vLLM_custom_graph") & (data["allreduce_dtype"] == "bfloat16")])
 
     @cached_property
     def nccl(self) -> pd.DataFrame:
         data = self._read("nccl/nccl_perf.parquet")
-        return data[data["nccl_dtype"] == "half"]
+        return _in_bytes(data[data["nccl_dtype"] == "half"])
 
     @property
     def framework_version(self) -> str:
@@ -112,6 +117,11 @@ class GpuData:
     @property
     def device_name(self) -> str:
         return str(self.gemm["device"].iloc[0])
+
+
+def _in_bytes(collective: pd.DataFrame) -> pd.DataFrame:
+    """A collective's rows with `message_size` turned from elements (as recorded) into bytes."""
+    return collective.assign(message_size=collective["message_size"] * COLLECTIVE_ELEMENT_BYTES)
 
 
 def _full_attention(data: pd.DataFrame) -> pd.DataFrame:

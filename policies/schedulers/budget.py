@@ -16,6 +16,7 @@ from pydantic import Field
 from servesim.policies.base import PolicyParams, SchedulerPolicy
 from servesim.policies.decisions import ScheduleDecision
 from servesim.policies.views import (
+    KvView,
     ReplicaView,
     RequestView,
     blocks_to_admit,
@@ -59,6 +60,11 @@ class BudgetScheduler(SchedulerPolicy):
     def order_waiting(self, replica: ReplicaView, now: float) -> Iterable[RequestView]:
         """The order waiting requests are admitted in: the queue's (FCFS, preempted first)."""
         return replica.waiting
+
+    def fits_on_admission(self, request: RequestView, num_new: int, free: int, kv: KvView) -> bool:
+        """Whether admitting `request` for `num_new` tokens leaves enough free blocks (beyond the
+        chunk's own, which the caller checks); every budget scheduler admits on the chunk alone."""
+        return True
 
     def may_admit(self, request: RequestView, num_new: int, decision: ScheduleDecision, replica: ReplicaView,
                   now: float) -> bool:
@@ -123,7 +129,8 @@ class BudgetScheduler(SchedulerPolicy):
                     return
                 num_new = budget
             need = blocks_to_admit(request, num_new, kv)
-            if need > free or not self.may_admit(request, num_new, decision, replica, now):
+            if need > free or not self.fits_on_admission(request, num_new, free, kv) \
+                    or not self.may_admit(request, num_new, decision, replica, now):
                 return
             free -= need
             budget -= num_new

@@ -8,7 +8,7 @@ from servesim.policies.decisions import ScheduleDecision
 from servesim.policies.refs import QueueRef
 from servesim.policies.registry import register
 from servesim.policies.schedulers.ordered import OrderedParams, OrderedScheduler
-from servesim.policies.views import ReplicaView
+from servesim.policies.views import KvView, ReplicaView, RequestView, blocks_to_admit, computed_on_admission
 
 
 class VllmParams(OrderedParams):
@@ -16,6 +16,9 @@ class VllmParams(OrderedParams):
         False, description="vLLM v0: a step that can admit prompts runs only prompts, pausing decodes (needs chunked_prefill: false)"
     )
     queue: QueueRef = Field(default_factory=QueueRef, description="order of the waiting queue (a registered queue policy)")
+    reserve_full_isl: bool = Field(
+        True, description="admit a waiting (or preempted) request only when its whole sequence so far fits in the free "
+        "KV blocks, not just its first chunk (vLLM's scheduler_reserve_full_isl, on by default in 0.19)")
 
     @model_validator(mode="after")
     def _prefill_first_is_unchunked(self) -> VllmParams:
@@ -43,6 +46,11 @@ class VllmSchedulerPolicy(OrderedScheduler):
 
     def build_queue(self) -> QueuePolicy:
         return self.params.queue.build(self.rng)
+
+    def fits_on_admission(self, request: RequestView, num_new: int, free: int, kv: KvView) -> bool:
+        if not self.params.reserve_full_isl:
+            return True
+        return blocks_to_admit(request, request.num_tokens - computed_on_admission(request, kv), kv) <= free
 
     def schedule(self, replica: ReplicaView, now: float) -> ScheduleDecision:
         if self.params.prefill_first and replica.waiting:

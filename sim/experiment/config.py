@@ -98,6 +98,9 @@ class ParallelConfig(Section):
     pp: int = Field(1, ge=1, description="pipeline-parallel degree")
     ep: int = Field(1, ge=1, description="expert-parallel degree of a MoE model's experts, within the TP group "
                     "(must divide tp)")
+    ep_across_replicas: bool = Field(
+        False, description="the replicas are the DP ranks of one MoE engine whose experts are split over all "
+        "replicas x tp devices (vLLM --data-parallel-size N --enable-expert-parallel)")
 
 
 class ClusterConfig(Section):

@@ -44,7 +44,7 @@ class EngineSettings(BaseModel):
     hardware: str = Field(description="GPU name: a catalog name or a device name listed in names.yaml")
     tp: int = Field(1, ge=1, description="tensor-parallel degree of each replica")
     dp: int = Field(1, ge=1, description="data-parallel replicas behind the server's load balancer")
-    ep: int = Field(1, ge=1, description="expert-parallel degree (recorded; not modelled yet)")
+    ep: int = Field(1, ge=1, description="expert-parallel degree (with dp > 1: experts split over the DP ranks, `cluster.parallel.ep_across_replicas`)")
     max_num_seqs: int | None = Field(None, ge=1, description="the engine's sequence budget")
     max_num_batched_tokens: int | None = Field(None, ge=1, description="the engine's token budget per step")
     block_size: int = Field(16, ge=1, description="tokens per KV block")

@@ -76,6 +76,11 @@ def catalog_name(kind: str, recorded: str, override: str | None) -> str:
     return name
 
 
+def has_shipped_tables(hardware: str, model: str) -> bool:
+    """Whether any shipped table source (`<source>/<hardware>/<model>`) covers this pair."""
+    return any((h, m) == (hardware, model) for _, h, m in list_shipped())
+
+
 def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any], list[str]]:
     """The experiment (as a config mapping) that replays `run`, and notes on what it cannot model."""
     settings = run.settings
@@ -83,10 +88,12 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
     hardware = catalog_name("hardware", settings.hardware, options.hardware)
     kind = options.cost_model
     if kind == "auto":
-        kind = "table" if (hardware, model) in list_shipped() else "roofline"
+        kind = "table" if has_shipped_tables(hardware, model) else "roofline"
     notes = [f"{settings.hardware} -> {hardware}, {settings.model} -> {model}, cost model {kind}"]
     if settings.ep > 1:
-        notes.append(f"expert parallelism EP{settings.ep} is not modelled: each replica holds every expert")
+        notes.append(f"EP{settings.ep} across the {settings.dp} DP ranks is not modelled by default: each replica prices "
+                     "every expert; --set cluster.parallel.ep_across_replicas=true prices the experts at EP over the "
+                     "ranks, but without the ranks' lockstep (README, Validating against real runs)")
     has_hashes = "prefix_hashes" in run.requests.columns
     prefix_caching = settings.prefix_caching is not False and has_hashes  # on by default in vLLM's v1 engine
     if settings.prefix_caching is not False and not has_hashes:

@@ -210,3 +210,27 @@ def test_a_chunk_after_cached_context_is_priced_from_equal_work_fresh_prefills()
     assert attention[2] == pytest.approx(max(fresh_362, one_decode), rel=0.01)
     assert attention[2] < 3 * attention[0]  # not the fresh 16-token time times the context's work
     assert "the same query-key pairs" in model.describe()["out_of_grid"]["attn_prefill"]["first"]
+
+
+@needs_reference
+def test_collectives_are_keyed_by_bytes_though_recorded_in_elements():
+    """AIConfigurator's collectors log `message_size` in elements (a [size/4096, 4096] bf16 tensor;
+    nccl-tests' bytes // 2): the shipped all-reduce at N bytes is the source's latency at N/2 elements."""
+    source = pd.read_parquet(AIC / "rtx_pro_6000_server" / "comm" / "custom_allreduce_perf.parquet")
+    source = source[(source["kernel_source"] == "vLLM_custom_graph") & (source["num_gpus"] == 2)]
+    rows = load_shipped("rtx-pro-6000", "qwen3-32b", "aiconfigurator")[0].frame
+    shipped = rows[(rows["operator"] == "tp_all_reduce") & (rows["num_devices"] == 2)]
+    for elements, latency_ms in zip(source["message_size"], source["latency"]):
+        if 2 * elements <= 8 << 20:
+            row = shipped[(shipped["num_bytes"] == 2 * elements) & (shipped["variant"] == "custom_allreduce")]
+            assert row["time_s"].iloc[0] == pytest.approx(latency_ms / 1e3)
+    assert shipped[shipped["variant"] == "nccl"]["num_bytes"].min() > 8 << 20
+
+
+def test_a_decode_step_all_reduce_on_pcie_is_priced_at_the_hidden_states_bytes():
+    """Qwen3-32B TP2 on the RTX PRO 6000 (PCIe): 128 tokens x 5120 x 2 bytes = 1.25 MiB per all-reduce,
+    which vLLM's custom all-reduce measured at 0.09-0.16 ms (0.5-1 Mi elements) on that box."""
+    model = table_model("rtx-pro-6000", "qwen3-32b", ParallelPlan(tp=2))
+    ops = [op for op in model.breakdown(BatchShape((1,) * 128, (700,) * 128)).operators if op.name == "tp_all_reduce"]
+    per_call = sum(op.seconds for op in ops) / sum(op.calls for op in ops)
+    assert 0.09e-3 < per_call < 0.16e-3

@@ -114,3 +114,17 @@ def test_static_waits_up_to_max_wait_for_a_full_batch():
     alone = run_engine([(0.0, 4, 1)], ConstantCostModel(STEP), scheduler_name="static",
                        scheduler={"batch_size": 2, "max_wait_s": 0.5})
     assert alone.requests[0].first_scheduled_s == approx(0.5)
+
+
+def test_vllm_admits_a_chunked_prompt_only_when_its_whole_sequence_fits():
+    """vLLM 0.19's scheduler_reserve_full_isl: B's 32-token prompt (8 blocks of 4) waits while A holds
+    3 of the 10 blocks, though its first 8-token chunk would fit; without the reserve B starts at once."""
+    specs = [(0.0, 8, 16), (0.05, 32, 2)]
+    options = {"max_num_batched_tokens": 8, "max_num_seqs": 4}
+    reserved = run_engine(specs, ConstantCostModel(STEP), num_blocks=10, block_size=4, scheduler=options)
+    a, b = reserved.requests
+    assert b.first_scheduled_s >= a.finish_s
+    eager = run_engine(specs, ConstantCostModel(STEP), num_blocks=10, block_size=4,
+                       scheduler={**options, "reserve_full_isl": False})
+    a, b = eager.requests
+    assert b.first_scheduled_s < a.finish_s and b.first_scheduled_s == approx(0.1)

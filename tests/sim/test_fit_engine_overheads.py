@@ -20,9 +20,17 @@ def test_stages_switch_the_pieces_on_one_at_a_time() -> None:
     assert all("engine.version=none" in fit.stage_overrides(k) for k in range(3))
 
 
-def test_fit_term_finds_the_minimum_between_grid_points() -> None:
-    best, value = fit.fit_term(lambda x: (x - 0.0023) ** 2, (0.0, 0.001, 0.002, 0.004, 0.008))
-    assert best == pytest.approx(0.0023, abs=1e-5) and value < 1e-9
+def test_the_shared_fit_minimises_the_mean_over_the_runs_fitted_on() -> None:
+    """Run `a` wants 1 ms per step, run `b` 3 ms and 10 us per sequence; fitted together the set
+    lands between them; `b` alone gets its own optimum, and the per-iteration-only fit has no
+    per-sequence term."""
+    errors = fit.RunErrors([])
+    wanted = {"a": (1e-3, 0.0), "b": (3e-3, 10e-6)}
+    errors.error = lambda name, stage, it, seq: abs(it - wanted[name][0]) * 100 + abs(seq - wanted[name][1]) * 1e3
+    assert errors.fit(["b"])[:2] == (3e-3, 10e-6)
+    it, seq, _ = errors.fit(["a", "b"])
+    assert 1e-3 <= it <= 3e-3
+    assert errors.fit(["a", "b"], with_sequence=False)[1] == 0.0
 
 
 def _run(folder: Path, slope_s: float) -> None:
@@ -41,12 +49,12 @@ def test_api_slope_is_the_median_and_zero_when_runs_disagree(tmp_path: Path) -> 
     assert fit.api_per_prompt_token_s(tmp_path / "b") == 0.0
 
 
-def test_written_sets_are_read_back_by_the_engine(tmp_path: Path) -> None:
+def test_the_written_set_is_the_versions_shared_default(tmp_path: Path) -> None:
     path = tmp_path / "engine_overheads.yaml"
     path.write_text(fit.OVERHEADS_FILE.read_text())
     values = {"cpu_per_iteration_s": 0.001, "cpu_per_sequence_s": 1e-6, "api_fixed_s": 0.0,
               "api_per_prompt_token_s": 0.0, "api_stream_out_s": 0.0, "source": "test"}
-    fit.write_sets({("l40s", "vllm 0.19.0"): values}, path)
+    fit.write_default("vllm-0.19", values, path)
     data = yaml.safe_load(path.read_text())
-    assert data["vllm-0.19"]["l40s"] == values and "default" in data["vllm-0.19"]
+    assert data["vllm-0.19"] == {"default": values} and "none" in data
     assert path.read_text().startswith("# The serving engine's own time")

@@ -1,0 +1,87 @@
+"""Data parallelism with expert parallelism across the ranks (vLLM `--data-parallel-size N
+--enable-expert-parallel`): the composition of two cost models.
+
+In vLLM each DP rank runs attention (and everything else outside the MoE layers) on its own
+requests, while every MoE layer is expert-parallel over all N x TP devices: the tokens of all
+ranks are gathered, each device runs its 1/EP of the experts on them, and the results go back.
+The ranks step in lockstep (an idle rank runs a dummy batch, and batches are padded to the
+largest rank's token count), so a rank's MoE layers see about N times its own tokens.
+
+`DataParallelExpertCostModel` prices a rank's iteration as `local` (the rank's own plan, every
+expert held: attention, dense layers, router, sampling) with its `moe_experts` time replaced by
+`experts`' MoE time for N x the rank's tokens, where `experts` is the same model at EP = N x TP
+(the measured expert kernels at that EP). The exchange is vLLM's default all2all backend,
+`allgather_reducescatter`: per MoE layer an all-gather of the hidden states of all gathered tokens
+and a reduce-scatter of their outputs, each moving the gathered tokens' hidden states (no top-k
+copies: tokens are not dispatched per expert). `experts` prices its `ep_all_to_all` (two per MoE
+layer, from the measured NCCL all-to-all) at top-k x hidden x bytes / EP per token, so it is asked
+for EP / top-k as many tokens to price these two exchanges at their bytes. What it leaves out:
+ranks are assumed to carry equal batches (the router balances them), so a rank never waits for a
+busier one, and the DP synchronisation per step is not priced.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from servesim.hwmodels.cost_model import CostModel, IterationCost, OperatorTime
+from servesim.hwmodels.shapes import BatchShape
+
+EXPERT_OPERATORS = ("moe_experts", "ep_all_to_all")
+
+
+class DataParallelExpertCostModel(CostModel):
+    """`local`'s time with the MoE experts priced by `experts` at `ranks` x the batch's tokens."""
+
+    def __init__(self, local: CostModel, experts: CostModel, ranks: int, ep: int, experts_per_token: int) -> None:
+        self.local = local
+        self.experts = experts
+        self.ranks = ranks
+        self.exchange_tokens_per_token = ep / experts_per_token
+        self._swap_memo: dict[int, tuple[float, float, float]] = {}
+
+    def _swap(self, num_tokens: int) -> tuple[float, float, float]:
+        """(local moe_experts s, expert-parallel moe_experts s, all-to-all s) for a rank's `num_tokens`.
+
+        MoE operators depend on the token count only, so a fresh prefill of that size prices them."""
+        found = self._swap_memo.get(num_tokens)
+        if found is None:
+            mine = self.local.breakdown(BatchShape((num_tokens,), (0,))).by_operator()
+            tokens = num_tokens * self.ranks
+            gathered = self.experts.breakdown(BatchShape((tokens,), (0,))).by_operator()
+            as_exchanged = max(1, round(tokens * self.exchange_tokens_per_token))
+            exchange = self.experts.breakdown(BatchShape((as_exchanged,), (0,))).by_operator()
+            found = (mine.get("moe_experts", 0.0), gathered.get("moe_experts", 0.0), exchange.get("ep_all_to_all", 0.0))
+            self._swap_memo[num_tokens] = found
+        return found
+
+    def _delta(self, num_tokens: int) -> float:
+        if num_tokens < 1:
+            return 0.0
+        mine, gathered, all_to_all = self._swap(num_tokens)
+        return gathered + all_to_all - mine
+
+    def breakdown(self, batch: BatchShape) -> IterationCost:
+        if batch.num_tokens < 1:
+            return self.local.breakdown(batch)
+        mine, gathered, all_to_all = self._swap(batch.num_tokens)
+        operators = []
+        for op in self.local.breakdown(batch).operators:
+            if op.name == "moe_experts":
+                operators.append(OperatorTime("moe_experts", op.calls, gathered / op.calls))
+                operators.append(OperatorTime("ep_all_to_all", op.calls, all_to_all / op.calls))
+            else:
+                operators.append(op)
+        return IterationCost(tuple(operators))
+
+    def iteration_time(self, batch: BatchShape) -> float:
+        return self.local.iteration_time(batch) + self._delta(batch.num_tokens)
+
+    def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
+        return self.local.decode_stretch_times(contexts, num_steps) + self._delta(len(contexts))
+
+    def describe(self) -> dict[str, Any]:
+        experts = self.experts.describe()
+        return {**self.local.describe(), "expert_parallel_across_replicas": {
+            "ranks": self.ranks, "ep": experts.get("ep"), "experts_priced_by": experts.get("tables", experts.get("kind"))}}

@@ -1,0 +1,56 @@
+"""DP x EP composition: attention on the rank's own batch, MoE experts at EP over all ranks."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from servesim.hwmodels import BatchShape, ParallelPlan, RooflineCostModel, load_hardware, load_model
+from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel
+
+MODEL = load_model("qwen3-30b-a3b")
+GPU = load_hardware("h100-sxm")
+
+
+def composed(ranks: int = 2) -> tuple[DataParallelExpertCostModel, RooflineCostModel, RooflineCostModel]:
+    local = RooflineCostModel(MODEL, GPU, ParallelPlan(tp=1))
+    experts = RooflineCostModel(MODEL, GPU, ParallelPlan(tp=ranks, ep=ranks))
+    return DataParallelExpertCostModel(local, experts, ranks, ranks, MODEL.experts_per_token), local, experts
+
+
+def test_only_the_expert_layers_change_and_they_see_every_ranks_tokens() -> None:
+    model, local, experts = composed()
+    batch = BatchShape((1,) * 64, (900,) * 64)
+    mine, theirs = model.breakdown(batch).by_operator(), local.breakdown(batch).by_operator()
+    for name in ("attn_decode", "attn_qkv_proj", "moe_router", "lm_head"):
+        assert mine[name] == pytest.approx(theirs[name])
+    gathered = experts.breakdown(BatchShape((128,), (0,))).by_operator()
+    assert mine["moe_experts"] == pytest.approx(gathered["moe_experts"])
+    assert mine["ep_all_to_all"] > 0 and "ep_all_to_all" not in theirs
+    assert model.iteration_time(batch) == pytest.approx(model.breakdown(batch).seconds)
+
+
+def test_the_exchange_moves_hidden_states_not_top_k_copies() -> None:
+    """allgather + reduce-scatter of T tokens' hidden states: the in-group all-to-all priced for
+    T x ep / top-k tokens (it counts top-k x hidden / ep bytes per token)."""
+    model, _, experts = composed()
+    exchange = model.breakdown(BatchShape((256,), (0,))).by_operator()["ep_all_to_all"]
+    as_bytes = experts.breakdown(BatchShape((512 * 2 // MODEL.experts_per_token,), (0,))).by_operator()["ep_all_to_all"]
+    assert exchange == pytest.approx(as_bytes)
+
+
+def test_splitting_the_experts_shortens_a_weight_bound_decode_step() -> None:
+    model, local, _ = composed()
+    batch = BatchShape((1,) * 128, (500,) * 128)  # touches every expert: each rank reads half of them
+    assert model.iteration_time(batch) < local.iteration_time(batch)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(1, 4000), min_size=1, max_size=40), st.integers(1, 6))
+def test_a_decode_stretch_equals_pricing_step_by_step(contexts: list[int], steps: int) -> None:
+    model, _, _ = composed()
+    stretch = model.decode_stretch_times(np.array(contexts), steps)
+    ones = (1,) * len(contexts)
+    by_step = [model.iteration_time(BatchShape(ones, tuple(c + k for c in contexts))) for k in range(steps)]
+    np.testing.assert_allclose(stretch, by_step, rtol=1e-9)
