@@ -20,7 +20,6 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from servesim.policies.errors import PolicyError
 from servesim.policies.base import (
     EvictionPolicy,
     LengthPredictor,
@@ -30,6 +29,7 @@ from servesim.policies.base import (
     SchedulerPolicy,
     TransferPolicy,
 )
+from servesim.policies.errors import PolicyError
 
 # kind -> (interface, the methods the engine calls with their positional arguments after self)
 KINDS: dict[str, tuple[type, dict[str, tuple[str, ...]]]] = {

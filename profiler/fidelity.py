@@ -21,8 +21,8 @@ from servesim.profiler.profile import ProfileRequest, profile, setup_device
 from servesim.profiler.report import engine_latencies, iteration_errors, iteration_table, latency_errors, plot
 from servesim.profiler.serving import requests_from_workload, run_engine
 from servesim.profiler.timing import DTYPES
-from servesim.sim.experiment.config import EngineConfig, ExperimentConfig
 from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.config import EngineConfig, ExperimentConfig
 from servesim.sim.experiment.loading import load_config
 from servesim.sim.reporting.json_output import json_text
 from servesim.sim.runner import PreparedRun, prepare, simulate

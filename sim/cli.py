@@ -18,11 +18,11 @@ from pathlib import Path
 
 from servesim.hwmodels.errors import CatalogError
 from servesim.policies import PolicyError
-from servesim.sim.experiment.config import ExperimentConfig
-from servesim.sim import __version__
-from servesim.sim.reporting.output_target import OutputTarget
-from servesim.sim.errors import UserInputError
 from servesim.profiler.commands import add_commands as add_profile_commands
+from servesim.sim import __version__
+from servesim.sim.errors import UserInputError
+from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.reporting.output_target import OutputTarget
 from servesim.traces.errors import TraceError
 
 EXIT_USER_ERROR = 2
@@ -151,8 +151,8 @@ def _output_target(output: str | None, config: ExperimentConfig, overwrite: bool
 
 
 def _run(args: argparse.Namespace) -> int:
-    from servesim.sim.reporting.headline import headline
     from servesim.sim.experiment.loading import load_config
+    from servesim.sim.reporting.headline import headline
     from servesim.sim.reporting.output_dir import claim_output
     from servesim.sim.reporting.results import write_claimed_results
     from servesim.sim.runner import prepare, simulate
@@ -176,11 +176,11 @@ def _run_variants(config: ExperimentConfig, base_dir: Path, target: OutputTarget
                   show: bool) -> int:
     """Run every variant (all checked before the first starts), then write and compare them."""
     from servesim.sim.experiment.loading import variant_configs
+    from servesim.sim.experiment.variants import comparison_json, comparison_table
     from servesim.sim.reporting.json_output import json_text
     from servesim.sim.reporting.output_dir import claim_output
     from servesim.sim.reporting.results import config_yaml, write_run_files
     from servesim.sim.runner import prepare, simulate
-    from servesim.sim.experiment.variants import comparison_json, comparison_table
 
     prepared = {name: prepare(c, base_dir) for name, c in variant_configs(config, str(args.config)).items()}
     with claim_output(target, args.overwrite) as claim:
@@ -249,8 +249,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _goodput(args: argparse.Namespace) -> int:
-    from servesim.sim.goodput import check_search, max_goodput
     from servesim.sim.experiment.loading import load_config, variant_configs
+    from servesim.sim.goodput import check_search, max_goodput
 
     config, base_dir = load_config(args.config, args.overrides)
     configs = variant_configs(config, str(args.config)) if config.variants else {config.name: config}

@@ -25,21 +25,21 @@ from servesim.hwmodels.tables.loading import table_cost_model
 from servesim.policies import PolicyError, create_policy, validate_params
 from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from servesim.sim import __version__
-from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
-from servesim.sim.experiment.classes import ServiceClass, assign_classes, service_classes
 from servesim.sim.engine.cluster import ClosedLoop, Cluster
-from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
-from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
-from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.engine.kv_memory import BlockPool
-from servesim.sim.reporting.metrics import MetricsRecorder
+from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
 from servesim.sim.engine.replica import Replica, ReplicaSetup
 from servesim.sim.engine.request import ENDED, Request, RequestState
+from servesim.sim.errors import ConfigError, EngineInvariantError
+from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
+from servesim.sim.experiment.classes import ServiceClass, assign_classes, service_classes
+from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
+from servesim.sim.experiment.workload import build_workload, think_times, to_requests
+from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.reporting.results import RunResult, request_table
 from servesim.sim.reporting.steady_state import steady_state
 from servesim.sim.reporting.summary import summarize, summarize_classes
-from servesim.sim.experiment.workload import build_workload, think_times, to_requests
 from servesim.traces import TraceError
 
 

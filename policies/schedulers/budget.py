@@ -23,7 +23,6 @@ from servesim.policies.views import (
     new_blocks_needed,
 )
 
-
 DEFAULT_MAX_NUM_SEQS = 256
 DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
 """vLLM's defaults; a scheduler without these budgets is sized for memory as if it had them."""

@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from servesim.hwmodels import BatchShape
 from servesim.policies.decisions import ScheduleDecision
 from servesim.policies.registry import register
 from servesim.policies.schedulers.budget import BudgetParams, BudgetScheduler
-from servesim.hwmodels import BatchShape
 from servesim.policies.views import IterationView, ReplicaView, RequestView, computed_on_admission, is_decode
 
 

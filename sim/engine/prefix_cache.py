@@ -15,8 +15,8 @@ from typing import Protocol
 
 from servesim.policies.base import CachedBlock, EvictionPolicy
 from servesim.policies.contract import policy_raised
-from servesim.sim.errors import EngineInvariantError
 from servesim.sim.engine.kv_memory import NO_HIT, BlockPool, PrefixHit
+from servesim.sim.errors import EngineInvariantError
 
 
 class PrefixedRequest(Protocol):

@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 from servesim.hwmodels import ParallelPlan
 from servesim.hwmodels.catalog import HardwareSpec, ModelSpec
-from servesim.sim.experiment.config import MemoryConfig
 from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.config import MemoryConfig
 
 GIB = 2**30
 ACTIVATION_BYTES = 2

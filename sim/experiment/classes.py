@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from servesim.sim.experiment.config import ClassConfig, ExperimentConfig, SloConfig, WorkloadConfig
 from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.config import ClassConfig, ExperimentConfig, SloConfig, WorkloadConfig
 
 DEFAULT_CLASS = "default"
 

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from servesim.sim.engine.request import Request
 from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import WorkloadConfig
-from servesim.sim.engine.request import Request
 from servesim.traces import (
     TraceError,
     add_shared_prefixes,
@@ -23,7 +23,6 @@ from servesim.traces import (
     take,
     time_window,
 )
-
 
 MAX_ARRIVAL_S = 1e9  # about 32 years: float64 seconds still resolve well below a microsecond
 

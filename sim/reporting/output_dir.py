@@ -33,8 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servesim.sim.reporting.output_target import (
-    MARKER, MARKER_FORMAT, MARKER_VERSION, RESERVED_PREFIX, OutputError, OutputTarget, TargetState, foreign_entries,
-    read_manifest, resolve_target,
+    MARKER,
+    MARKER_FORMAT,
+    MARKER_VERSION,
+    RESERVED_PREFIX,
+    OutputError,
+    OutputTarget,
+    TargetState,
+    foreign_entries,
+    read_manifest,
+    resolve_target,
 )
 
 AT_FDCWD = -100

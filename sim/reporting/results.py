@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from servesim.sim.engine.request import Request
 from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import ExperimentConfig
-from servesim.sim.engine.request import Request
 from servesim.sim.reporting.benchmark_serving import write_benchmark_serving
 from servesim.sim.reporting.json_output import json_text
 from servesim.sim.reporting.output_dir import ResultsClaim, claim_output

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from servesim.policies import (
     EvictionPolicy,
     LengthPredictor,
@@ -25,7 +26,6 @@ from servesim.policies import (
 )
 from servesim.policies.schedulers.vllm import VllmSchedulerPolicy
 from servesim.sim.engine import replica as replica_module
-
 from tests.bad_inputs.harness import Outcome, assert_user_error, simrun_in_process
 
 BASE: dict[str, Any] = {

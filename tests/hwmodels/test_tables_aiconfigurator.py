@@ -155,9 +155,9 @@ def test_llama_8b_decode_on_h100_is_within_2x_of_the_roofline():
 
 
 def test_summary_and_headline_name_the_table_set(tmp_path, capsys):
-    from servesim.sim.cli import main
-
     import yaml
+
+    from servesim.sim.cli import main
 
     config = {"name": "t", "model": "qwen3-30b-a3b", "hardware": "rtx-pro-6000", "cost_model": {"kind": "table"},
               "cluster": {"parallel": {"tp": 2, "ep": 2}},

@@ -37,8 +37,8 @@ from tests.policies.views import (
     FakeRequest,
     decoding,
     finished,
-    prefilling,
     preempted,
+    prefilling,
     waiting,
 )
 

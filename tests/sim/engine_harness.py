@@ -10,10 +10,10 @@ from servesim.hwmodels import CostModel
 from servesim.policies import create_policy
 from servesim.sim.engine.cluster import Cluster
 from servesim.sim.engine.kv_memory import BlockPool
-from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
 from servesim.sim.engine.replica import Replica, ReplicaSetup
 from servesim.sim.engine.request import Request
+from servesim.sim.reporting.metrics import MetricsRecorder
 
 
 @dataclass

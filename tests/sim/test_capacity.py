@@ -2,9 +2,9 @@ import pytest
 
 from servesim.hwmodels import ParallelPlan
 from servesim.hwmodels.catalog import load_hardware, load_model
+from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.capacity import GIB, MAX_POOL_BLOCKS, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.config import MemoryConfig
-from servesim.sim.errors import ConfigError
 
 
 def test_llama_8b_on_h100_leaves_the_expected_kv_pool():

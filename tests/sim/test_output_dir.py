@@ -23,7 +23,12 @@ from servesim.sim.cli import main
 from servesim.sim.reporting import output_dir, results
 from servesim.sim.reporting.output_dir import claim_output
 from servesim.sim.reporting.output_target import (
-    MARKER, OutputError, check_directory_name, foreign_entries, read_manifest, resolve_target,
+    MARKER,
+    OutputError,
+    check_directory_name,
+    foreign_entries,
+    read_manifest,
+    resolve_target,
 )
 
 DRIVER = Path(__file__).with_name("output_driver.py")

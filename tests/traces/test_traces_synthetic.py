@@ -5,7 +5,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servesim.traces import TraceError, add_shared_prefixes, arrival_times, sample_length_pairs, sample_lengths, sample_path
+from servesim.traces import (
+    TraceError,
+    add_shared_prefixes,
+    arrival_times,
+    sample_length_pairs,
+    sample_lengths,
+    sample_path,
+)
 from servesim.traces.synthetic import MAX_DRAWN_TOKENS
 
 
