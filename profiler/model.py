@@ -98,7 +98,7 @@ class ReferenceModel:
         spec, d = self.spec, self.spec.head_dim
         num_prefill = sum(n for n, _ in batch.chunks)
         x = ops.embedding(batch.token_ids, self.embedding)
-        residual = None
+        residual: torch.Tensor | None = None
         for layer, k_cache, v_cache in zip(self.layers, self.k_cache, self.v_cache):
             hidden, residual = ops.add_rms_norm(x, residual, layer.input_norm)
             q, k, v = ops.linear(hidden, layer.qkv).split([self.q_width, self.kv_width, self.kv_width], dim=-1)
@@ -115,6 +115,6 @@ class ReferenceModel:
             x = ops.linear(attention.reshape(-1, self.q_width), layer.out)
             hidden, residual = ops.add_rms_norm(x, residual, layer.post_norm)
             x = ops.linear(ops.silu_and_mul(ops.linear(hidden, layer.gate_up)), layer.down)
-        last = (x + residual)[batch.last_rows]
+        last = (x if residual is None else x + residual)[batch.last_rows]
         logits = ops.lm_head(last, self.final_norm, self.lm_head)
         return ops.sample(logits, self.sampler).tolist()

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 try:  # optional, CUDA only
-    from flash_attn import flash_attn_varlen_func  # type: ignore[import-not-found]
+    from flash_attn import flash_attn_varlen_func
 except ImportError:
     flash_attn_varlen_func = None
 

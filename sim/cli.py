@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from servesim.hwmodels.errors import CatalogError
 from servesim.policies import PolicyError
@@ -206,7 +207,7 @@ class _progress_bar:
         self.total = total
         self.enabled = enabled
         self.label = label
-        self.bar = None
+        self.bar: Any = None  # a tqdm bar while entered (tqdm is imported lazily)
 
     def __enter__(self) -> Callable[[int, float], None] | None:
         if not self.enabled:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servesim.sim.errors import ConfigError
-from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.experiment.config import ExperimentConfig, ObjectivesConfig, SloConfig
 from servesim.sim.experiment.loading import validate_config
 from servesim.sim.runner import prepare, simulate
 
@@ -34,7 +34,7 @@ class GoodputSearch:
 
 def has_slo(config: ExperimentConfig) -> bool:
     """True if some objective is set (globally or for a class); without one every request meets it."""
-    objectives = [config.slo, *(c.slo for c in config.workload.classes)]
+    objectives: list[SloConfig | ObjectivesConfig] = [config.slo, *(c.slo for c in config.workload.classes)]
     return any(o.ttft_s is not None or o.tpot_s is not None or o.e2e_s is not None for o in objectives)
 
 

@@ -20,7 +20,7 @@ import simpy
 from servesim.hwmodels import ConstantCostModel, CostModel, ParallelPlan
 from servesim.hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, load_hardware, load_model
 from servesim.hwmodels.plan_rules import plan_problems
-from servesim.hwmodels.roofline import RooflineCostModel
+from servesim.hwmodels.roofline import DEFAULT_ITERATION_OVERHEAD_S, RooflineCostModel
 from servesim.hwmodels.tables.loading import table_cost_model
 from servesim.policies import PolicyError, create_policy, validate_params
 from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
@@ -139,6 +139,7 @@ def _model_ref(config: ExperimentConfig, base_dir: Path) -> str | Path:
         return config.model
     if config.model.name is not None:
         return config.model.name
+    assert config.model.hf_config is not None  # ModelRef's validator: exactly one of name and hf_config
     path = Path(config.model.hf_config)
     return path if path.is_absolute() else base_dir / path
 
@@ -149,16 +150,9 @@ def _cost_model(
     spec = config.cost_model
     if spec.kind == "constant":
         return ConstantCostModel(spec.iteration_s, spec.per_token_s)
-    options = {
-        key: value
-        for key, value in (
-            ("iteration_overhead_s", spec.iteration_overhead_s),
-            ("compute_efficiency", spec.compute_efficiency),
-            ("memory_efficiency", spec.memory_efficiency),
-        )
-        if value is not None
-    }
-    roofline = RooflineCostModel(model, hardware, plan, **options)
+    overhead_s = DEFAULT_ITERATION_OVERHEAD_S if spec.iteration_overhead_s is None else spec.iteration_overhead_s
+    roofline = RooflineCostModel(model, hardware, plan, iteration_overhead_s=overhead_s,
+                                 compute_efficiency=spec.compute_efficiency, memory_efficiency=spec.memory_efficiency)
     if spec.kind == "table":
         return _lookup("cost_model.tables", lambda: table_cost_model(spec.tables, base_dir, model, hardware, plan, roofline,
                                                                         spec.source, spec.moe_distribution))
@@ -182,6 +176,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     env = simpy.Environment()
     metrics = MetricsRecorder(record_iterations=config.output.iterations)
     requests = to_requests(prepared.workload, prepared.classes)
+    cluster: Cluster  # made below; on_done runs only once the simulation has started
     on_done = (lambda request: progress(cluster.num_done, env.now)) if progress else (lambda request: None)
     try:
         router = _policy(config.cluster.router, "router", random_stream(config.seed, 5))

@@ -135,9 +135,10 @@ class JsonRecords:
         A column of integer lists without nulls is cut from Arrow's flat buffer: hundreds of
         thousands of hash ids become Python ints in one call.
         """
-        kind = self.arrow.schema.field(name).type if self.arrow is not None else None
-        if kind is not None and pa.types.is_list(kind) and pa.types.is_integer(kind.value_type):
-            column = self.arrow.column(name).combine_chunks()
+        arrow = self.arrow
+        if (arrow is not None and pa.types.is_list(kind := arrow.schema.field(name).type)
+                and pa.types.is_integer(kind.value_type)):
+            column = arrow.column(name).combine_chunks()
             if column.null_count == 0 and column.values.null_count == 0:
                 flat = column.values.to_numpy(zero_copy_only=False).tolist()
                 offsets = column.offsets.to_numpy().tolist()
@@ -200,7 +201,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     record = dict(pairs)
     if len(record) != len(pairs):
         seen: set[str] = set()
-        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
     return record
 
 

@@ -91,6 +91,7 @@ def sample_lengths(spec: Mapping[str, Any], num: int, rng: np.random.Generator, 
         return np.full(num, _tokens(params, "value", origin), dtype=np.int64)
     if dist == "uniform":
         low, high = _bounds(params, origin)
+        assert high is not None  # uniform requires max: _expect checked it
         return rng.integers(low, high + 1, num, dtype=np.int64)
     if dist == "lognormal":
         mean, sigma = _number(params, "mean", origin, positive=True), _number(params, "sigma", origin)

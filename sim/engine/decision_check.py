@@ -97,7 +97,7 @@ class DecisionChecker:
                    ) -> tuple[list[tuple[Request, int]], int, int]:
         """The entries as (request, tokens), how many of them are admitted and their tokens (the hot
         path: kept lean)."""
-        entries = []
+        entries: list[tuple[Request, int]] = []
         total = 0
         append = entries.append
         seen = set(preempted)

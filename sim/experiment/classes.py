@@ -57,7 +57,8 @@ def assign_classes(table: pd.DataFrame, workload: WorkloadConfig, rng: np.random
         return table
     names = np.array([c.name for c in classes], dtype=object)
     if workload.class_by == "share":
-        chosen = rng.choice(len(classes), size=len(table), p=[c.share for c in classes])  # type: ignore[misc]
+        shares = [c.share for c in classes if c.share is not None]  # all of them: WorkloadConfig checks
+        chosen = rng.choice(len(classes), size=len(table), p=shares)
         labels = names[chosen]
     elif workload.class_by == "rule":
         labels = _by_rule(table, classes)

@@ -251,11 +251,11 @@ class WorkloadConfig(Section):
         if len(set(names)) != len(names):
             raise ValueError(f"class names must be unique, got {', '.join(names)}")
         if self.classes and self.class_by == "share":
-            shares = [c.share for c in self.classes]
-            if any(share is None for share in shares):
+            shares = [c.share for c in self.classes if c.share is not None]
+            if len(shares) < len(self.classes):
                 raise ValueError("with class_by: share every class needs a `share`")
-            if abs(sum(shares) - 1.0) > 1e-6:  # type: ignore[arg-type]
-                raise ValueError(f"class shares must add up to 1, got {sum(shares):g}")  # type: ignore[arg-type]
+            if abs(sum(shares) - 1.0) > 1e-6:
+                raise ValueError(f"class shares must add up to 1, got {sum(shares):g}")
         return self
 
 

@@ -27,7 +27,7 @@ import signal
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,8 +268,8 @@ def _signals_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(received):
-            signal.raise_signal(signum)
+        for pending in dict.fromkeys(received):
+            signal.raise_signal(pending)
 
 
 def _renameat2(source: Path, destination: Path, flags: int) -> bool:
@@ -286,7 +286,7 @@ def _renameat2(source: Path, destination: Path, flags: int) -> bool:
 
 
 @functools.cache
-def _libc_renameat2():  # type: ignore[no-untyped-def]
+def _libc_renameat2() -> Callable[..., int] | None:
     try:
         function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
     except OSError:
