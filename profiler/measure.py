@@ -95,7 +95,9 @@ class OperatorBench:
         return self._time(lambda: (self.rand(t, 2 * self.inter),), ops.silu_and_mul)
 
     def _attn_rope(self, t: int) -> float:
-        positions = lambda: torch.randint(0, self.model.max_position_embeddings, (t,), generator=self.gen).to(self.device)
+        def positions() -> torch.Tensor:
+            return torch.randint(0, self.model.max_position_embeddings, (t,), generator=self.gen).to(self.device)
+
         return self._time(lambda: (self.rand(t, self.heads, self.head_dim), self.rand(t, self.kv_heads, self.head_dim),
                                    positions()),
                           lambda q, k, p: ops.rope(q, k, p, self._rope))
@@ -104,7 +106,9 @@ class OperatorBench:
         num_blocks = ceil_div(t, BLOCK_SIZE) * COPIES + 1
         k_cache = self.rand(num_blocks, BLOCK_SIZE, self.kv_heads, self.head_dim)
         v_cache = torch.empty_like(k_cache)
-        slots = lambda: torch.randperm(num_blocks * BLOCK_SIZE, generator=self.gen)[:t].to(self.device)
+        def slots() -> torch.Tensor:
+            return torch.randperm(num_blocks * BLOCK_SIZE, generator=self.gen)[:t].to(self.device)
+
         return self._time(lambda: (self.rand(t, self.kv_heads, self.head_dim), self.rand(t, self.kv_heads, self.head_dim),
                                    slots()),
                           lambda k, v, s: ops.kv_cache_write(k, v, k_cache, v_cache, s))
@@ -127,7 +131,9 @@ class OperatorBench:
         e, k = self.model.num_experts, self.model.experts_per_token
         gate_up = [self.weight(f"expert_gu{i}", 2 * self.moe_inter, self.hidden) for i in range(e)]
         down = [self.weight(f"expert_d{i}", self.hidden, self.moe_inter) for i in range(e)]
-        choose = lambda: torch.rand(t, e, generator=self.gen).topk(k, dim=-1).indices.to(self.device)
+        def choose() -> torch.Tensor:
+            return torch.rand(t, e, generator=self.gen).topk(k, dim=-1).indices.to(self.device)
+
         return self._time(lambda: (self.rand(t, self.hidden), choose()), lambda x, ex: ops.moe_experts(x, ex, gate_up, down))
 
     def _moe_combine(self, t: int) -> float:

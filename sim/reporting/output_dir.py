@@ -111,7 +111,7 @@ class ResultsClaim:
                 remove_results_dir(old)
             except OSError as exc:
                 warnings.warn(f"the previous results were moved to {old} but could not be removed ({exc}); "
-                              f"remove that directory yourself")
+                              f"remove that directory yourself", stacklevel=2)
 
     def _swap_back(self, staging: Path, old: Path, exchanged: bool) -> None:
         """Put the previous directory back; the new results end up under the staging name again."""
@@ -173,7 +173,8 @@ def _recover(target: OutputTarget) -> None:
             try:
                 remove_results_dir(leftover)
             except OSError as exc:
-                warnings.warn(f"could not remove {leftover}, left by an interrupted run ({exc}); remove it yourself")
+                warnings.warn(f"could not remove {leftover}, left by an interrupted run ({exc}); remove it yourself",
+                              stacklevel=2)
 
 
 def _acquire_lock(path: Path, target: OutputTarget) -> int:
