@@ -99,7 +99,7 @@ class ReferenceModel:
         num_prefill = sum(n for n, _ in batch.chunks)
         x = ops.embedding(batch.token_ids, self.embedding)
         residual: torch.Tensor | None = None
-        for layer, k_cache, v_cache in zip(self.layers, self.k_cache, self.v_cache):
+        for layer, k_cache, v_cache in zip(self.layers, self.k_cache, self.v_cache, strict=True):
             hidden, residual = ops.add_rms_norm(x, residual, layer.input_norm)
             q, k, v = ops.linear(hidden, layer.qkv).split([self.q_width, self.kv_width, self.kv_width], dim=-1)
             q, k = ops.rope(q.view(-1, spec.num_attention_heads, d), k.view(-1, spec.num_kv_heads, d),

@@ -174,7 +174,7 @@ def calibrate_overhead(spec: ModelSpec, hardware: str, tables: TableSet, device:
                                 scheduler={"max_num_batched_tokens": 256}, cost_model=model)
         shapes = [BatchShape(it.new_tokens, it.context_lens) for it in iterations]
         residual = np.array([(it.end_s - it.start_s) - model.iteration_time(shape) + float(model.overhead_seconds(shape.num_entries))
-                             for it, shape in zip(iterations, shapes)])
+                             for it, shape in zip(iterations, shapes, strict=True)])
     design = np.array([[1.0, shape.num_entries, len(shape.prefill_chunks())] for shape in shapes])
     keep = np.ones(len(residual), dtype=bool)
     for _ in range(2):  # least squares, then again without the iterations a hiccup slowed

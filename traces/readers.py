@@ -10,6 +10,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ class JsonRecords:
             if column.null_count == 0 and column.values.null_count == 0:
                 flat = column.values.to_numpy(zero_copy_only=False).tolist()
                 offsets = column.offsets.to_numpy().tolist()
-                return [tuple(flat[start:end]) for start, end in zip(offsets[:-1], offsets[1:])]
+                return [tuple(flat[start:end]) for start, end in pairwise(offsets)]
         values = self.values(name)
         if set(map(type, values)) <= {list}:
             return list(map(tuple, values))
@@ -214,7 +215,7 @@ def _may_repeat_keys(table: pa.Table, data: bytes) -> bool:
     A fast, conservative test: a field named more often in the text than Arrow found values
     for it (an explicit null also counts) sends the file to the exact line-by-line parse.
     """
-    columns = list(zip(table.column_names, table.columns))
+    columns = list(zip(table.column_names, table.columns, strict=True))
     while columns:
         name, column = columns.pop()
         pattern = b'"' + re.escape(name.encode()) + rb'"\s*:'

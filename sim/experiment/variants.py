@@ -144,9 +144,9 @@ def comparison_table(summaries: Mapping[str, Mapping[str, Any]], claim: ClaimCon
         columns.append((claim.metric, claim.metric))
     width = max(len(name) for name in [*summaries, "variant"]) + 2
     widths = [max(12, len(label) + 2) for _, label in columns]
-    lines = [f"{'variant':<{width}}" + "".join(f"{label:>{w}}" for (_, label), w in zip(columns, widths))]
+    lines = [f"{'variant':<{width}}" + "".join(f"{label:>{w}}" for (_, label), w in zip(columns, widths, strict=True))]
     for name, summary in summaries.items():
-        cells = (f"{_shown(metric(summary, path)):>{w}}" for (path, _), w in zip(columns, widths))
+        cells = (f"{_shown(metric(summary, path)):>{w}}" for (path, _), w in zip(columns, widths, strict=True))
         lines.append(f"{name:<{width}}" + "".join(cells))
     if claim is not None:
         verdict = check_claim(claim, summaries)

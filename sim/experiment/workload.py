@@ -116,7 +116,7 @@ def to_requests(table: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> lis
     prompts = table["prompt_tokens"].to_numpy(dtype=np.int64).tolist()
     outputs = table["output_tokens"].to_numpy(dtype=np.int64).tolist()
     requests = []
-    for i, (arrival, prompt, output) in enumerate(zip(arrivals, prompts, outputs)):
+    for i, (arrival, prompt, output) in enumerate(zip(arrivals, prompts, outputs, strict=True)):
         request = Request(i, arrival, prompt, output)
         if column["slo_class"] is not None:
             request.slo_class = str(column["slo_class"][i])

@@ -33,6 +33,7 @@ def _latency_cdfs(result: RunResult, path: Path) -> Path:
         axes,
         ("ttft_s", "tpot_s", "max_tbt_s", "e2e_s"),
         ("TTFT", "TPOT", "max TBT per request", "end-to-end latency"),
+        strict=True,
     ):
         _cdf(ax, finished[column].to_numpy(dtype=float), title)
     fig.suptitle(result.config.name)

@@ -38,7 +38,7 @@ HF = {
 VARIANTS = {"variants": {"a": {"seed": 1}, "b": {"seed": 2}}}
 BOMB = "".join(
     f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['x'] * 9)}]\n"
-    for prev, name in zip(["", *"abcdefgh"], "abcdefghi")
+    for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
 )
 
 

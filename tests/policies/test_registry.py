@@ -344,7 +344,7 @@ def test_simrun_list_shows_every_policy_by_kind_with_its_parameters(capsys: pyte
         row = next(i for i, line in enumerate(lines) if line.split()[:1] == [entry.name] and i > kind_line)
         assert lines[row].endswith(entry.description)
         shown = lines[row + 1: row + 1 + len(entry.parameters())]
-        for line, (key, (type_name, default, description)) in zip(shown, entry.parameters().items()):
+        for line, (key, (type_name, default, description)) in zip(shown, entry.parameters().items(), strict=True):
             assert line.strip() == f"{key} ({type_name}, default {default!r}): {description}"
     text = "\n".join(lines)
     assert "victim (VictimOrder, default 'newest')" in text

@@ -133,8 +133,8 @@ def test_empirical_from_a_trace_in_any_format():
 def test_pairs_keep_rows_together():
     prompts, outputs = sample_length_pairs(sample_path("sharegpt_lengths"), 500, rng())
     table = pd.read_csv(sample_path("sharegpt_lengths"))
-    rows = set(zip(table["num_prefill_tokens"], table["num_decode_tokens"]))
-    assert all(pair in rows for pair in zip(prompts.tolist(), outputs.tolist()))
+    rows = set(zip(table["num_prefill_tokens"], table["num_decode_tokens"], strict=True))
+    assert all(pair in rows for pair in zip(prompts.tolist(), outputs.tolist(), strict=True))
     a = sample_length_pairs(sample_path("sharegpt_lengths"), 50, rng(3))
     b = sample_length_pairs(sample_path("sharegpt_lengths"), 50, rng(3))
     np.testing.assert_array_equal(a[0], b[0])
