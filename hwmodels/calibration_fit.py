@@ -82,7 +82,8 @@ CATALOG_NAMES = {
 def _peaks(folder: Path) -> dict[str, float]:
     hardware = load_hardware(CATALOG_NAMES[folder.name])
     peaks = {"bandwidth": hardware.memory_bandwidth_gbps * 1e9}
-    peaks.update({dtype: hardware.peak_tflops[dtype] * 1e12 for dtype in ("bf16", "fp8") if dtype in hardware.peak_tflops})
+    peaks.update({dtype: hardware.peak_tflops[dtype] * 1e12
+                  for dtype in ("bf16", "fp8") if dtype in hardware.peak_tflops})
     return peaks
 
 
@@ -98,7 +99,8 @@ def gemm_samples(folder: Path) -> list[Samples]:
         weight = 1 if dtype == "fp8" else 2
         frame = pd.DataFrame({"flops": 2 * m * n * k, "bytes": k * n * weight + m * (k + n) * ACT_BYTES,
                               "seconds": rows.latency.to_numpy() * 1e-3, "peak": peaks[dtype],
-                              "bandwidth": peaks["bandwidth"], "shape": [f"{a}x{b}" for a, b in zip(n, k, strict=True)]})
+                              "bandwidth": peaks["bandwidth"],
+                              "shape": [f"{a}x{b}" for a, b in zip(n, k, strict=True)]})
         out.append(Samples(folder.name, "gemm", dtype, frame))
     return out
 

@@ -64,7 +64,8 @@ class PreemptionPolicy(Policy, ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "select_victim" in cls.__dict__ and not getattr(cls.__dict__["select_victim"], "__isabstractmethod__", False):
+        own = cls.__dict__.get("select_victim")
+        if own is not None and not getattr(own, "__isabstractmethod__", False):
             cls.select_victim = checked_victim(cls.__dict__["select_victim"])  # type: ignore[method-assign]
 
     @abstractmethod

@@ -134,7 +134,9 @@ def _check_class(kind: str, cls: Any, where: str) -> None:
     for method, args in methods.items():
         function = getattr(cls, method, None)
         if function is None or not callable(function):
-            raise PolicyError(f"{where}: missing method {method}({', '.join(args)}) of the {interface.__name__} interface")
+            raise PolicyError(
+                f"{where}: missing method {method}({', '.join(args)}) of the {interface.__name__} interface"
+            )
         if getattr(function, "__isabstractmethod__", False):
             raise PolicyError(f"{where}: method {method} is not implemented")
         try:

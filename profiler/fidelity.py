@@ -117,6 +117,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"{'(sim-real)/real':<16}" + "".join(f"{p:>10}" for p in ("p50", "p90", "p99")),
     ]
     for name, block in report["latency"].items():
-        cells = "".join(f"{'-':>10}" if v["relative_error"] is None else f"{v['relative_error']:>+10.1%}" for v in block.values())
+        cells = "".join(f"{'-':>10}" if v["relative_error"] is None else f"{v['relative_error']:>+10.1%}"
+                        for v in block.values())
         lines.append(f"{name.removesuffix('_s').upper():<16}{cells}")
     return lines

@@ -109,8 +109,8 @@ class OperatorBench:
         def slots() -> torch.Tensor:
             return torch.randperm(num_blocks * BLOCK_SIZE, generator=self.gen)[:t].to(self.device)
 
-        return self._time(lambda: (self.rand(t, self.kv_heads, self.head_dim), self.rand(t, self.kv_heads, self.head_dim),
-                                   slots()),
+        return self._time(lambda: (self.rand(t, self.kv_heads, self.head_dim),
+                                   self.rand(t, self.kv_heads, self.head_dim), slots()),
                           lambda k, v, s: ops.kv_cache_write(k, v, k_cache, v_cache, s))
 
     def _lm_head(self, s: int) -> float:
@@ -134,7 +134,8 @@ class OperatorBench:
         def choose() -> torch.Tensor:
             return torch.rand(t, e, generator=self.gen).topk(k, dim=-1).indices.to(self.device)
 
-        return self._time(lambda: (self.rand(t, self.hidden), choose()), lambda x, ex: ops.moe_experts(x, ex, gate_up, down))
+        return self._time(lambda: (self.rand(t, self.hidden), choose()),
+                          lambda x, ex: ops.moe_experts(x, ex, gate_up, down))
 
     def _moe_combine(self, t: int) -> float:
         k = self.model.experts_per_token
@@ -177,8 +178,11 @@ class OperatorBench:
         block_bytes = BLOCK_SIZE * self.kv_heads * self.head_dim * self.dtype.itemsize
         blocks = max(1, nbytes // block_bytes)
         cache = self.rand(2 * blocks * COPIES, BLOCK_SIZE, self.kv_heads, self.head_dim)
-        pairs = [torch.randperm(2 * blocks * COPIES, generator=self.gen)[:2 * blocks].to(self.device) for _ in range(COPIES)]
-        return self.timer.seconds(lambda i: ops.copy_blocks(cache, pairs[i % COPIES][:blocks], pairs[i % COPIES][blocks:]))
+        pairs = [torch.randperm(2 * blocks * COPIES, generator=self.gen)[:2 * blocks].to(self.device)
+                 for _ in range(COPIES)]
+        return self.timer.seconds(
+            lambda i: ops.copy_blocks(cache, pairs[i % COPIES][:blocks], pairs[i % COPIES][blocks:])
+        )
 
     def swap(self, nbytes: int, to_host: bool) -> float:
         """Copy `nbytes` between device memory and (pinned, on CUDA) host memory."""

@@ -107,7 +107,8 @@ class ReferenceModel:
             ops.kv_cache_write(k, v.view(-1, spec.num_kv_heads, d), k_cache, v_cache, batch.slots)
             parts = []
             if batch.chunks:
-                parts.append(ops.attention_prefill(q[:num_prefill], k_cache, v_cache, batch.prefill_tables, batch.chunks))
+                parts.append(ops.attention_prefill(q[:num_prefill], k_cache, v_cache, batch.prefill_tables,
+                                                   batch.chunks))
             if batch.decode_contexts:
                 parts.append(ops.attention_decode(q[num_prefill:], k_cache, v_cache, batch.decode_tables,
                                                   batch.decode_contexts))

@@ -89,16 +89,18 @@ def profile(request: ProfileRequest, out_dir: Path, progress: bool = True) -> Pa
     timer = Timer(device, warmup=1 if request.quick else 3, repeats=3 if request.quick else 10)
     tasks = list(_tasks(spec, request.tp, grid, dtype, timer, request.seed))
     rows = []
-    for describe, measure in tqdm(tasks, desc=f"profiling {spec.name} on {device.type}", unit="shape", disable=not progress):
+    bar = tqdm(tasks, desc=f"profiling {spec.name} on {device.type}", unit="shape", disable=not progress)
+    for describe, measure in bar:
         rows.append({**describe, "time_s": measure()})
     frame = _frame(rows, dtype_name)
     frame = pd.concat([frame, _collective_rows(grid, dtype, dtype_name)])
     metadata: dict[str, Any] = {
         "hardware": hardware, "model": spec.name, **device_info(device), "dtype": dtype_name,
-        "date": datetime.date.today().isoformat(), "servesim_version": _version(), "num_threads": torch.get_num_threads(),
-        "quick": request.quick, "tp": list(request.tp), "source": None,
+        "date": datetime.date.today().isoformat(), "servesim_version": _version(),
+        "num_threads": torch.get_num_threads(), "quick": request.quick, "tp": list(request.tp), "source": None,
         "notes": ["servesim profiler: median of timed repeats after warm-up, inputs rotated over copies",
-                  "TP shards timed on one device", "cpu_overhead (by entries) and cpu_overhead_prefill (per chunk): host "
+                  "TP shards timed on one device",
+                  "cpu_overhead (by entries) and cpu_overhead_prefill (per chunk): host "
                   "time fitted on reference-engine iterations (measured minus the kernels' predicted time), see "
                   "cpu_overhead_fit_s"],
     }
@@ -173,7 +175,8 @@ def calibrate_overhead(spec: ModelSpec, hardware: str, tables: TableSet, device:
         iterations = run_engine(spec, requests, device, dtype, num_blocks=1024, block_size=16,
                                 scheduler={"max_num_batched_tokens": 256}, cost_model=model)
         shapes = [BatchShape(it.new_tokens, it.context_lens) for it in iterations]
-        residual = np.array([(it.end_s - it.start_s) - model.iteration_time(shape) + float(model.overhead_seconds(shape.num_entries))
+        residual = np.array([(it.end_s - it.start_s) - model.iteration_time(shape)
+                             + float(model.overhead_seconds(shape.num_entries))
                              for it, shape in zip(iterations, shapes, strict=True)])
     design = np.array([[1.0, shape.num_entries, len(shape.prefill_chunks())] for shape in shapes])
     keep = np.ones(len(residual), dtype=bool)

@@ -96,7 +96,8 @@ def plot(table: pd.DataFrame, measured: dict[str, np.ndarray], simulated: pd.Dat
         for label, values in (("reference engine", measured[name]), ("simulator", simulated[name].dropna().to_numpy())):
             values = np.sort(values)
             ax.step(values, np.arange(1, values.size + 1) / max(values.size, 1), where="post", label=label)
-        ax.set(xlabel=f"{name.removesuffix('_s').upper()} (s)", ylabel="CDF", title=f"{name.removesuffix('_s').upper()} CDF")
+        label = name.removesuffix("_s").upper()
+        ax.set(xlabel=f"{label} (s)", ylabel="CDF", title=f"{label} CDF")
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

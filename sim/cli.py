@@ -109,7 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     goodput.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     goodput.add_argument("--low", type=float, default=0.25, help="lowest rate scale tried, relative to the config's")
     goodput.add_argument("--high", type=float, default=4.0, help="highest rate scale tried")
-    goodput.add_argument("--tolerance", type=float, default=0.02, help="stop when the bracket is this narrow (relative)")
+    goodput.add_argument("--tolerance", type=float, default=0.02,
+                         help="stop when the bracket is this narrow (relative)")
     goodput.add_argument("--debug", action="store_true", help="show tracebacks")
     goodput.set_defaults(handler=_goodput)
 
@@ -265,7 +266,8 @@ def _goodput(args: argparse.Namespace) -> int:
 
         found = max_goodput(variant, base_dir, args.low, args.high, args.tolerance, report).best
         best[name] = found
-        shown = f"{found[1]:,.2f} req/s (scale {found[0]:.3f})" if found else f"below the lowest scale tried ({args.low})"
+        shown = (f"{found[1]:,.2f} req/s (scale {found[0]:.3f})" if found
+                 else f"below the lowest scale tried ({args.low})")
         print(f"{name}: max goodput {shown}")
     return 0
 

@@ -41,11 +41,13 @@ def has_slo(config: ExperimentConfig) -> bool:
 def check_search(config: ExperimentConfig, low: float, high: float, tolerance: float) -> None:
     """Refuse a search that is meaningless or would never end, before any run."""
     if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
-        raise ConfigError(f"goodput search: need 0 < low < high, both finite (--low, --high), got low={low}, high={high}")
+        raise ConfigError(
+            f"goodput search: need 0 < low < high, both finite (--low, --high), got low={low}, high={high}"
+        )
     if not (math.isfinite(tolerance) and tolerance > 0):
         raise ConfigError(
-            f"goodput search: tolerance (--tolerance) must be a finite number > 0 (the relative width at which bisection "
-            f"stops), got {tolerance}; e.g. --tolerance 0.02"
+            f"goodput search: tolerance (--tolerance) must be a finite number > 0 "
+            f"(the relative width at which bisection stops), got {tolerance}; e.g. --tolerance 0.02"
         )
     if not has_slo(config):
         raise ConfigError(

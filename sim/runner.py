@@ -68,7 +68,9 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     problems = plan_problems(plan, model, hardware)
     if problems:
         raise ConfigError("; ".join(problems))
-    scheduler_params = _lookup_policy(lambda: validate_params("scheduler", config.scheduler.name, config.scheduler.params()))
+    scheduler_params = _lookup_policy(
+        lambda: validate_params("scheduler", config.scheduler.name, config.scheduler.params())
+    )
     capacity = kv_capacity(
         model,
         hardware,
@@ -154,8 +156,9 @@ def _cost_model(
     roofline = RooflineCostModel(model, hardware, plan, iteration_overhead_s=overhead_s,
                                  compute_efficiency=spec.compute_efficiency, memory_efficiency=spec.memory_efficiency)
     if spec.kind == "table":
-        return _lookup("cost_model.tables", lambda: table_cost_model(spec.tables, base_dir, model, hardware, plan, roofline,
-                                                                        spec.source, spec.moe_distribution))
+        return _lookup("cost_model.tables", lambda: table_cost_model(
+            spec.tables, base_dir, model, hardware, plan, roofline, spec.source, spec.moe_distribution
+        ))
     return roofline
 
 
@@ -274,12 +277,16 @@ def _check_invariants(requests: list[Request], cluster: Cluster) -> None:
         replica.check_drained()
     stuck = [r for r in requests if r.state not in ENDED]
     if stuck:
-        raise EngineInvariantError(f"{len(stuck)} request(s) never finished, first {stuck[0]!r} on replica {stuck[0].replica_id}")
+        raise EngineInvariantError(
+            f"{len(stuck)} request(s) never finished, first {stuck[0]!r} on replica {stuck[0].replica_id}"
+        )
     for replica in cluster.replicas:
         for pool in (replica.kv, replica.host):
             pool.check_conservation()
             if pool.num_used_blocks:
-                raise EngineInvariantError(f"replica {replica.replica_id}: {pool.num_used_blocks} KV blocks still held at the end")
+                raise EngineInvariantError(
+                    f"replica {replica.replica_id}: {pool.num_used_blocks} KV blocks still held at the end"
+                )
     wrong = [r for r in requests if r.state is RequestState.FINISHED and r.num_generated != r.output_tokens]
     if wrong:
         raise EngineInvariantError(f"{wrong[0]!r} finished with {wrong[0].num_generated} tokens generated")
@@ -290,7 +297,8 @@ def config_hash(config: ExperimentConfig) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def run_experiment(config: ExperimentConfig, base_dir: Path = Path("."), progress: Callable[[int, float], None] | None = None) -> RunResult:
+def run_experiment(config: ExperimentConfig, base_dir: Path = Path("."),
+                   progress: Callable[[int, float], None] | None = None) -> RunResult:
     return simulate(prepare(config, base_dir), progress)
 
 

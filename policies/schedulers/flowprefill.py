@@ -18,7 +18,8 @@ class FlowPrefillParams(BudgetParams):
         16384, ge=1, description="token budget of one iteration: prompts run whole up to it (no small fixed chunks)"
     )
     urgency: Literal["deadline", "priority"] = Field(
-        "deadline", description="what makes a request more urgent: an earlier TTFT deadline, or a smaller priority value"
+        "deadline",
+        description="what makes a request more urgent: an earlier TTFT deadline, or a smaller priority value",
     )
     slo_aware_batching: bool = Field(
         True, description="admit a prompt only if the iteration still ends before the TTFT deadlines it could meet"

@@ -13,9 +13,13 @@ from servesim.policies.views import ReplicaView
 
 class VllmParams(OrderedParams):
     prefill_first: bool = Field(
-        False, description="vLLM v0: a step that can admit prompts runs only prompts, pausing decodes (needs chunked_prefill: false)"
+        False,
+        description="vLLM v0: a step that can admit prompts runs only prompts, pausing decodes "
+        "(needs chunked_prefill: false)",
     )
-    queue: QueueRef = Field(default_factory=QueueRef, description="order of the waiting queue (a registered queue policy)")
+    queue: QueueRef = Field(
+        default_factory=QueueRef, description="order of the waiting queue (a registered queue policy)"
+    )
 
     @model_validator(mode="after")
     def _prefill_first_is_unchunked(self) -> VllmParams:

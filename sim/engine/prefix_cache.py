@@ -136,7 +136,9 @@ class PrefixCachingBlockPool(BlockPool):
     def allocate(self, owner: int, count: int) -> None:
         """Blank blocks first, then cached ones in the eviction policy's order."""
         if count > self.num_free_blocks:
-            raise EngineInvariantError(f"KV pool: owner {owner} asked for {count} blocks with {self.num_free_blocks} free")
+            raise EngineInvariantError(
+                f"KV pool: owner {owner} asked for {count} blocks with {self.num_free_blocks} free"
+            )
         if count <= 0:
             return
         self._version += 1

@@ -99,7 +99,9 @@ def claim_metric_problem(config: ExperimentConfig) -> str | None:
         return None
     wanted = config.claim.metric
     parts = wanted.split(".")
-    classes = [c.name for c in config.workload.classes] or ([] if config.workload.class_by == "column" else [DEFAULT_CLASS])
+    classes = [c.name for c in config.workload.classes] or (
+        [] if config.workload.class_by == "column" else [DEFAULT_CLASS]
+    )
     if len(parts) > 1 and parts[0] == "classes":
         if classes and parts[1] not in classes:
             return f"claim.metric: {wanted!r} names class {parts[1]!r}; the classes are {', '.join(classes)}"

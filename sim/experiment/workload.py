@@ -67,7 +67,8 @@ def _synthetic(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> pd.Da
     if workload.arrival is None:  # closed-loop clients: the cluster sets each arrival when it is sent
         arrivals = np.zeros(n)
     else:
-        arrivals = arrival_times(workload.arrival.process, workload.arrival.rate, n, arrival_rng, cv=workload.arrival.cv)
+        arrival = workload.arrival
+        arrivals = arrival_times(arrival.process, arrival.rate, n, arrival_rng, cv=arrival.cv)
     prompt_spec = _resolve_spec(workload.prompt_tokens, base_dir)
     output_spec = _resolve_spec(workload.output_tokens, base_dir)
     joint_path = _joint_empirical_path(prompt_spec, output_spec)

@@ -70,7 +70,8 @@ def request_table(requests: list[Request], classes: Mapping[str, ServiceClass]) 
     return table
 
 
-def write_results(result: RunResult, out_dir: str | os.PathLike[str], plots: bool = True, overwrite: bool = True) -> Path:
+def write_results(result: RunResult, out_dir: str | os.PathLike[str], plots: bool = True,
+                  overwrite: bool = True) -> Path:
     """Write the results directory safely (see `output_dir`): checked, locked, staged and swapped in."""
     target = resolve_target(out_dir, overwrite)
     with claim_output(target, overwrite) as claim:
