@@ -160,8 +160,8 @@ def test_a_bad_scheduler_class_fails_naming_itself_and_the_method(isolated_regis
 
 
 def test_every_method_the_engine_calls_is_checked(isolated_registry: dict) -> None:
-    with pytest.raises(PolicyError, match=r"'bad' \(ShortModeSwapPolicy.*method mode\(self, victim: 'Any'\) .* cannot be called as "
-                                          r"mode\(self, victim, host, now\)"):
+    with pytest.raises(PolicyError, match=r"'bad' \(ShortModeSwapPolicy.*method mode\(self, victim: 'Any'\) .* "
+                                          r"cannot be called as mode\(self, victim, host, now\)"):
         register("preemption", "bad")(ShortModeSwapPolicy)
 
 
@@ -278,7 +278,8 @@ def test_unknown_parameters_are_errors_with_a_suggestion() -> None:
 
 def test_every_bad_parameter_is_reported_at_once() -> None:
     with pytest.raises(PolicyError) as exc:
-        validate_params("scheduler", "vllm", {"max_num_batched_tokens": -5, "chunked_prefill": "maybe", "max_num_seq": 1})
+        validate_params("scheduler", "vllm",
+                        {"max_num_batched_tokens": -5, "chunked_prefill": "maybe", "max_num_seq": 1})
     message = str(exc.value)
     assert "max_num_batched_tokens: Input should be greater than or equal to 1 (got -5)" in message
     assert "chunked_prefill: Input should be a valid boolean" in message and "(got 'maybe')" in message

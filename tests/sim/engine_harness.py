@@ -54,7 +54,8 @@ def run_engine(
         pre = create_policy("preemption", preemption_name, preemption or {}, rng=rng)
         sched = create_policy("scheduler", scheduler_name, scheduler or {}, preemption=pre, rng=rng)
         if prefix_caching:
-            kv = PrefixCachingBlockPool(num_blocks, block_size, create_policy("eviction", eviction, {}), lambda: env.now)
+            kv = PrefixCachingBlockPool(num_blocks, block_size, create_policy("eviction", eviction, {}),
+                                        lambda: env.now)
         else:
             kv = BlockPool(num_blocks, block_size)
         setup = ReplicaSetup(kv, BlockPool(host_blocks, block_size), max_model_len, swap_block_s, fast_forward)

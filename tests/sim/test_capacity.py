@@ -31,7 +31,8 @@ def test_a_model_that_does_not_fit_is_a_config_error():
 
 
 def test_fixed_block_count_overrides_the_memory_model():
-    cap = kv_capacity(load_model("llama-3.1-8b"), load_hardware("h100-sxm"), ParallelPlan(), MemoryConfig(num_kv_blocks=7), 512, 8)
+    cap = kv_capacity(load_model("llama-3.1-8b"), load_hardware("h100-sxm"), ParallelPlan(),
+                      MemoryConfig(num_kv_blocks=7), 512, 8)
     assert cap.num_blocks == 7
 
 

@@ -226,7 +226,8 @@ def test_racing_runs_each_succeed_with_their_results_or_fail_on_the_lock(tmp_pat
     command = [sys.executable, "-m", "servesim.sim.cli", "run", str(config), "-o", str(out), "--no-progress", "--seed"]
     racers = [subprocess.Popen([*command, str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
               for seed in (1, 2, 3)]
-    outcomes = [(seed, racer.wait(timeout=300), racer.stderr.read()) for seed, racer in zip((1, 2, 3), racers, strict=True)]
+    outcomes = [(seed, racer.wait(timeout=300), racer.stderr.read())
+                for seed, racer in zip((1, 2, 3), racers, strict=True)]
     for racer in racers:
         racer.stdout.close(), racer.stderr.close()
     winners = [seed for seed, code, _ in outcomes if code == 0]

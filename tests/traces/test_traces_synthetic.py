@@ -74,7 +74,8 @@ def test_bad_arrival_specs_raise(args, kwargs, message):
 def test_same_seed_same_arrivals_and_lengths():
     spec = {"dist": "lognormal", "mean": 500, "sigma": 1.0}
     for process, cv in (("poisson", None), ("gamma", 2.0)):
-        np.testing.assert_array_equal(arrival_times(process, 2.0, 100, rng(5), cv), arrival_times(process, 2.0, 100, rng(5), cv))
+        np.testing.assert_array_equal(arrival_times(process, 2.0, 100, rng(5), cv),
+                                      arrival_times(process, 2.0, 100, rng(5), cv))
     np.testing.assert_array_equal(sample_lengths(spec, 100, rng(5), "w"), sample_lengths(spec, 100, rng(5), "w"))
     assert not np.array_equal(sample_lengths(spec, 100, rng(5), "w"), sample_lengths(spec, 100, rng(6), "w"))
 
