@@ -66,7 +66,7 @@ class PreemptionPolicy(Policy, ABC):
         super().__init_subclass__(**kwargs)
         own = cls.__dict__.get("select_victim")
         if own is not None and not getattr(own, "__isabstractmethod__", False):
-            cls.select_victim = checked_victim(cls.__dict__["select_victim"])  # type: ignore[method-assign]
+            cls.select_victim = checked_victim(own)  # type: ignore[method-assign]
 
     @abstractmethod
     def select_victim(self, candidates: Sequence[RequestView], now: float) -> RequestView:
