@@ -47,7 +47,8 @@ def main() -> None:
     parser.add_argument("--no-fast-forward", action="store_true", help="simulate every iteration as its own step")
     parser.add_argument("--cost-model", choices=("roofline", "table"), default="roofline", help="iteration-time model")
     args = parser.parse_args()
-    config = validate_config(benchmark_config(args.requests, not args.no_fast_forward, args.cost_model), origin="bench_core")
+    config = validate_config(benchmark_config(args.requests, not args.no_fast_forward, args.cost_model),
+                             origin="bench_core")
     sim_start = time.perf_counter()
     result = simulate(prepare(config))
     sim_wall = time.perf_counter() - sim_start
@@ -55,7 +56,8 @@ def main() -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = result.summary
     iterations = summary["engine"]["iterations"]
-    print(f"requests finished       {summary['num_finished']} of {summary['num_requests']} ({summary['num_preemptions']} preemptions)")
+    print(f"requests finished       {summary['num_finished']} of {summary['num_requests']} "
+          f"({summary['num_preemptions']} preemptions)")
     print(f"simulated time          {summary['sim_time_s']:,.1f} s")
     print(f"iterations              {iterations:,} in {summary['engine']['engine_steps']:,} engine steps")
     print(f"wall, simulation        {sim_wall:.2f} s")
@@ -63,7 +65,8 @@ def main() -> None:
     print(f"requests per wall s     {summary['num_requests'] / sim_wall:,.0f}")
     print(f"iterations per wall s   {iterations / sim_wall:,.0f}")
     print(f"peak memory (max RSS)   {peak_mb:,.0f} MB")
-    print(f"p50 TTFT / TBT / E2E    {summary['ttft_s']['p50']:.3f} / {summary['tbt_s']['p50']:.4f} / {summary['e2e_s']['p50']:.2f} s")
+    print(f"p50 TTFT / TBT / E2E    {summary['ttft_s']['p50']:.3f} / {summary['tbt_s']['p50']:.4f} / "
+          f"{summary['e2e_s']['p50']:.2f} s")
 
 
 if __name__ == "__main__":

@@ -82,7 +82,8 @@ CATALOG_NAMES = {
 def _peaks(folder: Path) -> dict[str, float]:
     hardware = load_hardware(CATALOG_NAMES[folder.name])
     peaks = {"bandwidth": hardware.memory_bandwidth_gbps * 1e9}
-    peaks.update({dtype: hardware.peak_tflops[dtype] * 1e12 for dtype in ("bf16", "fp8") if dtype in hardware.peak_tflops})
+    peaks.update({dtype: hardware.peak_tflops[dtype] * 1e12
+                  for dtype in ("bf16", "fp8") if dtype in hardware.peak_tflops})
     return peaks
 
 
@@ -98,7 +99,8 @@ def gemm_samples(folder: Path) -> list[Samples]:
         weight = 1 if dtype == "fp8" else 2
         frame = pd.DataFrame({"flops": 2 * m * n * k, "bytes": k * n * weight + m * (k + n) * ACT_BYTES,
                               "seconds": rows.latency.to_numpy() * 1e-3, "peak": peaks[dtype],
-                              "bandwidth": peaks["bandwidth"], "shape": [f"{a}x{b}" for a, b in zip(n, k)]})
+                              "bandwidth": peaks["bandwidth"],
+                              "shape": [f"{a}x{b}" for a, b in zip(n, k, strict=True)]})
         out.append(Samples(folder.name, "gemm", dtype, frame))
     return out
 
@@ -125,7 +127,7 @@ def attention_samples(folder: Path, phase: str) -> list[Samples]:
             positions = b * (rows.step.to_numpy(float) + 1)
             flops = 4 * h * d * positions
             nbytes = positions * kv_bytes + b * query_bytes
-        shape = [f"{x}/{y}/{z}" for x, y, z in zip(h, kvh, d)]
+        shape = [f"{x}/{y}/{z}" for x, y, z in zip(h, kvh, d, strict=True)]
         frame = pd.DataFrame({"flops": flops, "bytes": nbytes, "seconds": rows.latency.to_numpy() * 1e-3,
                               "peak": peaks["bf16"], "bandwidth": peaks["bandwidth"], "shape": shape})
         if phase == "attn_decode":
@@ -209,7 +211,7 @@ def fit(data: Path) -> dict[str, Any]:
                 frames = [s.frame.assign(test=held_out(s.frame)) for s in group]
                 curve = fit_curve(pd.concat([f[~f.test] for f in frames], ignore_index=True))
                 curves.setdefault(kind, {})[dtype] = curve.as_dict()
-                for s, frame in zip(group, frames):
+                for s, frame in zip(group, frames, strict=True):
                     test = frame[frame.test]
                     flat = EfficiencyCurve.flat(*PREVIOUS_FLAT.get(s.gpu, PREVIOUS_FLAT_DEFAULT))
                     table.append({"gpu": s.gpu, "kind": kind, "dtype": dtype, "shapes": int(len(test)),

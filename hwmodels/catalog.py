@@ -85,7 +85,7 @@ def _hardware() -> dict[str, HardwareSpec]:
 
 
 def _read_catalog(filename: str) -> dict[str, Any]:
-    text = resources.files("servesim.hwmodels").joinpath("data", filename).read_text(encoding="utf-8")
+    text = (resources.files("servesim.hwmodels") / "data" / filename).read_text(encoding="utf-8")
     try:
         data = load_yaml(text)
     except yaml.YAMLError as exc:

@@ -148,7 +148,7 @@ def family_curves(hardware_name: str) -> FamilyCurves | None:
 
 @cache
 def _calibration() -> dict[str, Any]:
-    text = resources.files("servesim.hwmodels").joinpath("data", CALIBRATION_FILE).read_text()
+    text = (resources.files("servesim.hwmodels") / "data" / CALIBRATION_FILE).read_text()
     data = yaml.safe_load(text)
     missing = [key for key in ("source", "hardware", "families") if key not in data]
     if missing:

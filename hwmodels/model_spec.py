@@ -213,7 +213,7 @@ class ModelSpec:
         embed = ceil_div(self.vocab_size, plan.tp) * self.hidden_size * a
         dense = (p.mlp_gate_up + p.mlp_down) * w
         moe = (self.num_experts * p.expert + p.shared_experts) * w + p.router * a
-        fullest = 0
+        fullest = 0.0
         for stage, (lo, hi) in enumerate(self.stage_layers(plan.pp)):
             num_dense = max(0, min(hi, self.num_dense_layers) - lo)
             total = (hi - lo) * ((p.qkv + p.out) * w + p.norms * a) + num_dense * dense + (hi - lo - num_dense) * moe

@@ -30,13 +30,15 @@ def plan_problems(plan: ParallelPlan, model: ModelSpec, hardware: HardwareSpec) 
                         f"multiple of them (then each device holds one replicated K/V head)")
     if model.num_dense_layers and model.intermediate_size % tp:
         problems.append(f"cluster.parallel.tp: {tp} does not divide the MLP intermediate size "
-                        f"{model.intermediate_size} of {model.name}; use one of {_divisors(model.intermediate_size, 64)}")
+                        f"{model.intermediate_size} of {model.name}; "
+                        f"use one of {_divisors(model.intermediate_size, 64)}")
     if plan.ep > 1 and (not model.is_moe or tp % plan.ep):
         problems.append(f"cluster.parallel.ep: {plan.ep} needs a MoE model that divides its experts within the TP "
                         f"group (ep must divide tp={tp}; {model.name} is {'MoE' if model.is_moe else 'dense'}); "
                         f"set ep: 1 or adjust tp")
     if plan.pp > model.num_layers:
-        problems.append(f"cluster.parallel.pp: {plan.pp} is more stages than the {model.num_layers} layers of {model.name}")
+        problems.append(f"cluster.parallel.pp: {plan.pp} is more stages than the {model.num_layers} layers "
+                        f"of {model.name}")
     return problems
 
 

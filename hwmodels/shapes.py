@@ -45,8 +45,8 @@ class BatchShape:
         return sum(self.new_tokens)
 
     def decode_context_lens(self) -> list[int]:
-        return [c for n, c in zip(self.new_tokens, self.context_lens) if n == 1 and c > 0]
+        return [c for n, c in zip(self.new_tokens, self.context_lens, strict=True) if n == 1 and c > 0]
 
     def prefill_chunks(self) -> list[tuple[int, int]]:
         """(new tokens, prior context) of each prefill entry."""
-        return [(n, c) for n, c in zip(self.new_tokens, self.context_lens) if not (n == 1 and c > 0)]
+        return [(n, c) for n, c in zip(self.new_tokens, self.context_lens, strict=True) if not (n == 1 and c > 0)]

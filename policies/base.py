@@ -24,7 +24,7 @@ class PolicyParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Policy(ABC):
+class Policy:
     """What every policy has: its parameters and its own random generator."""
 
     Params: ClassVar[type[PolicyParams]] = PolicyParams
@@ -34,7 +34,7 @@ class Policy(ABC):
         self.rng = rng if rng is not None else np.random.default_rng(0)
 
 
-class QueuePolicy(Policy):
+class QueuePolicy(Policy, ABC):
     """Orders waiting requests; admission under budgets is the scheduler's job (as in SGLang)."""
 
     time_invariant: ClassVar[bool] = False
@@ -46,7 +46,7 @@ class QueuePolicy(Policy):
         """Sort key: requests with smaller keys are considered first (ties keep arrival order)."""
 
 
-class LengthPredictor(Policy):
+class LengthPredictor(Policy, ABC):
     """Predicts a request's output length before it is known (for SJF, SRPT, admission)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -59,13 +59,14 @@ class LengthPredictor(Policy):
         """Predicted total output tokens of `request` (at least 1)."""
 
 
-class PreemptionPolicy(Policy):
+class PreemptionPolicy(Policy, ABC):
     """Chooses which running request gives up its KV memory when blocks run out, and how."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "select_victim" in cls.__dict__ and not getattr(cls.__dict__["select_victim"], "__isabstractmethod__", False):
-            cls.select_victim = checked_victim(cls.__dict__["select_victim"])  # type: ignore[method-assign]
+        own = cls.__dict__.get("select_victim")
+        if own is not None and not getattr(own, "__isabstractmethod__", False):
+            cls.select_victim = checked_victim(own)  # type: ignore[method-assign]
 
     @abstractmethod
     def select_victim(self, candidates: Sequence[RequestView], now: float) -> RequestView:
@@ -76,7 +77,7 @@ class PreemptionPolicy(Policy):
         return PreemptionMode.RECOMPUTE
 
 
-class SchedulerPolicy(Policy):
+class SchedulerPolicy(Policy, ABC):
     """Chooses the next iteration's batch from a replica's waiting and running requests."""
 
     def __init__(
@@ -106,7 +107,7 @@ class SchedulerPolicy(Policy):
         return False
 
 
-class EvictionPolicy(Policy):
+class EvictionPolicy(Policy, ABC):
     """Orders unreferenced cached KV blocks for eviction (as SGLang's strategies: a sort key)."""
 
     @abstractmethod
@@ -125,7 +126,7 @@ class CachedBlock(NamedTuple):
     """Times a request reused it from the cache."""
 
 
-class RouterPolicy(Policy):
+class RouterPolicy(Policy, ABC):
     """Chooses the replica that receives an arriving request."""
 
     @abstractmethod
@@ -141,7 +142,7 @@ class TransferDecision:
     """Stream KV layer by layer while the prefill runs, instead of after it."""
 
 
-class TransferPolicy(Policy):
+class TransferPolicy(Policy, ABC):
     """Chooses where a prefilled request's KV goes and how it moves between pools.
 
     The interface for prefill/decode disaggregation; the engine has no disaggregated pools yet,

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from servesim.policies.errors import PolicyError
 
 
@@ -53,7 +54,8 @@ def policy_raised(policy: Any, hook: str, now: float, exc: BaseException) -> Pol
         words in str(exc) for words in ("read-only", "setter", "no attribute"))
     hint = " (policies receive read-only views: keep your own state in the policy)" if read_only else ""
     return contract_violation(
-        policy, hook, now, f"the policy raised {type(exc).__name__}: {exc}{place}{hint}; run with --debug for its traceback"
+        policy, hook, now,
+        f"the policy raised {type(exc).__name__}: {exc}{place}{hint}; run with --debug for its traceback",
     )
 
 

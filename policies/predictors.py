@@ -24,7 +24,8 @@ class OracleLengthPredictor(LengthPredictor):
 
 class NoisyParams(PolicyParams):
     error: float = Field(
-        0.5, ge=0, description="standard deviation of log(prediction / truth): 0.5 is within x0.6-x1.6 two times in three"
+        0.5, ge=0,
+        description="standard deviation of log(prediction / truth): 0.5 is within x0.6-x1.6 two times in three",
     )
 
 

@@ -20,7 +20,6 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from servesim.policies.errors import PolicyError
 from servesim.policies.base import (
     EvictionPolicy,
     LengthPredictor,
@@ -30,6 +29,7 @@ from servesim.policies.base import (
     SchedulerPolicy,
     TransferPolicy,
 )
+from servesim.policies.errors import PolicyError
 
 # kind -> (interface, the methods the engine calls with their positional arguments after self)
 KINDS: dict[str, tuple[type, dict[str, tuple[str, ...]]]] = {
@@ -134,7 +134,9 @@ def _check_class(kind: str, cls: Any, where: str) -> None:
     for method, args in methods.items():
         function = getattr(cls, method, None)
         if function is None or not callable(function):
-            raise PolicyError(f"{where}: missing method {method}({', '.join(args)}) of the {interface.__name__} interface")
+            raise PolicyError(
+                f"{where}: missing method {method}({', '.join(args)}) of the {interface.__name__} interface"
+            )
         if getattr(function, "__isabstractmethod__", False):
             raise PolicyError(f"{where}: method {method} is not implemented")
         try:

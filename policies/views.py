@@ -126,7 +126,8 @@ def is_decode(request: RequestView) -> bool:
 
 def decodes_and_prefills(requests: Sequence[RequestView]) -> tuple[list[RequestView], list[RequestView]]:
     """Running requests split into those decoding one token and those still computing a prompt."""
-    decodes, prefills = [], []
+    decodes: list[RequestView] = []
+    prefills: list[RequestView] = []
     for request in requests:
         (decodes if is_decode(request) else prefills).append(request)
     return decodes, prefills

@@ -83,7 +83,8 @@ def run_fidelity(args: argparse.Namespace) -> int:
     out = args.output if args.output is not None else str(Path("results") / f"{args.config.stem}_fidelity")
     target = resolve_target(out, args.overwrite)
     _require_torch()
-    from servesim.profiler.fidelity import FidelityRequest, run_fidelity as fidelity, summary_lines
+    from servesim.profiler.fidelity import FidelityRequest, summary_lines
+    from servesim.profiler.fidelity import run_fidelity as fidelity
 
     with claim_output(target, args.overwrite) as claim:
         with claim.staging("fidelity", f"{args.config.resolve()} {args.overrides}") as staging:

@@ -21,8 +21,8 @@ from servesim.profiler.profile import ProfileRequest, profile, setup_device
 from servesim.profiler.report import engine_latencies, iteration_errors, iteration_table, latency_errors, plot
 from servesim.profiler.serving import requests_from_workload, run_engine
 from servesim.profiler.timing import DTYPES
-from servesim.sim.experiment.config import EngineConfig, ExperimentConfig
 from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.config import EngineConfig, ExperimentConfig
 from servesim.sim.experiment.loading import load_config
 from servesim.sim.reporting.json_output import json_text
 from servesim.sim.runner import PreparedRun, prepare, simulate
@@ -117,6 +117,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         f"{'(sim-real)/real':<16}" + "".join(f"{p:>10}" for p in ("p50", "p90", "p99")),
     ]
     for name, block in report["latency"].items():
-        cells = "".join(f"{'-':>10}" if v["relative_error"] is None else f"{v['relative_error']:>+10.1%}" for v in block.values())
+        cells = "".join(f"{'-':>10}" if v["relative_error"] is None else f"{v['relative_error']:>+10.1%}"
+                        for v in block.values())
         lines.append(f"{name.removesuffix('_s').upper():<16}{cells}")
     return lines

@@ -95,7 +95,9 @@ class OperatorBench:
         return self._time(lambda: (self.rand(t, 2 * self.inter),), ops.silu_and_mul)
 
     def _attn_rope(self, t: int) -> float:
-        positions = lambda: torch.randint(0, self.model.max_position_embeddings, (t,), generator=self.gen).to(self.device)
+        def positions() -> torch.Tensor:
+            return torch.randint(0, self.model.max_position_embeddings, (t,), generator=self.gen).to(self.device)
+
         return self._time(lambda: (self.rand(t, self.heads, self.head_dim), self.rand(t, self.kv_heads, self.head_dim),
                                    positions()),
                           lambda q, k, p: ops.rope(q, k, p, self._rope))
@@ -104,9 +106,11 @@ class OperatorBench:
         num_blocks = ceil_div(t, BLOCK_SIZE) * COPIES + 1
         k_cache = self.rand(num_blocks, BLOCK_SIZE, self.kv_heads, self.head_dim)
         v_cache = torch.empty_like(k_cache)
-        slots = lambda: torch.randperm(num_blocks * BLOCK_SIZE, generator=self.gen)[:t].to(self.device)
-        return self._time(lambda: (self.rand(t, self.kv_heads, self.head_dim), self.rand(t, self.kv_heads, self.head_dim),
-                                   slots()),
+        def slots() -> torch.Tensor:
+            return torch.randperm(num_blocks * BLOCK_SIZE, generator=self.gen)[:t].to(self.device)
+
+        return self._time(lambda: (self.rand(t, self.kv_heads, self.head_dim),
+                                   self.rand(t, self.kv_heads, self.head_dim), slots()),
                           lambda k, v, s: ops.kv_cache_write(k, v, k_cache, v_cache, s))
 
     def _lm_head(self, s: int) -> float:
@@ -127,8 +131,11 @@ class OperatorBench:
         e, k = self.model.num_experts, self.model.experts_per_token
         gate_up = [self.weight(f"expert_gu{i}", 2 * self.moe_inter, self.hidden) for i in range(e)]
         down = [self.weight(f"expert_d{i}", self.hidden, self.moe_inter) for i in range(e)]
-        choose = lambda: torch.rand(t, e, generator=self.gen).topk(k, dim=-1).indices.to(self.device)
-        return self._time(lambda: (self.rand(t, self.hidden), choose()), lambda x, ex: ops.moe_experts(x, ex, gate_up, down))
+        def choose() -> torch.Tensor:
+            return torch.rand(t, e, generator=self.gen).topk(k, dim=-1).indices.to(self.device)
+
+        return self._time(lambda: (self.rand(t, self.hidden), choose()),
+                          lambda x, ex: ops.moe_experts(x, ex, gate_up, down))
 
     def _moe_combine(self, t: int) -> float:
         k = self.model.experts_per_token
@@ -171,8 +178,11 @@ class OperatorBench:
         block_bytes = BLOCK_SIZE * self.kv_heads * self.head_dim * self.dtype.itemsize
         blocks = max(1, nbytes // block_bytes)
         cache = self.rand(2 * blocks * COPIES, BLOCK_SIZE, self.kv_heads, self.head_dim)
-        pairs = [torch.randperm(2 * blocks * COPIES, generator=self.gen)[:2 * blocks].to(self.device) for _ in range(COPIES)]
-        return self.timer.seconds(lambda i: ops.copy_blocks(cache, pairs[i % COPIES][:blocks], pairs[i % COPIES][blocks:]))
+        pairs = [torch.randperm(2 * blocks * COPIES, generator=self.gen)[:2 * blocks].to(self.device)
+                 for _ in range(COPIES)]
+        return self.timer.seconds(
+            lambda i: ops.copy_blocks(cache, pairs[i % COPIES][:blocks], pairs[i % COPIES][blocks:])
+        )
 
     def swap(self, nbytes: int, to_host: bool) -> float:
         """Copy `nbytes` between device memory and (pinned, on CUDA) host memory."""

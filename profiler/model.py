@@ -98,8 +98,8 @@ class ReferenceModel:
         spec, d = self.spec, self.spec.head_dim
         num_prefill = sum(n for n, _ in batch.chunks)
         x = ops.embedding(batch.token_ids, self.embedding)
-        residual = None
-        for layer, k_cache, v_cache in zip(self.layers, self.k_cache, self.v_cache):
+        residual: torch.Tensor | None = None
+        for layer, k_cache, v_cache in zip(self.layers, self.k_cache, self.v_cache, strict=True):
             hidden, residual = ops.add_rms_norm(x, residual, layer.input_norm)
             q, k, v = ops.linear(hidden, layer.qkv).split([self.q_width, self.kv_width, self.kv_width], dim=-1)
             q, k = ops.rope(q.view(-1, spec.num_attention_heads, d), k.view(-1, spec.num_kv_heads, d),
@@ -107,7 +107,8 @@ class ReferenceModel:
             ops.kv_cache_write(k, v.view(-1, spec.num_kv_heads, d), k_cache, v_cache, batch.slots)
             parts = []
             if batch.chunks:
-                parts.append(ops.attention_prefill(q[:num_prefill], k_cache, v_cache, batch.prefill_tables, batch.chunks))
+                parts.append(ops.attention_prefill(q[:num_prefill], k_cache, v_cache, batch.prefill_tables,
+                                                   batch.chunks))
             if batch.decode_contexts:
                 parts.append(ops.attention_decode(q[num_prefill:], k_cache, v_cache, batch.decode_tables,
                                                   batch.decode_contexts))
@@ -115,6 +116,6 @@ class ReferenceModel:
             x = ops.linear(attention.reshape(-1, self.q_width), layer.out)
             hidden, residual = ops.add_rms_norm(x, residual, layer.post_norm)
             x = ops.linear(ops.silu_and_mul(ops.linear(hidden, layer.gate_up)), layer.down)
-        last = (x + residual)[batch.last_rows]
+        last = (x if residual is None else x + residual)[batch.last_rows]
         logits = ops.lm_head(last, self.final_norm, self.lm_head)
         return ops.sample(logits, self.sampler).tolist()

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 try:  # optional, CUDA only
-    from flash_attn import flash_attn_varlen_func  # type: ignore[import-not-found]
+    from flash_attn import flash_attn_varlen_func
 except ImportError:
     flash_attn_varlen_func = None
 
@@ -33,7 +33,8 @@ def embedding(token_ids: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return F.embedding(token_ids, weight)
 
 
-def add_rms_norm(x: torch.Tensor, residual: torch.Tensor | None, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def add_rms_norm(x: torch.Tensor, residual: torch.Tensor | None,
+                 weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Residual add fused with RMSNorm (as vLLM's fused_add_rms_norm): (normed, new residual)."""
     if residual is not None:
         x = x + residual
@@ -52,7 +53,8 @@ def rope_cache(max_positions: int, head_dim: int, device: torch.device, dtype: t
     return torch.cat([angles.cos(), angles.sin()], dim=-1).to(dtype)
 
 
-def rope(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rope(q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor,
+         cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotary embedding (rotate-half form) of q [T, H, d] and k [T, Hkv, d] at `positions`."""
     cos, sin = cache[positions].unsqueeze(1).chunk(2, dim=-1)
 
@@ -154,7 +156,8 @@ def moe_experts(x: torch.Tensor, experts: torch.Tensor, gate_up: Sequence[torch.
     return outputs, torch.arange(flat.numel(), device=x.device) // experts.shape[1]
 
 
-def moe_combine(outputs: torch.Tensor, token_of_row: torch.Tensor, weights: torch.Tensor, num_tokens: int) -> torch.Tensor:
+def moe_combine(outputs: torch.Tensor, token_of_row: torch.Tensor, weights: torch.Tensor,
+                num_tokens: int) -> torch.Tensor:
     """Weighted sum of each token's expert outputs."""
     combined = torch.zeros(num_tokens, outputs.shape[1], dtype=outputs.dtype, device=outputs.device)
     return combined.index_add_(0, token_of_row, outputs * weights.flatten().unsqueeze(1))

@@ -15,7 +15,9 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,16 +89,18 @@ def profile(request: ProfileRequest, out_dir: Path, progress: bool = True) -> Pa
     timer = Timer(device, warmup=1 if request.quick else 3, repeats=3 if request.quick else 10)
     tasks = list(_tasks(spec, request.tp, grid, dtype, timer, request.seed))
     rows = []
-    for describe, measure in tqdm(tasks, desc=f"profiling {spec.name} on {device.type}", unit="shape", disable=not progress):
+    bar = tqdm(tasks, desc=f"profiling {spec.name} on {device.type}", unit="shape", disable=not progress)
+    for describe, measure in bar:
         rows.append({**describe, "time_s": measure()})
     frame = _frame(rows, dtype_name)
     frame = pd.concat([frame, _collective_rows(grid, dtype, dtype_name)])
-    metadata = {
+    metadata: dict[str, Any] = {
         "hardware": hardware, "model": spec.name, **device_info(device), "dtype": dtype_name,
-        "date": datetime.date.today().isoformat(), "servesim_version": _version(), "num_threads": torch.get_num_threads(),
-        "quick": request.quick, "tp": list(request.tp), "source": None,
+        "date": datetime.date.today().isoformat(), "servesim_version": _version(),
+        "num_threads": torch.get_num_threads(), "quick": request.quick, "tp": list(request.tp), "source": None,
         "notes": ["servesim profiler: median of timed repeats after warm-up, inputs rotated over copies",
-                  "TP shards timed on one device", "cpu_overhead (by entries) and cpu_overhead_prefill (per chunk): host "
+                  "TP shards timed on one device",
+                  "cpu_overhead (by entries) and cpu_overhead_prefill (per chunk): host "
                   "time fitted on reference-engine iterations (measured minus the kernels' predicted time), see "
                   "cpu_overhead_fit_s"],
     }
@@ -119,18 +123,18 @@ def _tasks(spec: ModelSpec, tps: tuple[int, ...], grid: Grid, dtype: torch.dtype
         bench = OperatorBench(spec, tp, dtype, timer, seed)
         for name in bench.token_operator_names():
             for count in grid.entries if name in ENTRY_OPERATORS else grid.tokens:
-                yield {"operator": name, "num_tokens": count, "tp": tp}, lambda b=bench, n=name, c=count: b.token_operator(n, c)
+                yield {"operator": name, "num_tokens": count, "tp": tp}, partial(bench.token_operator, name, count)
         for new, context in grid.prefill:
             yield ({"operator": "attn_prefill", "num_tokens": new, "context_len": context, "tp": tp},
-                   lambda b=bench, n=new, c=context: b.attn_prefill(n, c))
+                   partial(bench.attn_prefill, new, context))
         for batch, context in grid.decode:
             yield ({"operator": "attn_decode", "num_tokens": batch, "context_len": context, "tp": tp},
-                   lambda b=bench, n=batch, c=context: b.attn_decode(n, c))
+                   partial(bench.attn_decode, batch, context))
     bench = OperatorBench(spec, tps[0], dtype, timer, seed)
     for nbytes in grid.message_bytes:
-        yield {"operator": "kv_block_copy", "num_bytes": nbytes}, lambda n=nbytes: bench.block_copy(n)
-        yield {"operator": "kv_swap_out", "num_bytes": nbytes}, lambda n=nbytes: bench.swap(n, to_host=True)
-        yield {"operator": "kv_swap_in", "num_bytes": nbytes}, lambda n=nbytes: bench.swap(n, to_host=False)
+        yield {"operator": "kv_block_copy", "num_bytes": nbytes}, partial(bench.block_copy, nbytes)
+        yield {"operator": "kv_swap_out", "num_bytes": nbytes}, partial(bench.swap, nbytes, to_host=True)
+        yield {"operator": "kv_swap_in", "num_bytes": nbytes}, partial(bench.swap, nbytes, to_host=False)
 
 
 def _frame(rows: list[dict], dtype: str, time_s: float | None = None) -> pd.DataFrame:
@@ -171,8 +175,9 @@ def calibrate_overhead(spec: ModelSpec, hardware: str, tables: TableSet, device:
         iterations = run_engine(spec, requests, device, dtype, num_blocks=1024, block_size=16,
                                 scheduler={"max_num_batched_tokens": 256}, cost_model=model)
         shapes = [BatchShape(it.new_tokens, it.context_lens) for it in iterations]
-        residual = np.array([(it.end_s - it.start_s) - model.iteration_time(shape) + float(model.overhead_seconds(shape.num_entries))
-                             for it, shape in zip(iterations, shapes)])
+        residual = np.array([(it.end_s - it.start_s) - model.iteration_time(shape)
+                             + float(model.overhead_seconds(shape.num_entries))
+                             for it, shape in zip(iterations, shapes, strict=True)])
     design = np.array([[1.0, shape.num_entries, len(shape.prefill_chunks())] for shape in shapes])
     keep = np.ones(len(residual), dtype=bool)
     for _ in range(2):  # least squares, then again without the iterations a hiccup slowed

@@ -92,11 +92,12 @@ def plot(table: pd.DataFrame, measured: dict[str, np.ndarray], simulated: pd.Dat
     ax.plot([lo, hi], [lo, hi], color="black", linewidth=1)
     ax.set(xscale="log", yscale="log", xlabel="measured iteration (ms)", ylabel="predicted (ms)",
            title="iteration time: prediction vs measurement")
-    for ax, name in zip(axes[1:], ("ttft_s", "e2e_s")):
+    for ax, name in zip(axes[1:], ("ttft_s", "e2e_s"), strict=True):
         for label, values in (("reference engine", measured[name]), ("simulator", simulated[name].dropna().to_numpy())):
             values = np.sort(values)
             ax.step(values, np.arange(1, values.size + 1) / max(values.size, 1), where="post", label=label)
-        ax.set(xlabel=f"{name.removesuffix('_s').upper()} (s)", ylabel="CDF", title=f"{name.removesuffix('_s').upper()} CDF")
+        label = name.removesuffix("_s").upper()
+        ax.set(xlabel=f"{label} (s)", ylabel="CDF", title=f"{label} CDF")
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)

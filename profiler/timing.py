@@ -58,8 +58,9 @@ def device_info(device: torch.device) -> dict[str, str]:
         try:
             import subprocess
 
-            driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                    capture_output=True, text=True, timeout=10).stdout.strip().splitlines()[0] + f", {driver}"
+            smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                 capture_output=True, text=True, timeout=10)
+            driver = smi.stdout.strip().splitlines()[0] + f", {driver}"
         except (OSError, IndexError, subprocess.SubprocessError):
             pass
         return {"device_name": props.name, "driver": driver, "torch_version": torch.__version__}

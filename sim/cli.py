@@ -15,14 +15,15 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from servesim.hwmodels.errors import CatalogError
 from servesim.policies import PolicyError
-from servesim.sim.experiment.config import ExperimentConfig
-from servesim.sim import __version__
-from servesim.sim.reporting.output_target import OutputTarget
-from servesim.sim.errors import UserInputError
 from servesim.profiler.commands import add_commands as add_profile_commands
+from servesim.sim import __version__
+from servesim.sim.errors import UserInputError
+from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.reporting.output_target import OutputTarget
 from servesim.traces.errors import TraceError
 
 EXIT_USER_ERROR = 2
@@ -108,7 +109,8 @@ def _parser() -> argparse.ArgumentParser:
     goodput.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE")
     goodput.add_argument("--low", type=float, default=0.25, help="lowest rate scale tried, relative to the config's")
     goodput.add_argument("--high", type=float, default=4.0, help="highest rate scale tried")
-    goodput.add_argument("--tolerance", type=float, default=0.02, help="stop when the bracket is this narrow (relative)")
+    goodput.add_argument("--tolerance", type=float, default=0.02,
+                         help="stop when the bracket is this narrow (relative)")
     goodput.add_argument("--debug", action="store_true", help="show tracebacks")
     goodput.set_defaults(handler=_goodput)
 
@@ -151,8 +153,8 @@ def _output_target(output: str | None, config: ExperimentConfig, overwrite: bool
 
 
 def _run(args: argparse.Namespace) -> int:
-    from servesim.sim.reporting.headline import headline
     from servesim.sim.experiment.loading import load_config
+    from servesim.sim.reporting.headline import headline
     from servesim.sim.reporting.output_dir import claim_output
     from servesim.sim.reporting.results import write_claimed_results
     from servesim.sim.runner import prepare, simulate
@@ -176,11 +178,11 @@ def _run_variants(config: ExperimentConfig, base_dir: Path, target: OutputTarget
                   show: bool) -> int:
     """Run every variant (all checked before the first starts), then write and compare them."""
     from servesim.sim.experiment.loading import variant_configs
+    from servesim.sim.experiment.variants import comparison_json, comparison_table
     from servesim.sim.reporting.json_output import json_text
     from servesim.sim.reporting.output_dir import claim_output
     from servesim.sim.reporting.results import config_yaml, write_run_files
     from servesim.sim.runner import prepare, simulate
-    from servesim.sim.experiment.variants import comparison_json, comparison_table
 
     prepared = {name: prepare(c, base_dir) for name, c in variant_configs(config, str(args.config)).items()}
     with claim_output(target, args.overwrite) as claim:
@@ -206,7 +208,7 @@ class _progress_bar:
         self.total = total
         self.enabled = enabled
         self.label = label
-        self.bar = None
+        self.bar: Any = None  # a tqdm bar while entered (tqdm is imported lazily)
 
     def __enter__(self) -> Callable[[int, float], None] | None:
         if not self.enabled:
@@ -249,8 +251,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _goodput(args: argparse.Namespace) -> int:
-    from servesim.sim.goodput import check_search, max_goodput
     from servesim.sim.experiment.loading import load_config, variant_configs
+    from servesim.sim.goodput import check_search, max_goodput
 
     config, base_dir = load_config(args.config, args.overrides)
     configs = variant_configs(config, str(args.config)) if config.variants else {config.name: config}
@@ -264,7 +266,8 @@ def _goodput(args: argparse.Namespace) -> int:
 
         found = max_goodput(variant, base_dir, args.low, args.high, args.tolerance, report).best
         best[name] = found
-        shown = f"{found[1]:,.2f} req/s (scale {found[0]:.3f})" if found else f"below the lowest scale tried ({args.low})"
+        shown = (f"{found[1]:,.2f} req/s (scale {found[0]:.3f})" if found
+                 else f"below the lowest scale tried ({args.low})")
         print(f"{name}: max goodput {shown}")
     return 0
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from servesim.sim.errors import ConfigError
-from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.experiment.config import ExperimentConfig, ObjectivesConfig, SloConfig
 from servesim.sim.experiment.loading import validate_config
 from servesim.sim.runner import prepare, simulate
 
@@ -34,18 +34,20 @@ class GoodputSearch:
 
 def has_slo(config: ExperimentConfig) -> bool:
     """True if some objective is set (globally or for a class); without one every request meets it."""
-    objectives = [config.slo, *(c.slo for c in config.workload.classes)]
+    objectives: list[SloConfig | ObjectivesConfig] = [config.slo, *(c.slo for c in config.workload.classes)]
     return any(o.ttft_s is not None or o.tpot_s is not None or o.e2e_s is not None for o in objectives)
 
 
 def check_search(config: ExperimentConfig, low: float, high: float, tolerance: float) -> None:
     """Refuse a search that is meaningless or would never end, before any run."""
     if not (math.isfinite(low) and math.isfinite(high) and 0 < low < high):
-        raise ConfigError(f"goodput search: need 0 < low < high, both finite (--low, --high), got low={low}, high={high}")
+        raise ConfigError(
+            f"goodput search: need 0 < low < high, both finite (--low, --high), got low={low}, high={high}"
+        )
     if not (math.isfinite(tolerance) and tolerance > 0):
         raise ConfigError(
-            f"goodput search: tolerance (--tolerance) must be a finite number > 0 (the relative width at which bisection "
-            f"stops), got {tolerance}; e.g. --tolerance 0.02"
+            f"goodput search: tolerance (--tolerance) must be a finite number > 0 "
+            f"(the relative width at which bisection stops), got {tolerance}; e.g. --tolerance 0.02"
         )
     if not has_slo(config):
         raise ConfigError(

@@ -20,27 +20,27 @@ import simpy
 from servesim.hwmodels import ConstantCostModel, CostModel, ParallelPlan
 from servesim.hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, load_hardware, load_model
 from servesim.hwmodels.plan_rules import plan_problems
-from servesim.hwmodels.roofline import RooflineCostModel
 from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel
+from servesim.hwmodels.roofline import DEFAULT_ITERATION_OVERHEAD_S, RooflineCostModel
 from servesim.hwmodels.tables.loading import table_cost_model
 from servesim.policies import PolicyError, create_policy, validate_params
 from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from servesim.sim import __version__
-from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
-from servesim.sim.experiment.classes import ServiceClass, assign_classes, service_classes
 from servesim.sim.engine.cluster import ClosedLoop, Cluster
-from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
-from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
-from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.engine.kv_memory import BlockPool
-from servesim.sim.reporting.metrics import MetricsRecorder
+from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
 from servesim.sim.engine.replica import Replica, ReplicaSetup
 from servesim.sim.engine.request import ENDED, Request, RequestState
+from servesim.sim.errors import ConfigError, EngineInvariantError
+from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
+from servesim.sim.experiment.classes import ServiceClass, assign_classes, service_classes
+from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
+from servesim.sim.experiment.workload import build_workload, think_times, to_requests
+from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.reporting.results import RunResult, request_table
 from servesim.sim.reporting.steady_state import steady_state
 from servesim.sim.reporting.summary import summarize, summarize_classes
-from servesim.sim.experiment.workload import build_workload, think_times, to_requests
 from servesim.traces import TraceError
 
 
@@ -69,7 +69,9 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     problems = plan_problems(plan, model, hardware)
     if problems:
         raise ConfigError("; ".join(problems))
-    scheduler_params = _lookup_policy(lambda: validate_params("scheduler", config.scheduler.name, config.scheduler.params()))
+    scheduler_params = _lookup_policy(
+        lambda: validate_params("scheduler", config.scheduler.name, config.scheduler.params())
+    )
     capacity = kv_capacity(
         model,
         hardware,
@@ -140,6 +142,7 @@ def _model_ref(config: ExperimentConfig, base_dir: Path) -> str | Path:
         return config.model
     if config.model.name is not None:
         return config.model.name
+    assert config.model.hf_config is not None  # ModelRef's validator: exactly one of name and hf_config
     path = Path(config.model.hf_config)
     return path if path.is_absolute() else base_dir / path
 
@@ -150,28 +153,24 @@ def _cost_model(
     spec = config.cost_model
     if spec.kind == "constant":
         return ConstantCostModel(spec.iteration_s, spec.per_token_s)
-    options = {
-        key: value
-        for key, value in (
-            ("iteration_overhead_s", spec.iteration_overhead_s),
-            ("compute_efficiency", spec.compute_efficiency),
-            ("memory_efficiency", spec.memory_efficiency),
-        )
-        if value is not None
-    }
+    overhead_s = DEFAULT_ITERATION_OVERHEAD_S if spec.iteration_overhead_s is None else spec.iteration_overhead_s
     cluster = config.cluster
 
     def kernels(plan: ParallelPlan) -> CostModel:
-        roofline = RooflineCostModel(model, hardware, plan, **options)
+        roofline = RooflineCostModel(model, hardware, plan, iteration_overhead_s=overhead_s,
+                                     compute_efficiency=spec.compute_efficiency,
+                                     memory_efficiency=spec.memory_efficiency)
         if spec.kind == "table":
             return _lookup("cost_model.tables", lambda: table_cost_model(
-                spec.tables, base_dir, model, hardware, plan, roofline, spec.source, spec.moe_distribution))
+                spec.tables, base_dir, model, hardware, plan, roofline, spec.source, spec.moe_distribution
+            ))
         return roofline
 
     if cluster.parallel.ep_across_replicas and cluster.replicas > 1 and model.is_moe:
         devices = plan.tp * cluster.replicas
         experts = ParallelPlan(tp=devices, pp=plan.pp, ep=devices)
-        return DataParallelExpertCostModel(kernels(plan), kernels(experts), cluster.replicas, devices, model.experts_per_token)
+        return DataParallelExpertCostModel(kernels(plan), kernels(experts), cluster.replicas, devices,
+                                           model.experts_per_token)
     return kernels(plan)
 
 
@@ -192,6 +191,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     env = simpy.Environment()
     metrics = MetricsRecorder(record_iterations=config.output.iterations)
     requests = to_requests(prepared.workload, prepared.classes)
+    cluster: Cluster  # made below; on_done runs only once the simulation has started
     on_done = (lambda request: progress(cluster.num_done, env.now)) if progress else (lambda request: None)
     try:
         router = _policy(config.cluster.router, "router", random_stream(config.seed, 5))
@@ -289,12 +289,16 @@ def _check_invariants(requests: list[Request], cluster: Cluster) -> None:
         replica.check_drained()
     stuck = [r for r in requests if r.state not in ENDED]
     if stuck:
-        raise EngineInvariantError(f"{len(stuck)} request(s) never finished, first {stuck[0]!r} on replica {stuck[0].replica_id}")
+        raise EngineInvariantError(
+            f"{len(stuck)} request(s) never finished, first {stuck[0]!r} on replica {stuck[0].replica_id}"
+        )
     for replica in cluster.replicas:
         for pool in (replica.kv, replica.host):
             pool.check_conservation()
             if pool.num_used_blocks:
-                raise EngineInvariantError(f"replica {replica.replica_id}: {pool.num_used_blocks} KV blocks still held at the end")
+                raise EngineInvariantError(
+                    f"replica {replica.replica_id}: {pool.num_used_blocks} KV blocks still held at the end"
+                )
     wrong = [r for r in requests if r.state is RequestState.FINISHED and r.num_generated != r.output_tokens]
     if wrong:
         raise EngineInvariantError(f"{wrong[0]!r} finished with {wrong[0].num_generated} tokens generated")
@@ -305,7 +309,8 @@ def config_hash(config: ExperimentConfig) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def run_experiment(config: ExperimentConfig, base_dir: Path = Path("."), progress: Callable[[int, float], None] | None = None) -> RunResult:
+def run_experiment(config: ExperimentConfig, base_dir: Path = Path("."),
+                   progress: Callable[[int, float], None] | None = None) -> RunResult:
     return simulate(prepare(config, base_dir), progress)
 
 

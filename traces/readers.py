@@ -10,6 +10,7 @@ import io
 import json
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -135,13 +136,14 @@ class JsonRecords:
         A column of integer lists without nulls is cut from Arrow's flat buffer: hundreds of
         thousands of hash ids become Python ints in one call.
         """
-        kind = self.arrow.schema.field(name).type if self.arrow is not None else None
-        if kind is not None and pa.types.is_list(kind) and pa.types.is_integer(kind.value_type):
-            column = self.arrow.column(name).combine_chunks()
+        arrow = self.arrow
+        if (arrow is not None and pa.types.is_list(kind := arrow.schema.field(name).type)
+                and pa.types.is_integer(kind.value_type)):
+            column = arrow.column(name).combine_chunks()
             if column.null_count == 0 and column.values.null_count == 0:
                 flat = column.values.to_numpy(zero_copy_only=False).tolist()
                 offsets = column.offsets.to_numpy().tolist()
-                return [tuple(flat[start:end]) for start, end in zip(offsets[:-1], offsets[1:])]
+                return [tuple(flat[start:end]) for start, end in pairwise(offsets)]
         values = self.values(name)
         if set(map(type, values)) <= {list}:
             return list(map(tuple, values))
@@ -200,7 +202,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     record = dict(pairs)
     if len(record) != len(pairs):
         seen: set[str] = set()
-        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
     return record
 
 
@@ -210,7 +215,7 @@ def _may_repeat_keys(table: pa.Table, data: bytes) -> bool:
     A fast, conservative test: a field named more often in the text than Arrow found values
     for it (an explicit null also counts) sends the file to the exact line-by-line parse.
     """
-    columns = list(zip(table.column_names, table.columns))
+    columns = list(zip(table.column_names, table.columns, strict=True))
     while columns:
         name, column = columns.pop()
         pattern = b'"' + re.escape(name.encode()) + rb'"\s*:'

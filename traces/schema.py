@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import replace
 from itertools import chain
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -61,9 +62,8 @@ def validate_trace(table: pd.DataFrame, origin: str, *, source: Locator | None =
     _check_columns(table, where)
     if len(table) == 0:
         raise where.file_error("the trace has no requests", "Give at least one request.")
-    columns: dict[str, object] = {
-        "arrival_s": numbers(table["arrival_s"], where, "arrival_s", integer=False, minimum=0),
-    }
+    arrival_s = numbers(table["arrival_s"], where, "arrival_s", integer=False, minimum=0)
+    columns: dict[str, object] = {"arrival_s": arrival_s}
     for name in (*REQUIRED_COLUMNS[1:], *OPTIONAL_COLUMNS):
         if name not in table.columns:
             continue
@@ -73,7 +73,7 @@ def validate_trace(table: pd.DataFrame, origin: str, *, source: Locator | None =
             columns[name] = _strings(table[name], where, name)
         else:
             columns[name] = hash_tuples(table[name].tolist(), where, name)
-    check_sorted(columns["arrival_s"], where)
+    check_sorted(arrival_s, where)
     return pd.DataFrame(columns)
 
 
@@ -140,8 +140,10 @@ def hash_tuples(values: list[object], where: Locator, column: str) -> list[tuple
 
     Tables from the loaders already hold tuples of ints: that case is checked in C-speed passes.
     """
-    if set(map(type, values)) <= {tuple} and set(map(type, chain.from_iterable(values))) <= {int}:
-        return values
+    if set(map(type, values)) <= {tuple}:
+        tuples = cast(list[tuple[int, ...]], values)  # the ints are checked next
+        if set(map(type, chain.from_iterable(tuples))) <= {int}:
+            return tuples
     out = []
     for position, value in enumerate(values):
         ids = as_hash_tuple(value)

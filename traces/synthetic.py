@@ -91,14 +91,15 @@ def sample_lengths(spec: Mapping[str, Any], num: int, rng: np.random.Generator, 
         return np.full(num, _tokens(params, "value", origin), dtype=np.int64)
     if dist == "uniform":
         low, high = _bounds(params, origin)
+        assert high is not None  # uniform requires max: _expect checked it
         return rng.integers(low, high + 1, num, dtype=np.int64)
     if dist == "lognormal":
         mean, sigma = _number(params, "mean", origin, positive=True), _number(params, "sigma", origin)
         if sigma > MAX_LOGNORMAL_SIGMA:
             raise TraceError(
-                f"{origin}.sigma: {sigma:g} puts the median at {mean * math.exp(-sigma**2 / 2):.3g} tokens, so almost every "
-                f"draw is 1 token and the mean of {mean:g} rests on a few enormous ones. Real length distributions have "
-                f"sigma between 0.3 and 2; use at most {MAX_LOGNORMAL_SIGMA}."
+                f"{origin}.sigma: {sigma:g} puts the median at {mean * math.exp(-sigma**2 / 2):.3g} tokens, "
+                f"so almost every draw is 1 token and the mean of {mean:g} rests on a few enormous ones. "
+                f"Real length distributions have sigma between 0.3 and 2; use at most {MAX_LOGNORMAL_SIGMA}."
             )
         draws = rng.lognormal(math.log(mean) - sigma**2 / 2, sigma, num)
     else:

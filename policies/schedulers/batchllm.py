@@ -158,7 +158,7 @@ class BatchLlmSchedulerPolicy(BudgetScheduler):
         """Sort keys of requests never seen before; a group's ratio is fixed when it is first seen."""
         outputs = [self.predictor.predict(r, replica, now) for r in requests]
         totals: dict[int, list[float]] = {}
-        for request, output in zip(requests, outputs):
+        for request, output in zip(requests, outputs, strict=True):
             group = request.prefix_group
             if group is not None and group not in self._group_rank:
                 total = totals.setdefault(group, [0.0, 0.0])
@@ -167,7 +167,7 @@ class BatchLlmSchedulerPolicy(BudgetScheduler):
         for group, (output, prompt) in totals.items():
             self._group_rank[group] = len(self._group_rank)
             self._group_ratio[group] = output / prompt
-        for request, output in zip(requests, outputs):
+        for request, output in zip(requests, outputs, strict=True):
             ratio = output / request.prompt_tokens
             group = request.prefix_group
             if group is None:  # a group of its own

@@ -24,7 +24,6 @@ from servesim.policies.views import (
     new_blocks_needed,
 )
 
-
 DEFAULT_MAX_NUM_SEQS = 256
 DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
 """vLLM's defaults; a scheduler without these budgets is sized for memory as if it had them."""
@@ -32,7 +31,9 @@ DEFAULT_MAX_NUM_BATCHED_TOKENS = 8192
 
 class BudgetParams(PolicyParams):
     max_num_seqs: int = Field(DEFAULT_MAX_NUM_SEQS, ge=1, description="most requests running at once")
-    max_num_batched_tokens: int = Field(DEFAULT_MAX_NUM_BATCHED_TOKENS, ge=1, description="token budget of one iteration")
+    max_num_batched_tokens: int = Field(
+        DEFAULT_MAX_NUM_BATCHED_TOKENS, ge=1, description="token budget of one iteration"
+    )
     chunked_prefill: bool = Field(True, description="split prompts larger than the remaining budget into chunks")
 
 

@@ -6,10 +6,10 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from servesim.hwmodels import BatchShape
 from servesim.policies.decisions import ScheduleDecision
 from servesim.policies.registry import register
 from servesim.policies.schedulers.budget import BudgetParams, BudgetScheduler
-from servesim.hwmodels import BatchShape
 from servesim.policies.views import IterationView, ReplicaView, RequestView, computed_on_admission, is_decode
 
 
@@ -18,7 +18,8 @@ class FlowPrefillParams(BudgetParams):
         16384, ge=1, description="token budget of one iteration: prompts run whole up to it (no small fixed chunks)"
     )
     urgency: Literal["deadline", "priority"] = Field(
-        "deadline", description="what makes a request more urgent: an earlier TTFT deadline, or a smaller priority value"
+        "deadline",
+        description="what makes a request more urgent: an earlier TTFT deadline, or a smaller priority value",
     )
     slo_aware_batching: bool = Field(
         True, description="admit a prompt only if the iteration still ends before the TTFT deadlines it could meet"

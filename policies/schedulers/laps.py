@@ -62,7 +62,8 @@ class LapsSchedulerPolicy(BudgetScheduler):
         return decision
 
     def _split(self, replica: ReplicaView) -> tuple[list[RequestView], list[RequestView]]:
-        shorts, longs = [], []
+        shorts: list[RequestView] = []
+        longs: list[RequestView] = []
         for request in replica.waiting:
             uncached = request.num_tokens - computed_on_admission(request, replica.kv)
             (shorts if uncached <= self.params.short_prompt_tokens else longs).append(request)

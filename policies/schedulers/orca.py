@@ -17,7 +17,8 @@ class OrcaParams(BudgetParams):
     )
     max_new_tokens: int | None = Field(
         None, ge=1,
-        description="output tokens reserved per request (a client's max_tokens); default: the request's true output length",
+        description="output tokens reserved per request (a client's max_tokens); "
+        "default: the request's true output length",
     )
 
 
@@ -35,7 +36,8 @@ class OrcaSchedulerPolicy(BudgetScheduler):
     Params = OrcaParams
     params: OrcaParams
 
-    def __init__(self, params: OrcaParams, preemption: PreemptionPolicy, rng: np.random.Generator | None = None) -> None:
+    def __init__(self, params: OrcaParams, preemption: PreemptionPolicy,
+                 rng: np.random.Generator | None = None) -> None:
         super().__init__(params, preemption, rng)
         self._reserved = 0
 

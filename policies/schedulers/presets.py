@@ -4,7 +4,13 @@ from __future__ import annotations
 from pydantic import Field
 
 from servesim.policies.base import QueuePolicy
-from servesim.policies.queues import EdfQueuePolicy, PredictedParams, PriorityQueuePolicy, SjfQueuePolicy, SrptQueuePolicy
+from servesim.policies.queues import (
+    EdfQueuePolicy,
+    PredictedParams,
+    PriorityQueuePolicy,
+    SjfQueuePolicy,
+    SrptQueuePolicy,
+)
 from servesim.policies.refs import PredictorRef
 from servesim.policies.registry import register
 from servesim.policies.schedulers.ordered import OrderedParams, OrderedScheduler

@@ -72,8 +72,8 @@ class StaticBatchSchedulerPolicy(SchedulerPolicy):
         self._steps = 0
         new = [r.num_tokens - computed_on_admission(r, replica.kv) for r in members]
         longest = max(new)
-        padding = [(longest - n, r.num_tokens) for r, n in zip(members, new) if n < longest]
-        return ScheduleDecision(scheduled=list(zip(members, new)), padding=padding)
+        padding = [(longest - n, r.num_tokens) for r, n in zip(members, new, strict=True) if n < longest]
+        return ScheduleDecision(scheduled=list(zip(members, new, strict=True)), padding=padding)
 
     def _step(self) -> ScheduleDecision:
         """One decode of the whole batch: live members decode, finished ones are padded slots."""

@@ -13,12 +13,18 @@ from servesim.policies.views import KvView, ReplicaView, RequestView, blocks_to_
 
 class VllmParams(OrderedParams):
     prefill_first: bool = Field(
-        False, description="vLLM v0: a step that can admit prompts runs only prompts, pausing decodes (needs chunked_prefill: false)"
+        False,
+        description="vLLM v0: a step that can admit prompts runs only prompts, pausing decodes "
+        "(needs chunked_prefill: false)",
     )
-    queue: QueueRef = Field(default_factory=QueueRef, description="order of the waiting queue (a registered queue policy)")
+    queue: QueueRef = Field(
+        default_factory=QueueRef, description="order of the waiting queue (a registered queue policy)"
+    )
     reserve_full_isl: bool = Field(
-        True, description="admit a waiting (or preempted) request only when its whole sequence so far fits in the free "
-        "KV blocks, not just its first chunk (vLLM's scheduler_reserve_full_isl, on by default in 0.19)")
+        True,
+        description="admit a waiting (or preempted) request only when its whole sequence so far fits in the free "
+        "KV blocks, not just its first chunk (vLLM's scheduler_reserve_full_isl, on by default in 0.19)",
+    )
 
     @model_validator(mode="after")
     def _prefill_first_is_unchunked(self) -> VllmParams:

@@ -16,11 +16,11 @@ import simpy
 
 from servesim.policies import RouterPolicy
 from servesim.policies.contract import contract_violation, is_count, policy_raised
-from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.engine.overheads import ApiServerPath
 from servesim.sim.engine.replica import Replica
 from servesim.sim.engine.request import Request
 from servesim.sim.engine.views import ReplicaView
+from servesim.sim.reporting.metrics import MetricsRecorder
 
 INFINITY = float("inf")
 

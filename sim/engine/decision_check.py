@@ -97,7 +97,7 @@ class DecisionChecker:
                    ) -> tuple[list[tuple[Request, int]], int, int]:
         """The entries as (request, tokens), how many of them are admitted and their tokens (the hot
         path: kept lean)."""
-        entries = []
+        entries: list[tuple[Request, int]] = []
         total = 0
         append = entries.append
         seen = set(preempted)
@@ -110,7 +110,9 @@ class DecisionChecker:
                 raise self.violation(now, f"scheduled entry {pair!r} is not a (request, new tokens) pair")
             view, num_new = pair
             if type(view) is not view_type:
-                raise self.violation(now, f"scheduled {view!r}, which is not a request view the engine gave the scheduler")
+                raise self.violation(
+                    now, f"scheduled {view!r}, which is not a request view the engine gave the scheduler"
+                )
             request: Request = view._request
             if request in seen or request.replica_id != replica_id:
                 raise self._misplaced(request, preempted, now)

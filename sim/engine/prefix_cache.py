@@ -15,8 +15,8 @@ from typing import Protocol
 
 from servesim.policies.base import CachedBlock, EvictionPolicy
 from servesim.policies.contract import policy_raised
-from servesim.sim.errors import EngineInvariantError
 from servesim.sim.engine.kv_memory import NO_HIT, BlockPool, PrefixHit
+from servesim.sim.errors import EngineInvariantError
 
 
 class PrefixedRequest(Protocol):
@@ -136,7 +136,9 @@ class PrefixCachingBlockPool(BlockPool):
     def allocate(self, owner: int, count: int) -> None:
         """Blank blocks first, then cached ones in the eviction policy's order."""
         if count > self.num_free_blocks:
-            raise EngineInvariantError(f"KV pool: owner {owner} asked for {count} blocks with {self.num_free_blocks} free")
+            raise EngineInvariantError(
+                f"KV pool: owner {owner} asked for {count} blocks with {self.num_free_blocks} free"
+            )
         if count <= 0:
             return
         self._version += 1

@@ -16,8 +16,9 @@ from typing import Any
 _VIEW = attrgetter("view")
 
 
-def _readers(target: str, names: Iterable[str]) -> dict[str, property]:
-    return {name: property(attrgetter(f"{target}.{name}")) for name in names}
+def _add_readers(cls: type, target: str, names: Iterable[str]) -> None:
+    for name in names:
+        setattr(cls, name, property(attrgetter(f"{target}.{name}")))
 
 
 class _ReadOnly:
@@ -27,18 +28,24 @@ class _ReadOnly:
         raise AttributeError(f"{type(self).__name__} is read-only: cannot set {name!r}")
 
 
-def _build(name: str, target: str, fields: Iterable[str], doc: str) -> type:
-    namespace: dict[str, Any] = {"__slots__": (target,), "__doc__": doc, **_readers(target, fields)}
-    return type(name, (_ReadOnly,), namespace)
-
-
 REQUEST_FIELDS = (
     "request_id", "arrival_s", "prompt_tokens", "output_tokens", "priority", "slo_class", "ttft_deadline_s",
     "prefix_group", "num_computed_tokens", "num_generated", "num_tokens", "num_blocks", "num_preemptions",
     "is_swapped",
 )
 
-RequestView = _build("RequestView", "_request", REQUEST_FIELDS, "A request as a policy sees it (read-only).")
+
+class RequestView(_ReadOnly):
+    """A request as a policy sees it (read-only)."""
+
+    __slots__ = ("_request",)
+    _request: Any
+
+    def __repr__(self) -> str:
+        return f"RequestView({self._request!r})"
+
+
+_add_readers(RequestView, "_request", REQUEST_FIELDS)
 
 
 def request_view(request: Any) -> Any:
@@ -47,17 +54,11 @@ def request_view(request: Any) -> Any:
     return view
 
 
-def _repr_request(self: Any) -> str:
-    return f"RequestView({self._request!r})"
-
-
-RequestView.__repr__ = _repr_request  # type: ignore[method-assign]
-
-
 class Views(Sequence):
     """A read-only sequence of the views of an engine container's requests (no copy made)."""
 
     __slots__ = ("_items",)
+    _items: Sequence[Any]
 
     def __init__(self, items: Sequence[Any]) -> None:
         object.__setattr__(self, "_items", items)
@@ -87,6 +88,7 @@ class KvView(_ReadOnly):
     """A KV pool as a policy sees it: sizes and what-if questions, never allocation."""
 
     __slots__ = ("_pool",)
+    _pool: Any
 
     def __init__(self, pool: Any) -> None:
         object.__setattr__(self, "_pool", pool)
@@ -106,6 +108,7 @@ class IterationView(_ReadOnly):
     """An iteration in flight or suspended, as a policy sees it."""
 
     __slots__ = ("_iteration",)
+    _iteration: Any
 
     def __init__(self, iteration: Any) -> None:
         object.__setattr__(self, "_iteration", iteration)
@@ -122,6 +125,8 @@ class ReplicaView(_ReadOnly):
     """A replica as a scheduler or router sees it: its queues as views, its pool as a `KvView`."""
 
     __slots__ = ("_replica", "kv")
+    _replica: Any
+    kv: KvView
 
     def __init__(self, replica: Any) -> None:
         object.__setattr__(self, "_replica", replica)

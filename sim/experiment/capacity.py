@@ -12,8 +12,8 @@ from dataclasses import asdict, dataclass
 
 from servesim.hwmodels import ParallelPlan
 from servesim.hwmodels.catalog import HardwareSpec, ModelSpec
-from servesim.sim.experiment.config import MemoryConfig
 from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.config import MemoryConfig
 
 GIB = 2**30
 ACTIVATION_BYTES = 2
@@ -67,8 +67,9 @@ def kv_capacity(
     budget = int(hardware.memory_gib * GIB * memory.gpu_memory_utilization)
     if memory.overhead_gib * GIB >= budget:
         raise ConfigError(
-            f"memory.overhead_gib: {memory.overhead_gib:g} GiB per device is all of the {budget / GIB:.1f} GiB the replica "
-            f"may use on {hardware.name} ({memory.gpu_memory_utilization:.0%} of {hardware.memory_gib:g} GiB); "
+            f"memory.overhead_gib: {memory.overhead_gib:g} GiB per device is all of the {budget / GIB:.1f} GiB "
+            f"the replica may use on {hardware.name} "
+            f"({memory.gpu_memory_utilization:.0%} of {hardware.memory_gib:g} GiB); "
             "a real overhead is about 1 GiB"
         )
     weights = model.weight_bytes_per_device(plan)
@@ -76,9 +77,10 @@ def kv_capacity(
     overhead = int(memory.overhead_gib * GIB)
     if activations >= budget:
         raise ConfigError(
-            f"scheduler: a batch of max_num_batched_tokens={max_batched_tokens:,} tokens and max_num_seqs={max_num_seqs:,} "
-            f"sequences needs about {activations / GIB:,.1f} GiB of activations per device, more than the "
-            f"{budget / GIB:.1f} GiB {hardware.name} can give the replica; vLLM's defaults are 8192 and 256"
+            f"scheduler: a batch of max_num_batched_tokens={max_batched_tokens:,} tokens and "
+            f"max_num_seqs={max_num_seqs:,} sequences needs about {activations / GIB:,.1f} GiB of activations "
+            f"per device, more than the {budget / GIB:.1f} GiB {hardware.name} can give the replica; "
+            "vLLM's defaults are 8192 and 256"
         )
     if memory.num_kv_blocks is not None:
         num_blocks = memory.num_kv_blocks
@@ -86,7 +88,8 @@ def kv_capacity(
             raise ConfigError(
                 f"memory.num_kv_blocks: {num_blocks:,} blocks of {block_bytes:,} bytes would need "
                 f"{num_blocks * block_bytes / GIB:,.1f} GiB per device, more than the {budget / GIB:.1f} GiB "
-                f"{hardware.name} can give the replica; at most {budget // block_bytes:,} blocks fit even with no weights"
+                f"{hardware.name} can give the replica; at most {budget // block_bytes:,} blocks fit "
+                "even with no weights"
             )
     else:
         free = budget - weights - activations - overhead
@@ -114,7 +117,8 @@ def kv_capacity(
             f"{MAX_HOST_MEMORY_GIB / hardware.devices_per_node:,g} GiB (vLLM's default is 4)"
         )
     swap_blocks = int(memory.swap_space_gib * GIB) // block_bytes
-    return KvCapacity(budget, weights, activations, overhead, kv_per_token, memory.block_size, int(num_blocks), swap_blocks)
+    return KvCapacity(budget, weights, activations, overhead, kv_per_token, memory.block_size, int(num_blocks),
+                      swap_blocks)
 
 
 def check_pool_blocks(capacity: KvCapacity, replicas: int) -> None:
@@ -134,7 +138,8 @@ def model_len(memory: MemoryConfig, model: ModelSpec) -> int:
         return model.max_position_embeddings
     if memory.max_model_len > model.max_position_embeddings:
         raise ConfigError(
-            f"memory.max_model_len: {memory.max_model_len:,} is longer than the {model.max_position_embeddings:,}-token "
-            f"context of {model.name} (max_position_embeddings); use at most that, as vLLM requires"
+            f"memory.max_model_len: {memory.max_model_len:,} is longer than the "
+            f"{model.max_position_embeddings:,}-token context of {model.name} (max_position_embeddings); "
+            "use at most that, as vLLM requires"
         )
     return memory.max_model_len

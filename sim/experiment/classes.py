@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from servesim.sim.experiment.config import ClassConfig, ExperimentConfig, SloConfig, WorkloadConfig
 from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.config import ClassConfig, ExperimentConfig, SloConfig, WorkloadConfig
 
 DEFAULT_CLASS = "default"
 
@@ -57,7 +57,8 @@ def assign_classes(table: pd.DataFrame, workload: WorkloadConfig, rng: np.random
         return table
     names = np.array([c.name for c in classes], dtype=object)
     if workload.class_by == "share":
-        chosen = rng.choice(len(classes), size=len(table), p=[c.share for c in classes])  # type: ignore[misc]
+        shares = [c.share for c in classes if c.share is not None]  # all of them: WorkloadConfig checks
+        chosen = rng.choice(len(classes), size=len(table), p=shares)
         labels = names[chosen]
     elif workload.class_by == "rule":
         labels = _by_rule(table, classes)

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-
 MAX_REPLICAS = 4096  # a sane cluster; each replica is a process with its own KV pools
 MAX_SYNTHETIC_REQUESTS = 10_000_000  # the engine holds every request in memory (about 1 KiB each)
 
@@ -105,7 +104,8 @@ class ParallelConfig(Section):
 
 class ClusterConfig(Section):
     replicas: int = Field(
-        1, ge=1, le=MAX_REPLICAS, description=f"number of identical replicas in the unified pool (at most {MAX_REPLICAS})"
+        1, ge=1, le=MAX_REPLICAS,
+        description=f"number of identical replicas in the unified pool (at most {MAX_REPLICAS})",
     )
     parallel: ParallelConfig = Field(default_factory=ParallelConfig, description="parallel plan of each replica")
     router: RouterSpec = Field(default_factory=RouterSpec, description="which replica gets an arrival")
@@ -184,8 +184,12 @@ class ClassConfig(Section):
     name: str = Field(description="class name, reported in `slo_class` and in the summary's `classes`")
     priority: int = Field(0, description="scheduling priority of its requests (smaller is more important)")
     share: float | None = Field(None, gt=0, le=1, description="class_by share: the fraction of requests in this class")
-    when: ClassRule | None = Field(None, description="class_by rule: the lengths this class takes (none: every request)")
-    slo: ObjectivesConfig = Field(default_factory=ObjectivesConfig, description="objectives overriding `slo` for this class")
+    when: ClassRule | None = Field(
+        None, description="class_by rule: the lengths this class takes (none: every request)"
+    )
+    slo: ObjectivesConfig = Field(
+        default_factory=ObjectivesConfig, description="objectives overriding `slo` for this class"
+    )
     timeout_s: float | None = Field(None, gt=0, description="drop a request not yet scheduled this long after arrival")
 
 
@@ -222,7 +226,8 @@ class WorkloadConfig(Section):
         default_factory=list, description="request classes, each with a priority, objectives and timeout"
     )
     class_by: Literal["share", "rule", "column"] = Field(
-        "share", description="how requests get their class: random `share`s, length `rule`s, or the trace's slo_class `column`"
+        "share",
+        description="how requests get their class: random `share`s, length `rule`s, or the trace's slo_class `column`",
     )
 
     @model_validator(mode="after")
@@ -242,10 +247,11 @@ class WorkloadConfig(Section):
                 missing.append("num_requests")
             if missing:
                 raise ValueError(f"a synthetic workload needs {', '.join(missing)} (or give a `trace`)")
-            if self.num_requests > MAX_SYNTHETIC_REQUESTS:  # type: ignore[operator]
+            if self.num_requests is not None and self.num_requests > MAX_SYNTHETIC_REQUESTS:
                 raise ValueError(
-                    f"num_requests {self.num_requests:,} is more than the {MAX_SYNTHETIC_REQUESTS:,} synthetic requests "
-                    "servesim holds in memory; simulate fewer (a steady state needs far fewer) or split the run"
+                    f"num_requests {self.num_requests:,} is more than the {MAX_SYNTHETIC_REQUESTS:,} "
+                    "synthetic requests servesim holds in memory; simulate fewer (a steady state needs far fewer) "
+                    "or split the run"
                 )
         return self
 
@@ -255,11 +261,11 @@ class WorkloadConfig(Section):
         if len(set(names)) != len(names):
             raise ValueError(f"class names must be unique, got {', '.join(names)}")
         if self.classes and self.class_by == "share":
-            shares = [c.share for c in self.classes]
-            if any(share is None for share in shares):
+            shares = [c.share for c in self.classes if c.share is not None]
+            if len(shares) < len(self.classes):
                 raise ValueError("with class_by: share every class needs a `share`")
-            if abs(sum(shares) - 1.0) > 1e-6:  # type: ignore[arg-type]
-                raise ValueError(f"class shares must add up to 1, got {sum(shares):g}")  # type: ignore[arg-type]
+            if abs(sum(shares) - 1.0) > 1e-6:
+                raise ValueError(f"class shares must add up to 1, got {sum(shares):g}")
         return self
 
 
@@ -272,27 +278,42 @@ class SloConfig(Section):
 
 class SimulationConfig(Section):
     fast_forward: bool = Field(
-        True, description="simulate stable decode-only stretches in one step (same results up to float rounding, much faster)"
+        True,
+        description="simulate stable decode-only stretches in one step "
+        "(same results up to float rounding, much faster)",
     )
 
 
 class EngineConfig(Section):
-    """The serving engine's own time beside the kernels (`sim.engine.overheads`); ignored by `cost_model.kind: constant`."""
+    """The serving engine's own time beside the kernels (`sim.engine.overheads`); ignored by
+    `cost_model.kind: constant`."""
 
     version: Literal["vllm-0.19", "none"] = Field(
         "vllm-0.19", description="engine whose fitted CPU and API-server times apply (`none`: an idealised engine)"
     )
-    async_scheduling: bool = Field(True, description="plan step n+1 while step n runs: an arrival waits one extra step (vLLM >= 0.14)")
+    async_scheduling: bool = Field(
+        True, description="plan step n+1 while step n runs: an arrival waits one extra step (vLLM >= 0.14)"
+    )
     cuda_graphs: bool = Field(True, description="pad decode-only batches up to the next CUDA-graph capture size")
     cuda_graph_sizes: list[Annotated[int, Field(ge=1)]] | None = Field(
         None, description="capture sizes (default: vLLM's 1, 2, 4, 8..248 by 8, 256..min(2 x max_num_seqs, 512) by 16)"
     )
     cpu_per_iteration_s: float | None = Field(None, ge=0, description="CPU seconds per step (default: the fitted set)")
-    cpu_per_sequence_s: float | None = Field(None, ge=0, description="CPU seconds per batch entry per step (default: fitted)")
-    api_server: bool = Field(True, description="model the API server's path in front of the engine (latencies then count from the client)")
-    api_fixed_s: float | None = Field(None, ge=0, description="API server: seconds from the client to the engine's queue (default: fitted)")
-    api_per_prompt_token_s: float | None = Field(None, ge=0, description="API server: tokenising, seconds per prompt token (default: fitted)")
-    api_stream_out_s: float | None = Field(None, ge=0, description="API server: seconds from the engine's token to the client (default: fitted)")
+    cpu_per_sequence_s: float | None = Field(
+        None, ge=0, description="CPU seconds per batch entry per step (default: fitted)"
+    )
+    api_server: bool = Field(
+        True, description="model the API server's path in front of the engine (latencies then count from the client)"
+    )
+    api_fixed_s: float | None = Field(
+        None, ge=0, description="API server: seconds from the client to the engine's queue (default: fitted)"
+    )
+    api_per_prompt_token_s: float | None = Field(
+        None, ge=0, description="API server: tokenising, seconds per prompt token (default: fitted)"
+    )
+    api_stream_out_s: float | None = Field(
+        None, ge=0, description="API server: seconds from the engine's token to the client (default: fitted)"
+    )
 
 
 class OutputConfig(Section):
@@ -320,7 +341,9 @@ class ExperimentConfig(Section):
     cost_model: CostModelConfig = Field(default_factory=CostModelConfig, description="iteration-time model")
     cluster: ClusterConfig = Field(default_factory=ClusterConfig, description="replicas, parallel plan, router")
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec, description="batch scheduler and its parameters")
-    preemption: PreemptionSpec = Field(default_factory=PreemptionSpec, description="preemption policy and its parameters")
+    preemption: PreemptionSpec = Field(
+        default_factory=PreemptionSpec, description="preemption policy and its parameters"
+    )
     memory: MemoryConfig = Field(default_factory=MemoryConfig, description="paged KV memory")
     cache: CacheConfig = Field(default_factory=CacheConfig, description="KV caching")
     workload: WorkloadConfig = Field(description="requests to serve")
@@ -330,7 +353,8 @@ class ExperimentConfig(Section):
     output: OutputConfig = Field(default_factory=OutputConfig, description="what to write")
     variants: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="named runs of this experiment, each overriding some keys (a mapping with `name` replaces a policy section whole)",
+        description="named runs of this experiment, each overriding some keys "
+        "(a mapping with `name` replaces a policy section whole)",
     )
     claim: ClaimConfig | None = Field(None, description="a comparison between variants that the run checks and reports")
 
@@ -340,5 +364,7 @@ class ExperimentConfig(Section):
             return self
         unknown = [v for v in (self.claim.variant, *self.claim.baselines) if v not in self.variants]
         if unknown:
-            raise ValueError(f"claim names variant(s) {', '.join(unknown)}; variants: {', '.join(self.variants) or 'none'}")
+            raise ValueError(
+                f"claim names variant(s) {', '.join(unknown)}; variants: {', '.join(self.variants) or 'none'}"
+            )
         return self

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ValidationError
 
 from servesim.hwmodels.strict_parsing import AliasExpansionError, load_yaml, yaml_problem
 from servesim.policies import PolicyError, validate_params
-from servesim.sim.experiment.config import EvictionSpec, ExperimentConfig, PreemptionSpec, RouterSpec, SchedulerSpec
 from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.config import EvictionSpec, ExperimentConfig, PreemptionSpec, RouterSpec, SchedulerSpec
 from servesim.sim.experiment.variants import claim_metric_problem, variant_data
 
 POLICY_SECTIONS = {

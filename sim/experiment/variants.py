@@ -99,7 +99,9 @@ def claim_metric_problem(config: ExperimentConfig) -> str | None:
         return None
     wanted = config.claim.metric
     parts = wanted.split(".")
-    classes = [c.name for c in config.workload.classes] or ([] if config.workload.class_by == "column" else [DEFAULT_CLASS])
+    classes = [c.name for c in config.workload.classes] or (
+        [] if config.workload.class_by == "column" else [DEFAULT_CLASS]
+    )
     if len(parts) > 1 and parts[0] == "classes":
         if classes and parts[1] not in classes:
             return f"claim.metric: {wanted!r} names class {parts[1]!r}; the classes are {', '.join(classes)}"
@@ -144,9 +146,9 @@ def comparison_table(summaries: Mapping[str, Mapping[str, Any]], claim: ClaimCon
         columns.append((claim.metric, claim.metric))
     width = max(len(name) for name in [*summaries, "variant"]) + 2
     widths = [max(12, len(label) + 2) for _, label in columns]
-    lines = [f"{'variant':<{width}}" + "".join(f"{label:>{w}}" for (_, label), w in zip(columns, widths))]
+    lines = [f"{'variant':<{width}}" + "".join(f"{label:>{w}}" for (_, label), w in zip(columns, widths, strict=True))]
     for name, summary in summaries.items():
-        cells = (f"{_shown(metric(summary, path)):>{w}}" for (path, _), w in zip(columns, widths))
+        cells = (f"{_shown(metric(summary, path)):>{w}}" for (path, _), w in zip(columns, widths, strict=True))
         lines.append(f"{name:<{width}}" + "".join(cells))
     if claim is not None:
         verdict = check_claim(claim, summaries)

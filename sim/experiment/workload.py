@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from servesim.sim.engine.request import Request
 from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import WorkloadConfig
-from servesim.sim.engine.request import Request
 from servesim.traces import (
     TraceError,
     add_shared_prefixes,
@@ -23,7 +23,6 @@ from servesim.traces import (
     take,
     time_window,
 )
-
 
 MAX_ARRIVAL_S = 1e9  # about 32 years: float64 seconds still resolve well below a microsecond
 
@@ -68,7 +67,8 @@ def _synthetic(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> pd.Da
     if workload.arrival is None:  # closed-loop clients: the cluster sets each arrival when it is sent
         arrivals = np.zeros(n)
     else:
-        arrivals = arrival_times(workload.arrival.process, workload.arrival.rate, n, arrival_rng, cv=workload.arrival.cv)
+        arrival = workload.arrival
+        arrivals = arrival_times(arrival.process, arrival.rate, n, arrival_rng, cv=arrival.cv)
     prompt_spec = _resolve_spec(workload.prompt_tokens, base_dir)
     output_spec = _resolve_spec(workload.output_tokens, base_dir)
     joint_path = _joint_empirical_path(prompt_spec, output_spec)
@@ -117,7 +117,7 @@ def to_requests(table: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> lis
     prompts = table["prompt_tokens"].to_numpy(dtype=np.int64).tolist()
     outputs = table["output_tokens"].to_numpy(dtype=np.int64).tolist()
     requests = []
-    for i, (arrival, prompt, output) in enumerate(zip(arrivals, prompts, outputs)):
+    for i, (arrival, prompt, output) in enumerate(zip(arrivals, prompts, outputs, strict=True)):
         request = Request(i, arrival, prompt, output)
         if column["slo_class"] is not None:
             request.slo_class = str(column["slo_class"][i])

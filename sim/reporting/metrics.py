@@ -85,4 +85,5 @@ class MetricsRecorder:
         frames = [f for f in frames if len(f)]
         if not frames:
             return pd.DataFrame(columns=list(ITERATION_COLUMNS))
-        return pd.concat(frames, ignore_index=True).sort_values(["start_s", "replica"], kind="stable", ignore_index=True)
+        frame = pd.concat(frames, ignore_index=True)
+        return frame.sort_values(["start_s", "replica"], kind="stable", ignore_index=True)

@@ -27,14 +27,22 @@ import signal
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from servesim.sim.reporting.output_target import (
-    MARKER, MARKER_FORMAT, MARKER_VERSION, RESERVED_PREFIX, OutputError, OutputTarget, TargetState, foreign_entries,
-    read_manifest, resolve_target,
+    MARKER,
+    MARKER_FORMAT,
+    MARKER_VERSION,
+    RESERVED_PREFIX,
+    OutputError,
+    OutputTarget,
+    TargetState,
+    foreign_entries,
+    read_manifest,
+    resolve_target,
 )
 
 AT_FDCWD = -100
@@ -103,7 +111,7 @@ class ResultsClaim:
                 remove_results_dir(old)
             except OSError as exc:
                 warnings.warn(f"the previous results were moved to {old} but could not be removed ({exc}); "
-                              f"remove that directory yourself")
+                              f"remove that directory yourself", stacklevel=2)
 
     def _swap_back(self, staging: Path, old: Path, exchanged: bool) -> None:
         """Put the previous directory back; the new results end up under the staging name again."""
@@ -165,7 +173,8 @@ def _recover(target: OutputTarget) -> None:
             try:
                 remove_results_dir(leftover)
             except OSError as exc:
-                warnings.warn(f"could not remove {leftover}, left by an interrupted run ({exc}); remove it yourself")
+                warnings.warn(f"could not remove {leftover}, left by an interrupted run ({exc}); remove it yourself",
+                              stacklevel=2)
 
 
 def _acquire_lock(path: Path, target: OutputTarget) -> int:
@@ -260,8 +269,8 @@ def _signals_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum in dict.fromkeys(received):
-            signal.raise_signal(signum)
+        for pending in dict.fromkeys(received):
+            signal.raise_signal(pending)
 
 
 def _renameat2(source: Path, destination: Path, flags: int) -> bool:
@@ -278,7 +287,7 @@ def _renameat2(source: Path, destination: Path, flags: int) -> bool:
 
 
 @functools.cache
-def _libc_renameat2():  # type: ignore[no-untyped-def]
+def _libc_renameat2() -> Callable[..., int] | None:
     try:
         function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
     except OSError:

@@ -33,6 +33,7 @@ def _latency_cdfs(result: RunResult, path: Path) -> Path:
         axes,
         ("ttft_s", "tpot_s", "max_tbt_s", "e2e_s"),
         ("TTFT", "TPOT", "max TBT per request", "end-to-end latency"),
+        strict=True,
     ):
         _cdf(ax, finished[column].to_numpy(dtype=float), title)
     fig.suptitle(result.config.name)
@@ -56,7 +57,8 @@ def _over_time(result: RunResult, path: Path) -> Path:
     for replica, rows in series.groupby("replica"):
         axes[1].step(rows["time_s"], rows["num_waiting"], where="post", label=f"replica {replica} waiting")
         axes[1].step(rows["time_s"], rows["num_running"], where="post", label=f"replica {replica} running", alpha=0.6)
-        axes[2].step(rows["time_s"], rows["kv_used_blocks"] / rows["kv_total_blocks"], where="post", label=f"replica {replica}")
+        axes[2].step(rows["time_s"], rows["kv_used_blocks"] / rows["kv_total_blocks"], where="post",
+                     label=f"replica {replica}")
     axes[1].set_ylabel("requests")
     axes[2].set_ylabel("KV blocks used (share)")
     axes[2].set_xlabel("simulated time (s)")

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from servesim.sim.engine.request import Request
 from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import ExperimentConfig
-from servesim.sim.engine.request import Request
 from servesim.sim.reporting.benchmark_serving import write_benchmark_serving
 from servesim.sim.reporting.json_output import json_text
 from servesim.sim.reporting.output_dir import ResultsClaim, claim_output
@@ -70,7 +70,8 @@ def request_table(requests: list[Request], classes: Mapping[str, ServiceClass]) 
     return table
 
 
-def write_results(result: RunResult, out_dir: str | os.PathLike[str], plots: bool = True, overwrite: bool = True) -> Path:
+def write_results(result: RunResult, out_dir: str | os.PathLike[str], plots: bool = True,
+                  overwrite: bool = True) -> Path:
     """Write the results directory safely (see `output_dir`): checked, locked, staged and swapped in."""
     target = resolve_target(out_dir, overwrite)
     with claim_output(target, overwrite) as claim:

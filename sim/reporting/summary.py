@@ -29,7 +29,7 @@ def latency_block(values: np.ndarray, weights: np.ndarray | None = None) -> dict
         return {"mean": None, **{k: None for k in PERCENTILES}, "max": None}
     qs = np.percentile(values, list(PERCENTILES.values()), weights=weights, method="inverted_cdf")
     mean = float(np.average(values, weights=weights))
-    return {"mean": mean, **{k: float(q) for k, q in zip(PERCENTILES, qs)}, "max": float(values.max())}
+    return {"mean": mean, **{k: float(q) for k, q in zip(PERCENTILES, qs, strict=True)}, "max": float(values.max())}
 
 
 def slo_met(requests: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> np.ndarray:

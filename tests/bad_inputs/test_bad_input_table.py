@@ -38,7 +38,7 @@ HF = {
 VARIANTS = {"variants": {"a": {"seed": 1}, "b": {"seed": 2}}}
 BOMB = "".join(
     f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['x'] * 9)}]\n"
-    for prev, name in zip(["", *"abcdefgh"], "abcdefghi")
+    for prev, name in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
 )
 
 
@@ -86,7 +86,8 @@ CONFIG_KEYS_AND_TYPES = [
     Bad("--set below a value", ("seed is a value",), {"seed": 3}, sets=("seed.x=1",)),
     Bad("trace with path and sample", ("exactly one",),
         {"workload": {"trace": {"path": "t.csv", "sample": "azure_conv"}}}),
-    Bad("arrival_unit on an Azure trace", ("arrival_unit",), {"workload": {"trace": {"sample": "azure_conv", "format": "azure", "arrival_unit": "ms"}}}),
+    Bad("arrival_unit on an Azure trace", ("arrival_unit",),
+        {"workload": {"trace": {"sample": "azure_conv", "format": "azure", "arrival_unit": "ms"}}}),
     Bad("unknown arrival_unit", ("arrival_unit",), trace("csv", "t.csv", arrival_unit="minutes"),
         files={"t.csv": CSV_HEADER + "0,10,5\n"}),
     Bad("unknown cost model kind", ("cost_model.kind",), {"cost_model": {"kind": "magic"}}),
@@ -100,7 +101,8 @@ NUMBERS = [
     Bad("NaN arrival rate", ("workload.arrival.rate",), sets=("workload.arrival.rate=.nan",)),
     Bad("infinite iteration time", ("cost_model.iteration_s", "finite"), sets=("cost_model.iteration_s=.inf",)),
     Bad("infinite per-token time", ("cost_model.per_token_s", "finite"), sets=("cost_model.per_token_s=.inf",)),
-    Bad("infinite roofline overhead", ("iteration_overhead_s", "finite"), sets=("cost_model.iteration_overhead_s=.inf",)),
+    Bad("infinite roofline overhead", ("iteration_overhead_s", "finite"),
+        sets=("cost_model.iteration_overhead_s=.inf",)),
     Bad("infinite memory overhead", ("memory.overhead_gib", "finite"), sets=("memory.overhead_gib=.inf",)),
     Bad("overhead of 1e300 GiB", ("memory.overhead_gib", "1e+300 gib"), sets=("memory.overhead_gib=1e300",)),
     Bad("overhead above the device", ("memory.overhead_gib", "72.0 gib"), sets=("memory.overhead_gib=100",)),
@@ -111,7 +113,8 @@ NUMBERS = [
     Bad("a billion-token block", ("memory.block_size", "largest block"), sets=("memory.block_size=1000000000",)),
     Bad("a billion-token block with a fixed pool", ("memory.num_kv_blocks",),
         sets=("memory.block_size=1000000000", "memory.num_kv_blocks=4")),
-    Bad("max_model_len above the context", ("memory.max_model_len", "131,072"), sets=("memory.max_model_len=1000000000",)),
+    Bad("max_model_len above the context", ("memory.max_model_len", "131,072"),
+        sets=("memory.max_model_len=1000000000",)),
     Bad("a million replicas", ("cluster.replicas", "4096"), sets=("cluster.replicas=1000000",)),
     Bad("pools beyond what the simulator holds", ("memory:", "blocks", "cluster.replicas"),
         sets=("cluster.replicas=4000", "memory.num_kv_blocks=10000")),
@@ -137,7 +140,8 @@ PARALLEL_PLANS = [
     Bad("tp of zero", ("cluster.parallel.tp",), sets=("cluster.parallel.tp=0",)),
     Bad("pp beyond the layers", ("cluster.parallel.pp", "layers"), sets=("cluster.parallel.pp=1000000000",)),
     Bad("tp not dividing the K/V heads", ("cluster.parallel.tp", "k/v heads"), HF_MODEL,
-        sets=("cluster.parallel.tp=4",), files=hf_model(num_attention_heads=24, num_key_value_heads=6, hidden_size=1536)),
+        sets=("cluster.parallel.tp=4",),
+        files=hf_model(num_attention_heads=24, num_key_value_heads=6, hidden_size=1536)),
     Bad("tp below the K/V heads, not dividing them", ("cluster.parallel.tp", "k/v heads"), HF_MODEL,
         sets=("cluster.parallel.tp=3",), files=hf_model()),
     Bad("tp not dividing the MLP", ("cluster.parallel.tp", "intermediate size"), HF_MODEL,
@@ -147,12 +151,17 @@ PARALLEL_PLANS = [
 TRACES = [
     Bad("arrivals far from 0 that are no date", ("no date", "arrival_unit"), trace("csv", "t.csv"),
         files={"t.csv": CSV_HEADER + "50000000000,10,5\n50000000001,10,5\n"}),
-    Bad("an infinite arrival", ("row 3", "arrival_s"), trace("csv", "t.csv"), files={"t.csv": CSV_HEADER + "0,10,5\ninf,10,5\n"}),
+    Bad("an infinite arrival", ("row 3", "arrival_s"), trace("csv", "t.csv"),
+        files={"t.csv": CSV_HEADER + "0,10,5\ninf,10,5\n"}),
     Bad("a negative arrival", ("row 2", "arrival_s"), trace("csv", "t.csv"), files={"t.csv": CSV_HEADER + "-1,10,5\n"}),
-    Bad("unsorted arrivals", ("row 3", "sort"), trace("csv", "t.csv"), files={"t.csv": CSV_HEADER + "5,10,5\n1,10,5\n"}),
-    Bad("a missing column", ("output_tokens",), trace("csv", "t.csv"), files={"t.csv": "arrival_s,prompt_tokens\n0,10\n"}),
-    Bad("a misspelt column", ("arival_s",), trace("csv", "t.csv"), files={"t.csv": "arival_s,prompt_tokens,output_tokens\n0,1,1\n"}),
-    Bad("a fractional token count", ("row 2", "prompt_tokens"), trace("csv", "t.csv"), files={"t.csv": CSV_HEADER + "0,1.5,5\n"}),
+    Bad("unsorted arrivals", ("row 3", "sort"), trace("csv", "t.csv"),
+        files={"t.csv": CSV_HEADER + "5,10,5\n1,10,5\n"}),
+    Bad("a missing column", ("output_tokens",), trace("csv", "t.csv"),
+        files={"t.csv": "arrival_s,prompt_tokens\n0,10\n"}),
+    Bad("a misspelt column", ("arival_s",), trace("csv", "t.csv"),
+        files={"t.csv": "arival_s,prompt_tokens,output_tokens\n0,1,1\n"}),
+    Bad("a fractional token count", ("row 2", "prompt_tokens"), trace("csv", "t.csv"),
+        files={"t.csv": CSV_HEADER + "0,1.5,5\n"}),
     Bad("an empty trace", ("empty",), trace("csv", "t.csv"), files={"t.csv": ""}),
     Bad("a trace that does not exist", ("no such trace file",), trace("csv", "missing.csv")),
     Bad("a JSONL field twice", ("row 1", "'prompt_tokens' appears twice"), trace("jsonl", "t.jsonl"),
@@ -171,8 +180,8 @@ TRACES = [
         files={"t.jsonl": '{"arrival_s": 0, "prompt_tokens": Infinity, "output_tokens": 5}\n'}),
     Bad("a trace scaled beyond 1e9 s", ("arrives at",), trace("csv", "t.csv"), sets=("workload.rate_scale=0.001",),
         files={"t.csv": CSV_HEADER + "0,10,5\n5000000,10,5\n"}),
-    Bad("an infinite window end", ("end_s", "finite"), {"workload": {"trace": {"sample": "azure_conv", "format": "azure"},
-                                                                      "end_s": float("inf")}}),
+    Bad("an infinite window end", ("end_s", "finite"),
+        {"workload": {"trace": {"sample": "azure_conv", "format": "azure"}, "end_s": float("inf")}}),
 ]
 
 CATALOGS = [
@@ -194,7 +203,8 @@ CATALOGS = [
         files={"config.json": json.dumps(HF).replace('"vocab_size": 1000', '"vocab_size": 1' + "0" * 400)}),
     Bad("a 10^11 vocabulary's activations", ("scheduler", "activations"), HF_MODEL, files=hf_model(vocab_size=10**11)),
     Bad("K/V heads that do not divide the heads", ("num_kv_heads",), HF_MODEL, files=hf_model(num_key_value_heads=8)),
-    Bad("a config.json model larger than any device", ("does not fit",), HF_MODEL, files=hf_model(num_hidden_layers=10**6)),
+    Bad("a config.json model larger than any device", ("does not fit",), HF_MODEL,
+        files=hf_model(num_hidden_layers=10**6)),
 ]
 
 CLAIMS = [
@@ -203,7 +213,8 @@ CLAIMS = [
     Bad("a claim on a block of figures", ("claim.metric", "group of figures", "p99"),
         {**VARIANTS, "claim": {"metric": "ttft_s", "better": "lower", "variant": "a", "baselines": ["b"]}}),
     Bad("a claim on a class that does not exist", ("claim.metric", "'gold'"),
-        {**VARIANTS, "claim": {"metric": "classes.gold.ttft_s.p99", "better": "lower", "variant": "a", "baselines": ["b"]}}),
+        {**VARIANTS,
+         "claim": {"metric": "classes.gold.ttft_s.p99", "better": "lower", "variant": "a", "baselines": ["b"]}}),
     Bad("a claim on a text field", ("claim.metric", "run.model"),
         {**VARIANTS, "claim": {"metric": "run.model", "better": "lower", "variant": "a", "baselines": ["b"]}}),
     Bad("a claim about an unknown variant", ("claim", "c"),

@@ -30,7 +30,8 @@ def test_bad_table_choices_exit_2(tmp_path, capsys, cost_model, fragments):
     assert tree(tmp_path) == before
 
 
-@pytest.mark.parametrize("model, parallel", [("llama-3.1-8b", {"tp": 2, "ep": 2}), ("qwen3-30b-a3b", {"tp": 2, "ep": 4})])
+@pytest.mark.parametrize("model, parallel",
+                         [("llama-3.1-8b", {"tp": 2, "ep": 2}), ("qwen3-30b-a3b", {"tp": 2, "ep": 4})])
 def test_expert_parallelism_needs_a_moe_model_and_divides_tp(tmp_path, capsys, model, parallel):
     config = {**BASE, "model": model, "cluster": {"parallel": parallel}}
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from servesim.policies import (
     EvictionPolicy,
     LengthPredictor,
@@ -25,7 +26,6 @@ from servesim.policies import (
 )
 from servesim.policies.schedulers.vllm import VllmSchedulerPolicy
 from servesim.sim.engine import replica as replica_module
-
 from tests.bad_inputs.harness import Outcome, assert_user_error, simrun_in_process
 
 BASE: dict[str, Any] = {
@@ -105,7 +105,8 @@ BAD_DECISIONS = {
     "wake_nan": (lambda self, replica, now: ScheduleDecision(wake_at=math.nan), "wake_at=nan"),
     "wake_inf": (lambda self, replica, now: ScheduleDecision(wake_at=math.inf), "wake_at=inf"),
     "wake_past": (lambda self, replica, now: ScheduleDecision(wake_at=now - 1), "strictly after now"),
-    "scheduled_not_list": (lambda self, replica, now: ScheduleDecision(scheduled=None), "decision.scheduled is NoneType"),
+    "scheduled_not_list": (lambda self, replica, now: ScheduleDecision(scheduled=None),
+                           "decision.scheduled is NoneType"),
 }
 
 
@@ -287,7 +288,8 @@ def test_a_scheduler_that_only_preempts_is_reported_stuck(tmp_path, capsys):
 
 def test_padding_alone_forever_is_reported_stuck(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(replica_module, "MAX_IDLE_DECISIONS", 50)
-    outcome = simrun(tmp_path, capsys, scheduler=scheduler("pad", lambda self, r, now: ScheduleDecision(padding=[(1, 0)])))
+    outcome = simrun(tmp_path, capsys,
+                     scheduler=scheduler("pad", lambda self, r, now: ScheduleDecision(padding=[(1, 0)])))
     assert_user_error(outcome, "'pad'", "stuck")
 
 
@@ -314,7 +316,8 @@ def test_re_registering_the_same_class_replaces_it_and_a_different_class_is_refu
 
 
 GOODPUT_CASES = {
-    "zero_tolerance": (["--tolerance", "0"], {"slo": {"ttft_s": 1.0}}, "tolerance (--tolerance) must be a finite number > 0"),
+    "zero_tolerance": (["--tolerance", "0"], {"slo": {"ttft_s": 1.0}},
+                       "tolerance (--tolerance) must be a finite number > 0"),
     "negative_tolerance": (["--tolerance", "-0.1"], {"slo": {"ttft_s": 1.0}}, "got -0.1"),
     "nan_tolerance": (["--tolerance", "nan"], {"slo": {"ttft_s": 1.0}}, "--tolerance"),
     "low_equals_high": (["--low", "2", "--high", "2"], {"slo": {"ttft_s": 1.0}}, "0 < low < high"),

@@ -5,8 +5,8 @@ from pathlib import Path
 from typing import Any
 
 from servesim.sim.experiment.loading import load_config, variant_configs
-from servesim.sim.runner import prepare, simulate
 from servesim.sim.experiment.variants import check_claim
+from servesim.sim.runner import prepare, simulate
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 

@@ -31,8 +31,11 @@ BATCHES = [
 ]
 
 
+SINGLE_DEVICE = ParallelPlan()
+
+
 def _model(
-    name: str = "llama-3.1-8b", hardware: str = "h100-sxm", plan: ParallelPlan = ParallelPlan()
+    name: str = "llama-3.1-8b", hardware: str = "h100-sxm", plan: ParallelPlan = SINGLE_DEVICE
 ) -> RooflineCostModel:
     return RooflineCostModel(load_model(name), load_hardware(hardware), plan)
 

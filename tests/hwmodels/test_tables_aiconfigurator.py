@@ -3,6 +3,7 @@ composition across parallel plans, and counted out-of-grid fallbacks."""
 import json
 import os
 import warnings
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -155,9 +156,9 @@ def test_llama_8b_decode_on_h100_is_within_2x_of_the_roofline():
 
 
 def test_summary_and_headline_name_the_table_set(tmp_path, capsys):
-    from servesim.sim.cli import main
-
     import yaml
+
+    from servesim.sim.cli import main
 
     config = {"name": "t", "model": "qwen3-30b-a3b", "hardware": "rtx-pro-6000", "cost_model": {"kind": "table"},
               "cluster": {"parallel": {"tp": 2, "ep": 2}},
@@ -204,7 +205,7 @@ def test_gemm_widths_between_and_beyond_the_grid_are_derived_and_noted(tmp_path)
 def test_a_chunk_after_cached_context_is_priced_from_equal_work_fresh_prefills():
     model = table_model("h100-sxm", "llama-3.1-8b", ParallelPlan())
     attention = [model.breakdown(BatchShape((16,), (c,))).by_operator()["attn_prefill"] for c in (0, 1024, 4096, 16384)]
-    assert all(a < b for a, b in zip(attention, attention[1:]))  # more context, more work
+    assert all(a < b for a, b in pairwise(attention))  # more context, more work
     fresh_362 = model.breakdown(BatchShape((362,), (0,))).by_operator()["attn_prefill"]  # 16*4096 + 16*17/2 pairs
     one_decode = model.breakdown(BatchShape((1,), (4096,))).by_operator()["attn_decode"]
     assert attention[2] == pytest.approx(max(fresh_362, one_decode), rel=0.01)

@@ -44,7 +44,7 @@ def test_surface_is_exact_at_grid_points_and_blends_rows_in_log_space():
     times = np.array([1e-5, 2e-5, 4e-5, 8e-5])
     surface = Surface.from_points(xs, ys, times)
     roof = lambda x, y: np.full(np.shape(y), 1e-6 * x)  # noqa: E731
-    for x, y, t in zip(xs, ys, times):
+    for x, y, t in zip(xs, ys, times, strict=True):
         assert np.isclose(surface.evaluate(float(x), np.array([float(y)]), roof)[0][0], t, rtol=1e-12)
         assert np.isclose(surface.inside_scalar(float(x), float(y)), t, rtol=1e-12)
     middle = surface.evaluate(3.0, np.array([0.0, 32.0, 64.0]), roof)[0]

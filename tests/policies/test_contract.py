@@ -37,8 +37,8 @@ from tests.policies.views import (
     FakeRequest,
     decoding,
     finished,
-    prefilling,
     preempted,
+    prefilling,
     waiting,
 )
 
@@ -82,7 +82,8 @@ def _zero_free_blocks() -> FakeReplica:
 
 def _one_free_block() -> FakeReplica:
     return FakeReplica(running=[decoding(0, 32, 10, 1), decoding(1, 48, 10, 2)],
-                       waiting=[waiting(2, 15, 5, 9.0), waiting(3, 40, 5, 9.5)], kv=FakeKv(num_blocks=6, num_free_blocks=1))
+                       waiting=[waiting(2, 15, 5, 9.0), waiting(3, 40, 5, 9.5)],
+                       kv=FakeKv(num_blocks=6, num_free_blocks=1))
 
 
 def _one_token() -> FakeReplica:
@@ -97,7 +98,8 @@ def _huge_prompts() -> FakeReplica:
 
 def _requeued() -> FakeReplica:
     return FakeReplica(running=[decoding(0, 64, 8, 3)],
-                       waiting=[preempted(1, 200, 50, 10), preempted(2, 64, 16, 4, swapped=True), waiting(3, 80, 8, 9.0)],
+                       waiting=[preempted(1, 200, 50, 10), preempted(2, 64, 16, 4, swapped=True),
+                                waiting(3, 80, 8, 9.0)],
                        kv=FakeKv(num_blocks=40, num_free_blocks=30))
 
 
@@ -182,9 +184,8 @@ def check_schedule(policy: SchedulerPolicy, replica: FakeReplica, now: float) ->
         assert key in running or key in queued, f"request {request.request_id} is neither running nor waiting"
         assert key not in preempted_ids, f"request {request.request_id} both preempted and scheduled"
         assert isinstance(num_new, int) and num_new >= 1, f"request {request.request_id} given {num_new!r} tokens"
-        assert num_new <= request.num_tokens - request.num_computed_tokens, (
-            f"request {request.request_id} given {num_new} tokens, has {request.num_tokens - request.num_computed_tokens} left"
-        )
+        left = request.num_tokens - request.num_computed_tokens
+        assert num_new <= left, f"request {request.request_id} given {num_new} tokens, has {left} left"
         if key in running:
             blocks += new_blocks_needed(request, num_new, kv.block_size)
         else:

@@ -108,6 +108,7 @@ def test_the_order_without_simpy_or_installation(monkeypatch: pytest.MonkeyPatch
     replica = FakeReplica(waiting=[waiting(0, 900, arrival_s=0.0), waiting(1, 50, arrival_s=1.0),
                                    waiting(2, 300, arrival_s=2.0)])
     by_length = ShortestPromptFirstSchedulerPolicy(ShortestPromptFirstParams(max_num_batched_tokens=400), preemption)
-    assert [(r.request_id, n) for r, n in by_length.schedule(replica, now=3.0).scheduled] == [(1, 50), (2, 300), (0, 50)]
+    scheduled = by_length.schedule(replica, now=3.0).scheduled
+    assert [(r.request_id, n) for r, n in scheduled] == [(1, 50), (2, 300), (0, 50)]
     bounded = ShortestPromptFirstSchedulerPolicy(ShortestPromptFirstParams(max_wait_s=2.5), preemption)
     assert [r.request_id for r in bounded.order_waiting(replica, now=3.0)] == [0, 1, 2]

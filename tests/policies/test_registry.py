@@ -160,8 +160,8 @@ def test_a_bad_scheduler_class_fails_naming_itself_and_the_method(isolated_regis
 
 
 def test_every_method_the_engine_calls_is_checked(isolated_registry: dict) -> None:
-    with pytest.raises(PolicyError, match=r"'bad' \(ShortModeSwapPolicy.*method mode\(self, victim: 'Any'\) .* cannot be called as "
-                                          r"mode\(self, victim, host, now\)"):
+    with pytest.raises(PolicyError, match=r"'bad' \(ShortModeSwapPolicy.*method mode\(self, victim: 'Any'\) .* "
+                                          r"cannot be called as mode\(self, victim, host, now\)"):
         register("preemption", "bad")(ShortModeSwapPolicy)
 
 
@@ -278,7 +278,8 @@ def test_unknown_parameters_are_errors_with_a_suggestion() -> None:
 
 def test_every_bad_parameter_is_reported_at_once() -> None:
     with pytest.raises(PolicyError) as exc:
-        validate_params("scheduler", "vllm", {"max_num_batched_tokens": -5, "chunked_prefill": "maybe", "max_num_seq": 1})
+        validate_params("scheduler", "vllm",
+                        {"max_num_batched_tokens": -5, "chunked_prefill": "maybe", "max_num_seq": 1})
     message = str(exc.value)
     assert "max_num_batched_tokens: Input should be greater than or equal to 1 (got -5)" in message
     assert "chunked_prefill: Input should be a valid boolean" in message and "(got 'maybe')" in message
@@ -344,7 +345,7 @@ def test_simrun_list_shows_every_policy_by_kind_with_its_parameters(capsys: pyte
         row = next(i for i, line in enumerate(lines) if line.split()[:1] == [entry.name] and i > kind_line)
         assert lines[row].endswith(entry.description)
         shown = lines[row + 1: row + 1 + len(entry.parameters())]
-        for line, (key, (type_name, default, description)) in zip(shown, entry.parameters().items()):
+        for line, (key, (type_name, default, description)) in zip(shown, entry.parameters().items(), strict=True):
             assert line.strip() == f"{key} ({type_name}, default {default!r}): {description}"
     text = "\n".join(lines)
     assert "victim (VictimOrder, default 'newest')" in text

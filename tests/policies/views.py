@@ -82,7 +82,8 @@ class FakeReplica:
         return len(self.running) + len(self.waiting) + held
 
 
-def waiting(request_id: int, prompt: int = 16, output: int = 8, arrival_s: float = 0.0, **fields: object) -> FakeRequest:
+def waiting(request_id: int, prompt: int = 16, output: int = 8, arrival_s: float = 0.0,
+            **fields: object) -> FakeRequest:
     """A request that has never run."""
     return FakeRequest(request_id, arrival_s, prompt, output, **fields)
 

@@ -10,10 +10,10 @@ from servesim.hwmodels import CostModel
 from servesim.policies import create_policy
 from servesim.sim.engine.cluster import Cluster
 from servesim.sim.engine.kv_memory import BlockPool
-from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
 from servesim.sim.engine.replica import Replica, ReplicaSetup
 from servesim.sim.engine.request import Request
+from servesim.sim.reporting.metrics import MetricsRecorder
 
 
 @dataclass
@@ -54,7 +54,8 @@ def run_engine(
         pre = create_policy("preemption", preemption_name, preemption or {}, rng=rng)
         sched = create_policy("scheduler", scheduler_name, scheduler or {}, preemption=pre, rng=rng)
         if prefix_caching:
-            kv = PrefixCachingBlockPool(num_blocks, block_size, create_policy("eviction", eviction, {}), lambda: env.now)
+            kv = PrefixCachingBlockPool(num_blocks, block_size, create_policy("eviction", eviction, {}),
+                                        lambda: env.now)
         else:
             kv = BlockPool(num_blocks, block_size)
         setup = ReplicaSetup(kv, BlockPool(host_blocks, block_size), max_model_len, swap_block_s, fast_forward)

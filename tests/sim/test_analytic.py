@@ -37,6 +37,7 @@ def test_littles_law_holds_on_the_system_time_series():
         poisson_specs(20.0, 3_000, seed=2),
         np.random.default_rng(3).integers(16, 512, 3_000).tolist(),
         np.random.default_rng(4).integers(1, 64, 3_000).tolist(),
+        strict=True,
     )]
     run = run_engine(specs, ConstantCostModel(0.005, 2e-5), num_blocks=400, scheduler={"max_num_batched_tokens": 512})
     series = run.metrics.system_series()

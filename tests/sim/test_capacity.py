@@ -2,9 +2,9 @@ import pytest
 
 from servesim.hwmodels import ParallelPlan
 from servesim.hwmodels.catalog import load_hardware, load_model
+from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.capacity import GIB, MAX_POOL_BLOCKS, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.config import MemoryConfig
-from servesim.sim.errors import ConfigError
 
 
 def test_llama_8b_on_h100_leaves_the_expected_kv_pool():
@@ -31,7 +31,8 @@ def test_a_model_that_does_not_fit_is_a_config_error():
 
 
 def test_fixed_block_count_overrides_the_memory_model():
-    cap = kv_capacity(load_model("llama-3.1-8b"), load_hardware("h100-sxm"), ParallelPlan(), MemoryConfig(num_kv_blocks=7), 512, 8)
+    cap = kv_capacity(load_model("llama-3.1-8b"), load_hardware("h100-sxm"), ParallelPlan(),
+                      MemoryConfig(num_kv_blocks=7), 512, 8)
     assert cap.num_blocks == 7
 
 

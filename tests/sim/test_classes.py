@@ -20,11 +20,14 @@ BASE = {
 
 
 def with_classes(classes, class_by="share", **workload):
-    return validate_config({**BASE, "workload": {**BASE["workload"], "classes": classes, "class_by": class_by, **workload}})
+    return validate_config(
+        {**BASE, "workload": {**BASE["workload"], "classes": classes, "class_by": class_by, **workload}}
+    )
 
 
 def test_shares_split_requests_at_random_in_proportion():
-    config = with_classes([{"name": "gold", "share": 0.25, "priority": 0}, {"name": "bronze", "share": 0.75, "priority": 2}])
+    config = with_classes([{"name": "gold", "share": 0.25, "priority": 0},
+                           {"name": "bronze", "share": 0.75, "priority": 2}])
     table = prepare(config).workload
     share = (table["slo_class"] == "gold").mean()
     assert 0.18 < share < 0.32

@@ -39,7 +39,8 @@ def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
 
 def test_run_writes_the_results_directory(tmp_path, capsys):
     out = tmp_path / "res"
-    code, stdout, _ = run_cli(["run", str(write_config(tmp_path, SMALL)), "-o", str(out), "--set", "output.plots=true"], capsys)
+    code, stdout, _ = run_cli(["run", str(write_config(tmp_path, SMALL)), "-o", str(out), "--set", "output.plots=true"],
+                              capsys)
     assert code == 0
     assert "TTFT" in stdout and "results:" in stdout
     names = {p.name for p in out.iterdir()}
@@ -76,14 +77,16 @@ def test_same_config_and_seed_give_identical_outputs(tmp_path, capsys):
     first["run"].pop("wall_s"), second["run"].pop("wall_s")
     assert first == second
     pd.testing.assert_frame_equal(
-        pd.read_parquet(tmp_path / "first" / "requests.parquet"), pd.read_parquet(tmp_path / "second" / "requests.parquet")
+        pd.read_parquet(tmp_path / "first" / "requests.parquet"),
+        pd.read_parquet(tmp_path / "second" / "requests.parquet"),
     )
 
 
 BAD_INPUTS = [
     ("name: [unclosed\n", "malformed YAML"),
     (yaml.safe_dump({**SMALL, "schedulr": {"name": "vllm"}}), "schedulr: unknown key; did you mean 'scheduler'"),
-    (yaml.safe_dump({**SMALL, "memory": {"block_size": 0}}), "memory.block_size: Input should be greater than or equal to 1"),
+    (yaml.safe_dump({**SMALL, "memory": {"block_size": 0}}),
+     "memory.block_size: Input should be greater than or equal to 1"),
     (yaml.safe_dump({**SMALL, "workload": {**SMALL["workload"], "arrival": {"rate": -2}}}), "workload.arrival.rate"),
     (yaml.safe_dump({**SMALL, "scheduler": {"name": "vllm", "max_num_seq": 4}}), "did you mean 'max_num_seqs'"),
     (yaml.safe_dump({**SMALL, "scheduler": {"name": "fifo"}}), "unknown scheduler policy 'fifo'; valid names: "),
@@ -92,7 +95,8 @@ BAD_INPUTS = [
     (yaml.safe_dump({**SMALL, "cluster": {"parallel": {"tp": 16}}}), "larger than the 8 devices"),
     (yaml.safe_dump({**SMALL, "model": "llama-3.1-70b", "hardware": "l40s"}), "does not fit"),
     (yaml.safe_dump({**SMALL, "seed": "abc"}), "seed: Input should be a valid integer"),
-    (yaml.safe_dump({**SMALL, "workload": {"trace": {"path": "missing.csv", "format": "azure"}}}), "no such trace file"),
+    (yaml.safe_dump({**SMALL, "workload": {"trace": {"path": "missing.csv", "format": "azure"}}}),
+     "no such trace file"),
 ]
 
 

@@ -39,7 +39,8 @@ def test_one_client_sends_each_request_when_the_last_comes_back_plus_think_time(
 def test_never_more_requests_in_flight_than_clients(concurrency: int, think_s: float, think: str, n: int) -> None:
     config = _config({"concurrency": concurrency, "think_time_s": think_s, "think_time": think}, num_requests=n)
     table = run_experiment(validate_config(config)).requests
-    events = sorted([(t, 1) for t in table["arrival_s"]] + [(t, -1) for t in table["finish_s"]], key=lambda e: (e[0], e[1]))
+    events = sorted([(t, 1) for t in table["arrival_s"]] + [(t, -1) for t in table["finish_s"]],
+                    key=lambda e: (e[0], e[1]))
     in_flight = np.cumsum([change for _, change in events])
     assert in_flight.max() == min(concurrency, n)
     assert (table["state"] == "finished").all()
@@ -49,7 +50,8 @@ def test_never_more_requests_in_flight_than_clients(concurrency: int, think_s: f
 def test_a_trace_is_sent_row_by_row_in_its_order() -> None:
     config = {
         "cost_model": {"kind": "constant", "iteration_s": 0.05},
-        "workload": {"trace": {"sample": "azure_conv", "format": "azure"}, "num_requests": 25, "clients": {"concurrency": 5}},
+        "workload": {"trace": {"sample": "azure_conv", "format": "azure"}, "num_requests": 25,
+                     "clients": {"concurrency": 5}},
         "output": {"plots": False},
     }
     result = run_experiment(validate_config(config))

@@ -63,7 +63,7 @@ def test_every_run_keeps_the_invariants(specs, options, cost_model, fast_forward
 def test_fast_forward_gives_the_same_results_as_stepping(specs, options, cost_model):
     stepped = run_engine(specs, cost_model, fast_forward=False, **options)
     jumped = run_engine(specs, cost_model, fast_forward=True, **options)
-    for a, b in zip(stepped.requests, jumped.requests):
+    for a, b in zip(stepped.requests, jumped.requests, strict=True):
         assert a.state is b.state and a.replica_id == b.replica_id
         assert a.num_preemptions == b.num_preemptions
         for field in ("first_scheduled_s", "first_token_s", "finish_s", "max_tbt_s"):

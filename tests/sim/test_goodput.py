@@ -4,8 +4,8 @@ import yaml
 
 from servesim.sim.cli import main
 from servesim.sim.errors import ConfigError
-from servesim.sim.goodput import max_goodput
 from servesim.sim.experiment.loading import validate_config
+from servesim.sim.goodput import max_goodput
 
 CONFIG = {
     "name": "gp",

@@ -2,9 +2,9 @@ import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from servesim.sim.errors import EngineInvariantError
-from servesim.sim.engine.kv_memory import BlockPool
 from servesim.policies.views import blocks_for
+from servesim.sim.engine.kv_memory import BlockPool
+from servesim.sim.errors import EngineInvariantError
 
 
 def test_blocks_for_rounds_up():

@@ -23,7 +23,12 @@ from servesim.sim.cli import main
 from servesim.sim.reporting import output_dir, results
 from servesim.sim.reporting.output_dir import claim_output
 from servesim.sim.reporting.output_target import (
-    MARKER, OutputError, check_directory_name, foreign_entries, read_manifest, resolve_target,
+    MARKER,
+    OutputError,
+    check_directory_name,
+    foreign_entries,
+    read_manifest,
+    resolve_target,
 )
 
 DRIVER = Path(__file__).with_name("output_driver.py")
@@ -221,7 +226,8 @@ def test_racing_runs_each_succeed_with_their_results_or_fail_on_the_lock(tmp_pat
     command = [sys.executable, "-m", "servesim.sim.cli", "run", str(config), "-o", str(out), "--no-progress", "--seed"]
     racers = [subprocess.Popen([*command, str(seed)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
               for seed in (1, 2, 3)]
-    outcomes = [(seed, racer.wait(timeout=300), racer.stderr.read()) for seed, racer in zip((1, 2, 3), racers)]
+    outcomes = [(seed, racer.wait(timeout=300), racer.stderr.read())
+                for seed, racer in zip((1, 2, 3), racers, strict=True)]
     for racer in racers:
         racer.stdout.close(), racer.stderr.close()
     winners = [seed for seed, code, _ in outcomes if code == 0]

@@ -6,8 +6,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from servesim.policies import create_policy
-from servesim.sim.errors import EngineInvariantError
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool, num_keyed_blocks
+from servesim.sim.errors import EngineInvariantError
 
 BLOCK = 4
 

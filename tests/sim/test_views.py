@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import deque
 
 import pytest
+
 from servesim.policies.views import CachedPrefix
 from servesim.policies.views import KvView as KvProtocol
 from servesim.policies.views import ReplicaView as ReplicaProtocol

@@ -267,7 +267,8 @@ def test_mooncake_zero_output_and_missing_field(tmp_path):
 
 def test_mooncake_bad_hash_ids_name_their_own_row(tmp_path):
     text = mooncake_line(0, 5, 3) + mooncake_line(0, 5, 3, "[1, 2]") + mooncake_line(0, 5, 3, "[3, 4.5]")
-    with pytest.raises(TraceError, match=r"row 3, field hash_ids: expected a list of integer block hash ids, got \(3, 4.5\)"):
+    with pytest.raises(TraceError,
+                       match=r"row 3, field hash_ids: expected a list of integer block hash ids, got \(3, 4.5\)"):
         load_trace(write(tmp_path, "m.jsonl", text), "mooncake")
     text = mooncake_line(0, 5, 3) + mooncake_line(0, 5, 3, '"abc"')
     with pytest.raises(TraceError, match="row 2, field hash_ids: .*got 'abc'"):
@@ -335,7 +336,8 @@ def test_ragpulse_bad_timestamp_and_hash_ids(tmp_path):
 
 def test_unsorted_canonical_csv_names_the_first_backwards_row(tmp_path):
     path = write(tmp_path, "t.csv", "arrival_s,prompt_tokens,output_tokens\n0,5,5\n2,5,5\n1,5,5\n3,5,5\n0.5,5,5\n")
-    with pytest.raises(TraceError, match=r"row 4, column arrival_s: arrival 1\.0 s is earlier than the row before \(2\.0 s\)"):
+    with pytest.raises(TraceError,
+                       match=r"row 4, column arrival_s: arrival 1\.0 s is earlier than the row before \(2\.0 s\)"):
         load_trace(path, "csv")
 
 
@@ -392,7 +394,8 @@ def test_jsonl_canonical_round_trip(tmp_path):
     frame.to_json(path, orient="records", lines=True)
     loaded = load_trace(path, "jsonl")
     assert loaded["prefix_hashes"].tolist() == [(1, 2), (1, 3)]
-    pd.testing.assert_frame_equal(loaded.drop(columns="prefix_hashes"), frame.drop(columns="prefix_hashes"), check_dtype=False)
+    pd.testing.assert_frame_equal(loaded.drop(columns="prefix_hashes"), frame.drop(columns="prefix_hashes"),
+                                  check_dtype=False)
 
 
 def test_jsonl_type_change_mid_file_names_the_row(tmp_path):
@@ -429,7 +432,8 @@ def test_unreadable_csv_files_get_one_paragraph(tmp_path):
 
 def test_jsonl_with_a_key_inside_a_text_value_is_not_a_repeated_key(tmp_path):
     path = tmp_path / "t.jsonl"
-    path.write_text('{"arrival_s": 0, "prompt_tokens": 10, "output_tokens": 5, "session_id": "\\"prompt_tokens\\": 3"}\n')
+    path.write_text('{"arrival_s": 0, "prompt_tokens": 10, "output_tokens": 5, '
+                    '"session_id": "\\"prompt_tokens\\": 3"}\n')
     assert load_trace(path, "jsonl")["prompt_tokens"].tolist() == [10]
 
 

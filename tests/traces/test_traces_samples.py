@@ -17,7 +17,8 @@ def test_list_and_paths():
 
 
 def test_unknown_sample_lists_the_valid_names():
-    with pytest.raises(TraceError, match="unknown sample trace 'azure'. Bundled samples: azure_conv, mooncake_conversation"):
+    with pytest.raises(TraceError,
+                       match="unknown sample trace 'azure'. Bundled samples: azure_conv, mooncake_conversation"):
         sample_path("azure")
 
 

@@ -25,7 +25,8 @@ def test_columns_are_declared():
 def test_canonical_dtypes_order_and_index():
     raw = table(tenant=["a", "b", "c"], prefix_hashes=[[1], np.array([1, 2]), (3,)], session_id=[1, 1, 2])
     raw.index = [10, 20, 30]
-    out = validate_trace(raw[["tenant", "output_tokens", "prefix_hashes", "prompt_tokens", "arrival_s", "session_id"]], "w")
+    shuffled = raw[["tenant", "output_tokens", "prefix_hashes", "prompt_tokens", "arrival_s", "session_id"]]
+    out = validate_trace(shuffled, "w")
     assert list(out.columns) == ["arrival_s", "prompt_tokens", "output_tokens", "session_id", "prefix_hashes", "tenant"]
     assert out.dtypes["arrival_s"] == np.float64 and out.dtypes["prompt_tokens"] == np.int64
     assert out["prefix_hashes"].tolist() == [(1,), (1, 2), (3,)]
@@ -38,7 +39,8 @@ def test_in_memory_errors_name_the_index_label():
     raw = table(priority=[0, 1, 2])
     raw.index = [10, 20, 30]
     raw.loc[20, "output_tokens"] = 0
-    with pytest.raises(TraceError, match="workload: row at index 20, column output_tokens: expected an integer >= 1, got 0"):
+    with pytest.raises(TraceError,
+                       match="workload: row at index 20, column output_tokens: expected an integer >= 1, got 0"):
         validate_trace(raw, "workload")
 
 
@@ -48,7 +50,8 @@ def test_in_memory_errors_name_the_index_label():
         ({"turn": [0, -1, 2]}, "column turn: expected an integer >= 0, got -1"),
         ({"priority": [0, 1.5, 2]}, "column priority: expected an integer, got 1.5"),
         ({"prefix_block_tokens": [512, 512, 0]}, "column prefix_block_tokens: expected an integer >= 1, got 0"),
-        ({"prefix_hashes": [(1,), (2, True), (3,)]}, r"column prefix_hashes: expected a list of integer block hash ids, got \(2, True\)"),
+        ({"prefix_hashes": [(1,), (2, True), (3,)]},
+         r"column prefix_hashes: expected a list of integer block hash ids, got \(2, True\)"),
         ({"prefix_hashes": [(1,), None, (3,)]}, "got nothing"),
         ({"slo_class": ["a", None, "b"]}, "column slo_class: expected a name, got nothing"),
     ],
@@ -59,7 +62,8 @@ def test_optional_column_errors(extra, message):
 
 
 def test_required_value_errors():
-    with pytest.raises(TraceError, match=r"column arrival_s: expected a number >= 0, got nothing \(the value is missing\)"):
+    with pytest.raises(TraceError,
+                       match=r"column arrival_s: expected a number >= 0, got nothing \(the value is missing\)"):
         validate_trace(table().assign(arrival_s=[0, np.nan, 1]), "w")
     with pytest.raises(TraceError, match="column prompt_tokens: expected an integer >= 1, got True"):
         validate_trace(table().assign(prompt_tokens=[True, False, True]), "w")

@@ -5,7 +5,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servesim.traces import TraceError, add_shared_prefixes, arrival_times, sample_length_pairs, sample_lengths, sample_path
+from servesim.traces import (
+    TraceError,
+    add_shared_prefixes,
+    arrival_times,
+    sample_length_pairs,
+    sample_lengths,
+    sample_path,
+)
 from servesim.traces.synthetic import MAX_DRAWN_TOKENS
 
 
@@ -67,7 +74,8 @@ def test_bad_arrival_specs_raise(args, kwargs, message):
 def test_same_seed_same_arrivals_and_lengths():
     spec = {"dist": "lognormal", "mean": 500, "sigma": 1.0}
     for process, cv in (("poisson", None), ("gamma", 2.0)):
-        np.testing.assert_array_equal(arrival_times(process, 2.0, 100, rng(5), cv), arrival_times(process, 2.0, 100, rng(5), cv))
+        np.testing.assert_array_equal(arrival_times(process, 2.0, 100, rng(5), cv),
+                                      arrival_times(process, 2.0, 100, rng(5), cv))
     np.testing.assert_array_equal(sample_lengths(spec, 100, rng(5), "w"), sample_lengths(spec, 100, rng(5), "w"))
     assert not np.array_equal(sample_lengths(spec, 100, rng(5), "w"), sample_lengths(spec, 100, rng(6), "w"))
 
@@ -126,8 +134,8 @@ def test_empirical_from_a_trace_in_any_format():
 def test_pairs_keep_rows_together():
     prompts, outputs = sample_length_pairs(sample_path("sharegpt_lengths"), 500, rng())
     table = pd.read_csv(sample_path("sharegpt_lengths"))
-    rows = set(zip(table["num_prefill_tokens"], table["num_decode_tokens"]))
-    assert all(pair in rows for pair in zip(prompts.tolist(), outputs.tolist()))
+    rows = set(zip(table["num_prefill_tokens"], table["num_decode_tokens"], strict=True))
+    assert all(pair in rows for pair in zip(prompts.tolist(), outputs.tolist(), strict=True))
     a = sample_length_pairs(sample_path("sharegpt_lengths"), 50, rng(3))
     b = sample_length_pairs(sample_path("sharegpt_lengths"), 50, rng(3))
     np.testing.assert_array_equal(a[0], b[0])

@@ -41,7 +41,8 @@ def test_take():
     [
         (lambda t: scale_rate(t, 0), "must be a number > 0, got 0"),
         (lambda t: scale_rate(t, float("nan")), "must be a number > 0"),
-        (lambda t: time_window(t, 10.0, None), r"no request arrives in the window \[10.0, None\) s; the trace's arrivals end at 3 s"),
+        (lambda t: time_window(t, 10.0, None),
+         r"no request arrives in the window \[10.0, None\) s; the trace's arrivals end at 3 s"),
         (lambda t: time_window(t, 2.0, 1.0), "must be after its start"),
         (lambda t: time_window(t, -1.0, 1.0), "start must be a number of seconds >= 0"),
         (lambda t: take(t, 0), "whole number >= 1, got 0"),
