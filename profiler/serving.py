@@ -67,4 +67,5 @@ def run_engine(
 def _warm_up(engine: ReferenceEngine) -> None:
     """A few untimed iterations so first-call costs (allocation, lazy initialisation) stay out."""
     warm = ReferenceEngine(engine.model, engine.scheduler, engine.kv.num_blocks, engine.max_model_len)
-    warm.serve([EngineRequest(-1 - i, 0.0, prompt, 8, token_ids=[1] * prompt) for i, (prompt, _) in enumerate(WARMUP_SHAPES)])
+    warm.serve([EngineRequest(-1 - i, 0.0, prompt, 8, token_ids=[1] * prompt)
+                for i, (prompt, _) in enumerate(WARMUP_SHAPES)])
