@@ -147,9 +147,10 @@ class Conversion:
     missing: list[str] = field(default_factory=list)
     kernels: dict[str, list[str]] = field(default_factory=dict)
 
-    def add(self, operator: str, frame: pd.DataFrame, **shape: object) -> None:
+    def add(self, operator: str, frame: pd.DataFrame, **shape: int | str) -> None:
         frame = frame.assign(operator=operator, **shape)
-        defaults = {"num_tokens": 0, "context_len": 0, "num_bytes": 0, "num_devices": 1, "ep": 1, "variant": ""}
+        defaults: dict[str, int | str] = {"num_tokens": 0, "context_len": 0, "num_bytes": 0, "num_devices": 1, "ep": 1,
+                                          "variant": ""}
         frame = frame.assign(**{column: value for column, value in defaults.items() if column not in frame})
         self.parts.append(frame[list(ALL_COLUMNS)])
 

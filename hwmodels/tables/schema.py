@@ -53,7 +53,7 @@ COLUMNS: dict[str, str] = {
     "time_s": "float64",
 }
 
-OPTIONAL_COLUMNS: dict[str, tuple[str, object]] = {"ep": ("int64", 1), "variant": ("string", "")}
+OPTIONAL_COLUMNS: dict[str, tuple[str, int | str]] = {"ep": ("int64", 1), "variant": ("string", "")}
 ALL_COLUMNS: dict[str, str] = {**COLUMNS, **{name: dtype for name, (dtype, _) in OPTIONAL_COLUMNS.items()}}
 
 ATTENTION_OPERATORS = ("attn_prefill", "attn_decode")

@@ -106,7 +106,7 @@ def token_rows(path: Path, model_name: str) -> pd.DataFrame:
     _check_shapes(data, model_name, path)
     parts = []
     for operator, sources in TOKEN_OPERATORS.items():
-        times = sum(data[f"time_stats.{name}.median"] for name in sources)
+        times = data[[f"time_stats.{name}.median" for name in sources]].sum(axis=1, skipna=False)
         parts.append(rows(operator, times, num_tokens=data["num_tokens"], tp=data["num_tensor_parallel_workers"],
                           num_devices=1, dtype="fp16"))
     return pd.concat(parts)
