@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-
 from bench_real_runs import DEFAULT_RUNS
+
 from servesim.sim.validation.real_runs import VLLM_REQUESTS, RealRun, find_runs, read_run
 from servesim.sim.validation.replay import ReplayOptions, replay
 
@@ -113,7 +113,7 @@ def main() -> None:
     trail += [err3, err4]
     print(f"fitted on {', '.join(names)} ({', '.join(engines)})")
     print("mean |error| over the targeted figures, by stage (share of the stage-0 error removed)")
-    for k, (name, value) in enumerate(zip(STAGES, trail)):
+    for k, (name, value) in enumerate(zip(STAGES, trail, strict=True)):
         removed = "" if k == 0 else f" ({(trail[k - 1] - value) / trail[0]:+.0%})"
         print(f"  {k}. {name:<24}{value:8.2%}{removed}")
     api_slope = api_per_prompt_token_s(args.runs)

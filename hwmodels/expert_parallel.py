@@ -84,4 +84,5 @@ class DataParallelExpertCostModel(CostModel):
     def describe(self) -> dict[str, Any]:
         experts = self.experts.describe()
         return {**self.local.describe(), "expert_parallel_across_replicas": {
-            "ranks": self.ranks, "ep": experts.get("ep"), "experts_priced_by": experts.get("tables", experts.get("kind"))}}
+            "ranks": self.ranks, "ep": experts.get("ep"),
+            "experts_priced_by": experts.get("tables", experts.get("kind"))}}

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+import numpy as np
+
 from servesim.hwmodels.dtypes import DTYPE_BYTES, weight_element_bytes
 from servesim.hwmodels.model_spec import ModelSpec, ceil_div
 from servesim.hwmodels.shapes import BatchShape, ParallelPlan
@@ -64,8 +66,8 @@ class Operator:
 
     name: str
     calls: int
-    flops: float
-    bytes_moved: float
+    flops: float | np.ndarray
+    bytes_moved: float | np.ndarray
     kind: OpKind = OpKind.COMPUTE
     weight_gemm: bool = False
     group: int = 1
@@ -96,7 +98,8 @@ class AttentionWork:
         return (self.decode_pair_flops * positions,
                 self.decode_position_bytes * positions + self.decode_query_bytes * num_decodes)
 
-    def prefill(self, new_tokens: int, context_len: int) -> tuple[float, float]:
+    def prefill(self, new_tokens: float,
+                context_len: float | np.ndarray) -> tuple[float | np.ndarray, float | np.ndarray]:
         pairs = new_tokens * context_len + new_tokens * (new_tokens + 1) // 2
         flops = self.prefill_pair_flops * pairs + self.prefill_context_flops * context_len
         nbytes = (self.prefill_position_bytes * (context_len + new_tokens) + self.prefill_context_bytes * context_len

@@ -155,7 +155,7 @@ class RooflineCostModel(CostModel):
         # A chunk costs at least what the decode kernel takes for its work as one sequence (one
         # KV tile), so a decode that becomes a two-token chunk never gets cheaper (the decode
         # curve is subadditive).
-        for n, c in zip(new, contexts):  # the decode/prefill split of BatchShape, inlined for speed
+        for n, c in zip(new, contexts, strict=True):  # the decode/prefill split of BatchShape, inlined for speed
             if n == 1 and c > 0:
                 num_decodes += 1
                 decode_sum += c

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 
@@ -79,9 +79,10 @@ class ReferenceEngine:
                  cost_model: CostModel | None = None) -> None:
         self.model, self.scheduler, self.max_model_len, self.cost_model = model, scheduler, max_model_len, cost_model
         self.kv = BlockPool(num_blocks, model.block_size)
-        self.running: list[EngineRequest] = []
-        self.waiting: deque[EngineRequest] = deque()
-        self.recently_finished: deque[EngineRequest] = deque(maxlen=RECENTLY_FINISHED)
+        # Typed as the shared bookkeeping moves them; every request in them is an EngineRequest.
+        self.running: list[Request] = []
+        self.waiting: deque[Request] = deque()
+        self.recently_finished: deque[Request] = deque(maxlen=RECENTLY_FINISHED)
         self.view = ReplicaView(self)
         self._checker = DecisionChecker(self, scheduler)  # type: ignore[arg-type]  # a replica to the checker
         self.iterations: list[IterationRecord] = []
@@ -138,7 +139,8 @@ class ReferenceEngine:
         if not decision.entries:
             return
         entries = []
-        for request, num_new in decision.entries:
+        for scheduled, num_new in decision.entries:
+            request = cast(EngineRequest, scheduled)  # the checker passes only this engine's requests
             if request.state is not RequestState.RUNNING:
                 admit(request, self.waiting, self.running, now)
             need = new_blocks_needed(request, num_new, kv.block_size)
@@ -178,12 +180,13 @@ class ReferenceEngine:
 
         return ForwardBatch(
             torch.tensor(ids, dtype=torch.long, device=device), torch.cat(positions).to(device),
-            torch.cat(slots).to(device), tables(prefills), tables(decodes), tuple((e.num_new, e.context) for e in prefills),
-            tuple(e.context for e in decodes), torch.tensor(last_rows, dtype=torch.long, device=device),
+            torch.cat(slots).to(device), tables(prefills), tables(decodes),
+            tuple((e.num_new, e.context) for e in prefills), tuple(e.context for e in decodes),
+            torch.tensor(last_rows, dtype=torch.long, device=device),
         )
 
     def _apply(self, entries: list[Entry], sampled: list[int], end: float) -> None:
-        for (request, num_new, _, _, _), token in zip(entries, sampled):
+        for (request, num_new, _, _, _), token in zip(entries, sampled, strict=True):
             request.num_computed_tokens += num_new
             if request.num_computed_tokens < request.num_tokens:
                 continue

@@ -24,10 +24,12 @@ WARMUP_SHAPES = ((64, 0), (1, 64))
 def requests_from_workload(workload: pd.DataFrame, spec: ModelSpec, seed: int = 0) -> list[EngineRequest]:
     """One engine request per workload row (arrival_s, prompt_tokens, output_tokens), random prompt ids."""
     rng = np.random.default_rng(seed)
+    rows = zip(workload["arrival_s"].to_numpy(float), workload["prompt_tokens"].to_numpy(int),
+               workload["output_tokens"].to_numpy(int), strict=True)
     return [
-        EngineRequest(i, float(row.arrival_s), int(row.prompt_tokens), int(row.output_tokens),
-                      token_ids=rng.integers(0, spec.vocab_size, int(row.prompt_tokens)).tolist())
-        for i, row in enumerate(workload.itertuples(index=False))
+        EngineRequest(i, float(arrival_s), int(prompt), int(output),
+                      token_ids=rng.integers(0, spec.vocab_size, int(prompt)).tolist())
+        for i, (arrival_s, prompt, output) in enumerate(rows)
     ]
 
 
@@ -67,4 +69,5 @@ def run_engine(
 def _warm_up(engine: ReferenceEngine) -> None:
     """A few untimed iterations so first-call costs (allocation, lazy initialisation) stay out."""
     warm = ReferenceEngine(engine.model, engine.scheduler, engine.kv.num_blocks, engine.max_model_len)
-    warm.serve([EngineRequest(-1 - i, 0.0, prompt, 8, token_ids=[1] * prompt) for i, (prompt, _) in enumerate(WARMUP_SHAPES)])
+    warm.serve([EngineRequest(-1 - i, 0.0, prompt, 8, token_ids=[1] * prompt)
+                for i, (prompt, _) in enumerate(WARMUP_SHAPES)])

@@ -19,8 +19,8 @@ import simpy
 
 from servesim.hwmodels import ConstantCostModel, CostModel, ParallelPlan
 from servesim.hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, load_hardware, load_model
-from servesim.hwmodels.plan_rules import plan_problems
 from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel
+from servesim.hwmodels.plan_rules import plan_problems
 from servesim.hwmodels.roofline import DEFAULT_ITERATION_OVERHEAD_S, RooflineCostModel
 from servesim.hwmodels.tables.loading import table_cost_model
 from servesim.policies import PolicyError, create_policy, validate_params

@@ -30,6 +30,7 @@ def add_shared_prefixes(
     num_blocks = tokens // PREFIX_BLOCK_TOKENS
     used = np.unique(groups[shared]).tolist()  # only these chains are built: num_groups may be huge
     chains = {g: tuple(g * _GROUP_STRIDE + k for k in range(num_blocks)) for g in used}
-    hashes = [chains[g] if s else () for g, s in zip(groups.tolist(), shared.tolist(), strict=True)]
+    hashes = pd.Series([chains[g] if s else () for g, s in zip(groups.tolist(), shared.tolist(), strict=True)],
+                       index=table.index, dtype=object)
     prompts = table["prompt_tokens"].to_numpy() + np.where(shared, tokens, 0)
     return table.assign(prompt_tokens=prompts, prefix_hashes=hashes, prefix_block_tokens=PREFIX_BLOCK_TOKENS)

@@ -10,7 +10,8 @@ this module prices each catalog model's operators from them and writes
 
 | servesim | AIConfigurator |
 |---|---|
-| `attn_qkv_proj`, `attn_out_proj`, `mlp_gate_up`, `mlp_down` (weight dtype); `lm_head`, `moe_router` (bf16) | GEMM at the projection's sharded (n, k), `num_tokens` = m |
+| `attn_qkv_proj`, `attn_out_proj`, `mlp_gate_up`, `mlp_down` (weight dtype) | GEMM, sharded (n, k), m = `num_tokens` |
+| `lm_head`, `moe_router` (bf16) | GEMM, sharded (n, k), m = `num_tokens` |
 | `attn_prefill` (`context_len` 0) | context attention, batch 1, `num_tokens` = input length |
 | `attn_decode` | generation attention, `num_tokens` = batch, `context_len` = cached positions |
 | `moe_experts` (`ep`, `variant` = distribution) | fused MoE at MoE-TP = tp/ep, MoE-EP = ep |
@@ -37,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from servesim.hwmodels.catalog import load_hardware, load_model
 from servesim.hwmodels.hardware_spec import HardwareSpec
 from servesim.hwmodels.model_spec import ModelSpec, ceil_div
@@ -74,9 +76,8 @@ class GpuData:
 
     folder: Path
 
-    def _read(self, relative: str) -> pd.DataFrame | None:
-        path = self.folder / relative
-        return pd.read_parquet(path) if path.is_file() else None
+    def _read(self, relative: str) -> pd.DataFrame:
+        return pd.read_parquet(self.folder / relative)
 
     @cached_property
     def gemm(self) -> pd.DataFrame:
@@ -96,10 +97,13 @@ class GpuData:
 
     @cached_property
     def custom_allreduce(self) -> pd.DataFrame | None:
-        data = self._read("comm/custom_allreduce_perf.parquet")
-        if data is None:
+        """vLLM's custom all-reduce, or None where the GPU has no such measurements."""
+        relative = "comm/custom_allreduce_perf.parquet"
+        if not (self.folder / relative).is_file():
             return None
-        return _in_bytes(data[(data["kernel_source"] == "vLLM_custom_graph") & (data["allreduce_dtype"] == "bfloat16")])
+        data = self._read(relative)
+        graphed = (data["kernel_source"] == "vLLM_custom_graph") & (data["allreduce_dtype"] == "bfloat16")
+        return _in_bytes(data[graphed])
 
     @cached_property
     def nccl(self) -> pd.DataFrame:
@@ -143,9 +147,10 @@ class Conversion:
     missing: list[str] = field(default_factory=list)
     kernels: dict[str, list[str]] = field(default_factory=dict)
 
-    def add(self, operator: str, frame: pd.DataFrame, **shape: object) -> None:
+    def add(self, operator: str, frame: pd.DataFrame, **shape: int | str) -> None:
         frame = frame.assign(operator=operator, **shape)
-        defaults = {"num_tokens": 0, "context_len": 0, "num_bytes": 0, "num_devices": 1, "ep": 1, "variant": ""}
+        defaults: dict[str, int | str] = {"num_tokens": 0, "context_len": 0, "num_bytes": 0, "num_devices": 1, "ep": 1,
+                                          "variant": ""}
         frame = frame.assign(**{column: value for column, value in defaults.items() if column not in frame})
         self.parts.append(frame[list(ALL_COLUMNS)])
 
@@ -271,7 +276,8 @@ def add_attention(conv: Conversion, tp: int) -> None:
         prefill = attention_times(conv, context[context["batch_size"] == 1], heads, kv_heads, fmt, ["isl"],
                                   f"attn_prefill tp{tp} kv {dtype}")
         if prefill is None:
-            conv.missing.append(f"attn_prefill tp{tp} kv {dtype}: no measurement at {heads} heads / {kv_heads} KV heads")
+            conv.missing.append(f"attn_prefill tp{tp} kv {dtype}: "
+                                f"no measurement at {heads} heads / {kv_heads} KV heads")
         else:
             conv.add("attn_prefill", pd.DataFrame({"num_tokens": prefill["isl"], "time_s": prefill["latency"] / 1e3}),
                      tp=tp, dtype=dtype)

@@ -190,7 +190,7 @@ class TableCostModel(CostModel):
         num_tokens, num_entries = sum(new), len(new)
         seconds = self._linear_seconds(num_tokens, num_entries)
         num_decodes = decode_sum = 0
-        for n, c in zip(new, contexts):
+        for n, c in zip(new, contexts, strict=True):
             if n == 1 and c > 0:
                 num_decodes += 1
                 decode_sum += c
@@ -231,7 +231,8 @@ class TableCostModel(CostModel):
         return (self._count_seconds(self._token_s, "token", num_tokens, self._price_tokens)
                 + self._count_seconds(self._entry_s, "entry", num_entries, self._price_entries))
 
-    def _count_seconds(self, table: list[float], key: str, count: int, price: Callable[[np.ndarray], np.ndarray]) -> float:
+    def _count_seconds(self, table: list[float], key: str, count: int,
+                       price: Callable[[np.ndarray], np.ndarray]) -> float:
         if count < len(table):
             return table[count]
         if count >= _LIMIT:
@@ -337,9 +338,11 @@ class TableCostModel(CostModel):
         seconds = float(surface.evaluate(length, np.array([0.0]), self._roof_prefill)[0][0])
         decode = self._surfaces.get("attn_decode")
         if decode is not None:
-            seconds = max(seconds, float(decode.evaluate(1, np.array([float(context_len)]), self._roof_decode)[0][0]))
+            as_decode = decode.evaluate(1, np.array([float(context_len)]), self._roof_decode)[0]
+            seconds = max(seconds, float(as_decode[0]))
         self._note_outside("attn_prefill", f"chunk of {new_tokens} tokens after {context_len} (priced as a fresh "
-                           f"prefill of {length:.0f} tokens, the same query-key pairs)", surface, "new tokens", "context")
+                           f"prefill of {length:.0f} tokens, the same query-key pairs)",
+                           surface, "new tokens", "context")
         return seconds
 
     def _decode_per_layer(self, num_decodes: int, mean_contexts: np.ndarray) -> np.ndarray:
@@ -374,7 +377,8 @@ class TableCostModel(CostModel):
     def _note_outside(self, name: str, shape: str, surface: Surface, x_axis: str, y_axis: str) -> None:
         if name not in self.out_of_grid:
             (x_lo, x_hi), (y_lo, y_hi) = surface.x_range, surface.y_range
-            self._warn(name, f"{shape} is outside its grid ({x_axis} [{x_lo:g}, {x_hi:g}], {y_axis} [{y_lo:g}, {y_hi:g}])")
+            self._warn(name, f"{shape} is outside its grid "
+                             f"({x_axis} [{x_lo:g}, {x_hi:g}], {y_axis} [{y_lo:g}, {y_hi:g}])")
 
     def _warn(self, name: str, what: str) -> None:
         self.out_of_grid[name] = what
@@ -395,7 +399,8 @@ class TableCostModel(CostModel):
             if op.name == "attn_prefill":
                 seconds = self._prefill_per_layer(*next(chunks))[0]
             elif op.kind is OpKind.OVERHEAD:
-                seconds = float(self.overhead_seconds(batch.num_entries)) + self.chunk_overhead_s * len(batch.prefill_chunks())
+                seconds = (float(self.overhead_seconds(batch.num_entries))
+                           + self.chunk_overhead_s * len(batch.prefill_chunks()))
             elif op.name == "attn_decode":
                 seconds = float(self._decode_per_layer(len(decodes), np.array([sum(decodes) / len(decodes)]))[0])
             else:
@@ -433,7 +438,8 @@ class TableCostModel(CostModel):
                             for name, what in sorted(self.out_of_grid.items())},
             "out_of_grid_calls": sum(self.out_of_grid_calls.values()),
             "moe_distribution": self.moe_distribution_used,
-            "iteration_overhead_s": ("tables: by batch entries" if self._overhead else self.roofline.iteration_overhead_s),
+            "iteration_overhead_s": ("tables: by batch entries" if self._overhead
+                                     else self.roofline.iteration_overhead_s),
             "prefill_chunk_overhead_s": self.chunk_overhead_s,
         }
 

@@ -11,9 +11,9 @@ roofline as a function and learn whether any point fell outside.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,6 +27,9 @@ class Curve:
 
     sizes: np.ndarray
     times: np.ndarray
+    # log1p(sizes) and log(times), derived once in __post_init__ for the hot path.
+    _u: np.ndarray = field(init=False, repr=False, compare=False)
+    _v: np.ndarray = field(init=False, repr=False, compare=False)
 
     @classmethod
     def from_points(cls, sizes: np.ndarray, times: np.ndarray) -> Curve:
@@ -52,7 +55,7 @@ class Curve:
         """Interpolated times at sizes within [lo, hi] (callers clip first)."""
         return np.exp(np.interp(np.log1p(x), self._u, self._v))
 
-    def evaluate(self, x: np.ndarray, roofline: Roofline1D) -> tuple[np.ndarray, bool]:
+    def evaluate(self, x: float | np.ndarray, roofline: Roofline1D) -> tuple[np.ndarray, bool]:
         """Times at `x`, scaled from the edge by the roofline outside; and whether any point was."""
         x = np.asarray(x, dtype=np.float64)
         clipped = np.clip(x, self.lo, self.hi)
@@ -69,6 +72,8 @@ class Surface:
 
     rows_at: np.ndarray
     rows: tuple[Curve, ...]
+    # `_blend(x)` by first-axis value, filled by `inside_scalar`.
+    _blends: dict[float, tuple[Curve, Curve, float] | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_blends", {})

@@ -53,7 +53,7 @@ COLUMNS: dict[str, str] = {
     "time_s": "float64",
 }
 
-OPTIONAL_COLUMNS: dict[str, tuple[str, object]] = {"ep": ("int64", 1), "variant": ("string", "")}
+OPTIONAL_COLUMNS: dict[str, tuple[str, int | str]] = {"ep": ("int64", 1), "variant": ("string", "")}
 ALL_COLUMNS: dict[str, str] = {**COLUMNS, **{name: dtype for name, (dtype, _) in OPTIONAL_COLUMNS.items()}}
 
 ATTENTION_OPERATORS = ("attn_prefill", "attn_decode")
@@ -81,7 +81,8 @@ class TableSet:
         """One line saying where the numbers come from (device and, for converted data, source)."""
         meta = self.metadata
         source = meta.get("source")
-        origin = f"{source.get('name', 'converted')} ({source.get('licence', '?')})" if isinstance(source, dict) else "servesim profiler"
+        origin = (f"{source.get('name', 'converted')} ({source.get('licence', '?')})" if isinstance(source, dict)
+                  else "servesim profiler")
         return f"{meta.get('device_name', '?')}, {meta.get('dtype', '?')}, {origin}, {meta.get('date', '?')}"
 
 
@@ -97,7 +98,8 @@ def normalise(frame: pd.DataFrame, where: str = "table") -> pd.DataFrame:
         raise CatalogError(f"{where}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}")
     extra = [c for c in frame.columns if c not in ALL_COLUMNS]
     if extra:
-        raise CatalogError(f"{where}: unknown column(s) {', '.join(map(str, extra))}; expected {', '.join(ALL_COLUMNS)}")
+        raise CatalogError(f"{where}: unknown column(s) {', '.join(map(str, extra))}; "
+                           f"expected {', '.join(ALL_COLUMNS)}")
     frame = frame.assign(**{name: default for name, (_, default) in OPTIONAL_COLUMNS.items() if name not in frame})
     try:
         frame = frame[list(ALL_COLUMNS)].astype(ALL_COLUMNS)
@@ -120,8 +122,8 @@ def write_tables(directory: Path, frame: pd.DataFrame, metadata: dict[str, Any])
     if missing:
         raise ValueError(f"table metadata lacks {', '.join(missing)}")
     directory.mkdir(parents=True, exist_ok=True)
-    frame = normalise(frame).sort_values(["operator", "dtype", "variant", "tp", "ep", "num_devices", "num_tokens", "context_len",
-                                             "num_bytes"])
+    frame = normalise(frame).sort_values(["operator", "dtype", "variant", "tp", "ep", "num_devices", "num_tokens",
+                                          "context_len", "num_bytes"])
     frame.to_parquet(directory / OPS_FILE, index=False, compression="zstd")
     meta = {"schema_version": SCHEMA_VERSION, **metadata}
     (directory / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -18,7 +18,7 @@ SOURCES = ("aiconfigurator", "vidur", "profiled")
 
 
 def shipped_root() -> Path:
-    return Path(str(resources.files("servesim.hwmodels").joinpath("data", "tables")))
+    return Path(str(resources.files("servesim.hwmodels") / "data" / "tables"))
 
 
 def list_shipped() -> list[tuple[str, str, str]]:

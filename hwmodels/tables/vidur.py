@@ -9,10 +9,10 @@ servesim's operator names and writes `hwmodels/data/tables/vidur/<hardware>/<mod
 | Vidur | servesim |
 |---|---|
 | `attn_pre_proj`, `attn_post_proj`, `attn_rope` | `attn_qkv_proj`, `attn_out_proj`, `attn_rope` |
-| `input_layernorm` + `add`, `post_attention_layernorm` + `add` | `input_norm`, `post_norm` (residual add folded into the norm, as fused kernels do) |
+| `input_layernorm` + `add`, `post_attention_layernorm` + `add` | `input_norm`, `post_norm` (residual add fused in) |
 | `mlp_up_proj` (gate and up fused), `mlp_act`, `mlp_down_proj` | `mlp_gate_up`, `mlp_act`, `mlp_down` |
 | `emb` | `embedding` |
-| attention `attn_prefill` (batch 1, chunk x KV length), `attn_decode` (batch x KV length) | `attn_prefill`, `attn_decode` |
+| `attn_prefill` (batch 1, chunk x KV length), `attn_decode` (batch x KV length) | `attn_prefill`, `attn_decode` |
 | `all_reduce`, `send_recv` (intra-node rows, bytes) | `tp_all_reduce`, `pp_send_recv` |
 
 Times are Vidur's medians (ms -> s), on Vidur's full grids except the collectives, whose ~1,000
@@ -106,7 +106,7 @@ def token_rows(path: Path, model_name: str) -> pd.DataFrame:
     _check_shapes(data, model_name, path)
     parts = []
     for operator, sources in TOKEN_OPERATORS.items():
-        times = sum(data[f"time_stats.{name}.median"] for name in sources)
+        times = data[[f"time_stats.{name}.median" for name in sources]].sum(axis=1, skipna=False)
         parts.append(rows(operator, times, num_tokens=data["num_tokens"], tp=data["num_tensor_parallel_workers"],
                           num_devices=1, dtype="fp16"))
     return pd.concat(parts)
@@ -126,9 +126,11 @@ def attention_rows(path: Path) -> pd.DataFrame:
     prefill, decode = data[data["is_prefill"]], data[~data["is_prefill"]]
     return pd.concat([
         rows("attn_prefill", prefill["time_stats.attn_prefill.median"], num_tokens=prefill["prefill_chunk_size"],
-             context_len=prefill["kv_cache_size"], tp=prefill["num_tensor_parallel_workers"], num_devices=1, dtype="fp16"),
+             context_len=prefill["kv_cache_size"], tp=prefill["num_tensor_parallel_workers"],
+             num_devices=1, dtype="fp16"),
         rows("attn_decode", decode["time_stats.attn_decode.median"], num_tokens=decode["batch_size"],
-             context_len=decode["kv_cache_size"], tp=decode["num_tensor_parallel_workers"], num_devices=1, dtype="fp16"),
+             context_len=decode["kv_cache_size"], tp=decode["num_tensor_parallel_workers"],
+             num_devices=1, dtype="fp16"),
     ])
 
 
@@ -150,7 +152,8 @@ def convert(conversion: Conversion, reference: Path, out: Path) -> Path:
     network = reference / "profiling" / "network" / conversion.network
     attention = reference / "legacy_acb95f6" / "profiling" / "a100" / "attention.csv"
     parts = [token_rows(mlp, conversion.model), network_rows(network)]
-    files = [str(mlp.relative_to(reference)), *(f"profiling/network/{conversion.network}/{f}" for f in ("all_reduce.csv", "send_recv.csv"))]
+    files = [str(mlp.relative_to(reference)),
+             *(f"profiling/network/{conversion.network}/{f}" for f in ("all_reduce.csv", "send_recv.csv"))]
     if conversion.attention:
         parts.append(attention_rows(attention))
         files.append(str(attention.relative_to(reference)))

@@ -58,19 +58,22 @@ def comparison(real: pd.DataFrame, simulated: pd.DataFrame) -> pd.DataFrame:
     table["real"] = table["real"].astype(float)
     table["simulated"] = table["simulated"].astype(float)
     table["rel_error"] = (table["simulated"] - table["real"]) / table["real"]
-    table["target"] = [target(m, s) for m, s in zip(table["metric"], table["stat"])]
-    table["within_target"] = [bool(abs(e) <= t) if t is not None else None for e, t in zip(table["rel_error"], table["target"])]
+    table["target"] = [target(m, s) for m, s in zip(table["metric"], table["stat"], strict=True)]
+    table["within_target"] = [bool(abs(e) <= t) if t is not None else None
+                              for e, t in zip(table["rel_error"], table["target"], strict=True)]
     return table
 
 
 def format_table(table: pd.DataFrame) -> str:
     """The comparison as aligned text: latencies in ms, throughput per second."""
     lines = [f"{'figure':<22}{'real':>12}{'simulated':>12}{'error':>9}  target"]
-    for row in table.itertuples(index=False):
-        scale, unit = (1e3, "ms") if row.metric in METRICS else (1.0, "/s")
-        name = f"{row.metric.removesuffix('_s')} {row.stat} {unit}" if row.metric in METRICS else f"{row.metric}"
-        mark = "" if pd.isna(row.target) else f"{'ok' if row.within_target else 'MISS'} (±{row.target:.0%})"
-        lines.append(f"{name:<22}{row.real * scale:>12,.1f}{row.simulated * scale:>12,.1f}{row.rel_error:>+9.1%}  {mark}")
+    for row in table.to_dict("records"):
+        metric = row["metric"]
+        scale, unit = (1e3, "ms") if metric in METRICS else (1.0, "/s")
+        name = f"{metric.removesuffix('_s')} {row['stat']} {unit}" if metric in METRICS else f"{metric}"
+        mark = "" if pd.isna(row["target"]) else f"{'ok' if row['within_target'] else 'MISS'} (±{row['target']:.0%})"
+        lines.append(f"{name:<22}{row['real'] * scale:>12,.1f}{row['simulated'] * scale:>12,.1f}"
+                     f"{row['rel_error']:>+9.1%}  {mark}")
     return "\n".join(lines)
 
 
@@ -82,7 +85,7 @@ def write_cdf_plot(real: pd.DataFrame, simulated: pd.DataFrame, path: Path, titl
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for ax, metric in zip(axes, METRICS):
+    for ax, metric in zip(axes, METRICS, strict=True):
         for label, table, style in (("real", real, "-"), ("simulated", simulated, "--")):
             values = np.sort(latencies(table)[metric])
             values = values[~np.isnan(values)]

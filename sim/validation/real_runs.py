@@ -44,7 +44,8 @@ class EngineSettings(BaseModel):
     hardware: str = Field(description="GPU name: a catalog name or a device name listed in names.yaml")
     tp: int = Field(1, ge=1, description="tensor-parallel degree of each replica")
     dp: int = Field(1, ge=1, description="data-parallel replicas behind the server's load balancer")
-    ep: int = Field(1, ge=1, description="expert-parallel degree (with dp > 1: experts split over the DP ranks, `cluster.parallel.ep_across_replicas`)")
+    ep: int = Field(1, ge=1, description="expert-parallel degree (with dp > 1: experts split over the DP ranks, "
+                                         "`cluster.parallel.ep_across_replicas`)")
     max_num_seqs: int | None = Field(None, ge=1, description="the engine's sequence budget")
     max_num_batched_tokens: int | None = Field(None, ge=1, description="the engine's token budget per step")
     block_size: int = Field(16, ge=1, description="tokens per KV block")
@@ -144,12 +145,14 @@ def _dataset_hashes(run_dir: Path, dataset: str | None, prompt_tokens: list[int]
     folders above it), when its rows match the run's requests one for one; else None."""
     if not dataset:
         return None
-    path = next((base / dataset for base in (run_dir, *run_dir.resolve().parents[:2]) if (base / dataset).is_file()), None)
+    bases = (run_dir, *run_dir.resolve().parents[:2])
+    path = next((base / dataset for base in bases if (base / dataset).is_file()), None)
     if path is None:
         return None
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     ids = [row.get("input_tok_ids") for row in rows]
-    if len(ids) != len(prompt_tokens) or any(not isinstance(t, list) or len(t) != n for t, n in zip(ids, prompt_tokens)):
+    if len(ids) != len(prompt_tokens) or any(not isinstance(t, list) or len(t) != n
+                                             for t, n in zip(ids, prompt_tokens, strict=True)):
         return None
     return [block_hashes(tokens, block_size) for tokens in ids]
 
@@ -191,9 +194,11 @@ def _read_neutral(run_dir: Path) -> RealRun:
     origin = float(table["arrival_s"].min())
     for column in ("arrival_s", "first_token_s", "finish_s"):
         table[column] = table[column] - origin
-    settings_path = next((run_dir / f"engine.{ext}" for ext in ("yaml", "yml", "json") if (run_dir / f"engine.{ext}").is_file()), None)
+    candidates = (run_dir / f"engine.{ext}" for ext in ("yaml", "yml", "json"))
+    settings_path = next((found for found in candidates if found.is_file()), None)
     if settings_path is None:
-        raise RealRunError(f"{run_dir}: engine.yaml (or engine.json) is missing; it names the model, hardware and limits")
+        raise RealRunError(f"{run_dir}: engine.yaml (or engine.json) is missing; "
+                           "it names the model, hardware and limits")
     try:
         raw = yaml.safe_load(settings_path.read_text())
     except yaml.YAMLError as exc:
@@ -238,7 +243,8 @@ def _checked(table: pd.DataFrame, path: Path) -> pd.DataFrame:
         bad = (table[column] < 1) | (table[column] != table[column].round())
         if bad.any():
             row = int(np.argmax(bad.to_numpy()))
-            raise RealRunError(f"{path}: row {row}: `{column}` must be a whole number >= 1, got {table[column].iloc[row]}")
+            raise RealRunError(f"{path}: row {row}: `{column}` must be a whole number >= 1, "
+                               f"got {table[column].iloc[row]}")
         table[column] = table[column].astype(np.int64)
     for early, late in (("arrival_s", "first_token_s"), ("first_token_s", "finish_s")):
         bad = table[late] < table[early]
@@ -252,7 +258,8 @@ def _checked(table: pd.DataFrame, path: Path) -> pd.DataFrame:
 def _require_columns(table: pd.DataFrame, columns: tuple[str, ...], path: Path) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise RealRunError(f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, table.columns))}")
+        raise RealRunError(f"{path}: missing column(s) {', '.join(missing)}; "
+                           f"found {', '.join(map(str, table.columns))}")
 
 
 def _read_jsonl(path: Path) -> pd.DataFrame:

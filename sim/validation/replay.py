@@ -64,7 +64,8 @@ def catalog_name(kind: str, recorded: str, override: str | None) -> str:
     known = list_models() if kind == "models" else list_hardware()
     if override is not None:
         if override not in known:
-            raise RealRunError(f"--{kind.removesuffix('s')} {override!r} is not in the {kind} catalog; known: {', '.join(known)}")
+            raise RealRunError(f"--{kind.removesuffix('s')} {override!r} is not in the {kind} catalog; "
+                               f"known: {', '.join(known)}")
         return override
     name = mapped_name(kind, recorded)
     if name not in known:
@@ -91,9 +92,10 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
         kind = "table" if has_shipped_tables(hardware, model) else "roofline"
     notes = [f"{settings.hardware} -> {hardware}, {settings.model} -> {model}, cost model {kind}"]
     if settings.ep > 1:
-        notes.append(f"EP{settings.ep} across the {settings.dp} DP ranks is not modelled by default: each replica prices "
-                     "every expert; --set cluster.parallel.ep_across_replicas=true prices the experts at EP over the "
-                     "ranks, but without the ranks' lockstep (README, Validating against real runs)")
+        notes.append(f"EP{settings.ep} across the {settings.dp} DP ranks is not modelled by default: "
+                     "each replica prices every expert; --set cluster.parallel.ep_across_replicas=true "
+                     "prices the experts at EP over the ranks, but without the ranks' lockstep "
+                     "(README, Validating against real runs)")
     has_hashes = "prefix_hashes" in run.requests.columns
     prefix_caching = settings.prefix_caching is not False and has_hashes  # on by default in vLLM's v1 engine
     if settings.prefix_caching is not False and not has_hashes:
@@ -156,7 +158,8 @@ def write_replay(replayed: Replay, claim: ResultsClaim) -> None:
     with claim.staging("validate-real", config_yaml(replayed.config)) as staging:
         write_trace(replayed.run, staging / TRACE_FILE)
         write_run_files(replayed.result, staging, plots=False)
-        replayed.run.requests.drop(columns="prefix_hashes", errors="ignore").to_csv(staging / "real_requests.csv", index=False)
+        real_requests = replayed.run.requests.drop(columns="prefix_hashes", errors="ignore")
+        real_requests.to_csv(staging / "real_requests.csv", index=False)
         replayed.table.to_csv(staging / "comparison.csv", index=False)
         document = {"run": replayed.run.name, "notes": replayed.notes, "settings": replayed.run.settings.model_dump(),
                     "figures": json.loads(replayed.table.to_json(orient="records"))}

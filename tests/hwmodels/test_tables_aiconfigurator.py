@@ -221,7 +221,7 @@ def test_collectives_are_keyed_by_bytes_though_recorded_in_elements():
     source = source[(source["kernel_source"] == "vLLM_custom_graph") & (source["num_gpus"] == 2)]
     rows = load_shipped("rtx-pro-6000", "qwen3-32b", "aiconfigurator")[0].frame
     shipped = rows[(rows["operator"] == "tp_all_reduce") & (rows["num_devices"] == 2)]
-    for elements, latency_ms in zip(source["message_size"], source["latency"]):
+    for elements, latency_ms in zip(source["message_size"], source["latency"], strict=True):
         if 2 * elements <= 8 << 20:
             row = shipped[(shipped["num_bytes"] == 2 * elements) & (shipped["variant"] == "custom_allreduce")]
             assert row["time_s"].iloc[0] == pytest.approx(latency_ms / 1e3)

@@ -1,4 +1,6 @@
 """The reference engine: real forward passes under the simulator's own scheduler."""
+from itertools import pairwise
+
 import pandas as pd
 import pytest
 
@@ -32,7 +34,7 @@ def test_every_request_finishes_with_its_tokens_and_blocks_come_back(tmp_path):
     assert all(len(r.token_times_s) == r.output_tokens and r.state is RequestState.FINISHED for r in requests)
     assert all(r.num_blocks == 0 for r in requests)
     assert all(it.end_s > it.start_s for it in iterations)
-    assert all(a.end_s <= b.start_s for a, b in zip(iterations, iterations[1:]))
+    assert all(a.end_s <= b.start_s for a, b in pairwise(iterations))
     assert all(sum(it.new_tokens) <= 64 for it in iterations)
 
 
@@ -50,7 +52,7 @@ def test_batches_match_the_simulator_step_for_step_including_preemptions(tmp_pat
     requests, iterations = serve(pd.read_csv(trace), 14, {"max_num_batched_tokens": 64, "max_num_seqs": 4})
     assert sum(r.num_preemptions for r in requests) > 0
     real = [(len(it.new_tokens), sum(it.new_tokens)) for it in iterations]
-    assert real == list(zip(simulated["batch_size"], simulated["num_tokens"]))
+    assert real == list(zip(simulated["batch_size"], simulated["num_tokens"], strict=True))
 
 
 def engine(scheduler, num_blocks=32):

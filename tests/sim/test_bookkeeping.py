@@ -7,6 +7,7 @@ from collections import deque
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from servesim.policies import PreemptionMode, create_policy
 from servesim.policies.contract import PolicyContractError
 from servesim.policies.views import new_blocks_needed
@@ -160,7 +161,7 @@ def test_every_request_is_in_one_place_and_every_block_accounted_for(operations)
         elif operation == "finish" and request in running:
             retire(request, running, kv, finished, 1.0)
         places = [r in waiting for r in requests], [r in running for r in requests], [r in finished for r in requests]
-        assert all(sum(where) == 1 for where in zip(*places))
+        assert all(sum(where) == 1 for where in zip(*places, strict=True))
         assert all(r.state is RequestState.RUNNING for r in running)
         assert all(r.num_blocks == len(kv.blocks_of(r.request_id)) for r in requests)
         assert all(r.num_blocks == 0 for r in [*waiting, *finished])

@@ -50,17 +50,20 @@ def test_a_padded_stretch_equals_pricing_step_by_step(contexts: list[int], steps
     inner = RooflineCostModel(load_model("llama-3.1-8b"), load_hardware("h100-sxm"), ParallelPlan())
     model = EngineOverheadCostModel(inner, vllm_capture_sizes(16), per_iteration_s=0.001, per_sequence_s=1e-5)
     stretch = model.decode_stretch_times(np.array(contexts), steps)
-    one_by_one = [model.iteration_time(BatchShape((1,) * len(contexts), tuple(c + k for c in contexts))) for k in range(steps)]
+    one_by_one = [model.iteration_time(BatchShape((1,) * len(contexts), tuple(c + k for c in contexts)))
+                  for k in range(steps)]
     assert stretch == pytest.approx(one_by_one, rel=1e-9)
 
 
-def _serve(specs: list[tuple[float, int, int]], async_scheduling: bool, api: ApiServerPath | None = None) -> list[Request]:
+def _serve(specs: list[tuple[float, int, int]], async_scheduling: bool,
+           api: ApiServerPath | None = None) -> list[Request]:
     env = simpy.Environment()
     metrics = MetricsRecorder()
     requests = [Request(i, *spec) for i, spec in enumerate(specs)]
     rng = np.random.default_rng(0)
     cluster = Cluster(env, create_policy("router", "round_robin", {}, rng=rng), requests, metrics, api=api)
-    scheduler = create_policy("scheduler", "vllm", {}, preemption=create_policy("preemption", "recompute", {}, rng=rng), rng=rng)
+    preemption = create_policy("preemption", "recompute", {}, rng=rng)
+    scheduler = create_policy("scheduler", "vllm", {}, preemption=preemption, rng=rng)
     setup = ReplicaSetup(BlockPool(1000, 16), BlockPool(0, 16), 100_000, 0.0, fast_forward=True,
                          async_scheduling=async_scheduling)
     cluster.add_replica(Replica(env, 0, scheduler, ConstantCostModel(1.0), setup, metrics, cluster.next_arrival_s,

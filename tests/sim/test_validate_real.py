@@ -92,7 +92,8 @@ def test_cli_writes_the_table_the_plot_and_the_simulated_run(tmp_path: Path, cap
     assert main(["validate-real", str(SAMPLE), "--hardware", "l40s", "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "tpot p50 ms" in printed and "RTXPRO6000 -> l40s" in printed
-    assert {"comparison.json", "comparison.csv", "cdf.png", "summary.json", "config.yaml"} <= {p.name for p in out.iterdir()}
+    expected = {"comparison.json", "comparison.csv", "cdf.png", "summary.json", "config.yaml"}
+    assert expected <= {p.name for p in out.iterdir()}
     document = json.loads((out / "comparison.json").read_text())
     assert len(document["figures"]) == 14
     summary = json.loads((out / "summary.json").read_text())
@@ -141,7 +142,8 @@ def _mappable_runs() -> list[Path]:
     return find_runs(REAL_RUNS) if REAL_RUNS.is_dir() else []
 
 
-@pytest.mark.skipif(not REAL_RUNS.is_dir(), reason="the shared real_vllm_runs reference data is not beside the repository")
+@pytest.mark.skipif(not REAL_RUNS.is_dir(),
+                    reason="the shared real_vllm_runs reference data is not beside the repository")
 def test_shipped_real_runs_stay_within_twice_the_real_latencies(tmp_path: Path) -> None:
     """A loose regression bound: every mapped figure within a factor 2 of the real one."""
     from servesim.sim.validation.replay import mapped_name
