@@ -79,6 +79,7 @@ class Replica:
         self.next_arrival_s = next_arrival_s
         self.on_done = on_done
         self.fast_forward = setup.fast_forward and scheduler.stable_under_decode
+        self._fast_forward_needs_empty_queue = not scheduler.stable_while_waiting
         self._interruptible = type(scheduler).interrupt is not SchedulerPolicy.interrupt
         self.async_scheduling = setup.async_scheduling and not self._interruptible
         self._staged: list[Request] = []
@@ -186,7 +187,8 @@ class Replica:
             swap_s = self._take_swap_seconds()
             self._stepping = True
             if (self.fast_forward and all_decode and not decision.preempted and not decision.padding
-                    and not swap_s and not promoted and len(entries) == len(self._running)):
+                    and not swap_s and not promoted and len(entries) == len(self._running)
+                    and not (self.waiting and self._fast_forward_needs_empty_queue)):
                 steps = yield from run_stretch(self, [request for request, _ in entries], contexts)
                 if steps:
                     self._stepping = False
@@ -399,6 +401,10 @@ class Replica:
     def finish(self, request: Request, now: float) -> None:
         retire(request, self._running, self.kv, self.recently_finished, now)
         self.on_done(request)
+
+    def next_timeout_s(self) -> float:
+        """When the earliest queued request may give up (an entry may be stale: it only comes early)."""
+        return self._timeouts[0][0] if self._timeouts else INFINITY
 
     def _drop_expired(self) -> None:
         """Drop the requests whose timeout has passed before they were ever scheduled."""
