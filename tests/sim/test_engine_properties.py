@@ -24,12 +24,11 @@ engine_settings = st.fixed_dictionaries(
                 "max_num_seqs": st.integers(1, 8),
                 "max_num_batched_tokens": st.integers(1, 64),
                 "chunked_prefill": st.booleans(),
-                "preemptive": st.booleans(),
             }
         ),
         "preemption": st.fixed_dictionaries({"victim": st.sampled_from(["newest", "lowest_priority", "largest"])}),
         "replicas": st.integers(1, 3),
-        "scheduler_name": st.sampled_from(["vllm", "sjf", "srpt", "edf", "priority"]),
+        "scheduler_name": st.sampled_from(["vllm", "sjf", "srpt"]),
     }
 )
 cost_models = st.builds(ConstantCostModel, st.floats(0.001, 0.1), st.floats(0, 0.001))
