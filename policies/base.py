@@ -101,6 +101,13 @@ class SchedulerPolicy(Policy, ABC):
         iterations in one step; results are identical, only faster."""
         return False
 
+    @property
+    def stable_while_waiting(self) -> bool:
+        """False if, with requests waiting, the batch may change as decodes use up free blocks
+        (as when a running request is preempted once the best waiting one no longer fits); the
+        engine then fast-forwards only while nothing waits."""
+        return True
+
     def interrupt(self, in_flight: IterationView, arrival: RequestView, replica: ReplicaView, now: float) -> bool:
         """Event-driven hook: should `arrival` stop the iteration in flight at its next operator
         boundary? Ordinary schedulers never interrupt (decisions at iteration boundaries only)."""

@@ -23,11 +23,18 @@ import torch
 
 from servesim.hwmodels import CostModel
 from servesim.policies import SchedulerPolicy
-from servesim.policies.contract import policy_raised
 from servesim.policies.views import is_decode, new_blocks_needed
 from servesim.profiler.model import ForwardBatch, ReferenceModel
-from servesim.sim.engine.bookkeeping import admit, allocate, arrival_rejection, preempt, record_sampled, retire
-from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
+from servesim.sim.engine.bookkeeping import (
+    admit,
+    allocate,
+    arrival_rejection,
+    checked_schedule,
+    preempt,
+    record_sampled,
+    retire,
+)
+from servesim.sim.engine.decision_check import DecisionChecker
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.replica import RECENTLY_FINISHED
 from servesim.sim.engine.request import Request, RequestState
@@ -124,17 +131,9 @@ class ReferenceEngine:
         while time.perf_counter() < deadline:
             pass
 
-    def _schedule(self, now: float) -> CheckedDecision:
-        """The scheduler's decision on the views, checked as the simulator checks it."""
-        try:
-            decision = self.scheduler.schedule(self.view, now)
-        except Exception as exc:
-            raise policy_raised(self.scheduler, "scheduler.schedule", now, exc) from exc
-        return self._checker.check(decision, now)
-
     def _step(self, origin: float, now: float) -> None:
         kv = self.kv
-        decision = self._schedule(now)
+        decision = checked_schedule(self.scheduler, self.view, self._checker, now)
         preempt(decision.preempted, self.running, self.waiting, kv)
         if not decision.entries:
             return

@@ -45,6 +45,12 @@ class OrderedScheduler(BudgetScheduler):
     def stable_under_decode(self) -> bool:
         return self.queue.time_invariant
 
+    @property
+    def stable_while_waiting(self) -> bool:
+        """Displacement preempts once the best waiting request needs more blocks than are free,
+        and free blocks shrink as the running requests decode."""
+        return not self.params.preemptive
+
     def order_running(self, replica: ReplicaView, now: float) -> list[RequestView]:
         if not self._ordered:
             return list(replica.running)

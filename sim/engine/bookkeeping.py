@@ -10,13 +10,18 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from servesim.policies import PreemptionMode
 from servesim.policies.contract import contract_violation, policy_raised
 from servesim.policies.views import blocks_for
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.request import Request, RequestState
+
+if TYPE_CHECKING:
+    from servesim.policies import SchedulerPolicy
+    from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
+    from servesim.sim.engine.views import ReplicaView
 
 
 def rejection_reason(prompt_tokens: int, output_tokens: int, max_model_len: int, kv: BlockPool) -> str:
@@ -119,3 +124,14 @@ def retire(request: Request, running: list[Request], kv: BlockPool, recently_fin
     recently_finished.append(request)
     request.state = RequestState.FINISHED
     request.finish_s = now
+
+
+def checked_schedule(scheduler: SchedulerPolicy, view: ReplicaView, checker: DecisionChecker,
+                     now: float) -> CheckedDecision:
+    """Ask the scheduler for the next batch on the read-only view and check the decision before
+    anything is applied; an exception inside the policy becomes its contract error."""
+    try:
+        decision = scheduler.schedule(view, now)
+    except Exception as exc:
+        raise policy_raised(scheduler, "scheduler.schedule", now, exc) from exc
+    return checker.check(decision, now)

@@ -17,11 +17,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import simpy
+
 from servesim.hwmodels import BatchShape, CostModel
 from servesim.policies import PreemptionMode, SchedulerPolicy
 from servesim.policies.contract import contract_violation, policy_raised
 from servesim.policies.views import is_decode, new_blocks_needed
-from servesim.sim.engine.bookkeeping import admit, allocate, arrival_rejection, preempt, record_sampled, retire
+from servesim.sim.engine.bookkeeping import (
+    admit,
+    allocate,
+    arrival_rejection,
+    checked_schedule,
+    preempt,
+    record_sampled,
+    retire,
+)
 from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
 from servesim.sim.engine.iteration import Iteration
 from servesim.sim.engine.kv_memory import BlockPool
@@ -79,6 +88,7 @@ class Replica:
         self.next_arrival_s = next_arrival_s
         self.on_done = on_done
         self.fast_forward = setup.fast_forward and scheduler.stable_under_decode
+        self._fast_forward_needs_empty_queue = not scheduler.stable_while_waiting
         self._interruptible = type(scheduler).interrupt is not SchedulerPolicy.interrupt
         self.async_scheduling = setup.async_scheduling and not self._interruptible
         self._staged: list[Request] = []
@@ -163,7 +173,7 @@ class Replica:
                 yield self._sleep(None)
                 self._wake = None
                 continue
-            decision = self._schedule(env.now)
+            decision = checked_schedule(self.scheduler, self.view, self._checker, env.now)
             promoted = self._promote_staged()
             self._preempt(decision.preempted)
             if decision.resume is not None:
@@ -186,14 +196,16 @@ class Replica:
             swap_s = self._take_swap_seconds()
             self._stepping = True
             if (self.fast_forward and all_decode and not decision.preempted and not decision.padding
-                    and not swap_s and not promoted and len(entries) == len(self._running)):
+                    and not swap_s and not promoted and len(entries) == len(self._running)
+                    and not (self.waiting and self._fast_forward_needs_empty_queue)):
                 steps = yield from run_stretch(self, [request for request, _ in entries], contexts)
                 if steps:
                     self._stepping = False
                     self.num_iterations += steps
                     continue
             shape = BatchShape(news, contexts)
-            iteration = Iteration(entries, shape, swap_s + self.cost_model.iteration_time(shape), env.now, began_s=env.now)
+            total_s = swap_s + self.cost_model.iteration_time(shape)
+            iteration = Iteration(entries, shape, total_s, env.now, began_s=env.now)
             if self._interruptible:
                 iteration.boundaries = self._boundaries(shape, swap_s, iteration.total_s)
                 yield from self._run(iteration)
@@ -210,14 +222,6 @@ class Replica:
         self.waiting.extend(self._staged)
         self._staged.clear()
         return True
-
-    def _schedule(self, now: float) -> CheckedDecision:
-        """Ask the scheduler for the next batch and check it before anything is applied."""
-        try:
-            decision = self.scheduler.schedule(self.view, now)
-        except Exception as exc:
-            raise policy_raised(self.scheduler, "scheduler.schedule", now, exc) from exc
-        return self._checker.check(decision, now)
 
     def _note_idle(self, now: float) -> None:
         self._idle_decisions += 1
@@ -399,6 +403,10 @@ class Replica:
     def finish(self, request: Request, now: float) -> None:
         retire(request, self._running, self.kv, self.recently_finished, now)
         self.on_done(request)
+
+    def next_timeout_s(self) -> float:
+        """When the earliest queued request may give up (an entry may be stale: it only comes early)."""
+        return self._timeouts[0][0] if self._timeouts else INFINITY
 
     def _drop_expired(self) -> None:
         """Drop the requests whose timeout has passed before they were ever scheduled."""

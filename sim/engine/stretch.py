@@ -1,7 +1,7 @@
 """Fast-forward: a stretch of identical decode-only iterations simulated in one step.
 
-While every running request decodes and nothing happens (no arrival, finish or memory
-shortage), a scheduler that is stable under decoding keeps returning the same batch. The
+While every running request decodes and nothing happens (no arrival, timeout, finish or
+memory shortage), a scheduler that is stable under decoding keeps returning the same batch. The
 stretch's iteration times are costed in one vectorised call and its tokens applied at once;
 per-token times still come from each iteration's end, so results equal stepping one
 iteration at a time up to float rounding.
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import simpy
+
 from servesim.hwmodels import BatchShape
 from servesim.policies.views import blocks_for
 from servesim.sim.engine.bookkeeping import record_sampled
@@ -41,11 +42,14 @@ def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, 
 
 
 def _plan(replica: Replica, requests: list[Request], contexts: tuple[int, ...]) -> tuple[int, np.ndarray]:
-    """How many identical decode iterations can run before anything could change, and their end times."""
+    """How many identical decode iterations can run before anything could change, and their end times.
+
+    Besides arrivals, a waiting request giving up may change the batch: the request behind it
+    may then fit."""
     now = replica.env.now
-    next_arrival = replica.next_arrival_s()
+    next_event = min(replica.next_arrival_s(), replica.next_timeout_s())
     first = replica.cost_model.iteration_time(BatchShape((1,) * len(contexts), contexts))
-    if now + 2 * first >= next_arrival:
+    if now + 2 * first >= next_event:
         return 1, np.empty(0)
     remaining = min(r.output_tokens - r.num_generated for r in requests)
     limit = _steps_memory_allows(replica, requests, contexts, min(remaining, MAX_STRETCH_STEPS))
@@ -53,7 +57,7 @@ def _plan(replica: Replica, requests: list[Request], contexts: tuple[int, ...]) 
         return 1, np.empty(0)
     times = replica.cost_model.decode_stretch_times(np.asarray(contexts), limit)
     ends = np.cumsum(np.concatenate(([now], times)))[1:]
-    return min(limit, int(np.searchsorted(ends, next_arrival, side="left"))), ends
+    return min(limit, int(np.searchsorted(ends, next_event, side="left"))), ends
 
 
 def _steps_memory_allows(replica: Replica, requests: list[Request], contexts: tuple[int, ...], upper: int) -> int:
@@ -64,7 +68,7 @@ def _steps_memory_allows(replica: Replica, requests: list[Request], contexts: tu
 
     def extra_blocks(k: int) -> int:
         total = 0
-        for c, h in zip(contexts, held):
+        for c, h in zip(contexts, held, strict=True):
             need = blocks_for(c + k, block_size) - h
             if need > 0:
                 total += need

@@ -63,6 +63,10 @@ def test_every_run_keeps_the_invariants(specs, options, cost_model, fast_forward
 def test_fast_forward_gives_the_same_results_as_stepping(specs, options, cost_model):
     stepped = run_engine(specs, cost_model, fast_forward=False, **options)
     jumped = run_engine(specs, cost_model, fast_forward=True, **options)
+    assert_same_results(stepped, jumped)
+
+
+def assert_same_results(stepped, jumped):
     for a, b in zip(stepped.requests, jumped.requests, strict=True):
         assert a.state is b.state and a.replica_id == b.replica_id
         assert a.num_preemptions == b.num_preemptions
@@ -141,6 +145,28 @@ def test_swap_caching_and_timeouts_keep_the_invariants(specs, num_blocks, block_
         assert pool.num_used_blocks == 0
     series = run.metrics.replica_series()
     assert (series["kv_used_blocks"] <= series["kv_total_blocks"]).all()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    requests_with_prefixes,
+    st.integers(2, 40),
+    st.sampled_from([1, 2, 4, 8]),
+    st.sampled_from(["vllm", "sjf", "priority", "srpt", "orca", "sarathi"]),
+    st.sampled_from(["recompute", "swap"]),
+    st.booleans(),
+    st.integers(0, 20),
+)
+def test_fast_forward_gives_the_same_results_as_stepping_with_swap_caching_and_timeouts(
+        specs, num_blocks, block_size, scheduler, preemption, caching, host_blocks):
+    runs = [
+        run_engine(build_requests(specs), ConstantCostModel(0.01, 0.0005), num_blocks=num_blocks,
+                   block_size=block_size, scheduler={"max_num_seqs": 4, "max_num_batched_tokens": 16},
+                   scheduler_name=scheduler, preemption_name=preemption, host_blocks=host_blocks,
+                   swap_block_s=0.002, prefix_caching=caching, fast_forward=fast_forward)
+        for fast_forward in (False, True)
+    ]
+    assert_same_results(*runs)
 
 
 def test_fast_forward_grows_each_requests_own_blocks_when_the_batch_is_not_in_admission_order():
