@@ -86,7 +86,8 @@ def preempt(preempted: Sequence[Request], running: list[Request], waiting: deque
     front of the queue in the order they were preempted. A victim's count of preemptions grows
     before `mode` is asked (the preemption policy sees it). Its KV moves to `host` when `mode`
     chooses swap and the host has room; otherwise (and always without `mode`) it is recomputed
-    from its first token. Returns the blocks to copy to the host."""
+    from its first token, except what a prefix-caching pool still holds when it is readmitted.
+    Returns the blocks to copy to the host."""
     swapped = 0
     for request in preempted:
         running.remove(request)
@@ -98,6 +99,7 @@ def preempt(preempted: Sequence[Request], running: list[Request], waiting: deque
             request.num_swaps += 1
             request.state = RequestState.SWAPPED
         else:
+            kv.keep_for_recompute(request, request.num_computed_tokens)
             request.num_computed_tokens = 0
             request.state = RequestState.WAITING
         kv.release(request.request_id)

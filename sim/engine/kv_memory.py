@@ -51,6 +51,9 @@ class BlockPool:
     def cached_prefix(self, request: object) -> PrefixHit:
         return NO_HIT
 
+    def keep_for_recompute(self, request: object, num_computed_tokens: int) -> None:
+        """A pool without prefix caching forgets a preempted request's KV."""
+
     def num_exclusive_blocks(self, request: object) -> int:
         return len(self._owned.get(request.request_id, ()))  # type: ignore[attr-defined]
 

@@ -6,6 +6,12 @@ prefix up to its end. Traces give that identity as hash ids of fixed-size prefix
 so engine block j, which ends at token e, is keyed by (the id of the trace block holding e, e's
 offset in it). Blocks are reference counted: a block nobody uses keeps its content and stays
 findable until the eviction policy picks it for reuse; allocation takes blank blocks first.
+
+As in vLLM v1, which hashes every full block of computed tokens, a request preempted for
+recompute keeps its other full blocks findable too (the blocks past its prompt's known identity,
+generated tokens included): they are keyed by (request id, block index), since only that request
+holds those tokens, and its readmission reuses whatever was not evicted meanwhile. They are keyed
+when it is preempted rather than as they fill: nobody else could hit them earlier.
 """
 from __future__ import annotations
 
@@ -36,6 +42,10 @@ def num_keyed_blocks(request: PrefixedRequest, block_size: int) -> int:
     return known_tokens // block_size
 
 
+BlockKey = int | tuple[int, int]
+"""A prompt block's prefix identity, or (request id, block index) for a block only its request can hit."""
+
+
 def block_keys(request: PrefixedRequest, block_size: int) -> list[int]:
     """The identity of the prefix ending with each keyed block of `request`'s prompt (cached on it)."""
     keys = request.prefix_keys
@@ -49,6 +59,11 @@ def block_keys(request: PrefixedRequest, block_size: int) -> list[int]:
     return keys
 
 
+def block_key(request: PrefixedRequest, keys: list[int], index: int) -> BlockKey:
+    """The key of block `index` of `request` (`keys` are its prompt keys): past them, its own."""
+    return keys[index] if index < len(keys) else (request.request_id, index)
+
+
 class PrefixCachingBlockPool(BlockPool):
     """A block pool whose full prompt blocks can be shared by every request with that prefix."""
 
@@ -59,8 +74,8 @@ class PrefixCachingBlockPool(BlockPool):
         self.eviction = eviction
         self.clock = clock
         self._refs = [0] * num_blocks
-        self._key_of: dict[int, int] = {}
-        self._block_of: dict[int, int] = {}
+        self._key_of: dict[int, BlockKey] = {}
+        self._block_of: dict[BlockKey, int] = {}
         self._hits: dict[int, int] = {}
         self._depth: dict[int, int] = {}
         self._evictable: list[tuple[object, int, int]] = []
@@ -80,16 +95,16 @@ class PrefixCachingBlockPool(BlockPool):
         return len(self._evictable_live)
 
     def cached_prefix(self, request: PrefixedRequest) -> PrefixHit:  # type: ignore[override]
-        """The leading keyed blocks found in the cache, leaving at least one token to compute."""
+        """The leading blocks found in the cache, leaving at least one token to compute (as vLLM does)."""
         memo_version, memo_request, memo_tokens, memo_hit = self._memo
         if memo_version == self._version and memo_request is request and memo_tokens == request.num_tokens:
             return memo_hit
         keys = block_keys(request, self.block_size)
-        limit = min(len(keys), (request.num_tokens - 1) // self.block_size)
+        limit = (request.num_tokens - 1) // self.block_size
         block_of, refs = self._block_of, self._refs
         count = reclaimed = 0
         while count < limit:
-            block = block_of.get(keys[count])
+            block = block_of.get(block_key(request, keys, count))
             if block is None:
                 break
             reclaimed += refs[block] == 0
@@ -110,7 +125,7 @@ class PrefixCachingBlockPool(BlockPool):
         owned = self._owned.setdefault(request.request_id, [])
         keys = block_keys(request, self.block_size)
         for index in range(hit.num_blocks):
-            block = self._block_of[keys[index]]
+            block = self._block_of[block_key(request, keys, index)]
             if self._refs[block] == 0:
                 del self._evictable_live[block]
             self._refs[block] += 1
@@ -131,6 +146,22 @@ class PrefixCachingBlockPool(BlockPool):
             self._key_of[block] = key
             self._block_of[key] = block
             self._depth[block] = index
+        self._version += 1
+
+    def keep_for_recompute(self, request: PrefixedRequest, num_computed_tokens: int) -> None:  # type: ignore[override]
+        """`request` is preempted for recompute: key its full blocks of computed tokens that have no
+        prompt identity (its own from then on) so that its readmission finds them unless evicted."""
+        owned = self._owned.get(request.request_id, ())
+        keys = block_keys(request, self.block_size)
+        key_of, block_of, depth = self._key_of, self._block_of, self._depth
+        for index in range(len(keys), min(len(owned), num_computed_tokens // self.block_size)):
+            block = owned[index]
+            key = (request.request_id, index)
+            if block in key_of or key in block_of:
+                continue  # reused from the cache, or an older copy of the same tokens is still findable
+            key_of[block] = key
+            block_of[key] = block
+            depth[block] = index
         self._version += 1
 
     def allocate(self, owner: int, count: int) -> None:

@@ -85,3 +85,22 @@ def test_cached_blocks_are_evicted_least_recently_used_first():
     ]
     run_engine(specs, ConstantCostModel(STEP), num_blocks=4, block_size=16, prefix_caching=True)
     assert [r.num_cached_tokens for r in specs] == [0, 0, 0, 0, 16]
+
+
+@pytest.mark.parametrize("fast_forward", [True, False])
+@pytest.mark.parametrize(("num_blocks", "caching", "cached", "computed"), [
+    (5, True, 4, 1),  # both full blocks of B (prompt and generated tokens) are still cached
+    (4, True, 2, 3),  # A's third block evicted B's deepest one: B recomputes from there
+    (5, False, 0, 5),  # without prefix caching B recomputes everything
+])
+def test_a_request_preempted_for_recompute_reuses_its_own_blocks_unless_evicted(num_blocks, caching, cached, computed,
+                                                                                 fast_forward):
+    # Blocks of 2 tokens. A and B prefill 3 tokens each (.106) and decode one (.208); at .208 both
+    # need a third block, so B (newest) is preempted with 4 computed tokens in 2 full blocks. A
+    # decodes alone (.309) and finishes; B comes back with 5 tokens, at least the last one to compute.
+    cost = ConstantCostModel(STEP, per_token_s=0.001)
+    a, b = Request(0, 0.0, 3, 3), Request(1, 0.0, 3, 3)
+    run_engine([a, b], cost, num_blocks=num_blocks, block_size=2, prefix_caching=caching, fast_forward=fast_forward)
+    assert b.num_preemptions == 1 and a.finish_s == approx(0.309)
+    assert b.num_cached_tokens == cached
+    assert b.finish_s == approx(0.309 + STEP + computed * 0.001)
