@@ -93,10 +93,12 @@ crowded_settings = st.fixed_dictionaries(
         "scheduler_name": st.sampled_from(["vllm", "sjf", "srpt", "edf", "priority"]),
     }
 )
-"""Few requests arriving together into a small pool with small budgets: where displacement fires."""
+"""Few requests arriving together into a small pool with small budgets: where displacement fires.
+Before the fix, a displacement loop showed up here about once in 5,000 examples (so a run of this
+test caught it one time in four), and the regression in tests/policies pins the case it found."""
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(crowded_workloads, crowded_settings, st.booleans())
 def test_preemptive_ordered_schedulers_finish_within_bounded_decisions(specs, options, fast_forward):
     cost_model = ConstantCostModel(0.01)
