@@ -1,9 +1,10 @@
 """The token-budget step with a queue order, optionally preemptive (priority, EDF, SJF, SRPT).
 
-With a non-FCFS order, waiting requests are admitted and running ones served in key order, so
-victims of a memory shortage come from the worst end. A preemptive scheduler also displaces:
-when the best waiting request cannot be admitted for lack of sequence slots or blocks, running
-requests with worse keys are preempted for it, worst first, one step before it is admitted.
+With a non-FCFS order, or any preemptive one, waiting requests are admitted and running ones
+served in key order, so victims of a memory shortage come from the worst end. A preemptive
+scheduler also displaces: when the best waiting request cannot be admitted for lack of sequence
+slots or blocks, running requests with worse keys are preempted for it, worst first, one step
+before it is admitted.
 """
 from __future__ import annotations
 
@@ -35,7 +36,10 @@ class OrderedScheduler(BudgetScheduler):
                  ) -> None:
         super().__init__(params, preemption, rng)
         self.queue = self.build_queue()
-        self._ordered = not isinstance(self.queue, FcfsQueuePolicy)
+        # Displacement compares keys, so a preemptive scheduler admits in key order too: in FCFS's
+        # queue order (preempted first) a displaced request went back in ahead of the one it was
+        # displaced for, took the room again, and the two traded places forever.
+        self._ordered = self.params.preemptive or not isinstance(self.queue, FcfsQueuePolicy)
 
     @abstractmethod
     def build_queue(self) -> QueuePolicy:
@@ -69,7 +73,18 @@ class OrderedScheduler(BudgetScheduler):
         return super().schedule(replica, now)
 
     def _displace(self, replica: ReplicaView, now: float) -> list[RequestView]:
-        """Running requests to preempt so that the best waiting request fits (worse keys only)."""
+        """Running requests to preempt, worst key first, so that the best waiting request fits.
+
+        Only requests whose key is strictly worse than the head's are taken, and only as many as
+        make room for it now (a sequence slot, the blocks of its first chunk and the scheduler's
+        own admission test); if no such set exists, none is preempted. Why this cannot cycle:
+        waiting requests are admitted in key order and admission stops at the first that does
+        not fit, so a displaced request cannot be readmitted before the request it was displaced
+        for; while that head waits nothing is admitted, so every displacement shrinks the running
+        set until the head fits. A request displaced by another can never displace it back, since
+        keys do not change while a request waits and never grow while it runs (SRPT's shrinks; a
+        class_empirical prediction moves only as requests finish).
+        """
         head = next(iter(self.order_waiting(replica, now)))
         head_key = self.queue.key(head, replica, now)
         kv = replica.kv
@@ -78,10 +93,11 @@ class OrderedScheduler(BudgetScheduler):
         free = kv.num_free_blocks
         running = self.order_running(replica, now)
         victims: list[RequestView] = []
-        while running and (len(running) >= self.params.max_num_seqs or need > free):
-            worst = running[-1]
-            if not self.queue.key(worst, replica, now) > head_key:
+        while (len(running) >= self.params.max_num_seqs or need > free
+               or not self.fits_on_admission(head, tokens, free, kv)):
+            if not running or not self.queue.key(running[-1], replica, now) > head_key:
                 return []
-            victims.append(running.pop())
+            worst = running.pop()
+            victims.append(worst)
             free += kv.num_exclusive_blocks(worst)
         return victims

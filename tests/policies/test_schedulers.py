@@ -72,6 +72,24 @@ def test_priority_preempts_a_less_important_running_request():
     assert high2.first_scheduled_s == approx(low2.finish_s) and low2.num_preemptions == 0
 
 
+def test_preemptive_fcfs_lets_the_older_request_displace_the_newer_and_both_finish():
+    # Found by fuzzing: at .2 memory runs out and the `largest` victim order preempts the older
+    # request A, whose earlier arrival then displaces B. FCFS's queue order (preempted first) put
+    # B back in ahead of A; B took A's room with a 4-token chunk of its 5 tokens, was displaced
+    # again, and the two traded places forever. Admitted in key order, A goes first.
+    def run(preemptive):
+        specs = [(0.0, 3, 3), (0.01, 3, 3)]
+        return run_engine(specs, ConstantCostModel(STEP), num_blocks=7, block_size=1,
+                          scheduler={"max_num_seqs": 2, "max_num_batched_tokens": 4, "preemptive": preemptive},
+                          preemption={"victim": "largest"}).requests
+
+    a, b = run(preemptive=True)
+    assert a.num_preemptions == 1 and b.num_preemptions == 1
+    assert a.finish_s == approx(0.4) and b.finish_s == approx(0.6)
+    a_kept_waiting, b_ran_on = run(preemptive=False)
+    assert b_ran_on.num_preemptions == 0 and b_ran_on.finish_s < a_kept_waiting.finish_s
+
+
 def test_edf_admits_the_earliest_ttft_deadline_first():
     late = Request(0, 0.0, 4, 2, ttft_deadline_s=10.0)
     urgent = Request(1, 0.0, 4, 2, ttft_deadline_s=1.0)
