@@ -19,7 +19,6 @@ that tools that expect them find them.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.reporting.json_output import json_text
 
 if TYPE_CHECKING:
     from servesim.sim.reporting.results import RunResult
@@ -130,7 +130,7 @@ def max_concurrent(starts: np.ndarray, ends: np.ndarray) -> int:
 def write_benchmark_serving(result: RunResult, directory: Path) -> None:
     """Write `benchmark_serving.json` for a `RunResult` into `directory`."""
     data = benchmark_serving_result(result.config, result.summary, result.requests, result.token_gaps)
-    (Path(directory) / FILE_NAME).write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    (Path(directory) / FILE_NAME).write_text(json_text(data))
 
 
 def _seconds(values: pd.Series) -> list[float]:

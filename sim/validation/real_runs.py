@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from servesim.hwmodels.strict_parsing import DuplicateKeyError, load_yaml, unique_keys, yaml_problem
 from servesim.sim.errors import UserInputError
 
 REQUEST_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens", "first_token_s", "finish_s")
@@ -200,9 +201,9 @@ def _read_neutral(run_dir: Path) -> RealRun:
         raise RealRunError(f"{run_dir}: engine.yaml (or engine.json) is missing; "
                            "it names the model, hardware and limits")
     try:
-        raw = yaml.safe_load(settings_path.read_text())
+        raw = load_yaml(settings_path.read_text())
     except yaml.YAMLError as exc:
-        raise RealRunError(f"{settings_path}: not valid YAML/JSON ({exc})") from None
+        raise RealRunError(f"{settings_path}: not valid YAML/JSON ({yaml_problem(exc)})") from None
     return RealRun(_run_name(run_dir), _settings(raw, settings_path), _checked(table, path))
 
 
@@ -267,17 +268,21 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
             try:
-                rows.append(json.loads(line))
+                rows.append(json.loads(line, object_pairs_hook=unique_keys))
             except json.JSONDecodeError as exc:
                 raise RealRunError(f"{path}: line {number} is not JSON ({exc.msg})") from None
+            except DuplicateKeyError as exc:
+                raise RealRunError(f"{path}: line {number}: {exc}") from None
     return pd.DataFrame(rows)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
         raise RealRunError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except DuplicateKeyError as exc:
+        raise RealRunError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise RealRunError(f"{path}: must be a JSON object")
     return data

@@ -86,6 +86,22 @@ def test_an_unknown_engine_key_is_named(run_dir: Path, capsys) -> None:
     _check(run_dir, capsys, "engine.yaml", "max_seqs")
 
 
+def test_a_repeated_engine_key_is_named(run_dir: Path, capsys) -> None:
+    text = (run_dir / "engine.yaml").read_text()
+    first_key = text.splitlines()[0].split(":")[0]
+    (run_dir / "engine.yaml").write_text(text + f"{first_key}: again\n")
+    _check(run_dir, capsys, "engine.yaml", first_key)
+
+
+def test_a_repeated_key_in_a_jsonl_request_row_is_named(run_dir: Path, capsys) -> None:
+    table = pd.read_csv(run_dir / "requests.csv")
+    (run_dir / "requests.csv").unlink()
+    lines = table.to_json(orient="records", lines=True).splitlines()
+    lines[1] = lines[1].replace("{", '{"prompt_tokens":1,', 1)
+    (run_dir / "requests.jsonl").write_text("\n".join(lines) + "\n")
+    _check(run_dir, capsys, "requests.jsonl", "line 2", "prompt_tokens")
+
+
 def test_a_gpu_without_a_catalog_entry_says_how_to_replay_it(run_dir: Path, capsys) -> None:
     text = (run_dir / "engine.yaml").read_text().replace("hardware: RTXPRO6000", "hardware: Imaginary GPU 9000")
     (run_dir / "engine.yaml").write_text(text)

@@ -30,19 +30,10 @@ from servesim.sim.reporting.output_target import (
     read_manifest,
     resolve_target,
 )
+from tests.bad_inputs.test_output_side import SMALL
 
 DRIVER = Path(__file__).with_name("output_driver.py")
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = {
-    "name": "small",
-    "workload": {
-        "arrival": {"process": "poisson", "rate": 5.0},
-        "prompt_tokens": {"dist": "uniform", "min": 50, "max": 200},
-        "output_tokens": {"dist": "uniform", "min": 5, "max": 20},
-        "num_requests": 20,
-    },
-    "output": {"plots": False},
-}
 
 
 @pytest.fixture
