@@ -46,6 +46,7 @@ def run_engine(
     router: str = "round_robin",
     seed: int = 0,
     lockstep: bool = False,
+    async_scheduling: bool = False,
 ) -> EngineRun:
     """Serve requests given as (arrival_s, prompt_tokens, output_tokens) or as Request objects.
 
@@ -65,7 +66,7 @@ def run_engine(
         else:
             kv = BlockPool(num_blocks, block_size)
         setup = ReplicaSetup(kv, BlockPool(host_blocks, block_size), max_model_len, swap_block_s, fast_forward,
-                             lockstep=group)
+                             async_scheduling=async_scheduling, lockstep=group)
         cluster.add_replica(
             Replica(env, replica_id, sched, cost_model, setup, metrics, cluster.next_arrival_s, cluster.request_done)
         )

@@ -10,7 +10,7 @@ from servesim.hwmodels import BatchShape, ConstantCostModel, ParallelPlan, Roofl
 from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel
 from servesim.sim.engine.dp_group import DP_SYNC_S, DUMMY_BATCH, LockstepPricing, RankPlan, padded_to
 from servesim.sim.engine.overheads import EngineOverheadCostModel
-from servesim.sim.engine.request import RequestState
+from servesim.sim.engine.request import Request, RequestState
 from tests.sim.engine_harness import run_engine
 
 COST = ConstantCostModel(0.01, 0.001)
@@ -103,9 +103,11 @@ engine_settings = st.fixed_dictionaries({
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(workloads, engine_settings, st.floats(0.001, 0.05), st.floats(0, 0.001))
-def test_lockstep_loses_no_request_conserves_blocks_and_aligns_every_step(specs, options, fixed_s, per_token_s):
+@given(workloads, engine_settings, st.floats(0.001, 0.05), st.floats(0, 0.001), st.booleans())
+def test_lockstep_loses_no_request_conserves_blocks_and_aligns_every_step(specs, options, fixed_s, per_token_s,
+                                                                          async_scheduling):
     cost = ConstantCostModel(fixed_s, per_token_s)
+    options = {**options, "async_scheduling": async_scheduling}
     run = run_engine(specs, cost, lockstep=True, record_iterations=True, **options)
     for request in run.requests:
         assert request.state in (RequestState.FINISHED, RequestState.REJECTED)
@@ -120,3 +122,15 @@ def test_lockstep_loses_no_request_conserves_blocks_and_aligns_every_step(specs,
         assert start >= end - 1e-12  # ranks' steps coincide or follow one another, never overlap
     again = run_engine(specs, cost, lockstep=True, record_iterations=True, **options)
     assert [r.finish_s for r in again.requests] == [r.finish_s for r in run.requests]
+
+
+def test_a_scheduler_that_interrupts_iterations_runs_whole_steps_in_a_lockstep_group() -> None:
+    """No rank can leave a lockstep step early, so FlowPrefill never interrupts: the urgent arrival
+    goes to idle rank 1 (running dummy batches beside rank 0's 1 s prefill) and starts at that step's end."""
+    slow = Request(0, 0.0, 1000, 2, ttft_deadline_s=100.0)
+    urgent = Request(1, 0.25, 100, 2, ttft_deadline_s=0.6)
+    run = run_engine([slow, urgent], ConstantCostModel(0.0, 0.001), scheduler_name="flowprefill", replicas=2,
+                     router="least_outstanding", lockstep=True)
+    assert run.cluster.replicas[0].num_interrupts == 0
+    assert slow.first_token_s == pytest.approx(1.0 + DP_SYNC_S)
+    assert urgent.replica_id == 1 and urgent.first_scheduled_s == pytest.approx(1.0 + DP_SYNC_S)
