@@ -40,6 +40,7 @@ class DataParallelExpertCostModel(CostModel):
         self.ranks = ranks
         self.exchange_tokens_per_token = ep / experts_per_token
         self._swap_memo: dict[int, tuple[float, float, float]] = {}
+        self._gathered_memo: dict[int, tuple[float, float]] = {}
 
     def _swap(self, num_tokens: int) -> tuple[float, float, float]:
         """(local moe_experts s, expert-parallel moe_experts s, all-to-all s) for a rank's `num_tokens`.
@@ -48,13 +49,29 @@ class DataParallelExpertCostModel(CostModel):
         found = self._swap_memo.get(num_tokens)
         if found is None:
             mine = self.local.breakdown(BatchShape((num_tokens,), (0,))).by_operator()
-            tokens = num_tokens * self.ranks
-            gathered = self.experts.breakdown(BatchShape((tokens,), (0,))).by_operator()
-            as_exchanged = max(1, round(tokens * self.exchange_tokens_per_token))
-            exchange = self.experts.breakdown(BatchShape((as_exchanged,), (0,))).by_operator()
-            found = (mine.get("moe_experts", 0.0), gathered.get("moe_experts", 0.0), exchange.get("ep_all_to_all", 0.0))
+            found = (mine.get("moe_experts", 0.0), *self._gathered(num_tokens * self.ranks))
             self._swap_memo[num_tokens] = found
         return found
+
+    def _gathered(self, tokens: int) -> tuple[float, float]:
+        """(expert-parallel moe_experts s, all-to-all s) when the ranks together gather `tokens`."""
+        found = self._gathered_memo.get(tokens)
+        if found is None:
+            experts = self.experts.breakdown(BatchShape((tokens,), (0,))).by_operator()
+            as_exchanged = max(1, round(tokens * self.exchange_tokens_per_token))
+            exchange = self.experts.breakdown(BatchShape((as_exchanged,), (0,))).by_operator()
+            found = (experts.get("moe_experts", 0.0), exchange.get("ep_all_to_all", 0.0))
+            self._gathered_memo[tokens] = found
+        return found
+
+    def regathered_s(self, num_tokens: int, gathered_tokens: int) -> float:
+        """Seconds to add to `iteration_time` of a rank's `num_tokens` batch when the ranks gather
+        `gathered_tokens` in all rather than `ranks` x `num_tokens` (unequal, unpadded batches)."""
+        if num_tokens < 1 or gathered_tokens == num_tokens * self.ranks:
+            return 0.0
+        _, assumed, assumed_exchange = self._swap(num_tokens)
+        actual, actual_exchange = self._gathered(gathered_tokens)
+        return actual + actual_exchange - assumed - assumed_exchange
 
     def _delta(self, num_tokens: int) -> float:
         if num_tokens < 1:

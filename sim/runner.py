@@ -27,6 +27,7 @@ from servesim.policies import PolicyError, create_policy, validate_params
 from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from servesim.sim import __version__
 from servesim.sim.engine.cluster import ClosedLoop, Cluster
+from servesim.sim.engine.dp_group import DataParallelGroup, lockstep_group
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
@@ -200,11 +201,12 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
             closed_loop = ClosedLoop(config.workload.clients.concurrency,
                                      think_times(config.workload, len(requests), random_stream(config.seed, 7)))
         cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
+        lockstep = lockstep_group(env, prepared.cost_model)
         for replica_id in range(config.cluster.replicas):
             rng = random_stream(config.seed, 4, replica_id)
             preemption = _policy(config.preemption, "preemption", rng)
             scheduler = _policy(config.scheduler, "scheduler", rng, preemption=preemption)
-            setup = _replica_setup(prepared, env, rng)
+            setup = _replica_setup(prepared, env, rng, lockstep)
             cluster.add_replica(
                 Replica(env, replica_id, scheduler, prepared.cost_model, setup, metrics, cluster.next_arrival_s,
                         cluster.request_done)
@@ -227,6 +229,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         "engine_steps": sum(r.num_engine_steps for r in cluster.replicas),
         "interrupts": sum(r.num_interrupts for r in cluster.replicas),
     }
+    if lockstep is not None:
+        summary["engine"]["dp_lockstep"] = lockstep.describe()
     summary["memory"] = {"kv_blocks_per_replica": prepared.capacity.num_blocks, **prepared.capacity.as_dict()}
     summary["cache"] = _cache_summary(table, cluster)
     summary["run"] = {
@@ -257,7 +261,8 @@ def _policy(spec: PolicySpec, kind: str, rng: np.random.Generator, **collaborato
     return create_policy(kind, spec.name, spec.params(), rng=rng, **collaborators)
 
 
-def _replica_setup(prepared: PreparedRun, env: simpy.Environment, rng: np.random.Generator) -> ReplicaSetup:
+def _replica_setup(prepared: PreparedRun, env: simpy.Environment, rng: np.random.Generator,
+                   lockstep: DataParallelGroup | None) -> ReplicaSetup:
     config = prepared.config
     capacity = prepared.capacity
     block_size = config.memory.block_size
@@ -269,7 +274,8 @@ def _replica_setup(prepared: PreparedRun, env: simpy.Environment, rng: np.random
     swap_block_s = capacity.block_bytes / (prepared.hardware.host_link_gbps * 1e9)
     return ReplicaSetup(kv, BlockPool(capacity.swap_blocks, block_size), prepared.max_model_len, swap_block_s,
                         config.simulation.fast_forward,
-                        async_scheduling=config.engine.async_scheduling and config.cost_model.kind != "constant")
+                        async_scheduling=config.engine.async_scheduling and config.cost_model.kind != "constant",
+                        lockstep=lockstep)
 
 
 def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:

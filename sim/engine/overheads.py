@@ -55,7 +55,8 @@ class EngineOverheadCostModel(CostModel):
             return num_decodes
         return int(sizes[np.searchsorted(sizes, num_decodes)])
 
-    def _padded(self, batch: BatchShape) -> BatchShape:
+    def graph_padded(self, batch: BatchShape) -> BatchShape:
+        """`batch` as it runs: a decode-only batch padded to its captured graph size."""
         if not len(self.capture_sizes) or not batch.num_entries:
             return batch
         if any(n != 1 for n in batch.new_tokens) or min(batch.context_lens) < 1:
@@ -70,13 +71,13 @@ class EngineOverheadCostModel(CostModel):
         return self.per_iteration_s + self.per_sequence_s * num_entries
 
     def breakdown(self, batch: BatchShape) -> IterationCost:
-        kernels = self.inner.breakdown(self._padded(batch)).operators
+        kernels = self.inner.breakdown(self.graph_padded(batch)).operators
         cpu = (OperatorTime("engine_cpu_iteration", 1, self.per_iteration_s),
                OperatorTime("engine_cpu_sequences", batch.num_entries, self.per_sequence_s))
         return IterationCost(kernels + cpu)
 
     def iteration_time(self, batch: BatchShape) -> float:
-        return self.inner.iteration_time(self._padded(batch)) + self._cpu_s(batch.num_entries)
+        return self.inner.iteration_time(self.graph_padded(batch)) + self._cpu_s(batch.num_entries)
 
     def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
         extra = self.padded_size(len(contexts)) - len(contexts)

@@ -32,6 +32,7 @@ from servesim.sim.engine.bookkeeping import (
     retire,
 )
 from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
+from servesim.sim.engine.dp_group import DataParallelGroup, RankPlan
 from servesim.sim.engine.iteration import Iteration
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.request import INFINITY, Request, RequestState
@@ -60,6 +61,8 @@ class ReplicaSetup:
     fast_forward: bool = True
     async_scheduling: bool = False
     """Plan each step while the previous one runs (vLLM >= 0.14): an arrival waits one extra step."""
+    lockstep: DataParallelGroup | None = None
+    """The data-parallel group whose ranks step together (no fast-forward, no interrupted iterations)."""
 
 
 class Replica:
@@ -87,9 +90,12 @@ class Replica:
         self.metrics = metrics
         self.next_arrival_s = next_arrival_s
         self.on_done = on_done
-        self.fast_forward = setup.fast_forward and scheduler.stable_under_decode
+        self._lockstep = setup.lockstep
+        self._rank = setup.lockstep.join() if setup.lockstep is not None else 0
+        self.fast_forward = setup.fast_forward and scheduler.stable_under_decode and setup.lockstep is None
         self._fast_forward_needs_empty_queue = not scheduler.stable_while_waiting
-        self._interruptible = type(scheduler).interrupt is not SchedulerPolicy.interrupt
+        self._interruptible = (type(scheduler).interrupt is not SchedulerPolicy.interrupt
+                               and setup.lockstep is None)
         self.async_scheduling = setup.async_scheduling and not self._interruptible
         self._staged: list[Request] = []
         """Arrivals during the running step: with async scheduling the next step was planned without them."""
@@ -170,8 +176,7 @@ class Replica:
             if not self._running and not self.waiting:
                 if self._promote_staged():
                     continue
-                yield self._sleep(None)
-                self._wake = None
+                yield from self._idle(None)
                 continue
             decision = checked_schedule(self.scheduler, self.view, self._checker, env.now)
             promoted = self._promote_staged()
@@ -185,8 +190,7 @@ class Replica:
                     self._note_idle(env.now)
                 if not decision.padding:
                     if not decision.preempted and not promoted:
-                        yield self._sleep(decision.wake_at)
-                        self._wake = None
+                        yield from self._idle(decision.wake_at)
                     continue
             else:
                 self._idle_decisions = 0
@@ -204,6 +208,13 @@ class Replica:
                     self.num_iterations += steps
                     continue
             shape = BatchShape(news, contexts)
+            if self._lockstep is not None:
+                began = env.now
+                yield from self._lockstep.step(self._rank, RankPlan(shape, swap_s))
+                self._apply(Iteration(entries, shape, env.now - began, began, began_s=began))
+                self.num_iterations += 1
+                self._stepping = False
+                continue
             total_s = swap_s + self.cost_model.iteration_time(shape)
             iteration = Iteration(entries, shape, total_s, env.now, began_s=env.now)
             if self._interruptible:
@@ -243,6 +254,14 @@ class Replica:
                 f"{self.kv.num_blocks} KV blocks free), so the run could never finish; its parameters may never admit "
                 "them with this KV pool (e.g. a reservation larger than the pool), or the policy has a bug",
             )
+
+    def _idle(self, wake_at: float | None) -> Generator[simpy.Event, None, None]:
+        """Sleep until an arrival, `wake_at` or the next timeout; a lockstep rank then waits for the step boundary."""
+        if self._lockstep is None:
+            yield self._sleep(wake_at)
+        else:
+            yield from self._lockstep.rest(self._sleep(wake_at))
+        self._wake = None
 
     def _sleep(self, wake_at: float | None) -> simpy.Event:
         """An event that fires on the next arrival, or at `wake_at` or the next timeout."""

@@ -94,7 +94,8 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
     if settings.ep > 1:
         notes.append(f"EP{settings.ep} across the {settings.dp} DP ranks is not modelled by default: "
                      "each replica prices every expert; --set cluster.parallel.ep_across_replicas=true "
-                     "prices the experts at EP over the ranks, but without the ranks' lockstep "
+                     "splits the experts over the ranks and steps them in lockstep, which replays the "
+                     "shipped DP x EP run less closely while mixed steps are priced short "
                      "(README, Validating against real runs)")
     has_hashes = "prefix_hashes" in run.requests.columns
     prefix_caching = settings.prefix_caching is not False and has_hashes  # on by default in vLLM's v1 engine

@@ -54,3 +54,18 @@ def test_a_decode_stretch_equals_pricing_step_by_step(contexts: list[int], steps
     ones = (1,) * len(contexts)
     by_step = [model.iteration_time(BatchShape(ones, tuple(c + k for c in contexts))) for k in range(steps)]
     np.testing.assert_allclose(stretch, by_step, rtol=1e-9)
+
+
+def test_regathering_prices_the_experts_at_the_tokens_the_ranks_really_gathered() -> None:
+    """A rank of 300 tokens beside one of 20 gathers 320, not 2 x 300: the correction swaps the
+    expert and exchange times of 600 gathered tokens for those of 320."""
+    model, _, experts = composed()
+    batch = BatchShape((300,), (0,))
+    corrected = model.iteration_time(batch) + model.regathered_s(300, 320)
+    at_320 = experts.breakdown(BatchShape((320,), (0,))).by_operator()["moe_experts"]
+    at_600 = experts.breakdown(BatchShape((600,), (0,))).by_operator()["moe_experts"]
+    exchange_320 = model.breakdown(BatchShape((160,), (0,))).by_operator()["ep_all_to_all"]
+    exchange_600 = model.breakdown(batch).by_operator()["ep_all_to_all"]
+    assert corrected == pytest.approx(model.iteration_time(batch) + at_320 - at_600 + exchange_320 - exchange_600)
+    assert corrected < model.iteration_time(batch)
+    assert model.regathered_s(300, 600) == 0.0 and model.regathered_s(0, 5) == 0.0

@@ -9,6 +9,7 @@ import simpy
 from servesim.hwmodels import CostModel
 from servesim.policies import create_policy
 from servesim.sim.engine.cluster import Cluster
+from servesim.sim.engine.dp_group import DataParallelGroup, LockstepPricing
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
 from servesim.sim.engine.replica import Replica, ReplicaSetup
@@ -22,6 +23,7 @@ class EngineRun:
     cluster: Cluster
     metrics: MetricsRecorder
     end_s: float
+    lockstep: DataParallelGroup | None = None
 
 
 def run_engine(
@@ -43,13 +45,18 @@ def run_engine(
     eviction: str = "lru",
     router: str = "round_robin",
     seed: int = 0,
+    lockstep: bool = False,
+    async_scheduling: bool = False,
 ) -> EngineRun:
-    """Serve requests given as (arrival_s, prompt_tokens, output_tokens) or as Request objects."""
+    """Serve requests given as (arrival_s, prompt_tokens, output_tokens) or as Request objects.
+
+    `lockstep`: the replicas are the data-parallel ranks of one engine, stepping together."""
     env = simpy.Environment()
     metrics = MetricsRecorder(record_iterations=record_iterations)
     requests = [s if isinstance(s, Request) else Request(i, *s) for i, s in enumerate(specs)]
     rng = np.random.default_rng(seed)
     cluster = Cluster(env, create_policy("router", router, {}, rng=rng), requests, metrics)
+    group = DataParallelGroup(env, LockstepPricing(cost_model)) if lockstep else None
     for replica_id in range(replicas):
         pre = create_policy("preemption", preemption_name, preemption or {}, rng=rng)
         sched = create_policy("scheduler", scheduler_name, scheduler or {}, preemption=pre, rng=rng)
@@ -58,9 +65,10 @@ def run_engine(
                                         lambda: env.now)
         else:
             kv = BlockPool(num_blocks, block_size)
-        setup = ReplicaSetup(kv, BlockPool(host_blocks, block_size), max_model_len, swap_block_s, fast_forward)
+        setup = ReplicaSetup(kv, BlockPool(host_blocks, block_size), max_model_len, swap_block_s, fast_forward,
+                             async_scheduling=async_scheduling, lockstep=group)
         cluster.add_replica(
             Replica(env, replica_id, sched, cost_model, setup, metrics, cluster.next_arrival_s, cluster.request_done)
         )
     env.run()
-    return EngineRun(requests, cluster, metrics, env.now)
+    return EngineRun(requests, cluster, metrics, env.now, group)

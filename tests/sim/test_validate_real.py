@@ -134,8 +134,10 @@ def test_a_dp_ep_run_says_how_to_split_the_experts_over_its_ranks(tmp_path: Path
     assert any("ep_across_replicas=true" in note for note in notes)
     split = ReplayOptions(hardware="rtx-pro-6000", model="qwen3-30b-a3b",
                           overrides=["cluster.parallel.ep_across_replicas=true"])
-    described = replay(run, split, tmp_path).result.summary["run"]["cost_model"]
-    assert described["expert_parallel_across_replicas"]["ranks"] == 2
+    summary = replay(run, split, tmp_path).result.summary
+    assert summary["run"]["cost_model"]["expert_parallel_across_replicas"]["ranks"] == 2
+    lockstep = summary["engine"]["dp_lockstep"]  # the ranks step together
+    assert lockstep["ranks"] == 2 and 0 < lockstep["steps"] <= summary["engine"]["iterations"]
 
 
 def _mappable_runs() -> list[Path]:
