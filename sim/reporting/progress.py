@@ -129,7 +129,7 @@ class ProgressReporter:
         elapsed = self.clock() - self.started
         finished = f"finished in {format_duration(elapsed)}:"
         if self.mode is ProgressMode.BAR:
-            self._draw(f"{self._prefix()}{self._bar(1.0)} {finished} {self._numbers(elapsed, 'done')}")
+            self._draw(f"{self._bar_prefix()}{self._bar(1.0)} {finished} {self._numbers(elapsed, 'done')}")
             self.stream.write("\n")
         else:
             self.stream.write(f"{self._prefix()}{finished} {self._numbers(elapsed, 'requests done')}\n")
@@ -146,7 +146,8 @@ class ProgressReporter:
         share = self.extent.fraction(self.num_done, self.now)
         eta = f"eta {format_duration(elapsed * (1 - share) / share)}" if share > 0 else "eta ?"
         if self.mode is ProgressMode.BAR:
-            self._draw(f"{self._prefix()}{self._bar(share)} {share:.1%} {self._numbers(elapsed, 'done')}, {eta}")
+            # eta first: a narrow terminal cuts the line's end
+            self._draw(f"{self._bar_prefix()}{self._bar(share)} {share:.1%} {eta}, {self._numbers(elapsed, 'done')}")
         else:
             self.stream.write(f"{self._prefix()}{share:.1%} {self._numbers(elapsed, 'requests done')}, {eta}\n")
         self.stream.flush()
@@ -154,6 +155,9 @@ class ProgressReporter:
 
     def _prefix(self) -> str:
         return f"progress ({self.label}): " if self.label else "progress: "
+
+    def _bar_prefix(self) -> str:
+        return f"{self.label}: " if self.label else ""
 
     def _numbers(self, elapsed: float, done: str) -> str:
         """Simulated time, requests done and requests per wall second."""

@@ -174,12 +174,12 @@ def test_in_a_terminal_the_bar_is_redrawn_in_place_after_its_delay(monkeypatch) 
     text = stream.getvalue()
     assert "\n" not in text
     draws = text.split("\r")[1:]
-    assert draws and all(d.startswith("progress: [") for d in draws)
+    assert draws and all(d.startswith("[") for d in draws)
     assert stream.line_times == []
-    assert draws[-1] == ("progress: [#########...........] 45.0% sim 50.0/100.0 s, 400/1,000 done, 100 req/s, "
-                         "eta 4.9 s")  # 45%: the mean of 50 of 100 s and 400 of 1,000 done
+    assert draws[-1] == ("[#########...........] 45.0% eta 4.9 s, sim 50.0/100.0 s, 400/1,000 done, "
+                         "100 req/s")  # 45%: the mean of 50 of 100 s and 400 of 1,000 done
     report.finish()
-    assert stream.getvalue() == text + ("\rprogress: [####################] finished in 4.0 s: sim 50.0/100.0 s, "
+    assert stream.getvalue() == text + ("\r[####################] finished in 4.0 s: sim 50.0/100.0 s, "
                                         "400/1,000 done, 100 req/s\n")
     first_draw = 100.0 + BAR_DELAY_S
     assert len(draws) <= (clock.now - first_draw) / progress.BAR_REFRESH_S + 1
@@ -295,7 +295,7 @@ def test_simrun_run_in_a_terminal_draws_a_bar(tmp_path, monkeypatch, slow_clock)
     monkeypatch.setattr("sys.stderr", terminal)
     assert main(["run", str(config_file(tmp_path, SMALL)), "-o", str(tmp_path / "r")]) == 0
     text = terminal.getvalue()
-    assert text.startswith("\rprogress: [") and text.endswith("\n") and text.count("\n") == 1
+    assert text.startswith("\r[") and text.endswith("\n") and text.count("\n") == 1
 
 
 def test_variants_and_goodput_probes_are_labelled(tmp_path, capsys, slow_clock) -> None:
