@@ -82,6 +82,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     from servesim.sim.reporting.output_dir import claim_output
     from servesim.sim.reporting.output_target import resolve_target
 
+    progress = options_from_args(args)
     out = args.output if args.output is not None else str(Path("results") / f"{args.config.stem}_fidelity")
     target = resolve_target(out, args.overwrite)
     _require_torch()
@@ -90,8 +91,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
 
     with claim_output(target, args.overwrite) as claim:
         with claim.staging("fidelity", f"{args.config.resolve()} {args.overrides}") as staging:
-            request = FidelityRequest(args.config, staging, tuple(args.overrides), args.quick,
-                                      options_from_args(args))
+            request = FidelityRequest(args.config, staging, tuple(args.overrides), args.quick, progress)
             report = fidelity(request)
     print("\n".join(summary_lines(report)))
     print(f"report: {target.shown}")

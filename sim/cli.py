@@ -161,10 +161,10 @@ def _run(args: argparse.Namespace) -> int:
     from servesim.sim.reporting.results import write_claimed_results
     from servesim.sim.runner import prepare, run_extent, simulate
 
+    progress = options_from_args(args)
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     config, base_dir = load_config(args.config, overrides)
     target = _output_target(args.output, config, args.overwrite)
-    progress = options_from_args(args)
     if config.variants:
         return _run_variants(config, base_dir, target, args, progress)
     prepared = prepare(config, base_dir)
@@ -228,6 +228,7 @@ def _goodput(args: argparse.Namespace) -> int:
     from servesim.sim.experiment.loading import load_config, variant_configs
     from servesim.sim.goodput import check_search, max_goodput
 
+    progress = options_from_args(args)
     config, base_dir = load_config(args.config, args.overrides)
     configs = variant_configs(config, str(args.config)) if config.variants else {config.name: config}
     for variant in configs.values():
@@ -238,8 +239,8 @@ def _goodput(args: argparse.Namespace) -> int:
         def report(scale: float, offered: float, attainment: float, name: str = name) -> None:
             print(f"  {name}: scale {scale:.3f} ({offered:,.2f} req/s offered) -> attainment {attainment:.1%}")
 
-        found = max_goodput(variant, base_dir, args.low, args.high, args.tolerance, report,
-                            options_from_args(args), name if len(configs) > 1 else "").best
+        found = max_goodput(variant, base_dir, args.low, args.high, args.tolerance, report, progress,
+                            name if len(configs) > 1 else "").best
         best[name] = found
         shown = (f"{found[1]:,.2f} req/s (scale {found[0]:.3f})" if found
                  else f"below the lowest scale tried ({args.low})")
@@ -255,13 +256,14 @@ def _validate_real(args: argparse.Namespace) -> int:
     from servesim.sim.validation.real_runs import read_run
     from servesim.sim.validation.replay import ReplayOptions, replay, report, write_replay
 
+    progress = options_from_args(args)
     run = read_run(args.run_dir)
     options = ReplayOptions(args.model, args.hardware, args.cost_model, list(args.overrides))
     default = Path("results/validate-real") / run.name.replace("/", "-")
     target = resolve_target(args.output if args.output is not None else default, args.overwrite)
     with claim_output(target, args.overwrite) as claim:
         with tempfile.TemporaryDirectory() as work:
-            replayed = replay(run, options, Path(work), options_from_args(args))
+            replayed = replay(run, options, Path(work), progress)
         write_replay(replayed, claim)
     print(report(replayed))
     print(f"results: {target.shown}")

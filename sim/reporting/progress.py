@@ -23,6 +23,8 @@ from typing import TextIO
 
 import simpy
 
+from servesim.sim.errors import UserInputError
+
 ProgressCallback = Callable[[int, float], None]
 """`progress(num_done, now)`: requests finished or rejected so far, and the simulated time."""
 
@@ -217,23 +219,18 @@ def add_progress_flags(command: argparse.ArgumentParser) -> None:
     """`--quiet` (alias `--no-progress`) and `--progress-interval`, for a command that simulates."""
     command.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
                          help="no progress bar (terminal) and no progress lines (pipe or log) on stderr")
-    command.add_argument("--progress-interval", type=_interval, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
+    command.add_argument("--progress-interval", type=float, default=DEFAULT_INTERVAL_S, metavar="SECONDS",
                          help=f"wall seconds between progress lines when stderr is not a terminal "
                               f"(default {DEFAULT_INTERVAL_S:g})")
 
 
 def options_from_args(args: argparse.Namespace) -> ProgressOptions:
-    return progress_options(args.quiet, args.progress_interval)
-
-
-def _interval(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, e.g. 30, got {text!r}")
-    return value
+    """The options of a command's flags; a command asks for them before it does any work."""
+    interval_s = args.progress_interval
+    if not (math.isfinite(interval_s) and interval_s > 0):
+        raise UserInputError(f"--progress-interval: expected the wall seconds between two progress lines, a number "
+                             f"> 0, e.g. --progress-interval 30; got {interval_s}")
+    return progress_options(args.quiet, interval_s)
 
 
 def run_with_heartbeat(env: simpy.Environment, beat: Callable[[], None], every: int = EVENTS_PER_BEAT) -> None:
