@@ -54,3 +54,15 @@ def test_fidelity_report_reads_a_validate_real_directory(tmp_path, capsys) -> No
     assert "figures within their targets" in printed
     assert "no per-request comparison" not in printed
     assert len(outputs(executed, "image/png")) == 3  # CDFs, request by request, errors against targets
+
+
+def test_run_analysis_reads_a_run_where_every_request_was_rejected(tmp_path, capsys) -> None:
+    too_long = {"name": "rejected", "memory": {"max_model_len": 1000}, "output": {"plots": False},
+                "workload": {"arrival": {"rate": 5.0}, "prompt_tokens": {"dist": "fixed", "value": 2000},
+                             "output_tokens": {"dist": "fixed", "value": 10}, "num_requests": 10}}
+    config = tmp_path / "rejected.json"
+    config.write_text(json.dumps(too_long))
+    assert main(["run", str(config), "-o", str(tmp_path / "run"), "--quiet"]) == 0
+    capsys.readouterr()
+    executed = execute_notebook(NOTEBOOKS / "run_analysis.ipynb", {"SERVESIM_RESULTS": tmp_path / "run"})
+    assert "10 requests: 0 finished, 10 rejected" in "".join(outputs(executed, "stream"))
