@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from servesim.sim.errors import UserInputError
+from servesim.sim.reporting.progress import add_progress_flags, options_from_args
 
 INSTALL_HINT = "pip install -e '.[profile]'"
 
@@ -24,7 +25,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     profile.add_argument("--dtype", choices=("fp32", "bf16", "fp16"), help="format to time in (default: the model's)")
     profile.add_argument("--threads", type=int, help="CPU threads (default 1; recorded in the tables)")
     profile.add_argument("-o", "--output", required=True, help="directory to write the tables into")
-    profile.add_argument("--no-progress", action="store_true", help="never show the progress bar")
+    profile.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+                         help="no progress bar")
     profile.add_argument("--debug", action="store_true", help="show tracebacks")
     profile.set_defaults(handler=run_profile)
 
@@ -37,7 +39,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     fidelity.add_argument("--overwrite", action=argparse.BooleanOptionalAction, default=True,
                           help="replace an earlier servesim report directory (default); --no-overwrite refuses it")
     fidelity.add_argument("--quick", action="store_true", help="profile on the tiny grid when profiling is needed")
-    fidelity.add_argument("--no-progress", action="store_true", help="never show the progress bar")
+    add_progress_flags(fidelity)
     fidelity.add_argument("--debug", action="store_true", help="show tracebacks")
     fidelity.set_defaults(handler=run_fidelity)
 
@@ -66,7 +68,7 @@ def run_profile(args: argparse.Namespace) -> int:
         raise UserInputError(f"--tp {args.tp!r}: expected comma-separated integers, e.g. 1,2,4") from None
     request = ProfileRequest(args.model, args.device, tps, args.quick, args.hardware, args.dtype, args.threads)
     try:
-        profile(request, path, progress=not args.no_progress and sys.stderr.isatty())
+        profile(request, path, progress=not args.quiet and sys.stderr.isatty())
     except ValueError as exc:
         raise UserInputError(str(exc)) from None
     except OSError as exc:
@@ -80,6 +82,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
     from servesim.sim.reporting.output_dir import claim_output
     from servesim.sim.reporting.output_target import resolve_target
 
+    progress = options_from_args(args)
     out = args.output if args.output is not None else str(Path("results") / f"{args.config.stem}_fidelity")
     target = resolve_target(out, args.overwrite)
     _require_torch()
@@ -88,8 +91,7 @@ def run_fidelity(args: argparse.Namespace) -> int:
 
     with claim_output(target, args.overwrite) as claim:
         with claim.staging("fidelity", f"{args.config.resolve()} {args.overrides}") as staging:
-            request = FidelityRequest(args.config, staging, tuple(args.overrides), args.quick,
-                                      not args.no_progress and sys.stderr.isatty())
+            request = FidelityRequest(args.config, staging, tuple(args.overrides), args.quick, progress)
             report = fidelity(request)
     print("\n".join(summary_lines(report)))
     print(f"report: {target.shown}")

@@ -25,7 +25,8 @@ from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.config import EngineConfig, ExperimentConfig
 from servesim.sim.experiment.loading import load_config
 from servesim.sim.reporting.json_output import json_text
-from servesim.sim.runner import PreparedRun, prepare, simulate
+from servesim.sim.reporting.progress import QUIET, ProgressMode, ProgressOptions
+from servesim.sim.runner import PreparedRun, prepare, run_extent, simulate
 
 REFERENCE_ENGINE = EngineConfig(version="none", async_scheduling=False, cuda_graphs=False, api_server=False)
 """The reference engine steps synchronously, eagerly, with no API server: the simulation must too."""
@@ -37,7 +38,8 @@ class FidelityRequest:
     out_dir: Path
     overrides: tuple[str, ...] = ()
     quick: bool = False
-    progress: bool = True
+    progress: ProgressOptions = QUIET
+    """The simulation's progress; profiling shows its own bar when this is a terminal bar."""
 
 
 def run_fidelity(request: FidelityRequest) -> dict[str, Any]:
@@ -52,7 +54,7 @@ def run_fidelity(request: FidelityRequest) -> dict[str, Any]:
     if config.cost_model.kind != "table" or config.cost_model.tables is None:
         tables = (out / "tables").resolve()
         profile(ProfileRequest(prepared.model.name, device_name, (1,), request.quick, prepared.hardware.name),
-                tables, request.progress)
+                tables, request.progress.mode is ProgressMode.BAR)
         config = _with_tables(config, tables)
         prepared = prepare(config, base_dir)
     metadata = prepared.cost_model.tables.metadata  # type: ignore[attr-defined]
@@ -64,7 +66,8 @@ def run_fidelity(request: FidelityRequest) -> dict[str, Any]:
         config.scheduler.params(), prepared.cost_model, config.scheduler.name,
         (config.preemption.name, config.preemption.params()), prepared.max_model_len, config.seed,
     )
-    simulated = simulate(prepared)
+    with request.progress.reporter(run_extent(prepared), "simulator") as callback:
+        simulated = simulate(prepared, callback)
     table = iteration_table(iterations, prepared.cost_model)
     measured, engine_requests = engine_latencies(requests)
     report = {

@@ -12,10 +12,9 @@ import sys
 import threading
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from servesim.hwmodels.errors import CatalogError
 from servesim.policies import PolicyError
@@ -24,6 +23,7 @@ from servesim.sim import __version__
 from servesim.sim.errors import UserInputError
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.reporting.output_target import OutputTarget
+from servesim.sim.reporting.progress import ProgressOptions, add_progress_flags, options_from_args
 from servesim.traces.errors import TraceError
 
 EXIT_USER_ERROR = 2
@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", help="results directory (default: output.dir or results/<name>)")
     _add_overwrite_flag(run)
     run.add_argument("--seed", type=int, help="override the experiment seed")
-    run.add_argument("--no-progress", action="store_true", help="never show the progress bar")
+    add_progress_flags(run)
     run.add_argument("--debug", action="store_true", help="show tracebacks")
     run.set_defaults(handler=_run)
 
@@ -111,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     goodput.add_argument("--high", type=float, default=4.0, help="highest rate scale tried")
     goodput.add_argument("--tolerance", type=float, default=0.02,
                          help="stop when the bracket is this narrow (relative)")
+    add_progress_flags(goodput)
     goodput.add_argument("--debug", action="store_true", help="show tracebacks")
     goodput.set_defaults(handler=_goodput)
 
@@ -124,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     real.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                       help="override a key of the replay's experiment, e.g. --set engine.async_scheduling=false")
     _add_overwrite_flag(real)
+    add_progress_flags(real)
     real.add_argument("--debug", action="store_true", help="show tracebacks")
     real.set_defaults(handler=_validate_real)
 
@@ -157,39 +159,39 @@ def _run(args: argparse.Namespace) -> int:
     from servesim.sim.reporting.headline import headline
     from servesim.sim.reporting.output_dir import claim_output
     from servesim.sim.reporting.results import write_claimed_results
-    from servesim.sim.runner import prepare, simulate
+    from servesim.sim.runner import prepare, run_extent, simulate
 
+    progress = options_from_args(args)
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     config, base_dir = load_config(args.config, overrides)
     target = _output_target(args.output, config, args.overwrite)
-    show = not args.no_progress and sys.stderr.isatty()
     if config.variants:
-        return _run_variants(config, base_dir, target, args, show)
+        return _run_variants(config, base_dir, target, args, progress)
     prepared = prepare(config, base_dir)
     with claim_output(target, args.overwrite) as claim:
-        with _progress_bar(len(prepared.workload), show) as progress:
-            result = simulate(prepared, progress)
+        with progress.reporter(run_extent(prepared)) as callback:
+            result = simulate(prepared, callback)
         write_claimed_results(claim, result, plots=config.output.plots)
     print(headline(result.summary, Path(target.shown)))
     return 0
 
 
 def _run_variants(config: ExperimentConfig, base_dir: Path, target: OutputTarget, args: argparse.Namespace,
-                  show: bool) -> int:
+                  progress: ProgressOptions) -> int:
     """Run every variant (all checked before the first starts), then write and compare them."""
     from servesim.sim.experiment.loading import variant_configs
     from servesim.sim.experiment.variants import comparison_json, comparison_table
     from servesim.sim.reporting.json_output import json_text
     from servesim.sim.reporting.output_dir import claim_output
     from servesim.sim.reporting.results import config_yaml, write_run_files
-    from servesim.sim.runner import prepare, simulate
+    from servesim.sim.runner import prepare, run_extent, simulate
 
     prepared = {name: prepare(c, base_dir) for name, c in variant_configs(config, str(args.config)).items()}
     with claim_output(target, args.overwrite) as claim:
         results = {}
         for name, run in prepared.items():
-            with _progress_bar(len(run.workload), show, f"variant {name}") as progress:
-                results[name] = simulate(run, progress)
+            with progress.reporter(run_extent(run), f"variant {name}") as callback:
+                results[name] = simulate(run, callback)
         summaries = {name: result.summary for name, result in results.items()}
         with claim.staging("variants", config_yaml(config)) as staging:
             for name, result in results.items():
@@ -199,34 +201,6 @@ def _run_variants(config: ExperimentConfig, base_dir: Path, target: OutputTarget
     print(comparison_table(summaries, config.claim))
     print(f"results: {target.shown}")
     return 0
-
-
-class _progress_bar:
-    """A tqdm bar that appears only for runs longer than two seconds."""
-
-    def __init__(self, total: int, enabled: bool, label: str = "simulating") -> None:
-        self.total = total
-        self.enabled = enabled
-        self.label = label
-        self.bar: Any = None  # a tqdm bar while entered (tqdm is imported lazily)
-
-    def __enter__(self) -> Callable[[int, float], None] | None:
-        if not self.enabled:
-            return None
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=self.total, unit="req", delay=2.0, mininterval=0.5, desc=self.label)
-        bar = self.bar
-
-        def update(num_done: int, now: float) -> None:
-            bar.update(num_done - bar.n)
-            bar.set_postfix_str(f"sim t={now:,.1f}s", refresh=False)
-
-        return update
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -254,6 +228,7 @@ def _goodput(args: argparse.Namespace) -> int:
     from servesim.sim.experiment.loading import load_config, variant_configs
     from servesim.sim.goodput import check_search, max_goodput
 
+    progress = options_from_args(args)
     config, base_dir = load_config(args.config, args.overrides)
     configs = variant_configs(config, str(args.config)) if config.variants else {config.name: config}
     for variant in configs.values():
@@ -264,7 +239,8 @@ def _goodput(args: argparse.Namespace) -> int:
         def report(scale: float, offered: float, attainment: float, name: str = name) -> None:
             print(f"  {name}: scale {scale:.3f} ({offered:,.2f} req/s offered) -> attainment {attainment:.1%}")
 
-        found = max_goodput(variant, base_dir, args.low, args.high, args.tolerance, report).best
+        found = max_goodput(variant, base_dir, args.low, args.high, args.tolerance, report, progress,
+                            name if len(configs) > 1 else "").best
         best[name] = found
         shown = (f"{found[1]:,.2f} req/s (scale {found[0]:.3f})" if found
                  else f"below the lowest scale tried ({args.low})")
@@ -280,13 +256,14 @@ def _validate_real(args: argparse.Namespace) -> int:
     from servesim.sim.validation.real_runs import read_run
     from servesim.sim.validation.replay import ReplayOptions, replay, report, write_replay
 
+    progress = options_from_args(args)
     run = read_run(args.run_dir)
     options = ReplayOptions(args.model, args.hardware, args.cost_model, list(args.overrides))
     default = Path("results/validate-real") / run.name.replace("/", "-")
     target = resolve_target(args.output if args.output is not None else default, args.overwrite)
     with claim_output(target, args.overwrite) as claim:
         with tempfile.TemporaryDirectory() as work:
-            replayed = replay(run, options, Path(work))
+            replayed = replay(run, options, Path(work), progress)
         write_replay(replayed, claim)
     print(report(replayed))
     print(f"results: {target.shown}")

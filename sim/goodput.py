@@ -14,7 +14,8 @@ from pathlib import Path
 from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.config import ExperimentConfig, ObjectivesConfig, SloConfig
 from servesim.sim.experiment.loading import validate_config
-from servesim.sim.runner import prepare, simulate
+from servesim.sim.reporting.progress import QUIET, ProgressOptions
+from servesim.sim.runner import prepare, run_extent, simulate
 
 
 @dataclass
@@ -64,8 +65,12 @@ def max_goodput(
     high: float = 4.0,
     tolerance: float = 0.02,
     on_probe: Callable[[float, float, float], None] | None = None,
+    progress: ProgressOptions = QUIET,
+    label: str = "",
 ) -> GoodputSearch:
     """Bisect the rate scale (relative to the config's own) between `low` and `high`.
+
+    Each probe's simulation shows its progress as `progress` says, labelled `label` and its scale.
 
     Stops when the bracket is narrower than `tolerance` (relative). If `low` already misses
     the target or `high` still meets it, the search reports that bracket end and stops.
@@ -78,7 +83,8 @@ def max_goodput(
         data = config.model_dump(mode="json", exclude={"variants", "claim"}, exclude_none=True)
         data["workload"]["rate_scale"] = base_scale * scale
         prepared = prepare(validate_config(data), base_dir)
-        summary = simulate(prepared).summary
+        with progress.reporter(run_extent(prepared), f"{label} scale {scale:.3f}".lstrip()) as callback:
+            summary = simulate(prepared, callback).summary
         arrivals = prepared.workload["arrival_s"]
         offered = len(arrivals) / float(arrivals.iloc[-1]) if float(arrivals.iloc[-1]) > 0 else float("inf")
         attainment = summary["slo"]["attainment"]

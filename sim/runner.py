@@ -39,6 +39,7 @@ from servesim.sim.experiment.classes import ServiceClass, assign_classes, servic
 from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
 from servesim.sim.experiment.workload import build_workload, think_times, to_requests
 from servesim.sim.reporting.metrics import MetricsRecorder
+from servesim.sim.reporting.progress import RunExtent, run_with_heartbeat
 from servesim.sim.reporting.results import RunResult, request_table
 from servesim.sim.reporting.steady_state import steady_state
 from servesim.sim.reporting.summary import summarize, summarize_classes
@@ -186,7 +187,11 @@ def random_stream(seed: int, *key: int) -> np.random.Generator:
 
 
 def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | None = None) -> RunResult:
-    """Run the discrete-event simulation to completion and collect its results."""
+    """Run the discrete-event simulation to completion and collect its results.
+
+    `progress(num_done, now)`, if given, is called on every finished request and every few
+    thousand events (see `servesim.sim.reporting.progress`); it never changes the results.
+    """
     config = prepared.config
     started = time.perf_counter()
     env = simpy.Environment()
@@ -213,7 +218,10 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
             )
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
-    env.run()
+    if progress is None:
+        env.run()
+    else:
+        run_with_heartbeat(env, lambda: progress(cluster.num_done, env.now))
     _check_invariants(requests, cluster)
     if prepared.api is not None and prepared.api.stream_out_s:
         _stream_out(requests, prepared.api.stream_out_s)
@@ -246,6 +254,14 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     }
     return RunResult(config, summary, table, metrics.replica_series(), metrics.system_series(),
                      metrics.iterations() if config.output.iterations else None, token_gaps)
+
+
+def run_extent(prepared: PreparedRun) -> RunExtent:
+    """What a run will simulate, for its progress: the number of requests and the last arrival."""
+    workload = prepared.workload
+    closed_loop = prepared.config.workload.clients is not None
+    last_arrival_s = None if closed_loop or workload.empty else float(workload["arrival_s"].iloc[-1])
+    return RunExtent(len(workload), last_arrival_s)
 
 
 def _stream_out(requests: list[Request], stream_out_s: float) -> None:
@@ -320,4 +336,4 @@ def run_experiment(config: ExperimentConfig, base_dir: Path = Path("."),
     return simulate(prepare(config, base_dir), progress)
 
 
-__all__ = ["PreparedRun", "RunResult", "prepare", "run_experiment", "simulate"]
+__all__ = ["PreparedRun", "RunResult", "prepare", "run_experiment", "run_extent", "simulate"]

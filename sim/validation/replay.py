@@ -22,6 +22,7 @@ from servesim.hwmodels.tables.shipped import list_shipped
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.reporting.json_output import json_text
 from servesim.sim.reporting.output_dir import ResultsClaim
+from servesim.sim.reporting.progress import QUIET, ProgressOptions
 from servesim.sim.reporting.results import RunResult, config_yaml, write_run_files
 from servesim.sim.validation.compare import comparison, format_table, write_cdf_plot
 from servesim.sim.validation.real_runs import RealRun, RealRunError
@@ -133,15 +134,17 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
     return config, notes
 
 
-def replay(run: RealRun, options: ReplayOptions, work_dir: Path) -> Replay:
+def replay(run: RealRun, options: ReplayOptions, work_dir: Path, progress: ProgressOptions = QUIET) -> Replay:
     """Simulate `run` with its trace written into `work_dir`; compare with the real timings."""
     from servesim.sim.experiment.loading import apply_overrides, validate_config
-    from servesim.sim.runner import prepare, simulate
+    from servesim.sim.runner import prepare, run_extent, simulate
 
     mapping, notes = replay_config(run, options)
     config = validate_config(apply_overrides(mapping, options.overrides), f"validate-real {run.name}")
     write_trace(run, work_dir / TRACE_FILE)
-    result = simulate(prepare(config, work_dir))
+    prepared = prepare(config, work_dir)
+    with progress.reporter(run_extent(prepared)) as callback:
+        result = simulate(prepared, callback)
     return Replay(run, config, result, comparison(run.requests, result.requests), notes)
 
 
