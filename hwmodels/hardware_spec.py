@@ -6,7 +6,7 @@ rates in TFLOPS (1e12 FLOP/s, dense), latency in microseconds.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from servesim.hwmodels.dtypes import DTYPE_BYTES
@@ -82,6 +82,15 @@ class HardwareSpec:
                 f"hardware {self.name!r} has no peak rate for {dtype!r}; it lists {sorted(self.peak_tflops)}"
             )
         return self.peak_tflops[dtype] * 1e12
+
+    def with_link(self, gbps: float | None, latency_us: float | None) -> HardwareSpec:
+        """This device in a box whose devices talk over another link (a user's measured or recorded
+        interconnect); the given link replaces the entry's, peer links included."""
+        if gbps is None and latency_us is None:
+            return self
+        return replace(self, intra_node_link_gbps=self.intra_node_link_gbps if gbps is None else gbps,
+                       link_latency_us=self.link_latency_us if latency_us is None else latency_us,
+                       peer_link_gbps=None if gbps is not None else self.peer_link_gbps)
 
     def collective_bytes_per_s(self, num_devices: int) -> float:
         """Per-direction bandwidth one device gets in a collective over `num_devices` in the node."""
