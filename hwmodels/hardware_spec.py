@@ -31,6 +31,11 @@ class HardwareSpec:
     curves (`hwmodels.efficiency`); `efficiency_source` says which. A device outside those
     families (the CPU) gives flat `compute_efficiency` / `memory_efficiency` shares of peak.
 
+    `gemm_compute_efficiency` (by format) is a documented achieved share of peak for large GEMMs
+    on this very device; it replaces the family curve's share for its GEMM-priced kernels, for a
+    GPU without kernel tables whose family's share does not transfer (the ada curves come from the
+    power-limited L40S; the RTX 4090 runs bf16 at half rate and reaches nearly its peak).
+
     `peer_link_gbps` is set for full-mesh topologies (MI300X): each peer is reached over one link
     of that bandwidth, so a collective over n devices gets at most n-1 of them.
     """
@@ -49,6 +54,7 @@ class HardwareSpec:
     peer_link_gbps: float | None = None
     compute_efficiency: float | None = None
     memory_efficiency: float | None = None
+    gemm_compute_efficiency: Mapping[str, float] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         problems = [
@@ -66,6 +72,9 @@ class HardwareSpec:
             for key in ("compute_efficiency", "memory_efficiency")
             if getattr(self, key) is not None and not 0 < getattr(self, key) <= 1
         ]
+        problems += [f"gemm_compute_efficiency.{dtype} must be a known format with a share in (0, 1], got {share}"
+                     for dtype, share in (self.gemm_compute_efficiency or {}).items()
+                     if dtype not in DTYPE_BYTES or not 0 < share <= 1]
         problems += [f"peak_tflops.{dtype}: unknown format (known: {sorted(DTYPE_BYTES)})"
                      for dtype in self.peak_tflops if dtype not in DTYPE_BYTES]
         problems += [f"peak_tflops.{dtype} must be > 0, got {rate}"
