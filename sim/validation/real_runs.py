@@ -142,8 +142,7 @@ def _vllm_settings(meta: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "cudagraph_capture_sizes": compilation.get("cudagraph_capture_sizes"),
         "prefix_caching": kv.get("enable_prefix_caching"),
         "link_gbps": cluster.get("link_bw"),
-        "link_latency_us": cluster["link_latency"] / 1000 if isinstance(cluster.get("link_latency"), int | float)
-        else None,
+        "link_latency_us": None if cluster.get("link_latency") is None else cluster["link_latency"] / 1000,
     }
     return {key: value for key, value in settings.items() if value is not None}
 
@@ -180,7 +179,16 @@ def _cluster(run_dir: Path) -> dict[str, Any]:
     """LLMServingSim's description of the run's box (`config.json` beside the run; empty if absent):
     the GPU label and the link between the GPUs (`link_bw` GB/s, `link_latency` ns)."""
     path = run_dir / "config.json"
-    return _read_json(path) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    cluster = _read_json(path)
+    for key in ("link_bw", "link_latency"):
+        value = cluster.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+                                  or (key == "link_bw" and value == 0)):
+            raise RealRunError(f"{path}: `{key}` must be a positive number ({'GB/s' if key == 'link_bw' else 'ns'}), "
+                               f"got {value!r}; fix it or remove the key to keep the catalog's link")
+    return cluster
 
 
 def _hardware_from_cluster(cluster: dict[str, Any]) -> str | None:

@@ -34,3 +34,25 @@ def test_a_bad_link_in_a_real_runs_engine_yaml_exits_2(tmp_path, capsys):
                                  "--hardware", "l40s"], capsys)
     assert_user_error(outcome, "engine.yaml", "link_gbps")
     assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("cluster, fragment", [
+    ([1, 2], "must be a JSON object"),
+    ({"link_bw": 0}, "`link_bw` must be a positive number"),
+    ({"link_bw": 16, "link_latency": "fast"}, "`link_latency` must be a positive number"),
+])
+def test_a_bad_link_in_config_json_names_the_file_and_key(tmp_path, capsys, cluster, fragment):
+    import json
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    row = {"input_toks": 100, "output_toks": 3, "queued_ts": 500.0, "first_token_ts": 500.25, "last_token_ts": 500.45}
+    (run_dir / "vllm_requests.jsonl").write_text(json.dumps(row) + "\n")
+    meta = {"model": "Qwen/Qwen3-32B", "engine_kwargs": {"tensor_parallel_size": 2},
+            "hardware": {"device_name": "RTXPRO6000"}}
+    (run_dir / "vllm_meta.json").write_text(json.dumps(meta))
+    (run_dir / "config.json").write_text(json.dumps(cluster))
+    before = tree(tmp_path)
+    outcome = simrun_in_process(["validate-real", str(run_dir), "-o", str(tmp_path / "out")], capsys)
+    assert_user_error(outcome, "config.json", fragment)
+    assert tree(tmp_path) == before
