@@ -6,7 +6,7 @@ rates in TFLOPS (1e12 FLOP/s, dense), latency in microseconds.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from servesim.hwmodels.dtypes import DTYPE_BYTES
@@ -31,6 +31,11 @@ class HardwareSpec:
     curves (`hwmodels.efficiency`); `efficiency_source` says which. A device outside those
     families (the CPU) gives flat `compute_efficiency` / `memory_efficiency` shares of peak.
 
+    `gemm_compute_efficiency` (by format) is a documented achieved share of peak for large GEMMs
+    on this very device; it replaces the family curve's share for its GEMM-priced kernels, for a
+    GPU without kernel tables whose family's share does not transfer (the ada curves come from the
+    power-limited L40S; the RTX 4090 runs bf16 at half rate and reaches nearly its peak).
+
     `peer_link_gbps` is set for full-mesh topologies (MI300X): each peer is reached over one link
     of that bandwidth, so a collective over n devices gets at most n-1 of them.
     """
@@ -49,6 +54,7 @@ class HardwareSpec:
     peer_link_gbps: float | None = None
     compute_efficiency: float | None = None
     memory_efficiency: float | None = None
+    gemm_compute_efficiency: Mapping[str, float] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         problems = [
@@ -66,6 +72,9 @@ class HardwareSpec:
             for key in ("compute_efficiency", "memory_efficiency")
             if getattr(self, key) is not None and not 0 < getattr(self, key) <= 1
         ]
+        problems += [f"gemm_compute_efficiency.{dtype} must be a known format with a share in (0, 1], got {share}"
+                     for dtype, share in (self.gemm_compute_efficiency or {}).items()
+                     if dtype not in DTYPE_BYTES or not 0 < share <= 1]
         problems += [f"peak_tflops.{dtype}: unknown format (known: {sorted(DTYPE_BYTES)})"
                      for dtype in self.peak_tflops if dtype not in DTYPE_BYTES]
         problems += [f"peak_tflops.{dtype} must be > 0, got {rate}"
@@ -82,6 +91,15 @@ class HardwareSpec:
                 f"hardware {self.name!r} has no peak rate for {dtype!r}; it lists {sorted(self.peak_tflops)}"
             )
         return self.peak_tflops[dtype] * 1e12
+
+    def with_link(self, gbps: float | None, latency_us: float | None) -> HardwareSpec:
+        """This device in a box whose devices talk over another link (a user's measured or recorded
+        interconnect); the given link replaces the entry's, peer links included."""
+        if gbps is None and latency_us is None:
+            return self
+        return replace(self, intra_node_link_gbps=self.intra_node_link_gbps if gbps is None else gbps,
+                       link_latency_us=self.link_latency_us if latency_us is None else latency_us,
+                       peer_link_gbps=None if gbps is not None else self.peer_link_gbps)
 
     def collective_bytes_per_s(self, num_devices: int) -> float:
         """Per-direction bandwidth one device gets in a collective over `num_devices` in the node."""

@@ -102,7 +102,14 @@ class RooflineCostModel(CostModel):
         family = family_curves(self.hardware.name)
         if family is not None:
             self.efficiency_source = family.source
-            return lambda kind, dtype: family.curve(kind, dtype).with_efficiencies(*overrides)
+            measured = self.hardware.gemm_compute_efficiency or {}
+
+            def curve(kind: str, dtype: str) -> EfficiencyCurve:
+                fitted = family.curve(kind, dtype)
+                if kind == "gemm" and dtype in measured:
+                    fitted = fitted.with_efficiencies(measured[dtype], None)
+                return fitted.with_efficiencies(*overrides)
+            return curve
         compute, memory = self.hardware.compute_efficiency, self.hardware.memory_efficiency
         if compute is None or memory is None:
             raise CatalogError(

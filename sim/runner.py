@@ -157,6 +157,8 @@ def _cost_model(
         return ConstantCostModel(spec.iteration_s, spec.per_token_s)
     overhead_s = DEFAULT_ITERATION_OVERHEAD_S if spec.iteration_overhead_s is None else spec.iteration_overhead_s
     cluster = config.cluster
+    own_link = spec.link_gbps is not None or spec.link_latency_us is not None
+    hardware = hardware.with_link(spec.link_gbps, spec.link_latency_us)
 
     def kernels(plan: ParallelPlan) -> CostModel:
         roofline = RooflineCostModel(model, hardware, plan, iteration_overhead_s=overhead_s,
@@ -164,7 +166,8 @@ def _cost_model(
                                      memory_efficiency=spec.memory_efficiency)
         if spec.kind == "table":
             return _lookup("cost_model.tables", lambda: table_cost_model(
-                spec.tables, base_dir, model, hardware, plan, roofline, spec.source, spec.moe_distribution
+                spec.tables, base_dir, model, hardware, plan, roofline, spec.source, spec.moe_distribution,
+                measured_collectives=not own_link,
             ))
         return roofline
 

@@ -54,12 +54,15 @@ class TableCostModel(CostModel):
     `label` names the tables in messages and in the run summary (a directory, or the shipped
     tables' name). The roofline (default: the hardware entry's efficiencies) prices what the
     tables lack and sets the trend outside their grids. `moe_distribution` picks the measured
-    token distribution across experts (the nearest measured one when the tables lack it).
+    token distribution across experts (the nearest measured one when the tables lack it). Without
+    `measured_collectives` the tables' collectives are set aside and the roofline prices them on
+    the hardware's link (a box with another interconnect than the one that measured them).
     """
 
     def __init__(
         self, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan, tables: TableSet, label: str,
         roofline: RooflineCostModel | None = None, moe_distribution: str = "balanced",
+        measured_collectives: bool = True,
     ) -> None:
         _check_match(tables, model, hardware, plan, label)
         if moe_distribution not in MOE_DISTRIBUTIONS:
@@ -68,6 +71,7 @@ class TableCostModel(CostModel):
         self.tables, self.label, self.plan, self.model = tables, label, plan, model
         self.moe_distribution = moe_distribution
         self.moe_distribution_used: str | None = None
+        self.measured_collectives = measured_collectives
         self.roofline = roofline or RooflineCostModel(model, hardware, plan)
         self.ops = self.roofline.ops
         self._layers = model.num_layers
@@ -141,7 +145,8 @@ class TableCostModel(CostModel):
 
     def _load_curves(self, frame: Any) -> dict[str, Curve]:
         curves = {}
-        for name in {op.name for op in self.ops.token_ops(1) + self.ops.entry_ops(1)} - {OVERHEAD_OPERATOR}:
+        skipped = {OVERHEAD_OPERATOR} | (set() if self.measured_collectives else set(COLLECTIVE_OPERATORS))
+        for name in {op.name for op in self.ops.token_ops(1) + self.ops.entry_ops(1)} - skipped:
             rows = self._rows(frame, name)
             if len(rows):
                 size = "num_bytes" if name in COLLECTIVE_OPERATORS else "num_tokens"
@@ -438,6 +443,9 @@ class TableCostModel(CostModel):
                             for name, what in sorted(self.out_of_grid.items())},
             "out_of_grid_calls": sum(self.out_of_grid_calls.values()),
             "moe_distribution": self.moe_distribution_used,
+            "collectives": "tables" if self.measured_collectives else "roofline on the link",
+            "link_gbps": self.roofline.hardware.intra_node_link_gbps,
+            "link_latency_us": self.roofline.hardware.link_latency_us,
             "iteration_overhead_s": ("tables: by batch entries" if self._overhead
                                      else self.roofline.iteration_overhead_s),
             "prefill_chunk_overhead_s": self.chunk_overhead_s,

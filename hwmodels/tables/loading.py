@@ -16,10 +16,11 @@ from servesim.hwmodels.tables.shipped import load_shipped
 def table_cost_model(
     tables: str | None, base_dir: Path, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan,
     roofline: RooflineCostModel, source: str | None = None, moe_distribution: str = "balanced",
+    measured_collectives: bool = True,
 ) -> TableCostModel:
     """`tables` is a directory relative to `base_dir` (the config file's folder), or None for the
     shipped tables of `hardware` and `model` (from `source`, or the first source by precedence);
-    `roofline` prices what the tables lack."""
+    `roofline` prices what the tables lack (and the collectives without `measured_collectives`)."""
     if tables is None:
         table_set, label = load_shipped(hardware.name, model.name, source, plan.tp)
     elif source is not None:
@@ -28,4 +29,4 @@ def table_cost_model(
         path = Path(tables)
         path = path if path.is_absolute() else base_dir / path
         table_set, label = read_tables(path), str(path)
-    return TableCostModel(model, hardware, plan, table_set, label, roofline, moe_distribution)
+    return TableCostModel(model, hardware, plan, table_set, label, roofline, moe_distribution, measured_collectives)

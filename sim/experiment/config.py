@@ -88,6 +88,16 @@ class CostModelConfig(Section):
     memory_efficiency: float | None = Field(
         None, gt=0, le=1, description="roofline: share of peak memory bandwidth reached (default: the hardware entry's)"
     )
+    link_gbps: float | None = Field(
+        None, gt=0, description="roofline, table: bandwidth (GB/s per direction) of the link between a replica's "
+        "devices (default: the hardware entry's); with tables, setting it or link_latency_us prices the "
+        "collectives on this link by the ring formulas instead of from the tables' measured collectives, which "
+        "describe the box that measured them"
+    )
+    link_latency_us: float | None = Field(
+        None, ge=0, description="roofline, table: latency of that link per collective step (default: the hardware "
+        "entry's); see link_gbps"
+    )
     iteration_s: float = Field(0.01, gt=0, description="constant: seconds per iteration")
     per_token_s: float = Field(0.0, ge=0, description="constant: extra seconds per new token in the batch")
 

@@ -58,6 +58,9 @@ class EngineSettings(BaseModel):
     async_scheduling: bool | None = Field(None, description="whether the engine scheduled one step ahead")
     cudagraph_capture_sizes: list[int] | None = Field(None, description="decode batch sizes with captured graphs")
     prefix_caching: bool | None = Field(None, description="whether the engine reused cached prompt prefixes")
+    link_gbps: float | None = Field(None, gt=0, description="bandwidth (GB/s per direction) of the link between "
+                                    "the run's GPUs, as recorded for its box")
+    link_latency_us: float | None = Field(None, ge=0, description="latency of that link per collective step")
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ def _vllm_settings(meta: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     resolved = meta.get("resolved_config") or {}
     scheduler = resolved.get("scheduler_config") or {}
     compilation = resolved.get("compilation_config") or {}
-    hardware = (meta.get("hardware") or {}).get("device_name") or _hardware_from_cluster(run_dir)
+    cluster = _cluster(run_dir)
+    hardware = (meta.get("hardware") or {}).get("device_name") or _hardware_from_cluster(cluster)
     dp = int(kwargs.get("data_parallel_size") or 1)
     settings = {
         "model": meta.get("model") or kwargs.get("model"),
@@ -137,6 +141,8 @@ def _vllm_settings(meta: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "async_scheduling": scheduler.get("async_scheduling"),
         "cudagraph_capture_sizes": compilation.get("cudagraph_capture_sizes"),
         "prefix_caching": kv.get("enable_prefix_caching"),
+        "link_gbps": cluster.get("link_bw"),
+        "link_latency_us": None if cluster.get("link_latency") is None else cluster["link_latency"] / 1000,
     }
     return {key: value for key, value in settings.items() if value is not None}
 
@@ -169,12 +175,25 @@ def block_hashes(token_ids: list[int], block_size: int) -> tuple[int, ...]:
     return tuple(hashes)
 
 
-def _hardware_from_cluster(run_dir: Path) -> str | None:
-    """The GPU label of LLMServingSim's config.json beside the run, if there is one."""
+def _cluster(run_dir: Path) -> dict[str, Any]:
+    """LLMServingSim's description of the run's box (`config.json` beside the run; empty if absent):
+    the GPU label and the link between the GPUs (`link_bw` GB/s, `link_latency` ns)."""
     path = run_dir / "config.json"
     if not path.is_file():
-        return None
-    for node in _read_json(path).get("nodes", []):
+        return {}
+    cluster = _read_json(path)
+    for key in ("link_bw", "link_latency"):
+        value = cluster.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0
+                                  or (key == "link_bw" and value == 0)):
+            raise RealRunError(f"{path}: `{key}` must be a positive number ({'GB/s' if key == 'link_bw' else 'ns'}), "
+                               f"got {value!r}; fix it or remove the key to keep the catalog's link")
+    return cluster
+
+
+def _hardware_from_cluster(cluster: dict[str, Any]) -> str | None:
+    """The GPU label of LLMServingSim's cluster description, if it names one."""
+    for node in cluster.get("nodes", []):
         for instance in node.get("instances", []):
             if instance.get("hardware"):
                 return str(instance["hardware"])

@@ -113,6 +113,12 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
         memory["gpu_memory_utilization"] = settings.gpu_memory_utilization
     if settings.max_model_len is not None:
         memory["max_model_len"] = settings.max_model_len
+    cost_model: dict[str, Any] = {"kind": kind}
+    if settings.link_gbps is not None or settings.link_latency_us is not None:
+        cost_model.update(link_gbps=settings.link_gbps, link_latency_us=settings.link_latency_us)
+        if settings.tp > 1 or settings.ep > 1:
+            notes.append(f"TP and EP collectives priced on the run's recorded link ({settings.link_gbps} GB/s, "
+                         f"{settings.link_latency_us} us latency), not from measured collectives")
     engine: dict[str, Any] = {"api_server": False}
     if settings.async_scheduling is not None:
         engine["async_scheduling"] = settings.async_scheduling
@@ -122,7 +128,7 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
         "name": run.name.replace("/", "-"),
         "model": model,
         "hardware": hardware,
-        "cost_model": {"kind": kind},
+        "cost_model": cost_model,
         "cluster": {"replicas": settings.dp, "parallel": {"tp": settings.tp}, "router": {"name": "least_outstanding"}},
         "scheduler": scheduler,
         "memory": memory,
