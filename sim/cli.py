@@ -24,6 +24,7 @@ from servesim.sim import __version__
 from servesim.sim.errors import UserInputError
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.reporting.output_target import OutputTarget
+from servesim.sim.sweep.command import add_command as add_sweep_command
 from servesim.traces.errors import TraceError
 
 EXIT_USER_ERROR = 2
@@ -129,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="show catalog models and hardware and registered policies")
     listing.set_defaults(handler=_list)
+    add_sweep_command(sub)
     add_profile_commands(sub)
     return parser
 

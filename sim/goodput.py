@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servesim.sim.errors import ConfigError
+from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.config import ExperimentConfig, ObjectivesConfig, SloConfig
 from servesim.sim.experiment.loading import validate_config
-from servesim.sim.runner import prepare, simulate
+from servesim.sim.sweep.points import PointOutcome, PointTask, run_point
 
 
 @dataclass
@@ -24,6 +24,8 @@ class GoodputSearch:
     target: float
     probes: list[tuple[float, float, float]] = field(default_factory=list)
     """(rate scale, offered requests/s, attainment) of every run, in order."""
+    outcomes: list[PointOutcome] = field(default_factory=list)
+    """Every probe as the sweep runner returned it (its whole summary), in order."""
 
     @property
     def best(self) -> tuple[float, float, float] | None:
@@ -77,12 +79,15 @@ def max_goodput(
     def probe(scale: float) -> bool:
         data = config.model_dump(mode="json", exclude={"variants", "claim"}, exclude_none=True)
         data["workload"]["rate_scale"] = base_scale * scale
-        prepared = prepare(validate_config(data), base_dir)
-        summary = simulate(prepared).summary
-        arrivals = prepared.workload["arrival_s"]
-        offered = len(arrivals) / float(arrivals.iloc[-1]) if float(arrivals.iloc[-1]) > 0 else float("inf")
-        attainment = summary["slo"]["attainment"]
+        name = f"probe{len(search.probes):02d}"
+        outcome = run_point(PointTask(name, validate_config(data), str(base_dir), files=False))
+        if outcome.error is not None or outcome.summary is None:
+            failure = ConfigError if outcome.user_error else EngineInvariantError
+            raise failure(f"goodput probe at rate scale {scale:.4g}: {outcome.error}")
+        offered = outcome.offered_requests_per_s
+        attainment = outcome.summary["slo"]["attainment"]
         search.probes.append((scale, offered, attainment))
+        search.outcomes.append(outcome)
         if on_probe is not None:
             on_probe(scale, offered, attainment)
         return attainment >= search.target
