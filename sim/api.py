@@ -20,7 +20,7 @@ from servesim.sim.runner import prepare, simulate
 if TYPE_CHECKING:
     import pandas as pd
 
-    from servesim.sim.sweep.backends import Backend
+    from servesim.sim.sweeps.backends import Backend
 
 ConfigSource = ExperimentConfig | Mapping[str, Any] | str | os.PathLike[str]
 Overrides = Iterable[str] | Mapping[str, Any]
@@ -90,7 +90,7 @@ def sweep(
     """Run every point of the config's `sweep:` block into `output` (resuming an earlier run of the
     same sweep there) and return its table, as `simrun sweep` does. `jobs=None` uses every CPU;
     `jobs=1` runs in this process (so policies registered in a notebook are found)."""
-    from servesim.sim.sweep.run import run_sweep
+    from servesim.sim.sweeps.run import run_sweep
 
     resolved = load_config(config, overrides)
     return run_sweep(resolved, _base_dir(config, base_dir), output, jobs=jobs, backend=backend, address=address).table

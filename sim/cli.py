@@ -24,7 +24,7 @@ from servesim.sim import __version__
 from servesim.sim.errors import UserInputError
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.reporting.output_target import OutputTarget
-from servesim.sim.sweep.command import add_command as add_sweep_command
+from servesim.sim.sweeps.command import add_command as add_sweep_command
 from servesim.traces.errors import TraceError
 
 EXIT_USER_ERROR = 2

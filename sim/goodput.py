@@ -14,7 +14,7 @@ from pathlib import Path
 from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.config import ExperimentConfig, ObjectivesConfig, SloConfig
 from servesim.sim.experiment.loading import validate_config
-from servesim.sim.sweep.points import PointOutcome, PointTask, run_point
+from servesim.sim.sweeps.points import PointOutcome, PointTask, run_point
 
 
 @dataclass

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from servesim.sim.sweep.progress import SweepProgress
+from servesim.sim.sweeps.progress import SweepProgress
 
 if TYPE_CHECKING:
-    from servesim.sim.sweep.table import PointRow
+    from servesim.sim.sweeps.table import PointRow
 
 EXIT_POINTS_FAILED = 1
 
@@ -40,7 +40,7 @@ def add_command(sub: Any) -> None:
 def run_command(args: argparse.Namespace) -> int:
     from servesim.sim.experiment.loading import load_config
     from servesim.sim.reporting.output_target import check_directory_name
-    from servesim.sim.sweep.run import run_sweep
+    from servesim.sim.sweeps.run import run_sweep
 
     config, base_dir = load_config(args.config, args.overrides)
     output = args.output if args.output is not None else config.output.dir

@@ -13,7 +13,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Literal
 
 from servesim.sim.errors import UserInputError
-from servesim.sim.sweep.points import PointOutcome, PointTask, describe_error, run_point
+from servesim.sim.sweeps.points import PointOutcome, PointTask, describe_error, run_point
 
 Backend = Literal["local", "ray"]
 BACKENDS: tuple[Backend, ...] = ("local", "ray")

@@ -28,7 +28,7 @@ from servesim.sim.reporting.json_output import finite_or_none, json_text
 from servesim.sim.reporting.output_dir import claim_output
 from servesim.sim.reporting.output_target import MARKER, OutputError, check_location, resolve_target
 from servesim.sim.reporting.results import config_yaml
-from servesim.sim.sweep.points import PointOutcome
+from servesim.sim.sweeps.points import PointOutcome
 
 SWEEP_FILE = "sweep.yaml"
 TABLE_FILE = "sweep.parquet"

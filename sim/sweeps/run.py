@@ -19,8 +19,8 @@ from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.experiment.sweep_points import SweepPoint, expand_sweep, swept_columns
 from servesim.sim.reporting.output_target import resolve_target
-from servesim.sim.sweep.backends import Backend, run_tasks
-from servesim.sim.sweep.output import (
+from servesim.sim.sweeps.backends import Backend, run_tasks
+from servesim.sim.sweeps.output import (
     SWEEP_FILE,
     TABLE_FILE,
     SweepDirectory,
@@ -32,9 +32,9 @@ from servesim.sim.sweep.output import (
     write_atomically,
     write_point,
 )
-from servesim.sim.sweep.points import PointOutcome, PointTask
-from servesim.sim.sweep.progress import SweepProgress
-from servesim.sim.sweep.table import PointRow, sweep_table, write_table
+from servesim.sim.sweeps.points import PointOutcome, PointTask
+from servesim.sim.sweeps.progress import SweepProgress
+from servesim.sim.sweeps.table import PointRow, sweep_table, write_table
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from servesim.sim.sweep.table import PointRow
+    from servesim.sim.sweeps.table import PointRow
 
 
 class SweepProgress:
