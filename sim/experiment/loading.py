@@ -160,12 +160,14 @@ def _key_path_problem(parts: list[str]) -> str | None:
     for depth, part in enumerate(parts):
         field = model.model_fields.get(part)
         if field is None:
-            close = difflib.get_close_matches(part, list(model.model_fields), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"valid keys here: {', '.join(sorted(model.model_fields))}"
+            known = sorted(model.model_fields)
+            close = difflib.get_close_matches(part, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid keys here: {', '.join(known)}"
             where = ".".join(parts[:depth]) or "the top level"
             return f"unknown key {part!r} in {where}; {hint}"
         sub = _model_in(field.annotation)
-        if depth == len(parts) - 1 or (sub is not None and issubclass(sub, PolicySpec)) or _is_open_mapping(field.annotation):
+        policy = sub is not None and issubclass(sub, PolicySpec)
+        if depth == len(parts) - 1 or policy or _is_open_mapping(field.annotation):
             return None
         if sub is None:
             return f"{'.'.join(parts[: depth + 1])} is a value, not a section"

@@ -86,8 +86,8 @@ def _axes(sweep: SweepConfig) -> list[list[tuple[tuple[str, Any, dict[str, Any] 
 
 def point_label(values: dict[str, Any]) -> str:
     """`sarathi, scheduler.max_num_batched_tokens=512, seed=1`: the variant by name, other keys as key=value."""
-    parts = [str(value) if column == VARIANT_COLUMN else f"{column}={_shown(value)}" for column, value in values.items()]
-    return ", ".join(parts)
+    return ", ".join(str(value) if column == VARIANT_COLUMN else f"{column}={_shown(value)}"
+                     for column, value in values.items())
 
 
 def _shown(value: Any) -> str:

@@ -6,9 +6,10 @@ when asked for: servesim and `simrun` never need it.
 """
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Literal
 
@@ -28,7 +29,7 @@ def default_jobs() -> int:
 
 
 def run_tasks(tasks: Sequence[PointTask], backend: Backend = "local", jobs: int | None = None,
-              address: str | None = None) -> Iterator[PointOutcome]:
+              address: str | None = None) -> Generator[PointOutcome, None, None]:
     """Run every task and yield each outcome as it finishes."""
     if backend == "ray":
         yield from _run_on_ray(tasks, address)
@@ -98,7 +99,7 @@ def _run_on_ray(tasks: Sequence[PointTask], address: str | None) -> Iterator[Poi
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                yield _outcome(names[ref], lambda ref=ref: ray.get(ref))
+                yield _outcome(names[ref], functools.partial(ray.get, ref))
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)

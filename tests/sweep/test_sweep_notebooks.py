@@ -38,8 +38,9 @@ def test_policy_comparison_notebook(tmp_path, monkeypatch):
                 "sarathi": {"scheduler": {"name": "sarathi", "max_num_batched_tokens": 256}}}
     config = tiny_config({"variants": variants, "seeds": [0, 1, 2]},
                          cost_model={"kind": "constant", "iteration_s": 0.005, "per_token_s": 0.0001},
-                         workload={"arrival": {"rate": 20.0}, "prompt_tokens": {"dist": "uniform", "min": 100, "max": 900},
-                                   "output_tokens": {"dist": "fixed", "value": 16}, "num_requests": 40})
+                         workload={"arrival": {"rate": 20.0}, "num_requests": 40,
+                                   "prompt_tokens": {"dist": "uniform", "min": 100, "max": 900},
+                                   "output_tokens": {"dist": "fixed", "value": 16}})
     table = run_sweep(config, tmp_path, tmp_path / "sweep", jobs=1).table
     text = execute("policy_comparison.ipynb", tmp_path / "sweep", monkeypatch)
     assert "6 points, 6 ok, 0 failed; compared by variant over 3 seeds" in text

@@ -93,7 +93,8 @@ def test_the_number_of_points_is_the_product_of_the_axis_sizes(grid, zipped, var
     keys = ["scheduler.max_num_seqs", "memory.block_size", "workload.rate_scale"]
     sweep = {"grid": {key: list(range(1, n + 1)) for key, n in zip(keys, grid, strict=False)}}
     if zipped:
-        sweep["zip"] = {"slo.ttft_s": [0.1 * (i + 1) for i in range(zipped)], "cluster.replicas": list(range(1, zipped + 1))}
+        sweep["zip"] = {"slo.ttft_s": [0.1 * (i + 1) for i in range(zipped)],
+                        "cluster.replicas": list(range(1, zipped + 1))}
     if variants:
         sweep["variants"] = {f"v{i}": {} for i in range(variants)}
     if seeds:
