@@ -234,11 +234,15 @@ class _progress_bar:
 def _validate(args: argparse.Namespace) -> int:
     from servesim.sim.experiment.loading import load_config
     from servesim.sim.runner import prepare
+    from servesim.sim.sweeps.command import validate_sweep
 
     failures = 0
     for path in args.configs:
         try:
             config, base_dir = load_config(path, args.overrides)
+            if config.sweep is not None:
+                print(f"{path}: ok ({validate_sweep(config, base_dir, str(path))})")
+                continue
             prepared = prepare(config, base_dir)
             target = _output_target(args.output, config, args.overwrite)
         except USER_ERRORS as exc:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from servesim.sim.sweeps.progress import SweepProgress
 
 if TYPE_CHECKING:
+    from servesim.sim.experiment.config import ExperimentConfig
     from servesim.sim.sweeps.table import PointRow
 
 EXIT_POINTS_FAILED = 1
@@ -63,6 +64,16 @@ def run_command(args: argparse.Namespace) -> int:
     for _, row in failed.iterrows():
         print(f"  {row['point']} ({row['label']}) failed: {str(row['error']).splitlines()[0]}", file=sys.stderr)
     return EXIT_POINTS_FAILED if len(failed) else 0
+
+
+def validate_sweep(config: ExperimentConfig, base_dir: Path, origin: str) -> str:
+    """`simrun validate` of a sweep: expand and prepare every point; says how many there are."""
+    from servesim.sim.experiment.sweep_points import expand_sweep
+    from servesim.sim.sweeps.run import check_points
+
+    points = expand_sweep(config, origin)
+    check_points(points, base_dir)
+    return f"a sweep of {len(points)} points, each checked"
 
 
 class PointsProgress(SweepProgress):

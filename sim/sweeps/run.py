@@ -101,12 +101,18 @@ def _resumed_rows(directory: SweepDirectory, points: list[SweepPoint]) -> dict[s
 
 
 def _check_pending(directory: SweepDirectory, pending: list[SweepPoint], base_dir: Path) -> None:
-    """Prepare every point still to run (catalogs, plan, memory, workload) and check its directory."""
+    """Check each point's results directory, then prepare every point still to run."""
+    for point in pending:
+        resolve_target(directory.point_dir(point.name))
+    check_points(pending, base_dir)
+
+
+def check_points(points: list[SweepPoint], base_dir: Path) -> None:
+    """Prepare every point (catalogs, plan, memory, workload): all problems at once, before anything runs."""
     from servesim.sim.runner import prepare
 
     problems = []
-    for point in pending:
-        resolve_target(directory.point_dir(point.name))
+    for point in points:
         try:
             prepare(point.config, base_dir)
         except ConfigError as exc:
@@ -123,4 +129,4 @@ def _record(directory: SweepDirectory, point: SweepPoint, outcome: PointOutcome)
     return PointRow(point, outcome.error, outcome.summary, offered if math.isfinite(offered) else math.nan)
 
 
-__all__ = ["SweepProgress", "SweepReport", "run_sweep"]
+__all__ = ["SweepProgress", "SweepReport", "check_points", "run_sweep"]
