@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +52,7 @@ def check_sweep_directory(raw: str | os.PathLike[str]) -> SweepDirectory:
     """Refuse, before anything runs, a directory a sweep cannot write or must not touch."""
     shown, path = check_location(raw)
     where = f"sweep directory {shown!r}"
-    for ancestor in (path.parent, *path.parent.parents):
-        if (ancestor / MARKER).is_file():
-            raise OutputError(f"{where} is inside the servesim results directory {ancestor}, which the next run "
-                              f"into it replaces whole; choose a directory outside it")
+    resolve_target(path / POINTS_DIR / "p")  # a point's directory there: refused inside a results directory
     if path.is_symlink() or (path.exists() and not path.is_dir()):
         raise OutputError(f"{where} is a symbolic link or a file; give a new directory name or an earlier sweep's "
                           f"directory")
@@ -106,11 +103,16 @@ def check_same_sweep(directory: SweepDirectory, manifest: dict[str, Any]) -> Non
                       f"be resumed; write this sweep to another directory (-o), or remove that one to start over")
 
 
-def write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` the file beside its final name and rename it over, so a reader never sees half of it."""
     fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(scratch, path)
+    os.close(fd)
+    try:
+        write(Path(scratch))
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
 
 
 @contextmanager

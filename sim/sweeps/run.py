@@ -34,7 +34,7 @@ from servesim.sim.sweeps.output import (
 )
 from servesim.sim.sweeps.points import PointOutcome, PointTask
 from servesim.sim.sweeps.progress import SweepProgress
-from servesim.sim.sweeps.table import PointRow, sweep_table, write_table
+from servesim.sim.sweeps.table import PointRow, sweep_table
 
 
 @dataclass
@@ -74,7 +74,8 @@ def run_sweep(
         check_same_sweep(directory, manifest)  # again: another sweep may have written it meanwhile
         rows = _resumed_rows(directory, points)
         pending = [p for p in points if p.name not in rows]
-        write_atomically(directory.path / SWEEP_FILE, yaml.safe_dump(manifest, sort_keys=False))
+        manifest_text = yaml.safe_dump(manifest, sort_keys=False)
+        write_atomically(directory.path / SWEEP_FILE, lambda path: path.write_text(manifest_text))
         progress.begin(len(points), len(rows))
         by_name = {p.name: p for p in pending}
         outcomes = run_tasks([PointTask(p.name, p.config, str(base_dir)) for p in pending], backend, jobs, address)
@@ -87,7 +88,7 @@ def run_sweep(
             outcomes.close()
             progress.end()
             table = sweep_table(rows.values(), swept)
-            write_table(table, directory.path / TABLE_FILE)
+            write_atomically(directory.path / TABLE_FILE, lambda path: table.to_parquet(path, index=False))
     return SweepReport(directory, table, len(points) - len(pending))
 
 

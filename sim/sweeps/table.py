@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -82,15 +79,3 @@ def _storable(values: pd.Series) -> pd.Series:
     if kinds <= {int, float}:
         return values.astype(float)
     return values.map(lambda v: json.dumps(v, sort_keys=True, default=str))
-
-
-def write_table(table: pd.DataFrame, path: Path) -> None:
-    """Write the Parquet file beside its final name and rename it over, so a reader never sees half of it."""
-    fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        table.to_parquet(scratch, index=False)
-        os.replace(scratch, path)
-    except BaseException:
-        Path(scratch).unlink(missing_ok=True)
-        raise

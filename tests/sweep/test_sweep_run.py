@@ -172,3 +172,16 @@ def test_simrun_imports_neither_ray_nor_torch():
     code = "import sys, servesim.sim.cli, servesim.sim.sweeps.run; print(sorted({'ray', 'torch'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_goodput_probes_run_through_the_point_runner_and_tabulate_like_a_sweep():
+    from servesim.sim.goodput import max_goodput
+
+    config = tiny_config({"seeds": [0]}).model_copy(update={"sweep": None})
+    search = max_goodput(config, low=0.5, high=8.0, tolerance=0.5)
+    table = search.table()
+    assert list(table["point"]) == [f"probe{i:02d}" for i in range(len(search.probes))]
+    assert list(table["workload.rate_scale"]) == [p[0] for p in search.probes]
+    assert list(table["slo.attainment"]) == [p[2] for p in search.probes]
+    assert list(table["offered_requests_per_s"]) == [p[1] for p in search.probes]
+    assert set(table["status"]) == {"ok"}
