@@ -1,6 +1,7 @@
 """Running sweeps: the table, resuming, failing points, jobs > 1 equal to jobs = 1, and the CLI."""
 import io
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -73,8 +74,6 @@ def test_rerunning_resumes_and_skips_finished_points(tmp_path, monkeypatch):
     real = runner.simulate
     monkeypatch.setattr(runner, "simulate", lambda prepared, *a: simulated.append(prepared.config.seed) or real(
         prepared, *a))
-    import shutil
-
     shutil.rmtree(tmp_path / "out" / "points" / "p0001")
     again = run_sweep(config, tmp_path, tmp_path / "out", jobs=1)
     assert simulated == [1] and again.num_resumed == 2
@@ -185,3 +184,28 @@ def test_goodput_probes_run_through_the_point_runner_and_tabulate_like_a_sweep()
     assert list(table["slo.attainment"]) == [p[2] for p in search.probes]
     assert list(table["offered_requests_per_s"]) == [p[1] for p in search.probes]
     assert set(table["status"]) == {"ok"}
+
+
+def test_progress_bar_in_a_terminal_counts_resumed_points(tmp_path):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    config = tiny_config({"seeds": [0, 1, 2]})
+    run_sweep(config, tmp_path, tmp_path / "out", jobs=1)
+    shutil.rmtree(tmp_path / "out" / "points" / "p0002")
+    stream = Terminal()
+    run_sweep(config, tmp_path, tmp_path / "out", jobs=1, progress=PointsProgress(stream))
+    drawn = stream.getvalue()
+    assert "sweep:  67%" in drawn and "2/3" in drawn and "3/3" in drawn and "point" in drawn
+
+
+def test_simrun_validate_checks_every_point_of_a_sweep(tmp_path, capsys):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(tiny({"seeds": [0, 1, 2]})))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(tiny({"grid": {"hardware": ["h100-sxm", "h900"]}})))
+    assert main(["validate", str(good), str(bad)]) == 2
+    captured = capsys.readouterr()
+    assert f"{good}: ok (a sweep of 3 points, each checked)" in captured.out
+    assert "p0001 (hardware=h900)" in captured.err
