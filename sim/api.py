@@ -83,13 +83,13 @@ def sweep(
     base_dir: str | os.PathLike[str] | None = None,
     *,
     overrides: Overrides = (),
-    jobs: int | None = 1,
+    jobs: int | None = None,
     backend: Backend = "local",
     address: str | None = None,
 ) -> pd.DataFrame:
     """Run every point of the config's `sweep:` block into `output` (resuming an earlier run of the
-    same sweep there) and return its table, as `simrun sweep` does. `jobs=None` uses every CPU;
-    `jobs=1` runs in this process (so policies registered in a notebook are found)."""
+    same sweep there) and return its table, as `simrun sweep` does. `jobs` local processes (default:
+    one per CPU; `jobs=1` runs in this process, so policies registered in a notebook are found)."""
     from servesim.sim.sweeps.run import run_sweep
 
     resolved = load_config(config, overrides)

@@ -28,17 +28,28 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def check_options(backend: Backend, jobs: int | None, address: str | None) -> None:
+    """Refuse options that contradict each other, before anything is written or run."""
+    if backend not in BACKENDS:
+        raise UserInputError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if address is not None and backend != "ray":
+        raise UserInputError("--address names a Ray cluster; it needs --backend ray")
+    if jobs is not None and jobs < 1:
+        raise UserInputError(f"--jobs must be at least 1, got {jobs}")
+    if jobs is not None and backend == "ray":
+        raise UserInputError("--jobs sets local worker processes; with --backend ray the cluster's CPUs decide")
+
+
 def run_tasks(tasks: Sequence[PointTask], backend: Backend = "local", jobs: int | None = None,
               address: str | None = None) -> Generator[PointOutcome, None, None]:
     """Run every task and yield each outcome as it finishes."""
+    check_options(backend, jobs, address)
+    if not tasks:
+        return
     if backend == "ray":
         yield from _run_on_ray(tasks, address)
         return
-    if address is not None:
-        raise UserInputError("--address names a Ray cluster; it needs --backend ray")
     jobs = default_jobs() if jobs is None else jobs
-    if jobs < 1:
-        raise UserInputError(f"--jobs must be at least 1, got {jobs}")
     if jobs == 1 or len(tasks) <= 1:
         for task in tasks:
             yield run_point(task)

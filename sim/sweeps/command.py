@@ -62,7 +62,8 @@ def run_command(args: argparse.Namespace) -> int:
     print(f"{len(report.table)} points: {len(report.table) - len(failed)} ok ({report.num_resumed} from an earlier "
           f"run), {len(failed)} failed; table: {Path(report.directory.shown) / table_path.name}")
     for _, row in failed.iterrows():
-        print(f"  {row['point']} ({row['label']}) failed: {str(row['error']).splitlines()[0]}", file=sys.stderr)
+        error = " ".join(str(row["error"]).split())
+        print(f"  {row['point']} ({row['label']}) failed: {error}", file=sys.stderr)
     return EXIT_POINTS_FAILED if len(failed) else 0
 
 

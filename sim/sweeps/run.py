@@ -19,7 +19,7 @@ from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.experiment.sweep_points import SweepPoint, expand_sweep, swept_columns
 from servesim.sim.reporting.output_target import resolve_target
-from servesim.sim.sweeps.backends import Backend, run_tasks
+from servesim.sim.sweeps.backends import Backend, check_options, run_tasks
 from servesim.sim.sweeps.output import (
     SWEEP_FILE,
     TABLE_FILE,
@@ -62,6 +62,7 @@ def run_sweep(
     origin: str = "<config>",
 ) -> SweepReport:
     """Run every point of `config.sweep` not finished earlier into `output`; see the module docstring."""
+    check_options(backend, jobs, address)
     points = expand_sweep(config, origin)
     assert config.sweep is not None  # expand_sweep refuses a config without one
     swept = swept_columns(config.sweep)

@@ -65,6 +65,7 @@ def test_an_address_without_the_ray_backend(tmp_path, capsys):
     outcome = simrun_in_process(["sweep", str(write(tmp_path, tiny({"seeds": [0]}))), "-o", str(tmp_path / "out"),
                                  "--address", "auto", "--quiet"], capsys)
     assert_user_error(outcome, "--address", "--backend ray")
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_unknown_backend_is_an_argument_error(tmp_path):

@@ -152,16 +152,21 @@ def test_a_config_with_a_sweep_is_not_run_by_simrun_run(tmp_path, capsys):
 def test_the_python_api_runs_a_sweep(tmp_path):
     from servesim.sim import sweep
 
-    table = sweep(tiny({"seeds": [0]}), tmp_path / "out", overrides={"sweep.seeds": [4, 5]})
+    table = sweep(tiny({"seeds": [0]}), tmp_path / "out", overrides={"sweep.seeds": [4, 5]}, jobs=1)
     assert list(table["seed"]) == [4, 5]
 
 
-@pytest.mark.parametrize("jobs", ["0", "-3"])
-def test_jobs_below_one_are_refused(tmp_path, capsys, jobs):
+@pytest.mark.parametrize(("options", "message"), [
+    (["--jobs", "0"], "--jobs must be at least 1"),
+    (["--jobs", "-3"], "--jobs must be at least 1"),
+    (["--jobs", "2", "--backend", "ray"], "with --backend ray the cluster's CPUs decide"),
+])
+def test_contradictory_options_are_refused_before_anything_is_written(tmp_path, capsys, options, message):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(tiny({"seeds": [0, 1]})))
-    assert main(["sweep", str(path), "-o", str(tmp_path / "out"), "--jobs", jobs, "--quiet"]) == 2
-    assert "--jobs must be at least 1" in capsys.readouterr().err
+    assert main(["sweep", str(path), "-o", str(tmp_path / "out"), "--quiet", *options]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_simrun_imports_neither_ray_nor_torch():
