@@ -9,13 +9,18 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.experiment.loading import apply_overrides, read_yaml, validate_config, variant_configs
 from servesim.sim.reporting.results import RunResult, write_results
 from servesim.sim.runner import prepare, simulate
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from servesim.sim.sweeps.backends import Backend
 
 ConfigSource = ExperimentConfig | Mapping[str, Any] | str | os.PathLike[str]
 Overrides = Iterable[str] | Mapping[str, Any]
@@ -72,6 +77,25 @@ def run_variants(
     return {name: simulate(run) for name, run in prepared.items()}
 
 
+def sweep(
+    config: ConfigSource,
+    output: str | os.PathLike[str],
+    base_dir: str | os.PathLike[str] | None = None,
+    *,
+    overrides: Overrides = (),
+    jobs: int | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
+) -> pd.DataFrame:
+    """Run every point of the config's `sweep:` block into `output` (resuming an earlier run of the
+    same sweep there) and return its table, as `simrun sweep` does. `jobs` local processes (default:
+    one per CPU; `jobs=1` runs in this process, so policies registered in a notebook are found)."""
+    from servesim.sim.sweeps.run import run_sweep
+
+    resolved = load_config(config, overrides)
+    return run_sweep(resolved, _base_dir(config, base_dir), output, jobs=jobs, backend=backend, address=address).table
+
+
 def _override_strings(overrides: Overrides) -> list[str]:
     if isinstance(overrides, Mapping):
         # JSON is YAML, so each value reads back exactly as given.
@@ -89,4 +113,4 @@ def _base_dir(config: ConfigSource, base_dir: str | os.PathLike[str] | None) -> 
     return Path(".")
 
 
-__all__ = ["RunResult", "load_config", "run_experiment", "run_variants", "write_results"]
+__all__ = ["RunResult", "load_config", "run_experiment", "run_variants", "sweep", "write_results"]

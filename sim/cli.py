@@ -24,6 +24,7 @@ from servesim.sim.errors import UserInputError
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.reporting.output_target import OutputTarget
 from servesim.sim.reporting.progress import ProgressOptions, add_progress_flags, options_from_args
+from servesim.sim.sweeps.command import add_command as add_sweep_command
 from servesim.traces.errors import TraceError
 
 EXIT_USER_ERROR = 2
@@ -131,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
 
     listing = sub.add_parser("list", help="show catalog models and hardware and registered policies")
     listing.set_defaults(handler=_list)
+    add_sweep_command(sub)
     add_profile_commands(sub)
     return parser
 
@@ -206,11 +208,15 @@ def _run_variants(config: ExperimentConfig, base_dir: Path, target: OutputTarget
 def _validate(args: argparse.Namespace) -> int:
     from servesim.sim.experiment.loading import load_config
     from servesim.sim.runner import prepare
+    from servesim.sim.sweeps.command import validate_sweep
 
     failures = 0
     for path in args.configs:
         try:
             config, base_dir = load_config(path, args.overrides)
+            if config.sweep is not None:
+                print(f"{path}: ok ({validate_sweep(config, base_dir, str(path))})")
+                continue
             prepared = prepare(config, base_dir)
             target = _output_target(args.output, config, args.overwrite)
         except USER_ERRORS as exc:

@@ -11,11 +11,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from servesim.sim.errors import ConfigError
+import pandas as pd
+
+from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.config import ExperimentConfig, ObjectivesConfig, SloConfig
 from servesim.sim.experiment.loading import validate_config
+from servesim.sim.experiment.sweep_points import SweepPoint, point_label
 from servesim.sim.reporting.progress import QUIET, ProgressOptions
-from servesim.sim.runner import prepare, run_extent, simulate
+from servesim.sim.sweeps.points import PointTask, run_point
+from servesim.sim.sweeps.table import PointRow, sweep_table
+
+RATE_SCALE = "workload.rate_scale"
 
 
 @dataclass
@@ -25,6 +31,13 @@ class GoodputSearch:
     target: float
     probes: list[tuple[float, float, float]] = field(default_factory=list)
     """(rate scale, offered requests/s, attainment) of every run, in order."""
+    rows: list[PointRow] = field(default_factory=list)
+    """Every probe as a sweep point (`probe00`, ...) with its whole summary, in order."""
+
+    def table(self) -> pd.DataFrame:
+        """The probes as a sweep's table: one row per probe, swept key `workload.rate_scale` (the scale
+        relative to the config's own rate), the summary flattened."""
+        return sweep_table(self.rows, [RATE_SCALE])
 
     @property
     def best(self) -> tuple[float, float, float] | None:
@@ -82,13 +95,17 @@ def max_goodput(
     def probe(scale: float) -> bool:
         data = config.model_dump(mode="json", exclude={"variants", "claim"}, exclude_none=True)
         data["workload"]["rate_scale"] = base_scale * scale
-        prepared = prepare(validate_config(data), base_dir)
-        with progress.reporter(run_extent(prepared), f"{label} scale {scale:.3f}".lstrip()) as callback:
-            summary = simulate(prepared, callback).summary
-        arrivals = prepared.workload["arrival_s"]
-        offered = len(arrivals) / float(arrivals.iloc[-1]) if float(arrivals.iloc[-1]) > 0 else float("inf")
-        attainment = summary["slo"]["attainment"]
+        point = SweepPoint(f"probe{len(search.probes):02d}", point_label({RATE_SCALE: scale}), {RATE_SCALE: scale},
+                           validate_config(data))
+        outcome = run_point(PointTask(point.name, point.config, str(base_dir), files=False), progress,
+                            f"{label} scale {scale:.3f}".lstrip())
+        if outcome.error is not None or outcome.summary is None:
+            failure = ConfigError if outcome.user_error else EngineInvariantError
+            raise failure(f"goodput probe at rate scale {scale:.4g}: {outcome.error}")
+        offered = outcome.offered_requests_per_s
+        attainment = outcome.summary["slo"]["attainment"]
         search.probes.append((scale, offered, attainment))
+        search.rows.append(PointRow(point, None, outcome.summary, offered))
         if on_probe is not None:
             on_probe(scale, offered, attainment)
         return attainment >= search.target

@@ -64,6 +64,9 @@ class PreparedRun:
 
 def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun:
     """Resolve catalogs, plan, memory and workload; every user error surfaces here."""
+    if config.sweep is not None:
+        raise ConfigError(f"config {config.name!r} has a `sweep:` block: run it with `simrun sweep` (or sweep() in "
+                          f"Python), which runs each of its points; or remove the block to run the base config")
     model = _lookup("model", lambda: _load_model(config, base_dir))
     hardware = _lookup("hardware", lambda: load_hardware(config.hardware))
     parallel = config.cluster.parallel

@@ -340,6 +340,56 @@ class ClaimConfig(Section):
     source: str = Field("", description="the claim in words, with the paper it comes from")
 
 
+SWEEP_RESERVED_KEYS = ("name", "sweep", "variants", "claim")
+
+
+class SweepConfig(Section):
+    """The points of a sweep: the cartesian product of its axes (see `sim.experiment.sweep_points`)."""
+
+    grid: dict[str, list[Any]] = Field(
+        default_factory=dict, description="dotted config key -> values; every combination of the keys is a point"
+    )
+    zip: dict[str, list[Any]] = Field(
+        default_factory=dict, description="dotted config key -> values, all lists of one length advanced together "
+        "(one axis of the grid)"
+    )
+    variants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="named overrides (merged like `variants`), one axis of the grid"
+    )
+    seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="experiment seeds, the innermost axis (the same as a `grid` key `seed`)"
+    )
+
+    @model_validator(mode="after")
+    def _axes_well_formed(self) -> SweepConfig:
+        if not (self.grid or self.zip or self.variants or self.seeds is not None):
+            raise ValueError("a sweep needs at least one of `grid`, `zip`, `variants`, `seeds`")
+        for section, axis in (("grid", self.grid), ("zip", self.zip)):
+            for key, values in axis.items():
+                if not key or any(not part for part in key.split(".")) or key.strip() != key:
+                    raise ValueError(f"{section}: {key!r} is not a dotted config key such as scheduler.max_num_seqs")
+                if key.split(".")[0] in SWEEP_RESERVED_KEYS:
+                    raise ValueError(f"{section}: {key!r} cannot be swept ({', '.join(SWEEP_RESERVED_KEYS)} are "
+                                     "the sweep's own; named runs go under sweep.variants)")
+                if not values:
+                    raise ValueError(f"{section}: {key!r} has an empty list of values; give at least one")
+        both = sorted(set(self.grid) & set(self.zip))
+        if both:
+            raise ValueError(f"{', '.join(both)} appear(s) in both `grid` and `zip`; sweep each key in one place")
+        lengths = {key: len(values) for key, values in self.zip.items()}
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{key}: {n}" for key, n in lengths.items())
+            raise ValueError(f"zip: the lists advance together, so they need one length; got {shown}")
+        if self.seeds is not None:
+            if not self.seeds:
+                raise ValueError("seeds: empty list; give at least one seed")
+            if "seed" in self.grid or "seed" in self.zip:
+                raise ValueError("`seed` is swept twice (`seeds` and a grid/zip key `seed`); keep one")
+        if any(not name for name in self.variants):
+            raise ValueError("variants: a variant name is empty")
+        return self
+
+
 class ExperimentConfig(Section):
     name: str = Field("experiment", description="experiment name, used for the default results directory")
     seed: int = Field(0, ge=0, description="seed of every random generator of the run")
@@ -367,6 +417,17 @@ class ExperimentConfig(Section):
         "(a mapping with `name` replaces a policy section whole)",
     )
     claim: ClaimConfig | None = Field(None, description="a comparison between variants that the run checks and reports")
+    sweep: SweepConfig | None = Field(
+        None, description="run the experiment at many points (a grid over keys, zipped lists, named variants, "
+        "seeds) with `simrun sweep`"
+    )
+
+    @model_validator(mode="after")
+    def _sweep_alone(self) -> ExperimentConfig:
+        if self.sweep is not None and (self.variants or self.claim is not None):
+            raise ValueError("a config with a `sweep` cannot also have top-level `variants` or a `claim`; put named "
+                             "runs under sweep.variants and compare them in the sweep's table")
+        return self
 
     @model_validator(mode="after")
     def _claim_names_variants(self) -> ExperimentConfig:

@@ -18,7 +18,15 @@ from pydantic import BaseModel, ValidationError
 from servesim.hwmodels.strict_parsing import AliasExpansionError, load_yaml, yaml_problem
 from servesim.policies import PolicyError, validate_params
 from servesim.sim.errors import ConfigError
-from servesim.sim.experiment.config import EvictionSpec, ExperimentConfig, PreemptionSpec, RouterSpec, SchedulerSpec
+from servesim.sim.experiment.config import (
+    EvictionSpec,
+    ExperimentConfig,
+    PolicySpec,
+    PreemptionSpec,
+    RouterSpec,
+    SchedulerSpec,
+    SweepConfig,
+)
 from servesim.sim.experiment.variants import claim_metric_problem, variant_data
 
 POLICY_SECTIONS = {
@@ -52,19 +60,23 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         key, sep, raw = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
             raise ConfigError(f"--set {item!r}: expected key.path=value, e.g. scheduler.max_num_seqs=64")
-        value = _override_value(item, raw)
-        node = result
-        parts = key.split(".")
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                where = ".".join(parts[: depth + 1])
-                raise ConfigError(f"--set {item!r}: {where} is a value, not a section")
-            node = child
-        node[parts[-1]] = value
+        set_key_path(result, key, _override_value(item, raw), f"--set {item!r}")
     return result
+
+
+def set_key_path(data: dict[str, Any], key: str, value: Any, origin: str) -> None:
+    """Set the dotted `key` of `data` in place, making missing sections; `origin` names the setting in errors."""
+    node = data
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise ConfigError(f"{origin}: {where} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
 
 
 def _override_value(item: str, raw: str) -> Any:
@@ -104,6 +116,8 @@ def validate_config(data: Mapping[str, Any], origin: str = "<config>") -> Experi
     problems += _policy_problems(data)
     if config is not None and config.variants:
         problems += _variant_problems(config)
+    if config is not None and config.sweep is not None:
+        problems += _sweep_key_problems(config.sweep)
     claim_problem = claim_metric_problem(config) if config is not None else None
     if claim_problem:
         problems.append(claim_problem)
@@ -128,6 +142,46 @@ def _variant_problems(config: ExperimentConfig) -> list[str]:
             details = str(exc).split("\n")[1:]
             problems += [f"variants.{name}: {line.strip()}" for line in details]
     return problems
+
+
+def _sweep_key_problems(sweep: SweepConfig) -> list[str]:
+    """Each swept key must name a key of the config schema (a policy's parameters are checked per point)."""
+    problems = []
+    for section, keys in (("sweep.grid", sweep.grid), ("sweep.zip", sweep.zip)):
+        for key in keys:
+            problem = _key_path_problem(key.split("."))
+            if problem:
+                problems.append(f"{section}: {key!r}: {problem}")
+    return problems
+
+
+def _key_path_problem(parts: list[str]) -> str | None:
+    model: type[BaseModel] = ExperimentConfig
+    for depth, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            known = sorted(model.model_fields)
+            close = difflib.get_close_matches(part, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid keys here: {', '.join(known)}"
+            where = ".".join(parts[:depth]) or "the top level"
+            return f"unknown key {part!r} in {where}; {hint}"
+        sub = _model_in(field.annotation)
+        policy = sub is not None and issubclass(sub, PolicySpec)
+        if depth == len(parts) - 1 or policy or _is_open_mapping(field.annotation):
+            return None
+        if sub is None:
+            return f"{'.'.join(parts[: depth + 1])} is a value, not a section"
+        model = sub
+    return None
+
+
+def _is_open_mapping(annotation: Any) -> bool:
+    """A free-form mapping (length distributions, variants): the keys below it are its own business."""
+    if typing.get_origin(annotation) is dict:
+        return True
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return any(_is_open_mapping(arg) for arg in typing.get_args(annotation))
+    return False
 
 
 def _policy_problems(data: Mapping[str, Any]) -> list[str]:
