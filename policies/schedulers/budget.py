@@ -92,8 +92,7 @@ class BudgetScheduler(SchedulerPolicy):
         index = 0
         while index < len(running) and budget > 0:
             request = running[index]
-            computed = request.num_computed_tokens
-            num_new = request.num_tokens - computed
+            num_new = request.num_tokens - request.num_computed_tokens
             if num_new > budget:
                 num_new = budget
             need = new_blocks_needed(request, num_new, block_size)

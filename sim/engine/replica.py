@@ -21,7 +21,6 @@ import simpy
 from servesim.hwmodels import BatchShape, CostModel
 from servesim.policies import PreemptionMode, SchedulerPolicy
 from servesim.policies.contract import contract_violation, policy_raised
-from servesim.policies.views import is_decode, new_blocks_needed
 from servesim.sim.engine.bookkeeping import (
     admit,
     allocate,
@@ -91,6 +90,9 @@ class Replica:
         self._fast_forward_needs_empty_queue = not scheduler.stable_while_waiting
         self._interruptible = type(scheduler).interrupt is not SchedulerPolicy.interrupt
         self.async_scheduling = setup.async_scheduling and not self._interruptible
+        self.progress_observed = True
+        """Whether anyone (the router) reads this replica's progress at an arrival: a decode stretch
+        then shows it at every arrival; otherwise it applies its iterations only when it must."""
         self._staged: list[Request] = []
         """Arrivals during the running step: with async scheduling the next step was planned without them."""
         self._stepping = False
@@ -168,13 +170,13 @@ class Replica:
             if self._timeouts and self._timeouts[0][0] <= env.now:
                 self._drop_expired()
             if not self._running and not self.waiting:
-                if self._promote_staged():
+                if self.promote_staged():
                     continue
                 yield self._sleep(None)
                 self._wake = None
                 continue
             decision = checked_schedule(self.scheduler, self.view, self._checker, env.now)
-            promoted = self._promote_staged()
+            promoted = self.promote_staged()
             self._preempt(decision.preempted)
             if decision.resume is not None:
                 self._idle_decisions = 0
@@ -215,7 +217,7 @@ class Replica:
                 self.num_iterations += 1
             self._stepping = False
 
-    def _promote_staged(self) -> bool:
+    def promote_staged(self) -> bool:
         """Async scheduling: the step just planned did not see the staged arrivals; the next one will."""
         if not self._staged:
             return False
@@ -321,23 +323,26 @@ class Replica:
         news = []
         contexts = []
         all_decode = True
-        block_size = self.kv.block_size
+        kv = self.kv
+        block_size = kv.block_size
         running_state = RequestState.RUNNING
         for index, (request, num_new) in enumerate(entries):
+            computed = request.num_computed_tokens
             if request.state is not running_state:
                 self._admit(request)
                 all_decode = False
-                left = request.num_tokens - request.num_computed_tokens
+                computed = request.num_computed_tokens
+                left = request.num_tokens - computed
                 if num_new > left:
                     num_new = left
                     entries[index] = (request, num_new)
-            if all_decode and not is_decode(request):
-                all_decode = False
-            need = new_blocks_needed(request, num_new, block_size)
-            if need:
-                allocate(request, need, self.kv, self.scheduler, self.env.now)
+            elif all_decode and not (request.num_generated and request.num_tokens - computed == 1):
+                all_decode = False  # `is_decode`, inlined: this loop runs for every entry of every step
+            need = -(-(computed + num_new) // block_size) - request.num_blocks  # `new_blocks_needed`, inlined
+            if need > 0:
+                allocate(request, need, kv, self.scheduler, self.env.now)
             news.append(num_new)
-            contexts.append(request.num_computed_tokens)
+            contexts.append(computed)
         for num_new, context in decision.padding:
             news.append(num_new)
             contexts.append(context)
@@ -368,37 +373,34 @@ class Replica:
         num_decodes = 0
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
+        gaps = self._gaps
         for request, num_new in iteration.entries:
-            decode = is_decode(request)
             before = request.num_computed_tokens
             computed = before + num_new
             request.num_computed_tokens = computed
-            if decode:
+            if request.num_generated and request.num_tokens - before == 1:  # `is_decode`, inlined
                 num_decodes += 1
             else:
                 num_prefill_tokens += num_new
                 if caching and request.prefix_hashes:
                     self.kv.register(request, before // block_size, computed // block_size)  # type: ignore[attr-defined]
             if computed == request.num_tokens:
-                self._emit_token(request, now)
+                done = record_sampled(request, 1)
+                if request.num_generated == 1:
+                    request.first_token_s = now
+                else:
+                    gap = now - request.last_token_s
+                    gaps.append(gap)
+                    if gap > request.max_tbt_s:
+                        request.max_tbt_s = gap
+                request.last_token_s = now
+                if done:
+                    self.finish(request, now)
         if self.metrics.record_iterations:
             self.metrics.add_iteration(
                 (self.replica_id, iteration.began_s, now, len(iteration.entries),
                  num_prefill_tokens + num_decodes, num_prefill_tokens, num_decodes)
             )
-
-    def _emit_token(self, request: Request, now: float) -> None:
-        done = record_sampled(request, 1)
-        if request.num_generated == 1:
-            request.first_token_s = now
-        else:
-            gap = now - request.last_token_s
-            self._gaps.append(gap)
-            if gap > request.max_tbt_s:
-                request.max_tbt_s = gap
-        request.last_token_s = now
-        if done:
-            self.finish(request, now)
 
     def finish(self, request: Request, now: float) -> None:
         retire(request, self._running, self.kv, self.recently_finished, now)
