@@ -27,8 +27,9 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-FULL_AZURE_TRACE = Path(__file__).resolve().parents[1].parent / "shared/traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv"
-AZURE_TRACE_REQUESTS = 19_365
+REPO = Path(__file__).resolve().parents[1]
+FULL_AZURE_TRACE = REPO.parent / "shared/traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv"
+AZURE_TRACE_REQUESTS = 19_366
 
 PREVIOUS_SIMULATION_S = {"cluster4": None, "cluster64": None, "azure8": None}
 """Simulation wall seconds of the README's "Benchmarks" table (None: no figure before this one)."""
@@ -99,7 +100,8 @@ def run_one(name: str, quick: bool, fast_forward: bool, azure_trace: Path) -> No
     summary = result.summary
     iterations = summary["engine"]["iterations"]
     previous = PREVIOUS_SIMULATION_S[name]
-    ratio = "no previous figure" if previous is None or quick else f"{previous / sim_wall:.2f}x faster than {previous} s"
+    ratio = ("no previous figure" if previous is None or quick
+             else f"{previous / sim_wall:.2f}x faster than {previous} s")
     print(f"== {name}: {label}{' (quick)' if quick else ''}")
     print(f"requests finished       {summary['num_finished']:,} of {summary['num_requests']:,}")
     print(f"simulated time          {summary['sim_time_s']:,.1f} s")
