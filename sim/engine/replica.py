@@ -93,6 +93,8 @@ class Replica:
         self.progress_observed = True
         """Whether anyone (the router) reads this replica's progress at an arrival: a decode stretch
         then shows it at every arrival; otherwise it applies its iterations only when it must."""
+        self.stretch_interruptible = False
+        """A decode stretch waits unobserved: an arrival here interrupts it (`sim.engine.stretch`)."""
         self._staged: list[Request] = []
         """Arrivals during the running step: with async scheduling the next step was planned without them."""
         self._stepping = False
@@ -139,6 +141,9 @@ class Replica:
         self._idle_decisions = 0
         if request.timeout_at_s < INFINITY:
             heapq.heappush(self._timeouts, (request.timeout_at_s, request.request_id, request))
+        if self.stretch_interruptible:
+            self.stretch_interruptible = False
+            self.process.interrupt()
         if self.async_scheduling and self._stepping:
             self._staged.append(request)
             return

@@ -41,6 +41,14 @@ def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, 
     limit = _steps_allowed(replica, requests, contexts)
     if limit <= 1:
         return 0
+    if replica.progress_observed:
+        return (yield from _run_observed(replica, requests, contexts, limit))
+    return (yield from _run_unobserved(replica, requests, contexts, limit))
+
+
+def _run_observed(replica: Replica, requests: list[Request], contexts: tuple[int, ...], limit: int,
+                  ) -> Generator[simpy.Event, None, int]:
+    """Segments up to each event in the cluster, applied before it, as stepping would show them."""
     env = replica.env
     if min(replica.next_arrival_s(), replica.next_timeout_s()) <= env.now:
         return 0
@@ -52,24 +60,18 @@ def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, 
         now = env.now
         next_event = min(replica.next_arrival_s(), replica.next_timeout_s())
         count = min(limit - done, ahead)
-        times = replica.cost_model.decode_stretch_times(context_array + done, count)
-        ends = np.cumsum(np.concatenate(([now], times)))[1:]  # summed in stepping's order: same rounding
+        ends, times = _segment(replica, context_array, done, count, now)
         before = int(np.searchsorted(ends, next_event, side="left"))
-        crossing = before < count
-        if crossing and not replica.progress_observed:
-            before += 1  # nobody looks at this replica's progress at the event: run through it
-            crossing = False
         if before:
             yield env.timeout(float(ends[before - 1]) - now)
             ends[before - 1] = env.now  # equal up to float rounding of SimPy's clock
             _apply(replica, requests, contexts, done, now, ends[:before])
             done += before
-        if before == count and ends[-1] < next_event:
+        if before == count:
             ahead = min(2 * ahead, MAX_SEGMENT_STEPS)
             continue
-        if crossing:
-            # The event falls into the next iteration, whose batch was chosen before it.
-            done += yield from _one_more(replica, requests, contexts, done, float(times[before]))
+        # The event falls into the next iteration, whose batch was chosen before it.
+        done += yield from _one_more(replica, requests, contexts, done, float(times[before]))
         if done >= limit or replica.next_timeout_s() <= env.now:
             break
         if replica.promote_staged():
@@ -80,6 +82,52 @@ def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, 
             break
         ahead = FIRST_SEGMENT_STEPS
     return done
+
+
+def _run_unobserved(replica: Replica, requests: list[Request], contexts: tuple[int, ...], limit: int,
+                    ) -> Generator[simpy.Event, None, int]:
+    """Segments that only an arrival at this replica cuts short (it interrupts the wait), or a
+    waiting request's timeout; arrivals elsewhere cost this replica nothing."""
+    env = replica.env
+    context_array = np.asarray(contexts, dtype=np.int64)
+    done = 0
+    ahead = FIRST_SEGMENT_STEPS
+    while done < limit:
+        now = env.now
+        timeout_s = replica.next_timeout_s()
+        count = min(limit - done, ahead)
+        ends, _ = _segment(replica, context_array, done, count, now)
+        steps = min(count, int(np.searchsorted(ends, timeout_s, side="left")) + 1)
+        cut = False
+        replica.stretch_interruptible = True
+        try:
+            yield env.timeout(float(ends[steps - 1]) - now)
+        except simpy.Interrupt:
+            # An arrival here: the iteration it falls into was planned before it and runs on.
+            cut = True
+            steps = int(np.searchsorted(ends, env.now, side="left")) + 1
+            yield env.timeout(float(ends[steps - 1]) - env.now)
+        finally:
+            replica.stretch_interruptible = False
+        ends[steps - 1] = env.now  # equal up to float rounding of SimPy's clock
+        _apply(replica, requests, contexts, done, now, ends[:steps])
+        done += steps
+        if done >= limit or replica.next_timeout_s() <= env.now:
+            break
+        if cut:
+            if replica.promote_staged():
+                # Asynchronous scheduling planned this step before the arrival: it runs as planned.
+                done += yield from _one_more(replica, requests, contexts, done, None)
+            break
+        ahead = min(2 * ahead, MAX_SEGMENT_STEPS)
+    return done
+
+
+def _segment(replica: Replica, context_array: np.ndarray, done: int, count: int, now: float,
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """End times and durations of the stretch's iterations `done` to `done + count` from `now`."""
+    times = replica.cost_model.decode_stretch_times(context_array + done, count)
+    return np.cumsum(np.concatenate(([now], times)))[1:], times  # summed in stepping's order: same rounding
 
 
 def _one_more(replica: Replica, requests: list[Request], contexts: tuple[int, ...], done: int,

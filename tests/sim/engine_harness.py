@@ -43,8 +43,13 @@ def run_engine(
     eviction: str = "lru",
     router: str = "round_robin",
     seed: int = 0,
+    async_scheduling: bool = False,
+    progress_observed: bool | None = None,
 ) -> EngineRun:
-    """Serve requests given as (arrival_s, prompt_tokens, output_tokens) or as Request objects."""
+    """Serve requests given as (arrival_s, prompt_tokens, output_tokens) or as Request objects.
+
+    `progress_observed` overrides what the router declares (whether decode stretches show their
+    progress at every arrival), to test both ways of fast-forwarding with any router."""
     env = simpy.Environment()
     metrics = MetricsRecorder(record_iterations=record_iterations)
     requests = [s if isinstance(s, Request) else Request(i, *s) for i, s in enumerate(specs)]
@@ -58,9 +63,12 @@ def run_engine(
                                         lambda: env.now)
         else:
             kv = BlockPool(num_blocks, block_size)
-        setup = ReplicaSetup(kv, BlockPool(host_blocks, block_size), max_model_len, swap_block_s, fast_forward)
+        setup = ReplicaSetup(kv, BlockPool(host_blocks, block_size), max_model_len, swap_block_s, fast_forward,
+                             async_scheduling)
         cluster.add_replica(
             Replica(env, replica_id, sched, cost_model, setup, metrics, cluster.next_arrival_s, cluster.request_done)
         )
+        if progress_observed is not None:
+            cluster.replicas[-1].progress_observed = progress_observed
     env.run()
     return EngineRun(requests, cluster, metrics, env.now)
