@@ -47,6 +47,18 @@ hundred thousand empty decisions in a row is a policy that loops without progres
 of wall time before the error)."""
 
 
+@dataclass(slots=True)
+class PreparedStep:
+    """A step decided and prepared (admitted, KV allocated), ready to run."""
+
+    entries: list[tuple[Request, int]]
+    shape: BatchShape
+    swap_s: float
+    """Seconds of swapping in or out before the batch's kernels run."""
+    stretchable: bool
+    """Every running request decodes and nothing else happens: it may be fast-forwarded."""
+
+
 @dataclass(frozen=True)
 class ReplicaSetup:
     """What a replica is given besides its policies: memory, limits and the swap link."""
@@ -197,30 +209,40 @@ class Replica:
                     continue
             else:
                 self._idle_decisions = 0
-            entries, news, contexts, all_decode = self._admit_and_allocate(decision)
-            self._sample(len(news), sum(news))
-            self.num_engine_steps += 1
-            swap_s = self._take_swap_seconds()
+            step = self.prepare_step(decision, promoted)
             self._stepping = True
-            if (self.fast_forward and all_decode and not decision.preempted and not decision.padding
-                    and not swap_s and not promoted and len(entries) == len(self._running)
-                    and not (self.waiting and self._fast_forward_needs_empty_queue)):
-                steps = yield from run_stretch(self, [request for request, _ in entries], contexts)
-                if steps:
-                    self._stepping = False
-                    self.num_iterations += steps
-                    continue
-            shape = BatchShape(news, contexts)
-            total_s = swap_s + self.cost_model.iteration_time(shape)
-            iteration = Iteration(entries, shape, total_s, env.now, began_s=env.now)
-            if self._interruptible:
-                iteration.boundaries = self._boundaries(shape, swap_s, iteration.total_s)
-                yield from self._run(iteration)
-            else:
-                yield env.timeout(iteration.total_s)
-                self._apply(iteration)
-                self.num_iterations += 1
+            yield from self.run_step(step)
             self._stepping = False
+
+    def prepare_step(self, decision: CheckedDecision, promoted: bool) -> PreparedStep:
+        """The checked decision made ready to run: admissions, KV blocks and the batch's shape."""
+        entries, news, contexts, all_decode = self._admit_and_allocate(decision)
+        self._sample(len(news), sum(news))
+        self.num_engine_steps += 1
+        swap_s = self._take_swap_seconds()
+        stretchable = (self.fast_forward and all_decode and not decision.preempted and not decision.padding
+                       and not swap_s and not promoted and len(entries) == len(self._running)
+                       and not (self.waiting and self._fast_forward_needs_empty_queue))
+        return PreparedStep(entries, BatchShape(news, contexts), swap_s, stretchable)
+
+    def run_step(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
+        """Run a prepared step: a fast-forwarded stretch if it may be one, else one iteration."""
+        env = self.env
+        if step.stretchable:
+            steps = yield from run_stretch(self, [request for request, _ in step.entries], step.shape.context_lens)
+            if steps:
+                self.num_iterations += steps
+                return
+        began = env.now
+        total_s = step.swap_s + self.cost_model.iteration_time(step.shape)
+        if self._interruptible:
+            iteration = Iteration(step.entries, step.shape, total_s, began, began_s=began)
+            iteration.boundaries = self._boundaries(step.shape, step.swap_s, total_s)
+            yield from self._run(iteration)
+        else:
+            yield env.timeout(total_s)
+            self._apply(step.entries, began)
+            self.num_iterations += 1
 
     def promote_staged(self) -> bool:
         """Async scheduling: the step just planned did not see the staged arrivals; the next one will."""
@@ -288,7 +310,7 @@ class Replica:
                 self.suspended.append(iteration)
                 return
         self.in_flight = None
-        self._apply(iteration)
+        self._apply(iteration.entries, iteration.began_s)
         self.num_iterations += 1
 
     def _resume(self, iteration: Iteration) -> Generator[simpy.Event, None, None]:
@@ -372,14 +394,14 @@ class Replica:
              self.kv.num_used_blocks, self.kv.num_blocks)
         )
 
-    def _apply(self, iteration: Iteration) -> None:
+    def _apply(self, entries: list[tuple[Request, int]], began_s: float) -> None:
         now = self.env.now
         num_prefill_tokens = 0
         num_decodes = 0
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
         gaps = self._gaps
-        for request, num_new in iteration.entries:
+        for request, num_new in entries:
             before = request.num_computed_tokens
             computed = before + num_new
             request.num_computed_tokens = computed
@@ -403,7 +425,7 @@ class Replica:
                     self.finish(request, now)
         if self.metrics.record_iterations:
             self.metrics.add_iteration(
-                (self.replica_id, iteration.began_s, now, len(iteration.entries),
+                (self.replica_id, began_s, now, len(entries),
                  num_prefill_tokens + num_decodes, num_prefill_tokens, num_decodes)
             )
 
