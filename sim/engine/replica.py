@@ -100,8 +100,8 @@ class Replica:
         self.on_done = on_done
         self.fast_forward = setup.fast_forward and scheduler.stable_under_decode
         self._fast_forward_needs_empty_queue = not scheduler.stable_while_waiting
-        self._interruptible = type(scheduler).interrupt is not SchedulerPolicy.interrupt
-        self.async_scheduling = setup.async_scheduling and not self._interruptible
+        self.interruptible = type(scheduler).interrupt is not SchedulerPolicy.interrupt
+        self.async_scheduling = setup.async_scheduling and not self.interruptible
         self.progress_observed = True
         """Whether anyone (the router) reads this replica's progress at an arrival: a decode stretch
         then shows it at every arrival; otherwise it applies its iterations only when it must."""
@@ -235,7 +235,7 @@ class Replica:
                 return
         began = env.now
         total_s = step.swap_s + self.cost_model.iteration_time(step.shape)
-        if self._interruptible:
+        if self.interruptible:
             iteration = Iteration(step.entries, step.shape, total_s, began, began_s=began)
             iteration.boundaries = self._boundaries(step.shape, step.swap_s, total_s)
             yield from self._run(iteration)

@@ -41,14 +41,17 @@ def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, 
     limit = _steps_allowed(replica, requests, contexts)
     if limit <= 1:
         return 0
-    if replica.progress_observed:
+    if replica.progress_observed or replica.interruptible:
         return (yield from _run_observed(replica, requests, contexts, limit))
     return (yield from _run_unobserved(replica, requests, contexts, limit))
 
 
 def _run_observed(replica: Replica, requests: list[Request], contexts: tuple[int, ...], limit: int,
                   ) -> Generator[simpy.Event, None, int]:
-    """Segments up to each event in the cluster, applied before it, as stepping would show them."""
+    """Segments up to each event in the cluster, applied before it, as stepping would show them.
+
+    A scheduler that may interrupt an iteration on an arrival is asked about the iteration in
+    flight, so with one the stretch stops before the iteration an event falls into."""
     env = replica.env
     if min(replica.next_arrival_s(), replica.next_timeout_s()) <= env.now:
         return 0
@@ -70,6 +73,8 @@ def _run_observed(replica: Replica, requests: list[Request], contexts: tuple[int
         if before == count:
             ahead = min(2 * ahead, MAX_SEGMENT_STEPS)
             continue
+        if replica.interruptible:
+            break  # an arrival may stop the iteration in flight, if the scheduler says so: step it
         # The event falls into the next iteration, whose batch was chosen before it.
         done += yield from _one_more(replica, requests, contexts, done, float(times[before]))
         if done >= limit or replica.next_timeout_s() <= env.now:

@@ -117,3 +117,20 @@ def test_a_stretch_runs_on_through_arrivals_with_few_decisions(observed, async_s
     stepped, jumped = (sum(r.num_engine_steps for r in run.cluster.replicas) for run in runs)
     assert stepped >= 800
     assert jumped < 80
+
+
+def test_a_scheduler_that_may_interrupt_is_asked_at_every_arrival_as_when_stepping():
+    asked = []
+
+    class Asking(create_policy("scheduler", "vllm", {}, preemption=create_policy("preemption", "recompute", {}))
+                 .__class__):
+        def interrupt(self, in_flight, arrival, replica, now):
+            asked[-1].append((arrival.request_id, round(now, 9), len(in_flight.entries)))
+            return False
+
+    register("scheduler", "test_asking")(Asking)
+    for fast_forward in (False, True):
+        asked.append([])
+        run_engine(long_decodes_and_late_arrivals(), ConstantCostModel(0.01), scheduler_name="test_asking",
+                   fast_forward=fast_forward)
+    assert len(asked[0]) == 6 and asked[0] == asked[1]
