@@ -1,12 +1,15 @@
 """Fast-forward equals stepping for every built-in scheduler that declares it, both ways of
 running a stretch through events, with asynchronous scheduling, prefix caching, swapping,
 timeouts and several replicas."""
+from contextlib import contextmanager
+from unittest.mock import patch
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from servesim.hwmodels import ConstantCostModel
-from servesim.policies import create_policy
+from servesim.policies import create_policy, registry
 from servesim.policies.base import RouterPolicy
 from servesim.policies.registry import register
 from servesim.sim.engine.request import Request
@@ -82,7 +85,13 @@ class ProgressLog(RouterPolicy):
         return request.request_id % len(replicas)
 
 
-register("router", "test_progress_log")(ProgressLog)
+@contextmanager
+def registered(kind, name, cls):
+    """`cls` registered as `name` inside the block only (the registry is shared by all tests)."""
+    registry.all_policies()
+    with patch.object(registry, "_REGISTRY", dict(registry._REGISTRY)):
+        register(kind, name)(cls)
+        yield
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -90,9 +99,10 @@ register("router", "test_progress_log")(ProgressLog)
 def test_a_router_reading_progress_sees_what_stepping_shows(specs, replicas, async_scheduling, caching):
     logs = []
     for fast_forward in (False, True):
-        run = run_engine(build_requests(specs), ConstantCostModel(0.01, 0.0005), num_blocks=40, block_size=2,
-                         replicas=replicas, router="test_progress_log", async_scheduling=async_scheduling,
-                         prefix_caching=caching, fast_forward=fast_forward)
+        with registered("router", "test_progress_log", ProgressLog):
+            run = run_engine(build_requests(specs), ConstantCostModel(0.01, 0.0005), num_blocks=40, block_size=2,
+                             replicas=replicas, router="test_progress_log", async_scheduling=async_scheduling,
+                             prefix_caching=caching, fast_forward=fast_forward)
         logs.append(run.cluster.router.seen)
     assert logs[0] == logs[1]
 
@@ -100,7 +110,7 @@ def test_a_router_reading_progress_sees_what_stepping_shows(specs, replicas, asy
 def test_builtin_routers_read_no_progress_and_plug_ins_are_assumed_to():
     assert create_policy("router", "round_robin", {}).reads_progress is False
     assert create_policy("router", "least_outstanding", {}).reads_progress is False
-    assert create_policy("router", "test_progress_log", {}).reads_progress is True
+    assert ProgressLog(RouterPolicy.Params()).reads_progress is True
 
 
 def long_decodes_and_late_arrivals():
@@ -129,9 +139,9 @@ def test_a_scheduler_that_may_interrupt_is_asked_at_every_arrival_as_when_steppi
             asked[-1].append((arrival.request_id, round(now, 9), len(in_flight.entries)))
             return False
 
-    register("scheduler", "test_asking")(Asking)
     for fast_forward in (False, True):
         asked.append([])
-        run_engine(long_decodes_and_late_arrivals(), ConstantCostModel(0.01), scheduler_name="test_asking",
-                   fast_forward=fast_forward)
+        with registered("scheduler", "test_asking", Asking):
+            run_engine(long_decodes_and_late_arrivals(), ConstantCostModel(0.01), scheduler_name="test_asking",
+                       fast_forward=fast_forward)
     assert len(asked[0]) == 6 and asked[0] == asked[1]
