@@ -92,9 +92,10 @@ def run_one(name: str, quick: bool, fast_forward: bool, azure_trace: Path) -> No
 
     raw, label = build(name, quick, fast_forward, azure_trace)
     config = validate_config(raw, origin=f"bench_scale {name}")
-    sim_start = time.perf_counter()
+    sim_start, cpu_start = time.perf_counter(), time.process_time()
     result = simulate(prepare(config))
     sim_wall = time.perf_counter() - sim_start
+    sim_cpu = time.process_time() - cpu_start
     total_wall = time.perf_counter() - START
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = result.summary
@@ -108,6 +109,7 @@ def run_one(name: str, quick: bool, fast_forward: bool, azure_trace: Path) -> No
     print(f"iterations              {iterations:,} in {summary['engine']['engine_steps']:,} engine steps")
     print(f"wall, simulation        {sim_wall:.2f} s ({ratio})")
     print(f"wall, whole process     {total_wall:.2f} s (imports included)")
+    print(f"cpu, simulation         {sim_cpu:.2f} s (steadier than wall time on a busy machine)")
     print(f"requests per wall s     {summary['num_requests'] / sim_wall:,.0f}")
     print(f"iterations per wall s   {iterations / sim_wall:,.0f}")
     print(f"peak memory (max RSS)   {peak_mb:,.0f} MB", flush=True)
