@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 MAX_STRETCH_STEPS = 4096
 FIRST_SEGMENT_STEPS = 16
 """Iterations costed ahead at first; doubled while no event comes (most segments end at an arrival)."""
+FIRST_UNOBSERVED_SEGMENT_STEPS = 64
+"""The same when only this replica's own arrivals cut a stretch short: they come less often."""
 MAX_SEGMENT_STEPS = 1024
 
 
@@ -96,7 +98,7 @@ def _run_unobserved(replica: Replica, requests: list[Request], contexts: tuple[i
     env = replica.env
     context_array = np.asarray(contexts, dtype=np.int64)
     done = 0
-    ahead = FIRST_SEGMENT_STEPS
+    ahead = FIRST_UNOBSERVED_SEGMENT_STEPS
     while done < limit:
         now = env.now
         timeout_s = replica.next_timeout_s()
