@@ -120,7 +120,8 @@ class Replica:
         self._pending_swap_blocks = 0
         self._timeouts: list[tuple[float, int, Request]] = []
         """(timeout, id, request) of queued requests that may give up, earliest first."""
-        self._gaps = metrics.gap_sink()
+        self.gap_sink = metrics.gap_sink()
+        """Where single inter-token gaps go (the stepped path's and one-iteration stretches')."""
         self.num_iterations = 0
         self.num_engine_steps = 0
         self.num_interrupts = 0
@@ -400,7 +401,7 @@ class Replica:
         num_decodes = 0
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
-        gaps = self._gaps
+        gaps = self.gap_sink
         for request, num_new in entries:
             before = request.num_computed_tokens
             computed = before + num_new
