@@ -11,9 +11,10 @@
 Each prints wall seconds (simulation alone and whole, imports included), simulated requests
 and iterations per wall second, peak resident memory, and the ratio of the simulation's wall
 time to the README's previous figure. Every benchmark runs in a fresh process, so that peak
-memory is its own; `--quick` runs each at a tenth of its size (1% for cluster64).
+memory is its own; `--quick` runs each at a tenth of its size (1% for cluster64), `--share F`
+at the fraction F of it.
 
-    python benchmarks/bench_scale.py [cluster4 cluster64 azure8] [--quick] [--no-fast-forward]
+    python benchmarks/bench_scale.py [cluster4 cluster64 azure8] [--quick | --share F] [--no-fast-forward]
 """
 from __future__ import annotations
 
@@ -76,21 +77,20 @@ def azure_cluster(num_requests: int | None, fast_forward: bool, path: Path) -> t
     return config, label
 
 
-def build(name: str, quick: bool, fast_forward: bool, azure_trace: Path) -> tuple[dict, str]:
-    share = QUICK_SHARE[name] if quick else 1.0
+def build(name: str, share: float, fast_forward: bool, azure_trace: Path) -> tuple[dict, str]:
     if name == "cluster4":
         return synthetic_cluster(int(100_000 * share), 4, fast_forward), "100,000 requests, 4 replicas"
     if name == "cluster64":
         return synthetic_cluster(int(1_000_000 * share), 64, fast_forward), "1,000,000 requests, 64 replicas"
-    return azure_cluster(int(AZURE_TRACE_REQUESTS * share) if quick else None, fast_forward, azure_trace)
+    return azure_cluster(int(AZURE_TRACE_REQUESTS * share) if share < 1 else None, fast_forward, azure_trace)
 
 
-def run_one(name: str, quick: bool, fast_forward: bool, azure_trace: Path) -> None:
+def run_one(name: str, share: float, fast_forward: bool, azure_trace: Path) -> None:
     """Run one benchmark in this process and print its figures."""
     from servesim.sim.experiment.loading import validate_config
     from servesim.sim.runner import prepare, simulate
 
-    raw, label = build(name, quick, fast_forward, azure_trace)
+    raw, label = build(name, share, fast_forward, azure_trace)
     config = validate_config(raw, origin=f"bench_scale {name}")
     sim_start, cpu_start = time.perf_counter(), time.process_time()
     result = simulate(prepare(config))
@@ -101,9 +101,9 @@ def run_one(name: str, quick: bool, fast_forward: bool, azure_trace: Path) -> No
     summary = result.summary
     iterations = summary["engine"]["iterations"]
     previous = PREVIOUS_SIMULATION_S[name]
-    ratio = ("no previous figure" if previous is None or quick
+    ratio = ("no previous figure" if previous is None or share < 1
              else f"{previous / sim_wall:.2f}x faster than {previous} s")
-    print(f"== {name}: {label}{' (quick)' if quick else ''}")
+    print(f"== {name}: {label}{f' (share {share:g})' if share < 1 else ''}")
     print(f"requests finished       {summary['num_finished']:,} of {summary['num_requests']:,}")
     print(f"simulated time          {summary['sim_time_s']:,.1f} s")
     print(f"iterations              {iterations:,} in {summary['engine']['engine_steps']:,} engine steps")
@@ -120,6 +120,7 @@ def main() -> None:
     parser.add_argument("benchmarks", nargs="*", metavar="NAME",
                         help=f"which to run, of {', '.join(QUICK_SHARE)} (default: all)")
     parser.add_argument("--quick", action="store_true", help="a tenth of each size (1%% of cluster64)")
+    parser.add_argument("--share", type=float, default=None, help="run this fraction of each benchmark's size")
     parser.add_argument("--no-fast-forward", action="store_true", help="simulate every iteration as its own step")
     parser.add_argument("--azure-trace", type=Path, default=FULL_AZURE_TRACE,
                         help="the Azure 2023 conversation trace CSV for azure8")
@@ -129,13 +130,17 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(QUICK_SHARE)}")
     args.benchmarks = args.benchmarks or list(QUICK_SHARE)
+    if args.share is not None and not 0 < args.share <= 1:
+        parser.error(f"--share must be a fraction in (0, 1], not {args.share}")
     if args.in_process:
         for name in args.benchmarks:
-            run_one(name, args.quick, not args.no_fast_forward, args.azure_trace)
+            share = args.share or (QUICK_SHARE[name] if args.quick else 1.0)
+            run_one(name, share, not args.no_fast_forward, args.azure_trace)
         return
     for name in args.benchmarks:
         command = [sys.executable, __file__, name, "--in-process", "--azure-trace", str(args.azure_trace)]
         command += ["--quick"] * args.quick + ["--no-fast-forward"] * args.no_fast_forward
+        command += ["--share", str(args.share)] if args.share is not None else []
         subprocess.run(command, check=True)
 
 

@@ -2,12 +2,15 @@
 
 While every running request decodes and nothing reaches this replica (no arrival, timeout,
 finish or memory shortage), a scheduler that is stable under decoding keeps returning the same
-batch. The stretch runs in segments, each up to the next event anywhere in the cluster: the
-iterations that end before the event are costed in one vectorised call and applied at once,
-so the event (a router reading this replica, say) sees the state that stepping would show;
-then the iteration the event falls into runs too, as its batch was chosen before the event.
-If the event brought nothing to this replica the stretch goes on; with asynchronous
-scheduling, an arrival it brought waits one more iteration, which the stretch also runs.
+batch. The stretch's iterations are costed ahead in segments, one vectorised call each, and
+applied at once. The iteration an arrival falls into runs too, as its batch was chosen before
+the arrival; with asynchronous scheduling so does the one after it, planned before the arrival
+as well. An event that brings nothing to this replica does not end the stretch.
+
+If the router may read this replica's progress, each segment ends before the next event
+anywhere in the cluster and is applied then, so that the event sees what stepping would show.
+If it reads none, a segment is cut short only by an arrival at this replica (which interrupts
+the wait) or a waiting request's timeout, so a replica costs nothing per arrival elsewhere.
 Per-token times still come from each iteration's end, so results equal stepping one
 iteration at a time up to float rounding.
 """
@@ -32,6 +35,7 @@ FIRST_SEGMENT_STEPS = 16
 FIRST_UNOBSERVED_SEGMENT_STEPS = 64
 """The same when only this replica's own arrivals cut a stretch short: they come less often."""
 MAX_SEGMENT_STEPS = 1024
+"""Most iterations costed ahead at once (a stretch ends at MAX_STRETCH_STEPS in any case)."""
 
 
 def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, ...],
