@@ -121,7 +121,7 @@ class Replica:
         self._timeouts: list[tuple[float, int, Request]] = []
         """(timeout, id, request) of queued requests that may give up, earliest first."""
         self.gap_sink = metrics.gap_sink()
-        """Where single inter-token gaps go (the stepped path's and one-iteration stretches')."""
+        """Where the stepped path's single inter-token gaps go."""
         self.num_iterations = 0
         self.num_engine_steps = 0
         self.num_interrupts = 0

@@ -232,10 +232,8 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
             kv.allocate(request.request_id, need)
             request.num_blocks += need
     metrics = replica.metrics
-    if inner is None:
-        replica.gap_sink.extend(first_gaps)  # one iteration: its gaps join the stepped ones', no array
-    else:
-        metrics.add_gaps(np.array(first_gaps))
+    metrics.add_gaps(np.array(first_gaps))  # an array: 8 bytes a gap, where a list of floats takes 32
+    if inner is not None:
         metrics.add_gaps(inner, weight=len(running))
     if metrics.record_iterations:
         starts = np.concatenate(([start], ends[:-1]))
