@@ -1,8 +1,9 @@
 """Core engine speed: 10,000 requests through one Llama-2-70B replica on A100s with TP2.
 
 Fixed 1024-token prompts and 256 output tokens, Poisson arrivals at 1 req/s, chunked prefill
-with a 512-token budget. Prints wall seconds (whole process and simulation alone), simulated
-requests and iterations per wall second, and peak resident memory.
+with a 512-token budget. Prints wall seconds (whole process and simulation alone, and its ratio
+to the previous release's figure in the README), CPU seconds, simulated requests and iterations
+per wall second, and peak resident memory.
 
     python benchmarks/bench_core.py [--requests N] [--no-fast-forward] [--cost-model roofline|table]
 
@@ -20,6 +21,9 @@ import resource  # noqa: E402
 
 from servesim.sim.experiment.loading import validate_config  # noqa: E402
 from servesim.sim.runner import prepare, simulate  # noqa: E402
+
+PREVIOUS_SIMULATION_S = 3.76
+"""The simulation's wall seconds in the README's "Benchmarks" table for the previous release (3.72 - 3.81 s)."""
 
 
 def benchmark_config(num_requests: int, fast_forward: bool, cost_model: str = "roofline") -> dict:
@@ -49,9 +53,10 @@ def main() -> None:
     args = parser.parse_args()
     config = validate_config(benchmark_config(args.requests, not args.no_fast_forward, args.cost_model),
                              origin="bench_core")
-    sim_start = time.perf_counter()
+    sim_start, cpu_start = time.perf_counter(), time.process_time()
     result = simulate(prepare(config))
     sim_wall = time.perf_counter() - sim_start
+    sim_cpu = time.process_time() - cpu_start
     total_wall = time.perf_counter() - START
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = result.summary
@@ -60,8 +65,10 @@ def main() -> None:
           f"({summary['num_preemptions']} preemptions)")
     print(f"simulated time          {summary['sim_time_s']:,.1f} s")
     print(f"iterations              {iterations:,} in {summary['engine']['engine_steps']:,} engine steps")
-    print(f"wall, simulation        {sim_wall:.2f} s")
+    print(f"wall, simulation        {sim_wall:.2f} s ({PREVIOUS_SIMULATION_S / sim_wall:.2f}x the speed of the "
+          f"previous release's {PREVIOUS_SIMULATION_S} s)")
     print(f"wall, whole process     {total_wall:.2f} s (imports included)")
+    print(f"cpu, simulation         {sim_cpu:.2f} s (steadier than wall time on a busy machine)")
     print(f"requests per wall s     {summary['num_requests'] / sim_wall:,.0f}")
     print(f"iterations per wall s   {iterations / sim_wall:,.0f}")
     print(f"peak memory (max RSS)   {peak_mb:,.0f} MB")

@@ -140,6 +140,13 @@ class RouterPolicy(Policy, ABC):
     def route(self, request: RequestView, replicas: Sequence[ReplicaView], now: float) -> int:
         """Index into `replicas` of the chosen replica."""
 
+    @property
+    def reads_progress(self) -> bool:
+        """True if `route` may read what changes while a replica decodes (its requests' progress,
+        its KV blocks). False lets a replica in a decode stretch skip showing its state at every
+        arrival: results are identical, only faster."""
+        return True
+
 
 @dataclass(frozen=True, slots=True)
 class TransferDecision:

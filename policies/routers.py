@@ -18,6 +18,10 @@ class RoundRobinRouterPolicy(RouterPolicy):
         super().__init__(params, rng)
         self._next = 0
 
+    @property
+    def reads_progress(self) -> bool:
+        return False
+
     def route(self, request: RequestView, replicas: Sequence[ReplicaView], now: float) -> int:
         chosen = self._next % len(replicas)
         self._next = chosen + 1
@@ -30,6 +34,11 @@ class LeastOutstandingRouterPolicy(RouterPolicy):
 
     Join-the-shortest-queue (Winston, 1977), the load balancing of the SGLang and vLLM routers.
     """
+
+    @property
+    def reads_progress(self) -> bool:
+        """Requests outstanding change only when one arrives or ends, never while decoding."""
+        return False
 
     def route(self, request: RequestView, replicas: Sequence[ReplicaView], now: float) -> int:
         return min(range(len(replicas)), key=lambda i: (replicas[i].num_outstanding, i))

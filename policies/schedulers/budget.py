@@ -21,7 +21,6 @@ from servesim.policies.views import (
     RequestView,
     blocks_to_admit,
     computed_on_admission,
-    new_blocks_needed,
 )
 
 DEFAULT_MAX_NUM_SEQS = 256
@@ -96,7 +95,7 @@ class BudgetScheduler(SchedulerPolicy):
             num_new = request.num_tokens - computed
             if num_new > budget:
                 num_new = budget
-            need = new_blocks_needed(request, num_new, block_size)
+            need = -(-(computed + num_new) // block_size) - request.num_blocks  # `new_blocks_needed`, inlined
             preempted_itself = False
             while need > free and not preempted_itself:
                 victim = self.preemption.select_victim(running[index:], now)

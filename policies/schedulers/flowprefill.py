@@ -46,6 +46,16 @@ class FlowPrefillSchedulerPolicy(BudgetScheduler):
     Params = FlowPrefillParams
     params: FlowPrefillParams
 
+    @property
+    def stable_under_decode(self) -> bool:
+        """With nothing waiting, the batch is every running decode, the same at every step."""
+        return True
+
+    @property
+    def stable_while_waiting(self) -> bool:
+        """Deadline-aware admission compares iteration times that grow as the running requests decode."""
+        return False
+
     def urgency(self, request: RequestView) -> Any:
         if self.params.urgency == "deadline":
             return (request.ttft_deadline_s, request.arrival_s)

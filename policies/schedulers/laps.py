@@ -35,6 +35,16 @@ class LapsSchedulerPolicy(BudgetScheduler):
     Params = LapsParams
     params: LapsParams
 
+    @property
+    def stable_under_decode(self) -> bool:
+        """With nothing waiting, the batch is every running decode, the same at every step."""
+        return True
+
+    @property
+    def stable_while_waiting(self) -> bool:
+        """Whether short prefills are ready depends on the time (the batching window)."""
+        return False
+
     def schedule(self, replica: ReplicaView, now: float) -> ScheduleDecision:
         shorts, longs = self._split(replica)
         ready = bool(shorts) and (

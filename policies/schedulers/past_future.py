@@ -69,11 +69,21 @@ class PastFutureSchedulerPolicy(BudgetScheduler):
     `min_history` finished requests there is no past to speak of, and it admits exactly as the
     aggressive scheduler does. A request is always admitted into an empty batch, whatever its
     prediction, so the replica never idles with work queued. Its admissions change as requests
-    progress, so it is not stable under decoding.
+    progress, so it is stable under decoding only while nothing waits.
     """
 
     Params = PastFutureParams
     params: PastFutureParams
+
+    @property
+    def stable_under_decode(self) -> bool:
+        """With nothing waiting, the batch is every running decode, the same at every step."""
+        return True
+
+    @property
+    def stable_while_waiting(self) -> bool:
+        """Admission follows the predicted peak memory, which moves as the running requests decode."""
+        return False
 
     def __init__(self, params: PastFutureParams, preemption: PreemptionPolicy, rng: np.random.Generator | None = None,
                  ) -> None:

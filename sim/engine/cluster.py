@@ -67,6 +67,7 @@ class Cluster:
         self.process = env.process(self._arrivals() if closed_loop is None else self._first_sends(closed_loop))
 
     def add_replica(self, replica: Replica) -> None:
+        replica.progress_observed = self.router.reads_progress
         self.replicas.append(replica)
         self._views = tuple(r.view for r in self.replicas)
 

@@ -105,6 +105,7 @@ class DecisionChecker:
         admitted = 0
         replica_id = self.replica.replica_id
         view_type = RequestView
+        running = _RUNNING
         for pair in _as_list(pairs, "scheduled", self, now):
             if type(pair) is not tuple or len(pair) != 2:
                 raise self.violation(now, f"scheduled entry {pair!r} is not a (request, new tokens) pair")
@@ -117,7 +118,7 @@ class DecisionChecker:
             if request in seen or request.replica_id != replica_id:
                 raise self._misplaced(request, preempted, now)
             mark(request)
-            if request.state is not _RUNNING:
+            if request.state is not running:
                 if request.state not in _QUEUED:
                     raise self.violation(now, f"scheduled {request!r}, which has ended")
                 admitted += 1
@@ -127,7 +128,7 @@ class DecisionChecker:
                 if not is_count(num_new):
                     raise self._bad_tokens(request, num_new, now)
                 num_new = int(num_new)
-            if not 1 <= num_new <= request.num_tokens - request.num_computed_tokens:
+            if num_new < 1 or num_new > request.num_tokens - request.num_computed_tokens:
                 raise self._bad_tokens(request, num_new, now)
             total += num_new
             append((request, num_new))

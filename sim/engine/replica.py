@@ -21,7 +21,6 @@ import simpy
 from servesim.hwmodels import BatchShape, CostModel
 from servesim.policies import PreemptionMode, SchedulerPolicy
 from servesim.policies.contract import contract_violation, policy_raised
-from servesim.policies.views import is_decode, new_blocks_needed
 from servesim.sim.engine.bookkeeping import (
     admit,
     allocate,
@@ -47,6 +46,18 @@ drop in between, after which the scheduler is reported as stuck. A legitimate sc
 `wake_at` once per batching window, or preempts at most every running request once in a row; a
 hundred thousand empty decisions in a row is a policy that loops without progress (about a second
 of wall time before the error)."""
+
+
+@dataclass(slots=True)
+class PreparedStep:
+    """A step decided and prepared (admitted, KV allocated), ready to run."""
+
+    entries: list[tuple[Request, int]]
+    shape: BatchShape
+    swap_s: float
+    """Seconds of swapping in or out before the batch's kernels run."""
+    stretchable: bool
+    """Every running request decodes and nothing else happens: it may be fast-forwarded."""
 
 
 @dataclass(frozen=True)
@@ -94,9 +105,14 @@ class Replica:
         self._rank = setup.lockstep.join() if setup.lockstep is not None else 0
         self.fast_forward = setup.fast_forward and scheduler.stable_under_decode and setup.lockstep is None
         self._fast_forward_needs_empty_queue = not scheduler.stable_while_waiting
-        self._interruptible = (type(scheduler).interrupt is not SchedulerPolicy.interrupt
-                               and setup.lockstep is None)
-        self.async_scheduling = setup.async_scheduling and not self._interruptible
+        self.interruptible = (type(scheduler).interrupt is not SchedulerPolicy.interrupt
+                              and setup.lockstep is None)
+        self.async_scheduling = setup.async_scheduling and not self.interruptible
+        self.progress_observed = True
+        """Whether anyone (the router) reads this replica's progress at an arrival: a decode stretch
+        then shows it at every arrival; otherwise it applies its iterations only when it must."""
+        self.stretch_interruptible = False
+        """A decode stretch waits unobserved: an arrival here interrupts it (`sim.engine.stretch`)."""
         self._staged: list[Request] = []
         """Arrivals during the running step: with async scheduling the next step was planned without them."""
         self._stepping = False
@@ -110,7 +126,8 @@ class Replica:
         self._pending_swap_blocks = 0
         self._timeouts: list[tuple[float, int, Request]] = []
         """(timeout, id, request) of queued requests that may give up, earliest first."""
-        self._gaps = metrics.gap_sink()
+        self.gap_sink = metrics.gap_sink()
+        """Where the stepped path's single inter-token gaps go."""
         self.num_iterations = 0
         self.num_engine_steps = 0
         self.num_interrupts = 0
@@ -143,6 +160,9 @@ class Replica:
         self._idle_decisions = 0
         if request.timeout_at_s < INFINITY:
             heapq.heappush(self._timeouts, (request.timeout_at_s, request.request_id, request))
+        if self.stretch_interruptible:
+            self.stretch_interruptible = False
+            self.process.interrupt()
         if self.async_scheduling and self._stepping:
             self._staged.append(request)
             return
@@ -174,12 +194,12 @@ class Replica:
             if self._timeouts and self._timeouts[0][0] <= env.now:
                 self._drop_expired()
             if not self._running and not self.waiting:
-                if self._promote_staged():
+                if self.promote_staged():
                     continue
                 yield from self._idle(None)
                 continue
             decision = checked_schedule(self.scheduler, self.view, self._checker, env.now)
-            promoted = self._promote_staged()
+            promoted = self.promote_staged()
             self._preempt(decision.preempted)
             if decision.resume is not None:
                 self._idle_decisions = 0
@@ -194,39 +214,47 @@ class Replica:
                     continue
             else:
                 self._idle_decisions = 0
-            entries, news, contexts, all_decode = self._admit_and_allocate(decision)
-            self._sample(len(news), sum(news))
-            self.num_engine_steps += 1
-            swap_s = self._take_swap_seconds()
+            step = self.prepare_step(decision, promoted)
             self._stepping = True
-            if (self.fast_forward and all_decode and not decision.preempted and not decision.padding
-                    and not swap_s and not promoted and len(entries) == len(self._running)
-                    and not (self.waiting and self._fast_forward_needs_empty_queue)):
-                steps = yield from run_stretch(self, [request for request, _ in entries], contexts)
-                if steps:
-                    self._stepping = False
-                    self.num_iterations += steps
-                    continue
-            shape = BatchShape(news, contexts)
-            if self._lockstep is not None:
-                began = env.now
-                yield from self._lockstep.step(self._rank, RankPlan(shape, swap_s))
-                self._apply(Iteration(entries, shape, env.now - began, began, began_s=began))
-                self.num_iterations += 1
-                self._stepping = False
-                continue
-            total_s = swap_s + self.cost_model.iteration_time(shape)
-            iteration = Iteration(entries, shape, total_s, env.now, began_s=env.now)
-            if self._interruptible:
-                iteration.boundaries = self._boundaries(shape, swap_s, iteration.total_s)
-                yield from self._run(iteration)
-            else:
-                yield env.timeout(iteration.total_s)
-                self._apply(iteration)
-                self.num_iterations += 1
+            yield from self.run_step(step)
             self._stepping = False
 
-    def _promote_staged(self) -> bool:
+    def prepare_step(self, decision: CheckedDecision, promoted: bool) -> PreparedStep:
+        """The checked decision made ready to run: admissions, KV blocks and the batch's shape."""
+        entries, news, contexts, all_decode = self._admit_and_allocate(decision)
+        self._sample(len(news), sum(news))
+        self.num_engine_steps += 1
+        swap_s = self._take_swap_seconds()
+        stretchable = (self.fast_forward and all_decode and not decision.preempted and not decision.padding
+                       and not swap_s and not promoted and len(entries) == len(self._running)
+                       and not (self.waiting and self._fast_forward_needs_empty_queue))
+        return PreparedStep(entries, BatchShape(news, contexts), swap_s, stretchable)
+
+    def run_step(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
+        """Run a prepared step: a fast-forwarded stretch if it may be one, else one iteration."""
+        env = self.env
+        if step.stretchable:
+            steps = yield from run_stretch(self, [request for request, _ in step.entries], step.shape.context_lens)
+            if steps:
+                self.num_iterations += steps
+                return
+        began = env.now
+        if self._lockstep is not None:
+            yield from self._lockstep.step(self._rank, RankPlan(step.shape, step.swap_s))
+            self._apply(step.entries, began)
+            self.num_iterations += 1
+            return
+        total_s = step.swap_s + self.cost_model.iteration_time(step.shape)
+        if self.interruptible:
+            iteration = Iteration(step.entries, step.shape, total_s, began, began_s=began)
+            iteration.boundaries = self._boundaries(step.shape, step.swap_s, total_s)
+            yield from self._run(iteration)
+        else:
+            yield env.timeout(total_s)
+            self._apply(step.entries, began)
+            self.num_iterations += 1
+
+    def promote_staged(self) -> bool:
         """Async scheduling: the step just planned did not see the staged arrivals; the next one will."""
         if not self._staged:
             return False
@@ -300,7 +328,7 @@ class Replica:
                 self.suspended.append(iteration)
                 return
         self.in_flight = None
-        self._apply(iteration)
+        self._apply(iteration.entries, iteration.began_s)
         self.num_iterations += 1
 
     def _resume(self, iteration: Iteration) -> Generator[simpy.Event, None, None]:
@@ -340,23 +368,26 @@ class Replica:
         news = []
         contexts = []
         all_decode = True
-        block_size = self.kv.block_size
+        kv = self.kv
+        block_size = kv.block_size
         running_state = RequestState.RUNNING
         for index, (request, num_new) in enumerate(entries):
+            computed = request.num_computed_tokens
             if request.state is not running_state:
                 self._admit(request)
                 all_decode = False
-                left = request.num_tokens - request.num_computed_tokens
+                computed = request.num_computed_tokens
+                left = request.num_tokens - computed
                 if num_new > left:
                     num_new = left
                     entries[index] = (request, num_new)
-            if all_decode and not is_decode(request):
-                all_decode = False
-            need = new_blocks_needed(request, num_new, block_size)
-            if need:
-                allocate(request, need, self.kv, self.scheduler, self.env.now)
+            elif all_decode and not (request.num_generated and request.num_tokens - computed == 1):
+                all_decode = False  # `is_decode`, inlined: this loop runs for every entry of every step
+            need = -(-(computed + num_new) // block_size) - request.num_blocks  # `new_blocks_needed`, inlined
+            if need > 0:
+                allocate(request, need, kv, self.scheduler, self.env.now)
             news.append(num_new)
-            contexts.append(request.num_computed_tokens)
+            contexts.append(computed)
         for num_new, context in decision.padding:
             news.append(num_new)
             contexts.append(context)
@@ -381,43 +412,40 @@ class Replica:
              self.kv.num_used_blocks, self.kv.num_blocks)
         )
 
-    def _apply(self, iteration: Iteration) -> None:
+    def _apply(self, entries: list[tuple[Request, int]], began_s: float) -> None:
         now = self.env.now
         num_prefill_tokens = 0
         num_decodes = 0
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
-        for request, num_new in iteration.entries:
-            decode = is_decode(request)
+        gaps = self.gap_sink
+        for request, num_new in entries:
             before = request.num_computed_tokens
             computed = before + num_new
             request.num_computed_tokens = computed
-            if decode:
+            if request.num_generated and request.num_tokens - before == 1:  # `is_decode`, inlined
                 num_decodes += 1
             else:
                 num_prefill_tokens += num_new
                 if caching and request.prefix_hashes:
                     self.kv.register(request, before // block_size, computed // block_size)  # type: ignore[attr-defined]
             if computed == request.num_tokens:
-                self._emit_token(request, now)
+                done = record_sampled(request, 1)
+                if request.num_generated == 1:
+                    request.first_token_s = now
+                else:
+                    gap = now - request.last_token_s
+                    gaps.append(gap)
+                    if gap > request.max_tbt_s:
+                        request.max_tbt_s = gap
+                request.last_token_s = now
+                if done:
+                    self.finish(request, now)
         if self.metrics.record_iterations:
             self.metrics.add_iteration(
-                (self.replica_id, iteration.began_s, now, len(iteration.entries),
+                (self.replica_id, began_s, now, len(entries),
                  num_prefill_tokens + num_decodes, num_prefill_tokens, num_decodes)
             )
-
-    def _emit_token(self, request: Request, now: float) -> None:
-        done = record_sampled(request, 1)
-        if request.num_generated == 1:
-            request.first_token_s = now
-        else:
-            gap = now - request.last_token_s
-            self._gaps.append(gap)
-            if gap > request.max_tbt_s:
-                request.max_tbt_s = gap
-        request.last_token_s = now
-        if done:
-            self.finish(request, now)
 
     def finish(self, request: Request, now: float) -> None:
         retire(request, self._running, self.kv, self.recently_finished, now)

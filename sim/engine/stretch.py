@@ -1,9 +1,17 @@
-"""Fast-forward: a stretch of identical decode-only iterations simulated in one step.
+"""Fast-forward: a stretch of identical decode-only iterations simulated without asking the scheduler.
 
-While every running request decodes and nothing happens (no arrival, timeout, finish or
-memory shortage), a scheduler that is stable under decoding keeps returning the same batch. The
-stretch's iteration times are costed in one vectorised call and its tokens applied at once;
-per-token times still come from each iteration's end, so results equal stepping one
+While every running request decodes and nothing reaches this replica (no arrival, timeout,
+finish or memory shortage), a scheduler that is stable under decoding keeps returning the same
+batch. The stretch's iterations are costed ahead in segments, one vectorised call each, and
+applied at once. The iteration an arrival falls into runs too, as its batch was chosen before
+the arrival; with asynchronous scheduling so does the one after it, planned before the arrival
+as well. An event that brings nothing to this replica does not end the stretch.
+
+If the router may read this replica's progress, each segment ends before the next event
+anywhere in the cluster and is applied then, so that the event sees what stepping would show.
+If it reads none, a segment is cut short only by an arrival at this replica (which interrupts
+the wait) or a waiting request's timeout, so a replica costs nothing per arrival elsewhere.
+Per-token times still come from each iteration's end, so results equal stepping one
 iteration at a time up to float rounding.
 """
 from __future__ import annotations
@@ -14,7 +22,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
-from servesim.hwmodels import BatchShape
 from servesim.policies.views import blocks_for
 from servesim.sim.engine.bookkeeping import record_sampled
 
@@ -23,6 +30,12 @@ if TYPE_CHECKING:
     from servesim.sim.engine.request import Request
 
 MAX_STRETCH_STEPS = 4096
+FIRST_SEGMENT_STEPS = 16
+"""Iterations costed ahead at first; doubled while no event comes (most segments end at an arrival)."""
+FIRST_UNOBSERVED_SEGMENT_STEPS = 64
+"""The same when only this replica's own arrivals cut a stretch short: they come less often."""
+MAX_SEGMENT_STEPS = 1024
+"""Most iterations costed ahead at once (a stretch ends at MAX_STRETCH_STEPS in any case)."""
 
 
 def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, ...],
@@ -31,33 +44,134 @@ def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, 
 
     `requests` are every running request in the order of the scheduler's batch, `contexts` their
     computed tokens in the same order (a queue-ordered scheduler's batch is not in admission order)."""
-    start = replica.env.now
-    steps, ends = _plan(replica, requests, contexts)
-    if steps <= 1:
-        return 0
-    yield replica.env.timeout(float(ends[steps - 1]) - start)
-    ends[steps - 1] = replica.env.now  # equal up to float rounding of SimPy's clock
-    _apply(replica, requests, contexts, start, ends[:steps])
-    return steps
-
-
-def _plan(replica: Replica, requests: list[Request], contexts: tuple[int, ...]) -> tuple[int, np.ndarray]:
-    """How many identical decode iterations can run before anything could change, and their end times.
-
-    Besides arrivals, a waiting request giving up may change the batch: the request behind it
-    may then fit."""
-    now = replica.env.now
-    next_event = min(replica.next_arrival_s(), replica.next_timeout_s())
-    first = replica.cost_model.iteration_time(BatchShape((1,) * len(contexts), contexts))
-    if now + 2 * first >= next_event:
-        return 1, np.empty(0)
-    remaining = min(r.output_tokens - r.num_generated for r in requests)
-    limit = _steps_memory_allows(replica, requests, contexts, min(remaining, MAX_STRETCH_STEPS))
+    limit = _steps_allowed(replica, requests, contexts)
     if limit <= 1:
-        return 1, np.empty(0)
-    times = replica.cost_model.decode_stretch_times(np.asarray(contexts), limit)
-    ends = np.cumsum(np.concatenate(([now], times)))[1:]
-    return min(limit, int(np.searchsorted(ends, next_event, side="left"))), ends
+        return 0
+    if replica.progress_observed or replica.interruptible:
+        return (yield from _run_observed(replica, requests, contexts, limit))
+    return (yield from _run_unobserved(replica, requests, contexts, limit))
+
+
+def _run_observed(replica: Replica, requests: list[Request], contexts: tuple[int, ...], limit: int,
+                  ) -> Generator[simpy.Event, None, int]:
+    """Segments up to each event in the cluster, applied before it, as stepping would show them.
+
+    A scheduler that may interrupt an iteration on an arrival is asked about the iteration in
+    flight, so with one the stretch stops before the iteration an event falls into."""
+    env = replica.env
+    if min(replica.next_arrival_s(), replica.next_timeout_s()) <= env.now:
+        return 0
+    context_array = np.asarray(contexts, dtype=np.int64)
+    num_waiting = len(replica.waiting)
+    done = 0
+    ahead = FIRST_SEGMENT_STEPS
+    while done < limit:
+        now = env.now
+        next_event = min(replica.next_arrival_s(), replica.next_timeout_s())
+        count = min(limit - done, ahead)
+        ends, times = _segment(replica, context_array, done, count, now)
+        before = int(np.searchsorted(ends, next_event, side="left"))
+        if before:
+            yield env.timeout(float(ends[before - 1]) - now)
+            ends[before - 1] = env.now  # equal up to float rounding of SimPy's clock
+            _apply(replica, requests, contexts, done, now, ends[:before])
+            done += before
+        if before == count:
+            ahead = min(2 * ahead, MAX_SEGMENT_STEPS)
+            continue
+        if replica.interruptible:
+            break  # an arrival may stop the iteration in flight, if the scheduler says so: step it
+        # The event falls into the next iteration, whose batch was chosen before it.
+        done += yield from _one_more(replica, requests, contexts, done, float(times[before]))
+        if done >= limit or replica.next_timeout_s() <= env.now:
+            break
+        if replica.promote_staged():
+            # Asynchronous scheduling planned this step before the arrival: it runs as planned.
+            done += yield from _one_more(replica, requests, contexts, done, None)
+            break
+        if len(replica.waiting) != num_waiting:
+            break
+        ahead = FIRST_SEGMENT_STEPS
+    return done
+
+
+def _run_unobserved(replica: Replica, requests: list[Request], contexts: tuple[int, ...], limit: int,
+                    ) -> Generator[simpy.Event, None, int]:
+    """Segments that only an arrival at this replica cuts short (it interrupts the wait), or a
+    waiting request's timeout; arrivals elsewhere cost this replica nothing."""
+    env = replica.env
+    context_array = np.asarray(contexts, dtype=np.int64)
+    done = 0
+    ahead = FIRST_UNOBSERVED_SEGMENT_STEPS
+    while done < limit:
+        now = env.now
+        timeout_s = replica.next_timeout_s()
+        count = min(limit - done, ahead)
+        ends, _ = _segment(replica, context_array, done, count, now)
+        steps = min(count, int(np.searchsorted(ends, timeout_s, side="left")) + 1)
+        cut = False
+        replica.stretch_interruptible = True
+        try:
+            yield env.timeout(float(ends[steps - 1]) - now)
+        except simpy.Interrupt:
+            # An arrival here: the iteration it falls into was planned before it and runs on.
+            cut = True
+            steps = int(np.searchsorted(ends, env.now, side="left")) + 1
+            yield env.timeout(float(ends[steps - 1]) - env.now)
+        finally:
+            replica.stretch_interruptible = False
+        ends[steps - 1] = env.now  # equal up to float rounding of SimPy's clock
+        _apply(replica, requests, contexts, done, now, ends[:steps])
+        done += steps
+        if done >= limit or replica.next_timeout_s() <= env.now:
+            break
+        if cut:
+            if replica.promote_staged():
+                # Asynchronous scheduling planned this step before the arrival: it runs as planned.
+                done += yield from _one_more(replica, requests, contexts, done, None)
+            break
+        ahead = min(2 * ahead, MAX_SEGMENT_STEPS)
+    return done
+
+
+def _segment(replica: Replica, context_array: np.ndarray, done: int, count: int, now: float,
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """End times and durations of the stretch's iterations `done` to `done + count` from `now`."""
+    times = replica.cost_model.decode_stretch_times(context_array + done, count)
+    return np.cumsum(np.concatenate(([now], times)))[1:], times  # summed in stepping's order: same rounding
+
+
+def _one_more(replica: Replica, requests: list[Request], contexts: tuple[int, ...], done: int,
+              seconds: float | None) -> Generator[simpy.Event, None, int]:
+    """Run the stretch's next iteration alone (its time priced now unless given); returns 1.
+
+    Its blocks are allocated as it starts, as stepping would, so that whoever looks at this
+    replica while it runs sees the same memory."""
+    env = replica.env
+    start = env.now
+    if seconds is None:
+        seconds = float(replica.cost_model.decode_stretch_times(np.asarray(contexts, dtype=np.int64) + done, 1)[0])
+    _allocate_for(replica, requests, contexts, done + 1)
+    yield env.timeout(seconds)
+    _apply(replica, requests, contexts, done, start, np.array([env.now]))
+    return 1
+
+
+def _allocate_for(replica: Replica, requests: list[Request], contexts: tuple[int, ...], steps: int) -> None:
+    """Grow each request's blocks to hold its context after `steps` iterations of the stretch."""
+    block_size = replica.kv.block_size
+    for request, context in zip(requests, contexts, strict=True):
+        need = blocks_for(context + steps, block_size) - request.num_blocks
+        if need > 0:
+            replica.kv.allocate(request.request_id, need)
+            request.num_blocks += need
+
+
+def _steps_allowed(replica: Replica, requests: list[Request], contexts: tuple[int, ...]) -> int:
+    """Most iterations before anything in the batch itself changes: a request finishes (on the
+    last one) or the free blocks run out."""
+    remaining = min(r.output_tokens - r.num_generated for r in requests)
+    return _steps_memory_allows(replica, requests, contexts, min(remaining, MAX_STRETCH_STEPS))
 
 
 def _steps_memory_allows(replica: Replica, requests: list[Request], contexts: tuple[int, ...], upper: int) -> int:
@@ -75,7 +189,7 @@ def _steps_memory_allows(replica: Replica, requests: list[Request], contexts: tu
         return total
 
     low, high = 1, upper
-    if extra_blocks(high) <= free:
+    if high <= 1 or extra_blocks(high) <= free:
         return high
     while high - low > 1:
         mid = (low + high) // 2
@@ -86,32 +200,41 @@ def _steps_memory_allows(replica: Replica, requests: list[Request], contexts: tu
     return low
 
 
-def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], start: float, ends: np.ndarray,
-           ) -> None:
+def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], done: int, start: float,
+           ends: np.ndarray) -> None:
+    """Apply the stretch's iterations `done` to `done + len(ends)`, which ran from `start`."""
     steps = len(ends)
-    block_size = replica.kv.block_size
     first_end = float(ends[0])
     last_end = float(ends[-1])
-    inner = np.diff(ends)
-    inner_max = float(inner.max())
-    first_gaps = np.empty(len(running))
+    if steps > 1:
+        inner = np.diff(ends)
+        inner_max = float(inner.max())
+    else:
+        inner, inner_max = None, 0.0
+    first_gaps = []
     finished = []
-    for i, request in enumerate(running):
+    kv = replica.kv
+    block_size = kv.block_size
+    grown = done + steps
+    for request, context in zip(running, contexts, strict=True):
         gap = first_end - request.last_token_s
-        first_gaps[i] = gap
-        request.max_tbt_s = max(request.max_tbt_s, gap, inner_max)
+        first_gaps.append(gap)
+        if gap > request.max_tbt_s:
+            request.max_tbt_s = gap
+        if inner_max > request.max_tbt_s:
+            request.max_tbt_s = inner_max
         request.last_token_s = last_end
         request.num_computed_tokens += steps
-        done = record_sampled(request, steps)
-        need = blocks_for(contexts[i] + steps, block_size) - request.num_blocks
-        if need > 0:
-            replica.kv.allocate(request.request_id, need)
-            request.num_blocks += need
-        if done:
+        if record_sampled(request, steps):
             finished.append(request)
+        need = -(-(context + grown) // block_size) - request.num_blocks  # `blocks_for`, inlined
+        if need > 0:
+            kv.allocate(request.request_id, need)
+            request.num_blocks += need
     metrics = replica.metrics
-    metrics.add_gaps(first_gaps)
-    metrics.add_gaps(inner, weight=len(running))
+    metrics.add_gaps(np.array(first_gaps))  # an array: 8 bytes a gap, where a list of floats takes 32
+    if inner is not None:
+        metrics.add_gaps(inner, weight=len(running))
     if metrics.record_iterations:
         starts = np.concatenate(([start], ends[:-1]))
         metrics.add_iteration_stretch(replica.replica_id, starts, ends, len(running))

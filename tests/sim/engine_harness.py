@@ -47,10 +47,13 @@ def run_engine(
     seed: int = 0,
     lockstep: bool = False,
     async_scheduling: bool = False,
+    progress_observed: bool | None = None,
 ) -> EngineRun:
     """Serve requests given as (arrival_s, prompt_tokens, output_tokens) or as Request objects.
 
-    `lockstep`: the replicas are the data-parallel ranks of one engine, stepping together."""
+    `lockstep`: the replicas are the data-parallel ranks of one engine, stepping together.
+    `progress_observed` overrides what the router declares (whether decode stretches show their
+    progress at every arrival), to test both ways of fast-forwarding with any router."""
     env = simpy.Environment()
     metrics = MetricsRecorder(record_iterations=record_iterations)
     requests = [s if isinstance(s, Request) else Request(i, *s) for i, s in enumerate(specs)]
@@ -70,5 +73,7 @@ def run_engine(
         cluster.add_replica(
             Replica(env, replica_id, sched, cost_model, setup, metrics, cluster.next_arrival_s, cluster.request_done)
         )
+        if progress_observed is not None:
+            cluster.replicas[-1].progress_observed = progress_observed
     env.run()
     return EngineRun(requests, cluster, metrics, env.now, group)
