@@ -84,6 +84,15 @@ def has_shipped_tables(hardware: str, model: str) -> bool:
     return any((h, m) == (hardware, model) for _, h, m in list_shipped())
 
 
+def expert_parallel_note(run: RealRun, split: bool) -> str:
+    """What a DP x EP replay does with the experts (`split`: `cluster.parallel.ep_across_replicas`)."""
+    across = f"EP{run.settings.ep} across the {run.settings.dp} DP ranks"
+    if split:
+        return (f"{across}: the experts are split over the ranks, which step in lockstep "
+                "(--set cluster.parallel.ep_across_replicas=false prices every expert on each rank instead)")
+    return f"{across} is not modelled (cluster.parallel.ep_across_replicas=false): each replica prices every expert"
+
+
 def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any], list[str]]:
     """The experiment (as a config mapping) that replays `run`, and notes on what it cannot model."""
     settings = run.settings
@@ -96,9 +105,7 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
     parallel: dict[str, Any] = {"tp": settings.tp}
     if settings.ep > 1 and settings.dp > 1:
         parallel["ep_across_replicas"] = True
-        notes.append(f"EP{settings.ep} across the {settings.dp} DP ranks: the experts are split over the ranks, "
-                     "which step in lockstep (--set cluster.parallel.ep_across_replicas=false prices every "
-                     "expert on each rank instead)")
+        notes.append(expert_parallel_note(run, split=True))
     has_hashes = "prefix_hashes" in run.requests.columns
     prefix_caching = settings.prefix_caching is not False and has_hashes  # on by default in vLLM's v1 engine
     if settings.prefix_caching is not False and not has_hashes:
@@ -148,6 +155,9 @@ def replay(run: RealRun, options: ReplayOptions, work_dir: Path, progress: Progr
 
     mapping, notes = replay_config(run, options)
     config = validate_config(apply_overrides(mapping, options.overrides), f"validate-real {run.name}")
+    if not config.cluster.parallel.ep_across_replicas:  # overridden: say so
+        split_note = expert_parallel_note(run, split=True)
+        notes = [expert_parallel_note(run, split=False) if note == split_note else note for note in notes]
     write_trace(run, work_dir / TRACE_FILE)
     prepared = prepare(config, work_dir)
     with progress.reporter(run_extent(prepared)) as callback:

@@ -137,7 +137,10 @@ def test_a_dp_ep_run_splits_the_experts_over_its_ranks_in_lockstep(tmp_path: Pat
     every_expert = ReplayOptions(hardware="rtx-pro-6000", model="qwen3-30b-a3b",
                                  overrides=["cluster.parallel.ep_across_replicas=false"])
     (tmp_path / "every").mkdir()
-    assert "dp_lockstep" not in replay(run, every_expert, tmp_path / "every").result.summary["engine"]
+    unsplit = replay(run, every_expert, tmp_path / "every")
+    assert "dp_lockstep" not in unsplit.result.summary["engine"]
+    assert any("each replica prices every expert" in note for note in unsplit.notes)
+    assert not any("ep_across_replicas=false prices" in note for note in unsplit.notes)
     summary = replay(run, options, tmp_path).result.summary
     assert summary["run"]["cost_model"]["expert_parallel_across_replicas"]["ranks"] == 2
     lockstep = summary["engine"]["dp_lockstep"]  # the ranks step together
