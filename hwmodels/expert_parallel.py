@@ -17,7 +17,9 @@ copies: tokens are not dispatched per expert). `experts` prices its `ep_all_to_a
 layer, from the measured NCCL all-to-all) at top-k x hidden x bytes / EP per token, so it is asked
 for EP / top-k as many tokens to price these two exchanges at their bytes. What it leaves out:
 ranks are assumed to carry equal batches (the router balances them), so a rank never waits for a
-busier one, and the DP synchronisation per step is not priced.
+busier one, and the DP synchronisation per step is not priced; the lockstep group
+(`servesim.sim.engine.dp_group`) corrects a step for unequal batches with `regathered_s` and
+`exchanged_tokens`.
 """
 from __future__ import annotations
 
