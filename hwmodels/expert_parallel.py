@@ -17,10 +17,13 @@ copies: tokens are not dispatched per expert). `experts` prices its `ep_all_to_a
 layer, from the measured NCCL all-to-all) at top-k x hidden x bytes / EP per token, so it is asked
 for EP / top-k as many tokens to price these two exchanges at their bytes. What it leaves out:
 ranks are assumed to carry equal batches (the router balances them), so a rank never waits for a
-busier one, and the DP synchronisation per step is not priced.
+busier one, and the DP synchronisation per step is not priced; the lockstep group
+(`servesim.sim.engine.dp_group`) corrects a step for unequal batches with `regathered_s` and
+`exchanged_tokens`.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,6 +32,20 @@ from servesim.hwmodels.cost_model import CostModel, IterationCost, OperatorTime
 from servesim.hwmodels.shapes import BatchShape
 
 EXPERT_OPERATORS = ("moe_experts", "ep_all_to_all")
+
+
+def exchanged_tokens(shares: Sequence[int]) -> int:
+    """The gathered tokens that, in equal shares, take as long to all-gather (or reduce-scatter)
+    as the ranks' unequal `shares`.
+
+    The rank with the fewest tokens must receive every other rank's through its own link (in a
+    reduce-scatter, send them), sum - min tokens, where equal shares put (N - 1) / N of the sum
+    there; so a 2,048-token prefill beside 100 decodes exchanges as long as 2 x 2,048 tokens do,
+    not 2,148."""
+    ranks = len(shares)
+    if ranks < 2:
+        return sum(shares)
+    return round((sum(shares) - min(shares)) * ranks / (ranks - 1))
 
 
 class DataParallelExpertCostModel(CostModel):
@@ -40,7 +57,8 @@ class DataParallelExpertCostModel(CostModel):
         self.ranks = ranks
         self.exchange_tokens_per_token = ep / experts_per_token
         self._swap_memo: dict[int, tuple[float, float, float]] = {}
-        self._gathered_memo: dict[int, tuple[float, float]] = {}
+        self._experts_memo: dict[int, float] = {}
+        self._exchange_memo: dict[int, float] = {}
 
     def _swap(self, num_tokens: int) -> tuple[float, float, float]:
         """(local moe_experts s, expert-parallel moe_experts s, all-to-all s) for a rank's `num_tokens`.
@@ -49,29 +67,40 @@ class DataParallelExpertCostModel(CostModel):
         found = self._swap_memo.get(num_tokens)
         if found is None:
             mine = self.local.breakdown(BatchShape((num_tokens,), (0,))).by_operator()
-            found = (mine.get("moe_experts", 0.0), *self._gathered(num_tokens * self.ranks))
+            gathered = num_tokens * self.ranks
+            found = (mine.get("moe_experts", 0.0), self._experts_s(gathered), self._exchange_s(gathered))
             self._swap_memo[num_tokens] = found
         return found
 
-    def _gathered(self, tokens: int) -> tuple[float, float]:
-        """(expert-parallel moe_experts s, all-to-all s) when the ranks together gather `tokens`."""
-        found = self._gathered_memo.get(tokens)
+    def _experts_s(self, tokens: int) -> float:
+        """Expert-parallel moe_experts seconds when the ranks together gather `tokens`."""
+        found = self._experts_memo.get(tokens)
         if found is None:
-            experts = self.experts.breakdown(BatchShape((tokens,), (0,))).by_operator()
-            as_exchanged = max(1, round(tokens * self.exchange_tokens_per_token))
-            exchange = self.experts.breakdown(BatchShape((as_exchanged,), (0,))).by_operator()
-            found = (experts.get("moe_experts", 0.0), exchange.get("ep_all_to_all", 0.0))
-            self._gathered_memo[tokens] = found
+            found = self.experts.breakdown(BatchShape((tokens,), (0,))).by_operator().get("moe_experts", 0.0)
+            self._experts_memo[tokens] = found
         return found
 
-    def regathered_s(self, num_tokens: int, gathered_tokens: int) -> float:
+    def _exchange_s(self, tokens: int) -> float:
+        """All-gather plus reduce-scatter seconds when the ranks hold equal shares of `tokens`."""
+        found = self._exchange_memo.get(tokens)
+        if found is None:
+            as_exchanged = max(1, round(tokens * self.exchange_tokens_per_token))
+            exchange = self.experts.breakdown(BatchShape((as_exchanged,), (0,))).by_operator()
+            found = exchange.get("ep_all_to_all", 0.0)
+            self._exchange_memo[tokens] = found
+        return found
+
+    def regathered_s(self, num_tokens: int, gathered_tokens: int, exchanged_tokens: int | None = None) -> float:
         """Seconds to add to `iteration_time` of a rank's `num_tokens` batch when the ranks gather
-        `gathered_tokens` in all rather than `ranks` x `num_tokens` (unequal, unpadded batches)."""
-        if num_tokens < 1 or gathered_tokens == num_tokens * self.ranks:
+        `gathered_tokens` in all rather than `ranks` x `num_tokens` (unequal, unpadded batches), and
+        exchange them as long as equal shares of `exchanged_tokens` take (`exchanged_tokens`;
+        default: `gathered_tokens`)."""
+        exchanged = gathered_tokens if exchanged_tokens is None else exchanged_tokens
+        assumed_tokens = num_tokens * self.ranks
+        if num_tokens < 1 or gathered_tokens == exchanged == assumed_tokens:
             return 0.0
         _, assumed, assumed_exchange = self._swap(num_tokens)
-        actual, actual_exchange = self._gathered(gathered_tokens)
-        return actual + actual_exchange - assumed - assumed_exchange
+        return self._experts_s(gathered_tokens) + self._exchange_s(exchanged) - assumed - assumed_exchange
 
     def _delta(self, num_tokens: int) -> float:
         if num_tokens < 1:

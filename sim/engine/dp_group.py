@@ -21,7 +21,7 @@ from typing import TypeVar
 import simpy
 
 from servesim.hwmodels import BatchShape, CostModel
-from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel
+from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel, exchanged_tokens
 from servesim.sim.engine.overheads import EngineOverheadCostModel
 
 DP_SYNC_S = 6.3e-6
@@ -70,8 +70,10 @@ class LockstepPricing:
     Each rank is priced by the replicas' own cost model on its batch; when every rank's tokens fit
     the largest CUDA graph, every batch is first padded to the largest rank's tokens (vLLM pads
     only when the step runs as a graph on every rank). The experts then see the tokens all ranks
-    gathered (`DataParallelExpertCostModel.regathered_s`). The step is the slowest rank's time
-    plus the DP synchronisation.
+    gathered (`DataParallelExpertCostModel.regathered_s`), and their all-gather and reduce-scatter
+    last as long as the busiest link's share of them (`exchanged_tokens`: unequal batches move
+    the largest rank's tokens through the smallest rank's link). The step is the slowest rank's
+    time plus the DP synchronisation.
     """
 
     def __init__(self, cost_model: CostModel) -> None:
@@ -94,11 +96,12 @@ class LockstepPricing:
         graphs = self.graphs
         seen = [(graphs.graph_padded(shape) if graphs is not None else shape).num_tokens for shape in shapes]
         gathered = sum(seen)
+        exchanged = exchanged_tokens(seen)
         slowest = 0.0
         for plan, shape, num_tokens in zip(plans, shapes, seen, strict=True):
             seconds = self.cost_model.iteration_time(shape) + (plan.swap_s if plan is not None else 0.0)
             if self.split is not None:
-                seconds += self.split.regathered_s(num_tokens, gathered)
+                seconds += self.split.regathered_s(num_tokens, gathered, exchanged)
             slowest = max(slowest, seconds)
         return slowest + DP_SYNC_S
 

@@ -4,7 +4,8 @@ The replay uses the run's own requests at their real arrival times (as the engin
 the API server's path is left out: the real latencies are engine-side too), its engine limits,
 its KV pool size when recorded, and one replica per data-parallel rank behind a
 least-outstanding router (vLLM's DP load balancer picks the engine with the fewest queued and
-running requests).
+running requests); with expert parallelism across the ranks those replicas split the experts and
+step in lockstep, as vLLM's DP x EP engine does.
 """
 from __future__ import annotations
 
@@ -83,6 +84,15 @@ def has_shipped_tables(hardware: str, model: str) -> bool:
     return any((h, m) == (hardware, model) for _, h, m in list_shipped())
 
 
+def expert_parallel_note(run: RealRun, split: bool) -> str:
+    """What a DP x EP replay does with the experts (`split`: `cluster.parallel.ep_across_replicas`)."""
+    across = f"EP{run.settings.ep} across the {run.settings.dp} DP ranks"
+    if split:
+        return (f"{across}: the experts are split over the ranks, which step in lockstep "
+                "(--set cluster.parallel.ep_across_replicas=false prices every expert on each rank instead)")
+    return f"{across} is not modelled (cluster.parallel.ep_across_replicas=false): each replica prices every expert"
+
+
 def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any], list[str]]:
     """The experiment (as a config mapping) that replays `run`, and notes on what it cannot model."""
     settings = run.settings
@@ -92,12 +102,10 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
     if kind == "auto":
         kind = "table" if has_shipped_tables(hardware, model) else "roofline"
     notes = [f"{settings.hardware} -> {hardware}, {settings.model} -> {model}, cost model {kind}"]
-    if settings.ep > 1:
-        notes.append(f"EP{settings.ep} across the {settings.dp} DP ranks is not modelled by default: "
-                     "each replica prices every expert; --set cluster.parallel.ep_across_replicas=true "
-                     "splits the experts over the ranks and steps them in lockstep, which replays the "
-                     "shipped DP x EP run less closely while mixed steps are priced short "
-                     "(README, Validating against real runs)")
+    parallel: dict[str, Any] = {"tp": settings.tp}
+    if settings.ep > 1 and settings.dp > 1:
+        parallel["ep_across_replicas"] = True
+        notes.append(expert_parallel_note(run, split=True))
     has_hashes = "prefix_hashes" in run.requests.columns
     prefix_caching = settings.prefix_caching is not False and has_hashes  # on by default in vLLM's v1 engine
     if settings.prefix_caching is not False and not has_hashes:
@@ -129,7 +137,7 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
         "model": model,
         "hardware": hardware,
         "cost_model": cost_model,
-        "cluster": {"replicas": settings.dp, "parallel": {"tp": settings.tp}, "router": {"name": "least_outstanding"}},
+        "cluster": {"replicas": settings.dp, "parallel": parallel, "router": {"name": "least_outstanding"}},
         "scheduler": scheduler,
         "memory": memory,
         "cache": {"prefix_caching": prefix_caching},
@@ -147,6 +155,9 @@ def replay(run: RealRun, options: ReplayOptions, work_dir: Path, progress: Progr
 
     mapping, notes = replay_config(run, options)
     config = validate_config(apply_overrides(mapping, options.overrides), f"validate-real {run.name}")
+    if not config.cluster.parallel.ep_across_replicas:  # overridden: say so
+        split_note = expert_parallel_note(run, split=True)
+        notes = [expert_parallel_note(run, split=False) if note == split_note else note for note in notes]
     write_trace(run, work_dir / TRACE_FILE)
     prepared = prepare(config, work_dir)
     with progress.reporter(run_extent(prepared)) as callback:

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servesim.hwmodels import BatchShape, ParallelPlan, RooflineCostModel, load_hardware, load_model
-from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel
+from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel, exchanged_tokens
 
 MODEL = load_model("qwen3-30b-a3b")
 GPU = load_hardware("h100-sxm")
@@ -69,3 +69,31 @@ def test_regathering_prices_the_experts_at_the_tokens_the_ranks_really_gathered(
     assert corrected == pytest.approx(model.iteration_time(batch) + at_320 - at_600 + exchange_320 - exchange_600)
     assert corrected < model.iteration_time(batch)
     assert model.regathered_s(300, 600) == 0.0 and model.regathered_s(0, 5) == 0.0
+
+
+def test_unequal_shares_exchange_as_long_as_the_busiest_link_carries() -> None:
+    """The rank with the fewest tokens receives all the others': 2,048 beside 100 moves 2,048
+    tokens through that link, as equal shares of 4,096 do."""
+    assert exchanged_tokens([2048, 100]) == 4096
+    assert exchanged_tokens([300, 300]) == 600
+    assert exchanged_tokens([30, 10, 20]) == 75  # the 10-token rank receives 50, as equal shares of 75 put there
+    assert exchanged_tokens([7]) == 7
+
+
+@given(st.lists(st.integers(1, 5000), min_size=2, max_size=8))
+def test_exchanged_tokens_match_equal_shares_and_never_fall_below_the_gathered(shares: list[int]) -> None:
+    exchanged = exchanged_tokens(shares)
+    ranks = len(shares)
+    assert exchanged >= sum(shares) - 1  # rounding
+    assert exchanged == pytest.approx((sum(shares) - min(shares)) * ranks / (ranks - 1), abs=0.5)
+    assert exchanged_tokens([shares[0]] * ranks) == shares[0] * ranks
+
+
+def test_regathering_prices_the_exchange_at_the_exchanged_tokens() -> None:
+    """A 300-token rank beside a 20-token one: experts at the 320 gathered, the exchange as long
+    as for 600 (the 300 tokens cross the small rank's link), i.e. unchanged."""
+    model, _, experts = composed()
+    at_320 = experts.breakdown(BatchShape((320,), (0,))).by_operator()["moe_experts"]
+    at_600 = experts.breakdown(BatchShape((600,), (0,))).by_operator()["moe_experts"]
+    assert model.regathered_s(300, 320, exchanged_tokens([300, 20])) == pytest.approx(at_320 - at_600)
+    assert model.regathered_s(300, 320, 320) == pytest.approx(model.regathered_s(300, 320))

@@ -55,11 +55,28 @@ def test_the_experts_see_the_tokens_every_rank_gathered() -> None:
                                         RooflineCostModel(model, gpu, ParallelPlan(tp=2, ep=2)), 2, 2,
                                         model.experts_per_token)
     prefill = BatchShape((600,), (0,))
-    expected = split.iteration_time(prefill) + split.regathered_s(600, 601)
+    expected = split.iteration_time(prefill) + split.regathered_s(600, 601, 1200)
     assert LockstepPricing(split).step_s([RankPlan(prefill), None]) == pytest.approx(expected + DP_SYNC_S)
     assert expected < split.iteration_time(prefill)
     balanced = LockstepPricing(split).step_s([RankPlan(prefill), RankPlan(BatchShape((600,), (5,)))])
     assert balanced >= split.iteration_time(prefill) + DP_SYNC_S
+
+
+def test_unequal_ranks_exchange_the_largest_ranks_tokens_through_the_smallest_ranks_link() -> None:
+    """A 2,048-token prefill beside 100 decodes: the experts run for the 2,148 gathered tokens, but
+    the all-gather and reduce-scatter last as long as for equal shares of 4,096 (the 2,048 tokens
+    cross the decoding rank's link), longer than the ring of 2,148 would take."""
+    model = load_model("qwen3-30b-a3b")
+    gpu = load_hardware("rtx-pro-6000").with_link(16.0, 20.0)
+    split = DataParallelExpertCostModel(RooflineCostModel(model, gpu, ParallelPlan(tp=1)),
+                                        RooflineCostModel(model, gpu, ParallelPlan(tp=2, ep=2)), 2, 2,
+                                        model.experts_per_token)
+    prefill, few = BatchShape((2048,), (0,)), decodes(100, context=600)
+    step = LockstepPricing(split).step_s([RankPlan(prefill), RankPlan(few)])
+    exchanged = split.iteration_time(prefill) + split.regathered_s(2048, 2148, 4096)
+    assert step == pytest.approx(max(exchanged, split.iteration_time(few) + split.regathered_s(100, 2148, 4096))
+                                 + DP_SYNC_S)
+    assert step > split.iteration_time(prefill) + split.regathered_s(2048, 2148, 2148) + DP_SYNC_S
 
 
 def test_a_rank_woken_during_a_step_joins_at_its_end_and_idle_ranks_run_dummy_steps() -> None:

@@ -123,18 +123,25 @@ def test_auto_cost_model_uses_shipped_tables_from_any_source(tmp_path: Path) -> 
     assert config["cost_model"] == {"kind": "roofline"}
 
 
-def test_a_dp_ep_run_says_how_to_split_the_experts_over_its_ranks(tmp_path: Path) -> None:
+def test_a_dp_ep_run_splits_the_experts_over_its_ranks_in_lockstep(tmp_path: Path) -> None:
     from dataclasses import replace
 
     run = read_run(SAMPLE)
     run = replace(run, settings=run.settings.model_copy(update={"dp": 2, "ep": 2}))
     options = ReplayOptions(hardware="rtx-pro-6000", model="qwen3-30b-a3b")
     config, notes = replay_config(run, options)
-    assert config["cluster"]["replicas"] == 2 and "ep_across_replicas" not in config["cluster"]["parallel"]
-    assert any("ep_across_replicas=true" in note for note in notes)
-    split = ReplayOptions(hardware="rtx-pro-6000", model="qwen3-30b-a3b",
-                          overrides=["cluster.parallel.ep_across_replicas=true"])
-    summary = replay(run, split, tmp_path).result.summary
+    assert config["cluster"]["replicas"] == 2 and config["cluster"]["parallel"]["ep_across_replicas"] is True
+    assert any("ep_across_replicas=false" in note for note in notes)
+    single, _ = replay_config(replace(run, settings=run.settings.model_copy(update={"dp": 2, "ep": 1})), options)
+    assert "ep_across_replicas" not in single["cluster"]["parallel"]
+    every_expert = ReplayOptions(hardware="rtx-pro-6000", model="qwen3-30b-a3b",
+                                 overrides=["cluster.parallel.ep_across_replicas=false"])
+    (tmp_path / "every").mkdir()
+    unsplit = replay(run, every_expert, tmp_path / "every")
+    assert "dp_lockstep" not in unsplit.result.summary["engine"]
+    assert any("each replica prices every expert" in note for note in unsplit.notes)
+    assert not any("ep_across_replicas=false prices" in note for note in unsplit.notes)
+    summary = replay(run, options, tmp_path).result.summary
     assert summary["run"]["cost_model"]["expert_parallel_across_replicas"]["ranks"] == 2
     lockstep = summary["engine"]["dp_lockstep"]  # the ranks step together
     assert lockstep["ranks"] == 2 and 0 < lockstep["steps"] <= summary["engine"]["iterations"]
