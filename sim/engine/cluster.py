@@ -1,10 +1,10 @@
 """The cluster: replicas behind a router, fed by the workload's arrival process.
 
 Requests are taken from the workload's stream one at a time, as they are sent, so a request
-exists only from its arrival on. They reach the router either open-loop (at their trace or synthetic arrival times) or from
-closed-loop clients (`ClosedLoop`: N clients, each sending its next request when its previous
-one has come back, after a think time). With an API server path, a request enters the engine
-its inbound delay after the client sent it.
+exists only from its arrival on. They reach the router either open-loop (at their trace or
+synthetic arrival times) or from closed-loop clients (`ClosedLoop`: N clients, each sending its
+next request when its previous one has come back, after a think time). With an API server path,
+a request enters the engine its inbound delay after the client sent it.
 """
 from __future__ import annotations
 

@@ -27,7 +27,6 @@ from servesim.sim.reporting.output_target import resolve_target
 from servesim.sim.reporting.spill import read_table
 from servesim.sim.reporting.summary import slo_met
 
-
 REQUEST_COLUMNS = (
     "request_id", "replica", "state", "reject_reason", "arrival_s", "prompt_tokens", "output_tokens", "priority",
     "slo_class", "first_scheduled_s", "first_token_s", "finish_s", "max_tbt_s", "num_preemptions", "num_swaps",

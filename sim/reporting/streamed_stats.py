@@ -52,7 +52,7 @@ def pairwise_sum(length: int, read: Callable[[int, int], np.ndarray]) -> float:
 
 def _pairwise(start: int, length: int, read: Callable[[int, int], np.ndarray], leaf: int) -> np.float64:
     if length <= leaf:
-        return np.add.reduce(read(start, start + length))  # type: ignore[no-any-return]
+        return np.float64(np.add.reduce(read(start, start + length)))
     half = length // 2
     half -= half % 8
     return _pairwise(start, half, read, leaf) + _pairwise(start + half, length - half, read, leaf)
@@ -147,7 +147,8 @@ def expanded_statistics(sample: Sample, percentiles: Sequence[float]) -> list[fl
     value = dict(zip(needed, select_ranks(sample, needed), strict=True))
     median = (value[half - 1] + value[half]) / 2 if n % 2 == 0 else value[half]
     gamma = virtual - previous
-    lerped = [_lerp(value[p], value[f], g) for p, f, g in zip(previous.tolist(), following.tolist(), gamma, strict=True)]
+    pairs = zip(previous.tolist(), following.tolist(), gamma, strict=True)
+    lerped = [_lerp(value[below], value[above], weight) for below, above, weight in pairs]
     return [float(mean), float(median), std, *lerped]
 
 

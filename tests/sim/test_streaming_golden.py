@@ -20,7 +20,10 @@ from servesim.sim.reporting.results import write_results
 
 GOLDEN = Path(__file__).parents[1] / "data" / "streaming_golden"
 TABLES = ("requests.parquet", "replica_series.parquet", "system_series.parquet")
-RUN_DEPENDENT = {"summary.json": ("run", ("wall_s", "version")), "benchmark_serving.json": (None, ("servesim_version",))}
+RUN_DEPENDENT = {
+    "summary.json": ("run", ("wall_s", "version")),
+    "benchmark_serving.json": (None, ("servesim_version",)),
+}
 
 
 def _comparable(name: str, text: str) -> dict:
