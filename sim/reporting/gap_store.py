@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-SPILL_ENTRIES = 1 << 18
-"""Gaps buffered in memory before they are appended to the files (2 MiB of float64)."""
+SPILL_ENTRIES = 1 << 16
+"""Gaps of a kind buffered in memory before they are appended to their file (2 MiB as Python floats)."""
+SPILL_CHUNKS = 4096
+"""Stretch arrays buffered before they are appended, however short they are."""
 _ITEM_BYTES = 8
 
 
@@ -24,7 +26,7 @@ class GapStore:
         self.singles: list[float] = []
         """The list single gaps are appended to (the engine holds it: it is never replaced)."""
         self._chunk_values: list[np.ndarray] = []
-        self._chunk_weights: list[np.ndarray] = []
+        self._chunk_weights: list[int] = []
         self._num_buffered_chunk = 0
         self._singles_path = directory / "gaps_single.f64"
         self._values_path = directory / "gaps_stretch_values.f64"
@@ -36,7 +38,7 @@ class GapStore:
 
     def add(self, seconds: np.ndarray, weight: int) -> None:
         self._chunk_values.append(np.asarray(seconds, dtype=np.float64))
-        self._chunk_weights.append(np.full(len(seconds), weight, dtype=np.float64))
+        self._chunk_weights.append(weight)
         self._num_buffered_chunk += len(seconds)
         self.spill_if_full()
 
@@ -44,7 +46,7 @@ class GapStore:
         """Append buffered gaps to the files once SPILL_ENTRIES of a kind are waiting."""
         if len(self.singles) >= SPILL_ENTRIES:
             self._spill_singles()
-        if self._num_buffered_chunk >= SPILL_ENTRIES:
+        if self._num_buffered_chunk >= SPILL_ENTRIES or len(self._chunk_values) >= SPILL_CHUNKS:
             self._spill_chunks()
 
     def finish(self) -> None:
@@ -88,7 +90,8 @@ class GapStore:
         if not self._chunk_values:
             return
         _append(self._values_path, np.concatenate(self._chunk_values))
-        _append(self._weights_path, np.concatenate(self._chunk_weights))
+        lengths = [len(values) for values in self._chunk_values]
+        _append(self._weights_path, np.repeat(np.asarray(self._chunk_weights, dtype=np.float64), lengths))
         self._num_chunk_on_disk += self._num_buffered_chunk
         self._chunk_values, self._chunk_weights, self._num_buffered_chunk = [], [], 0
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROWS_PER_GROUP = 65_536
+ROWS_PER_GROUP = 16_384
 
 
 class ParquetSpill:

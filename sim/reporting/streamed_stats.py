@@ -17,8 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-READ_ENTRIES = 1 << 20
-"""Most entries held in memory at once while reading a sample back (8 MiB of float64)."""
+READ_ENTRIES = 1 << 18
+"""Entries read back at a time (2 MiB of float64; a pass holds a few arrays of this size)."""
 _NUMPY_PAIRWISE_BLOCK = 128
 """NumPy sums up to this many values in one unrolled loop, never split."""
 _DIGIT_BITS = 16
