@@ -6,10 +6,10 @@ and `output_dir`; this module decides what goes into it.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from shutil import copyfile
 from typing import Any
 
 import numpy as np
@@ -144,7 +144,7 @@ def write_run_files(result: RunResult, directory: Path, plots: bool) -> None:
     files = result.files
     for name, path in (("requests", files.requests), ("replica_series", files.replica_series),
                        ("system_series", files.system_series)):
-        shutil.copyfile(path, directory / f"{name}.parquet")
+        copyfile(path, directory / f"{name}.parquet")
     if result.iterations is not None:
         result.iterations.to_parquet(directory / "iterations.parquet", index=False)
     if plots:
