@@ -130,12 +130,10 @@ def pooled_statistics(metric: str, sample: Sample) -> dict[str, float | None]:
 
 def max_concurrent(starts: np.ndarray, ends: np.ndarray) -> int:
     """Most requests in flight at once over half-open [start, end) intervals (ends first at a tie)."""
-    events = sorted([(float(t), 1) for t in starts] + [(float(t), -1) for t in ends])
-    peak = current = 0
-    for _, delta in events:
-        current += delta
-        peak = max(peak, current)
-    return peak
+    times = np.concatenate([np.asarray(starts, dtype=float), np.asarray(ends, dtype=float)])
+    deltas = np.concatenate([np.ones(len(starts), dtype=np.int64), np.full(len(ends), -1, dtype=np.int64)])
+    in_flight = np.cumsum(deltas[np.lexsort((deltas, times))])
+    return max(int(in_flight.max()), 0) if len(in_flight) else 0
 
 
 def write_benchmark_serving(result: RunResult, directory: Path) -> None:
