@@ -32,15 +32,17 @@ from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
 from servesim.sim.engine.replica import Replica, ReplicaSetup
-from servesim.sim.engine.request import ENDED, Request, RequestState
+from servesim.sim.engine.request import Request
 from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, assign_classes, service_classes
 from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
-from servesim.sim.experiment.workload import build_workload, think_times, to_requests
+from servesim.sim.experiment.workload import build_workload, request_stream, think_times
 from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.reporting.progress import RunExtent, run_with_heartbeat
-from servesim.sim.reporting.results import RunResult, request_table
+from servesim.sim.reporting.request_records import RequestRecorder
+from servesim.sim.reporting.results import RunFiles, RunResult
+from servesim.sim.reporting.spill import read_table
 from servesim.sim.reporting.steady_state import steady_state
 from servesim.sim.reporting.summary import summarize, summarize_classes
 from servesim.traces import TraceError
@@ -197,20 +199,31 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
 
     `progress(num_done, now)`, if given, is called on every finished request and every few
     thousand events (see `servesim.sim.reporting.progress`); it never changes the results.
+    Requests are made as they arrive and leave only their row behind when they end; rows, token
+    gaps and time series go to files in a temporary folder that the result keeps (see README,
+    "Bounded memory").
     """
     config = prepared.config
     started = time.perf_counter()
     env = simpy.Environment()
     metrics = MetricsRecorder(record_iterations=config.output.iterations)
-    requests = to_requests(prepared.workload, prepared.classes)
+    stream_out_s = prepared.api.stream_out_s if prepared.api is not None else 0.0
+    records = RequestRecorder(metrics.directory / "requests.parquet", prepared.classes, stream_out_s)
+    num_requests = len(prepared.workload)
     cluster: Cluster  # made below; on_done runs only once the simulation has started
-    on_done = (lambda request: progress(cluster.num_done, env.now)) if progress else (lambda request: None)
+
+    def on_done(request: Request) -> None:
+        records.record(request)
+        if progress is not None:
+            progress(cluster.num_done, env.now)
+
     try:
         router = _policy(config.cluster.router, "router", random_stream(config.seed, 5))
         closed_loop = None
         if config.workload.clients is not None:
             closed_loop = ClosedLoop(config.workload.clients.concurrency,
-                                     think_times(config.workload, len(requests), random_stream(config.seed, 7)))
+                                     think_times(config.workload, num_requests, random_stream(config.seed, 7)))
+        requests = request_stream(prepared.workload, prepared.classes)
         cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
         lockstep = lockstep_group(env, prepared.cost_model)
         for replica_id in range(config.cluster.replicas):
@@ -228,12 +241,12 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         env.run()
     else:
         run_with_heartbeat(env, lambda: progress(cluster.num_done, env.now))
-    _check_invariants(requests, cluster)
-    if prepared.api is not None and prepared.api.stream_out_s:
-        _stream_out(requests, prepared.api.stream_out_s)
-    table = request_table(requests, prepared.classes)
-    token_gaps = metrics.token_gaps()
-    summary = summarize(table, token_gaps, config.slo, env.now)
+    _check_invariants(cluster)
+    metrics.finish()
+    files = RunFiles(records.close(num_requests), metrics.replica_series_path, metrics.system_series_path,
+                     metrics.gaps, keep_alive=metrics)
+    table = read_table(files.requests)
+    summary = summarize(table, metrics.gaps, config.slo, env.now)
     summary["classes"] = summarize_classes(table, prepared.classes)
     workload = config.workload
     if workload.clients is not None or workload.warmup_s is not None or workload.warmup_requests is not None:
@@ -258,8 +271,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         "config_hash": config_hash(config),
         "version": __version__,
     }
-    return RunResult(config, summary, table, metrics.replica_series(), metrics.system_series(),
-                     metrics.iterations() if config.output.iterations else None, token_gaps)
+    return RunResult(config, summary, files, metrics.iterations() if config.output.iterations else None)
 
 
 def run_extent(prepared: PreparedRun) -> RunExtent:
@@ -268,15 +280,6 @@ def run_extent(prepared: PreparedRun) -> RunExtent:
     closed_loop = prepared.config.workload.clients is not None
     last_arrival_s = None if closed_loop or workload.empty else float(workload["arrival_s"].iloc[-1])
     return RunExtent(len(workload), last_arrival_s)
-
-
-def _stream_out(requests: list[Request], stream_out_s: float) -> None:
-    """Tokens reach the client `stream_out_s` after the engine emits them (detokenise, stream)."""
-    for request in requests:
-        if request.state is RequestState.FINISHED:
-            request.first_token_s += stream_out_s
-            request.last_token_s += stream_out_s
-            request.finish_s += stream_out_s
 
 
 def _policy(spec: PolicySpec, kind: str, rng: np.random.Generator, **collaborators: Any) -> Any:
@@ -312,14 +315,11 @@ def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def _check_invariants(requests: list[Request], cluster: Cluster) -> None:
+def _check_invariants(cluster: Cluster) -> None:
+    """Nothing left in the replicas and every KV block back; whether every request ended (none
+    lost) is checked when the request table is closed (`RequestRecorder.close`)."""
     for replica in cluster.replicas:
         replica.check_drained()
-    stuck = [r for r in requests if r.state not in ENDED]
-    if stuck:
-        raise EngineInvariantError(
-            f"{len(stuck)} request(s) never finished, first {stuck[0]!r} on replica {stuck[0].replica_id}"
-        )
     for replica in cluster.replicas:
         for pool in (replica.kv, replica.host):
             pool.check_conservation()
@@ -327,9 +327,6 @@ def _check_invariants(requests: list[Request], cluster: Cluster) -> None:
                 raise EngineInvariantError(
                     f"replica {replica.replica_id}: {pool.num_used_blocks} KV blocks still held at the end"
                 )
-    wrong = [r for r in requests if r.state is RequestState.FINISHED and r.num_generated != r.output_tokens]
-    if wrong:
-        raise EngineInvariantError(f"{wrong[0]!r} finished with {wrong[0].num_generated} tokens generated")
 
 
 def config_hash(config: ExperimentConfig) -> str:

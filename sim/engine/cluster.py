@@ -1,14 +1,15 @@
 """The cluster: replicas behind a router, fed by the workload's arrival process.
 
-Requests reach the router either open-loop (at their trace or synthetic arrival times) or from
-closed-loop clients (`ClosedLoop`: N clients, each sending its next request when its previous
-one has come back, after a think time). With an API server path, a request enters the engine
-its inbound delay after the client sent it.
+Requests are taken from the workload's stream one at a time, as they are sent, so a request
+exists only from its arrival on. They reach the router either open-loop (at their trace or
+synthetic arrival times) or from closed-loop clients (`ClosedLoop`: N clients, each sending its
+next request when its previous one has come back, after a think time). With an API server path,
+a request enters the engine its inbound delay after the client sent it.
 """
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,7 @@ class Cluster:
         self,
         env: simpy.Environment,
         router: RouterPolicy,
-        requests: Sequence[Request],
+        requests: Iterable[Request],
         metrics: MetricsRecorder,
         on_done: Callable[[Request], None] = lambda request: None,
         api: ApiServerPath | None = None,
@@ -52,14 +53,16 @@ class Cluster:
     ) -> None:
         self.env = env
         self.router = router
-        self.requests = requests
+        self._requests = iter(requests)
+        self._next: Request | None = next(self._requests, None)
+        """The next request to send, taken from `requests` only when the one before it is sent."""
         self.metrics = metrics
         self.replicas: list[Replica] = []
         self._views: tuple[ReplicaView, ...] = ()
         self._on_done = on_done
         self._api = api
         self._closed_loop = closed_loop
-        self._next_index = 0
+        self._num_sent = 0
         self._num_in_system = 0
         self._upcoming: list[float] = []
         """Times at which a request already on its way (sent, or in the API server) enters next."""
@@ -74,8 +77,8 @@ class Cluster:
     def next_arrival_s(self) -> float:
         """When the next request enters the engine at the earliest (infinity when none will)."""
         upcoming = self._upcoming[0] if self._upcoming else INFINITY
-        if self._closed_loop is None and self._next_index < len(self.requests):
-            return min(upcoming, self.requests[self._next_index].arrival_s)
+        if self._closed_loop is None and self._next is not None:
+            return min(upcoming, self._next.arrival_s)
         return upcoming
 
     def request_done(self, request: Request) -> None:
@@ -85,27 +88,34 @@ class Cluster:
         self.metrics.sample_system(self.env.now, self._num_in_system)
         self._on_done(request)
         loop = self._closed_loop
-        if loop is not None and self._next_index < len(self.requests):
-            index = self._next_index
-            self._next_index += 1
+        if loop is not None and self._next is not None:
+            think_s = float(loop.think_times_s[self._num_sent])
+            request = self._take()
             back_s = self._api.stream_out_s if self._api is not None else 0.0
-            self._after(back_s + float(loop.think_times_s[index]), lambda: self._send(self.requests[index]))
+            self._after(back_s + think_s, lambda: self._send(request))
+
+    def _take(self) -> Request:
+        """The next request, which the cluster now holds; the one after it is made."""
+        request = self._next
+        assert request is not None  # callers check there is one
+        self._next = next(self._requests, None)
+        self._num_sent += 1
+        return request
 
     def _arrivals(self) -> Generator[simpy.Event, None, None]:
         env = self.env
-        while self._next_index < len(self.requests):
-            request = self.requests[self._next_index]
+        while self._next is not None:
+            request = self._next
             if request.arrival_s > env.now:
                 yield env.timeout(request.arrival_s - env.now)
                 request.arrival_s = env.now  # the trace time up to float rounding of SimPy's clock
-            self._next_index += 1
-            self._sent(request)
+            self._sent(self._take())
 
     def _first_sends(self, loop: ClosedLoop) -> Generator[simpy.Event, None, None]:
         """Every client sends its first request at time 0, once the replicas exist."""
         yield self.env.timeout(0)
-        self._next_index = min(loop.concurrency, len(self.requests))
-        for request in self.requests[: self._next_index]:
+        first = [self._take() for _ in range(loop.concurrency) if self._next is not None]
+        for request in first:
             self._send(request)
 
     def _send(self, request: Request) -> None:

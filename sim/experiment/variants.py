@@ -18,6 +18,7 @@ from servesim.sim.experiment.capacity import KvCapacity
 from servesim.sim.experiment.classes import DEFAULT_CLASS, ServiceClass
 from servesim.sim.experiment.config import ClaimConfig, ExperimentConfig, SloConfig
 from servesim.sim.reporting.results import request_table
+from servesim.sim.reporting.streamed_stats import ArraySample
 from servesim.sim.reporting.summary import summarize, summarize_classes
 
 COMPARED = (
@@ -78,7 +79,7 @@ def summary_metric_paths() -> list[str]:
     The core keys come from summarizing an empty run, so they cannot drift from the summary.
     """
     table = request_table([], {})
-    summary = summarize(table, (np.empty(0), np.empty(0)), SloConfig(), 0.0)
+    summary = summarize(table, ArraySample(np.empty(0)), SloConfig(), 0.0)
     placeholder = {CLASS_KEY: ServiceClass(CLASS_KEY, 0, None, None, None, None)}
     summary["classes"] = summarize_classes(table, placeholder)
     summary.update({section: dict.fromkeys(keys, 0) for section, keys in RUNNER_SECTIONS.items()})

@@ -1,7 +1,7 @@
 """Turns the `workload` section into the list of requests to serve, via the traces package."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -109,16 +109,25 @@ def _joint_empirical_path(prompt: dict[str, Any], output: dict[str, Any]) -> str
     return prompt["path"] if prompt["path"] == output["path"] else None
 
 
-def to_requests(table: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> list[Request]:
-    """One Request per row, ids in arrival order, with its class's deadline and timeout."""
+REQUEST_CHUNK_ROWS = 4096
+"""Workload rows turned into Python values at a time while requests are made."""
+
+
+def request_stream(table: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> Iterator[Request]:
+    """One Request per row, ids in arrival order, with its class's deadline and timeout, each made
+    only when the cluster asks for it: requests that have not arrived yet cost no memory."""
+    for start in range(0, len(table), REQUEST_CHUNK_ROWS):
+        yield from _chunk_requests(table.iloc[start:start + REQUEST_CHUNK_ROWS], start, classes)
+
+
+def _chunk_requests(table: pd.DataFrame, first_id: int, classes: Mapping[str, ServiceClass]) -> Iterator[Request]:
     column = {name: table[name].tolist() if name in table else None
               for name in ("priority", "slo_class", "session_id", "prefix_hashes", "prefix_block_tokens")}
     arrivals = table["arrival_s"].to_numpy(dtype=float).tolist()
     prompts = table["prompt_tokens"].to_numpy(dtype=np.int64).tolist()
     outputs = table["output_tokens"].to_numpy(dtype=np.int64).tolist()
-    requests = []
     for i, (arrival, prompt, output) in enumerate(zip(arrivals, prompts, outputs, strict=True)):
-        request = Request(i, arrival, prompt, output)
+        request = Request(first_id + i, arrival, prompt, output)
         if column["slo_class"] is not None:
             request.slo_class = str(column["slo_class"][i])
         service = classes[request.slo_class]
@@ -132,8 +141,7 @@ def to_requests(table: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> lis
         if column["prefix_hashes"] is not None and column["prefix_block_tokens"] is not None:
             request.prefix_hashes = tuple(column["prefix_hashes"][i])
             request.prefix_block_tokens = int(column["prefix_block_tokens"][i])
-        requests.append(request)
-    return requests
+        yield request
 
 
 def think_times(workload: WorkloadConfig, num_requests: int, rng: np.random.Generator) -> np.ndarray:

@@ -29,6 +29,7 @@ import pandas as pd
 
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.reporting.json_output import json_text
+from servesim.sim.reporting.streamed_stats import Sample, expanded_statistics
 
 if TYPE_CHECKING:
     from servesim.sim.reporting.results import RunResult
@@ -45,7 +46,7 @@ def benchmark_serving_result(
     config: ExperimentConfig,
     summary: dict[str, Any],
     requests: pd.DataFrame,
-    token_gaps: tuple[np.ndarray, np.ndarray],
+    token_gaps: Sample,
 ) -> dict[str, Any]:
     """The result object vLLM's serving benchmark would save for this run (strict JSON values)."""
     finished = requests["state"] == "finished"
@@ -98,11 +99,11 @@ def benchmark_serving_result(
     samples = {
         "ttft": done["ttft_s"].to_numpy(dtype=float),
         "tpot": done["tpot_s"].dropna().to_numpy(dtype=float),
-        "itl": np.repeat(token_gaps[0], token_gaps[1].astype(np.int64)),
         "e2el": done["e2e_s"].to_numpy(dtype=float),
     }
     for metric in METRICS:
-        result.update(metric_statistics(metric, samples[metric]))
+        pooled = metric == "itl"  # every token's gap: read back from disk in blocks, never expanded whole
+        result.update(pooled_statistics(metric, token_gaps) if pooled else metric_statistics(metric, samples[metric]))
     return result
 
 
@@ -117,19 +118,27 @@ def metric_statistics(metric: str, seconds: np.ndarray) -> dict[str, float | Non
     return {key: float(value) * 1000 for key, value in zip(keys, values, strict=True)}
 
 
+def pooled_statistics(metric: str, sample: Sample) -> dict[str, float | None]:
+    """`metric_statistics` of the sample with every value repeated its weight times, exactly as
+    NumPy would compute them on that expanded array (see `streamed_stats`)."""
+    if sample.num_entries == 0:
+        return metric_statistics(metric, np.empty(0))
+    values = expanded_statistics(sample, PERCENTILES)
+    keys = metric_statistics(metric, np.empty(0)).keys()
+    return {key: value * 1000 for key, value in zip(keys, values, strict=True)}
+
+
 def max_concurrent(starts: np.ndarray, ends: np.ndarray) -> int:
     """Most requests in flight at once over half-open [start, end) intervals (ends first at a tie)."""
-    events = sorted([(float(t), 1) for t in starts] + [(float(t), -1) for t in ends])
-    peak = current = 0
-    for _, delta in events:
-        current += delta
-        peak = max(peak, current)
-    return peak
+    times = np.concatenate([np.asarray(starts, dtype=float), np.asarray(ends, dtype=float)])
+    deltas = np.concatenate([np.ones(len(starts), dtype=np.int64), np.full(len(ends), -1, dtype=np.int64)])
+    in_flight = np.cumsum(deltas[np.lexsort((deltas, times))])
+    return max(int(in_flight.max()), 0) if len(in_flight) else 0
 
 
 def write_benchmark_serving(result: RunResult, directory: Path) -> None:
     """Write `benchmark_serving.json` for a `RunResult` into `directory`."""
-    data = benchmark_serving_result(result.config, result.summary, result.requests, result.token_gaps)
+    data = benchmark_serving_result(result.config, result.summary, result.requests, result.gaps)
     (Path(directory) / FILE_NAME).write_text(json_text(data))
 
 

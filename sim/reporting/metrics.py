@@ -1,14 +1,22 @@
-"""Raw measurements collected while the simulation runs, kept cheap to append to.
+"""Raw measurements collected while the simulation runs, kept cheap to append to and bounded.
 
 Per-token gaps are pooled as (values, weight) chunks, so a decode stretch of K iterations for B
-requests costs one array, not B x K floats. Everything is turned into tables at the end.
+requests costs one array, not B x K floats; gaps and the time series spill to files as they grow
+(`gap_store`, `spill`), so memory does not grow with the run. Iteration records (opt-in) stay
+in memory.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import shutil
+import tempfile
+import weakref
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from servesim.sim.reporting.gap_store import GapStore
+from servesim.sim.reporting.spill import ParquetSpill, read_table, typed_frame
 
 REPLICA_SERIES_COLUMNS = (
     "time_s",
@@ -23,31 +31,66 @@ REPLICA_SERIES_COLUMNS = (
 ITERATION_COLUMNS = ("replica", "start_s", "end_s", "batch_size", "num_tokens", "num_prefill_tokens", "num_decodes")
 
 
-@dataclass
+SYSTEM_SERIES_COLUMNS = ("time_s", "num_in_system")
+SERIES_DTYPES = {"time_s": "float64", **{name: "int64" for name in REPLICA_SERIES_COLUMNS[1:] + ("num_in_system",)}}
+
+
 class MetricsRecorder:
-    record_iterations: bool = False
-    _gap_singles: list[float] = field(default_factory=list)
-    _gap_chunks: list[tuple[np.ndarray, int]] = field(default_factory=list)
-    _replica_rows: list[tuple] = field(default_factory=list)
-    _system_rows: list[tuple[float, int]] = field(default_factory=list)
-    _iteration_rows: list[tuple] = field(default_factory=list)
-    _iteration_chunks: list[pd.DataFrame] = field(default_factory=list)
+    """Gaps and time series go to files in `directory` as they grow (see `gap_store`, `spill`).
+
+    Without a directory the recorder makes a temporary one, removed when the recorder is.
+    """
+
+    def __init__(self, record_iterations: bool = False, directory: Path | None = None) -> None:
+        self.record_iterations = record_iterations
+        if directory is None:
+            directory = Path(tempfile.mkdtemp(prefix="servesim-"))
+            # removed with the recorder, quietly (a TemporaryDirectory warns when collected)
+            weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
+        self.directory = directory
+        self.gaps = GapStore(directory)
+        self._replica_rows = ParquetSpill(directory / "replica_series.parquet",
+                                          typed_frame(REPLICA_SERIES_COLUMNS, SERIES_DTYPES))
+        self._system_rows = ParquetSpill(directory / "system_series.parquet",
+                                         typed_frame(SYSTEM_SERIES_COLUMNS, SERIES_DTYPES))
+        self._iteration_rows: list[tuple] = []
+        self._iteration_chunks: list[pd.DataFrame] = []
+        self._finished = False
 
     def gap_sink(self) -> list[float]:
         """The list single inter-token gaps are appended to (the engine's hottest path)."""
-        return self._gap_singles
+        return self.gaps.singles
 
     def add_gaps(self, seconds: np.ndarray, weight: int = 1) -> None:
         """`seconds` each observed `weight` times (a stretch's gaps, shared by its whole batch)."""
         if len(seconds):
-            self._gap_chunks.append((seconds, weight))
+            self.gaps.add(seconds, weight)
 
     def sample_replica(self, row: tuple) -> None:
         """A row of REPLICA_SERIES_COLUMNS: the state of a replica from `time_s` on."""
         self._replica_rows.append(row)
+        self.gaps.spill_if_full()  # once per engine step: bounds the singles the replicas append
 
     def sample_system(self, time_s: float, num_in_system: int) -> None:
         self._system_rows.append((time_s, num_in_system))
+
+    def finish(self) -> None:
+        """The run is over: every buffered row and gap to its file (idempotent)."""
+        if not self._finished:
+            self.gaps.finish()
+            self._replica_rows.close()
+            self._system_rows.close()
+            self._finished = True
+
+    @property
+    def replica_series_path(self) -> Path:
+        self.finish()
+        return self._replica_rows.path
+
+    @property
+    def system_series_path(self) -> Path:
+        self.finish()
+        return self._system_rows.path
 
     def add_iteration(self, row: tuple) -> None:
         self._iteration_rows.append(row)
@@ -69,16 +112,15 @@ class MetricsRecorder:
         )
 
     def token_gaps(self) -> tuple[np.ndarray, np.ndarray]:
-        """All inter-token gaps of the run as (values, weights)."""
-        values = [np.asarray(self._gap_singles, dtype=float)] + [v for v, _ in self._gap_chunks]
-        weights = [np.ones(len(self._gap_singles))] + [np.full(len(v), w, dtype=float) for v, w in self._gap_chunks]
-        return np.concatenate(values), np.concatenate(weights)
+        """All inter-token gaps of the run as (values, weights), read back into memory."""
+        self.finish()
+        return self.gaps.arrays()
 
     def replica_series(self) -> pd.DataFrame:
-        return pd.DataFrame(self._replica_rows, columns=list(REPLICA_SERIES_COLUMNS))
+        return read_table(self.replica_series_path)
 
     def system_series(self) -> pd.DataFrame:
-        return pd.DataFrame(self._system_rows, columns=["time_s", "num_in_system"])
+        return read_table(self.system_series_path)
 
     def iterations(self) -> pd.DataFrame:
         frames = [pd.DataFrame(self._iteration_rows, columns=list(ITERATION_COLUMNS))] + self._iteration_chunks

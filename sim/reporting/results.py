@@ -9,56 +9,97 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from shutil import copyfile
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import yaml
 
-from servesim.sim.engine.request import Request
+from servesim.sim.engine.request import Request, RequestState
 from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.reporting.benchmark_serving import write_benchmark_serving
+from servesim.sim.reporting.gap_store import GapStore
 from servesim.sim.reporting.json_output import json_text
 from servesim.sim.reporting.output_dir import ResultsClaim, claim_output
 from servesim.sim.reporting.output_target import resolve_target
+from servesim.sim.reporting.spill import read_table
 from servesim.sim.reporting.summary import slo_met
+
+REQUEST_COLUMNS = (
+    "request_id", "replica", "state", "reject_reason", "arrival_s", "prompt_tokens", "output_tokens", "priority",
+    "slo_class", "first_scheduled_s", "first_token_s", "finish_s", "max_tbt_s", "num_preemptions", "num_swaps",
+    "cached_tokens",
+)
+_TEXT_COLUMNS = ("state", "reject_reason", "slo_class")
+_FLOAT_COLUMNS = ("arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "max_tbt_s")
+REQUEST_DTYPES = {name: "str" if name in _TEXT_COLUMNS else "float64" if name in _FLOAT_COLUMNS else "int64"
+                  for name in REQUEST_COLUMNS}
 
 
 @dataclass
 class RunResult:
+    """A run's summary, with its tables on disk (in `files`), read back as DataFrames on access.
+
+    Each access reads the file again: a million-request table is not held for the result's life.
+    """
+
     config: ExperimentConfig
     summary: dict[str, Any]
-    requests: pd.DataFrame
-    replica_series: pd.DataFrame
-    system_series: pd.DataFrame
+    files: RunFiles
     iterations: pd.DataFrame | None
-    token_gaps: tuple[np.ndarray, np.ndarray]
-    """Every gap between successive tokens of a request, pooled, as (seconds, times observed)."""
+
+    @property
+    def requests(self) -> pd.DataFrame:
+        return read_table(self.files.requests)
+
+    @property
+    def replica_series(self) -> pd.DataFrame:
+        return read_table(self.files.replica_series)
+
+    @property
+    def system_series(self) -> pd.DataFrame:
+        return read_table(self.files.system_series)
+
+    @property
+    def gaps(self) -> GapStore:
+        """Every gap between successive tokens of a request, pooled (on disk, read in blocks)."""
+        return self.files.gaps
+
+    @property
+    def token_gaps(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every gap between successive tokens of a request, pooled, as (seconds, times observed) arrays."""
+        return self.files.gaps.arrays()
 
 
-def request_table(requests: list[Request], classes: Mapping[str, ServiceClass]) -> pd.DataFrame:
-    """One row per request with its timestamps and derived latencies (see the README)."""
-    table = pd.DataFrame(
-        {
-            "request_id": [r.request_id for r in requests],
-            "replica": [r.replica_id for r in requests],
-            "state": [r.state.value for r in requests],
-            "reject_reason": [r.reject_reason for r in requests],
-            "arrival_s": [r.arrival_s for r in requests],
-            "prompt_tokens": [r.prompt_tokens for r in requests],
-            "output_tokens": [r.output_tokens for r in requests],
-            "priority": [r.priority for r in requests],
-            "slo_class": [r.slo_class for r in requests],
-            "first_scheduled_s": [r.first_scheduled_s for r in requests],
-            "first_token_s": [r.first_token_s for r in requests],
-            "finish_s": [r.finish_s for r in requests],
-            "max_tbt_s": [r.max_tbt_s if r.output_tokens > 1 else np.nan for r in requests],
-            "num_preemptions": [r.num_preemptions for r in requests],
-            "num_swaps": [r.num_swaps for r in requests],
-            "cached_tokens": [r.num_cached_tokens for r in requests],
-        }
+@dataclass(frozen=True)
+class RunFiles:
+    """Where a finished run's tables are, and what keeps them there (the metrics' scratch folder)."""
+
+    requests: Path
+    replica_series: Path
+    system_series: Path
+    gaps: GapStore
+    keep_alive: object = None
+
+
+def request_row(request: Request, stream_out_s: float = 0.0) -> tuple:
+    """`request`'s row of REQUEST_COLUMNS; a finished one's token times `stream_out_s` later
+    (the client sees tokens after the API server streams them out)."""
+    shift = stream_out_s if request.state is RequestState.FINISHED else 0.0
+    return (
+        request.request_id, request.replica_id, request.state.value, request.reject_reason, request.arrival_s,
+        request.prompt_tokens, request.output_tokens, request.priority, request.slo_class,
+        request.first_scheduled_s, request.first_token_s + shift, request.finish_s + shift,
+        request.max_tbt_s if request.output_tokens > 1 else np.nan, request.num_preemptions, request.num_swaps,
+        request.num_cached_tokens,
     )
+
+
+def request_frame(rows: list[tuple], classes: Mapping[str, ServiceClass]) -> pd.DataFrame:
+    """Rows of REQUEST_COLUMNS with their derived latencies (see the README); works on any chunk."""
+    table = pd.DataFrame(rows, columns=list(REQUEST_COLUMNS)).astype(REQUEST_DTYPES)
     finished = table["state"] == "finished"
     table["queue_s"] = (table["first_scheduled_s"] - table["arrival_s"]).where(finished)
     table["ttft_s"] = (table["first_token_s"] - table["arrival_s"]).where(finished)
@@ -68,6 +109,11 @@ def request_table(requests: list[Request], classes: Mapping[str, ServiceClass]) 
     table["normalized_latency_s"] = table["e2e_s"] / table["output_tokens"]
     table["slo_met"] = slo_met(table, classes)
     return table
+
+
+def request_table(requests: list[Request], classes: Mapping[str, ServiceClass]) -> pd.DataFrame:
+    """One row per request with its timestamps and derived latencies (see the README)."""
+    return request_frame([request_row(r) for r in requests], classes)
 
 
 def write_results(result: RunResult, out_dir: str | os.PathLike[str], plots: bool = True,
@@ -95,9 +141,10 @@ def write_run_files(result: RunResult, directory: Path, plots: bool) -> None:
     (directory / "config.yaml").write_text(config_yaml(result.config))
     (directory / "summary.json").write_text(json_text(result.summary))
     write_benchmark_serving(result, directory)
-    result.requests.to_parquet(directory / "requests.parquet", index=False)
-    result.replica_series.to_parquet(directory / "replica_series.parquet", index=False)
-    result.system_series.to_parquet(directory / "system_series.parquet", index=False)
+    files = result.files
+    for name, path in (("requests", files.requests), ("replica_series", files.replica_series),
+                       ("system_series", files.system_series)):
+        copyfile(path, directory / f"{name}.parquet")
     if result.iterations is not None:
         result.iterations.to_parquet(directory / "iterations.parquet", index=False)
     if plots:

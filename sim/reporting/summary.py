@@ -14,6 +14,7 @@ import pandas as pd
 
 from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import SloConfig
+from servesim.sim.reporting.streamed_stats import Sample, sample_max, weighted_inverted_cdf, weighted_mean
 
 PERCENTILES = {"p50": 50, "p90": 90, "p99": 99}
 
@@ -30,6 +31,14 @@ def latency_block(values: np.ndarray, weights: np.ndarray | None = None) -> dict
     qs = np.percentile(values, list(PERCENTILES.values()), weights=weights, method="inverted_cdf")
     mean = float(np.average(values, weights=weights))
     return {"mean": mean, **{k: float(q) for k, q in zip(PERCENTILES, qs, strict=True)}, "max": float(values.max())}
+
+
+def pooled_latency_block(sample: Sample) -> dict[str, float | None]:
+    """`latency_block` of a weighted sample read back in blocks (the run's token gaps), as exact."""
+    if sample.num_entries == 0:
+        return latency_block(np.empty(0))
+    quantiles = weighted_inverted_cdf(sample, [p / 100 for p in PERCENTILES.values()])
+    return {"mean": weighted_mean(sample), **dict(zip(PERCENTILES, quantiles, strict=True)), "max": sample_max(sample)}
 
 
 def slo_met(requests: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> np.ndarray:
@@ -52,7 +61,7 @@ def slo_met(requests: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> np.n
 
 def summarize(
     requests: pd.DataFrame,
-    token_gaps: tuple[np.ndarray, np.ndarray],
+    token_gaps: Sample,
     slo: SloConfig,
     sim_time_s: float,
 ) -> dict[str, Any]:
@@ -61,7 +70,6 @@ def summarize(
     last_finish = float(finished["finish_s"].max()) if len(finished) else first_arrival
     duration = last_finish - first_arrival
     met = requests["slo_met"].to_numpy(dtype=bool)
-    gaps, weights = token_gaps
 
     def per_second(count: float) -> float:
         return count / duration if duration > 0 else math.nan
@@ -73,7 +81,7 @@ def summarize(
         "num_dropped": int((requests["state"] == "dropped").sum()),
         "num_preemptions": int(requests["num_preemptions"].sum()),
         "ttft_s": latency_block(finished["ttft_s"].to_numpy()),
-        "tbt_s": latency_block(gaps, weights),
+        "tbt_s": pooled_latency_block(token_gaps),
         "tpot_s": latency_block(finished["tpot_s"].to_numpy()),
         "e2e_s": latency_block(finished["e2e_s"].to_numpy()),
         "queue_s": latency_block(finished["queue_s"].to_numpy()),

@@ -11,11 +11,10 @@ import json
 import os
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
-from servesim.sim.reporting import output_dir
+from servesim.sim.reporting import output_dir, results
 from servesim.sim.reporting.output_target import MARKER
 from tests.bad_inputs.harness import assert_user_error, simrun_in_process, tree
 
@@ -256,7 +255,7 @@ def test_an_io_error_mid_write_keeps_the_old_results(tmp_path, capsys, monkeypat
     out = tmp_path / "out"
     assert simrun_in_process(["run", str(config), "-o", str(out)], capsys).code == 0
     before = everything(tmp_path)
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", _fail_with(code))
+    monkeypatch.setattr(results, "copyfile", _fail_with(code))  # the run's tables are copied in from its spill
     outcome = simrun_in_process(["run", str(config), "-o", str(out), "--seed", "9"], capsys)
     assert_user_error(outcome, fragment, "untouched")
     assert everything(tmp_path) == before

@@ -52,7 +52,7 @@ ISOLATED = {
 
 def result_of(data: dict, **overrides) -> dict:
     run = run_experiment(load_config(data, overrides=overrides))
-    return benchmark_serving_result(run.config, run.summary, run.requests, run.token_gaps)
+    return benchmark_serving_result(run.config, run.summary, run.requests, run.gaps)
 
 
 def test_the_keys_are_vllms_plus_metadata():
@@ -89,7 +89,7 @@ def test_figures_agree_with_the_request_table_and_the_summary():
                      "output_tokens": {"dist": "uniform", "min": 1, "max": 80}, "num_requests": 120},
         "output": {"plots": False},
     }))
-    result = benchmark_serving_result(run.config, run.summary, run.requests, run.token_gaps)
+    result = benchmark_serving_result(run.config, run.summary, run.requests, run.gaps)
     finished = run.requests[run.requests["state"] == "finished"]
     assert result["ttfts"] == run.requests["ttft_s"].tolist()
     assert result["mean_e2el_ms"] == pytest.approx(finished["e2e_s"].mean() * 1000)
@@ -106,7 +106,7 @@ def test_failed_requests_are_counted_listed_with_zeros_and_left_out_of_statistic
                                        "num_requests": 40},
             "memory": {"max_model_len": 20}}
     run = run_experiment(load_config(data))
-    result = benchmark_serving_result(run.config, run.summary, run.requests, run.token_gaps)
+    result = benchmark_serving_result(run.config, run.summary, run.requests, run.gaps)
     rejected = (run.requests["state"] == "rejected").to_numpy()
     assert 0 < rejected.sum() < 40
     assert result["failed"] == rejected.sum() and result["completed"] == 40 - rejected.sum()
@@ -120,7 +120,7 @@ def test_failed_requests_are_counted_listed_with_zeros_and_left_out_of_statistic
 def test_a_run_where_nothing_finishes_is_strict_json_with_nulls(tmp_path):
     data = {**ISOLATED, "memory": {"max_model_len": 5}}
     run = run_experiment(load_config(data))
-    result = benchmark_serving_result(run.config, run.summary, run.requests, run.token_gaps)
+    result = benchmark_serving_result(run.config, run.summary, run.requests, run.gaps)
     assert result["completed"] == 0 and result["mean_ttft_ms"] is None and result["p99_itl_ms"] is None
     assert result["request_throughput"] is None
     json.dumps(result, allow_nan=False)

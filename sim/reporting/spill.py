@@ -1,0 +1,70 @@
+"""Tables that grow with the run, kept on disk: rows buffered briefly, written as Parquet row groups.
+
+A run's per-request rows and time series grow with the trace and the simulated time; holding
+them as Python tuples until the end made memory grow with both. Here at most one row group
+of rows is in memory; the file is the table (read back only when someone asks for it).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROWS_PER_GROUP = 16_384
+
+
+class ParquetSpill:
+    """Rows appended one at a time (tuples of `columns`), written `rows_per_group` at a time.
+
+    `frame` turns a list of rows into the DataFrame of one row group (it may add derived
+    columns); every group is cast to the schema of `frame([])` so chunks never disagree.
+    """
+
+    def __init__(self, path: Path, frame: Callable[[list[tuple]], pd.DataFrame],
+                 rows_per_group: int | None = None) -> None:
+        self.path = path
+        self._frame = frame
+        self._rows: list[tuple] = []
+        self._rows_per_group = rows_per_group or ROWS_PER_GROUP
+        self._schema = pa.Schema.from_pandas(frame([]), preserve_index=False)
+        self._writer: pq.ParquetWriter | None = None
+        self.num_rows = 0
+
+    def append(self, row: tuple) -> None:
+        self._rows.append(row)
+        self.num_rows += 1
+        if len(self._rows) >= self._rows_per_group:
+            self._flush()
+
+    def close(self) -> Path:
+        """Write what is buffered; the file then holds every row (an empty table if none came)."""
+        self._flush()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, self._schema)
+        self._writer.close()
+        return self.path
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, self._schema)
+        table = pa.Table.from_pandas(self._frame(self._rows), schema=self._schema, preserve_index=False)
+        self._writer.write_table(table)
+        self._rows = []
+
+
+def typed_frame(columns: tuple[str, ...], dtypes: Mapping[str, str]) -> Callable[[list[tuple]], pd.DataFrame]:
+    """A `frame` for ParquetSpill: the rows as a DataFrame with fixed column types."""
+
+    def frame(rows: list[tuple]) -> pd.DataFrame:
+        return pd.DataFrame(rows, columns=list(columns)).astype({name: dtypes[name] for name in columns})
+
+    return frame
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    return pd.read_parquet(path)
