@@ -23,7 +23,6 @@ import numpy as np
 import simpy
 
 from servesim.policies.views import blocks_for
-from servesim.sim.engine.bookkeeping import record_sampled
 
 if TYPE_CHECKING:
     from servesim.sim.engine.replica import Replica
@@ -225,7 +224,10 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
             request.max_tbt_s = inner_max
         request.last_token_s = last_end
         request.num_computed_tokens += steps
-        if record_sampled(request, steps):
+        generated = request.num_generated + steps  # `record_sampled(request, steps)`, inlined
+        request.num_generated = generated
+        request.num_tokens += steps
+        if generated >= request.output_tokens:
             finished.append(request)
         need = -(-(context + grown) // block_size) - request.num_blocks  # `blocks_for`, inlined
         if need > 0:
