@@ -212,7 +212,7 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
     first_end = float(ends[0])
     last_end = float(ends[-1])
     if steps > 1:
-        inner = np.diff(ends)
+        inner = ends[1:] - ends[:-1]  # `np.diff`, without its argument handling
         inner_max = float(inner.max())
     else:
         inner, inner_max = None, 0.0
