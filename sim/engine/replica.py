@@ -364,8 +364,8 @@ class Replica:
         prefix-cache hit), the batch shape (padding included), and whether every entry is a
         running request decoding one token."""
         entries = decision.entries
-        news = []
-        contexts = []
+        news: list[int] = []
+        contexts: list[int] = []
         all_decode = True
         kv = self.kv
         block_size = kv.block_size
