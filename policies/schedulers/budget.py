@@ -88,28 +88,30 @@ class BudgetScheduler(SchedulerPolicy):
         kv = replica.kv
         free = kv.num_free_blocks
         block_size = kv.block_size
-        index = 0
-        while index < len(running) and budget > 0:
-            request = running[index]
+        # A victim comes from running[index:]: the loop stops if it is the request itself, and
+        # iterating on past the removal of a later one visits the rest in order.
+        for index, request in enumerate(running):
+            if budget <= 0:
+                break
             computed = request.num_computed_tokens
             num_new = request.num_tokens - computed
             if num_new > budget:
                 num_new = budget
             need = -(-(computed + num_new) // block_size) - request.num_blocks  # `new_blocks_needed`, inlined
-            preempted_itself = False
-            while need > free and not preempted_itself:
-                victim = self.preemption.select_victim(running[index:], now)
-                running.remove(victim)
-                decision.preempted.append(victim)
-                free += kv.num_exclusive_blocks(victim)
-                preempted_itself = victim is request
-            if preempted_itself:
-                break
+            if need > free:
+                preempted_itself = False
+                while need > free and not preempted_itself:
+                    victim = self.preemption.select_victim(running[index:], now)
+                    running.remove(victim)
+                    decision.preempted.append(victim)
+                    free += kv.num_exclusive_blocks(victim)
+                    preempted_itself = victim is request
+                if preempted_itself:
+                    break
             if need > 0:
                 free -= need
             budget -= num_new
             scheduled.append((request, num_new))
-            index += 1
         return budget, free
 
     def _admit_waiting(

@@ -13,6 +13,7 @@ what the request has left and, summed, within the scheduler's own `max_num_batch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from servesim.policies import ScheduleDecision, SchedulerPolicy
@@ -28,6 +29,7 @@ HOOK = "scheduler.schedule"
 _RUNNING = RequestState.RUNNING
 _QUEUED = (RequestState.WAITING, RequestState.SWAPPED)
 _NONE_HELD: set[int] = set()
+_FIRST = itemgetter(0)
 
 
 @dataclass(slots=True)
@@ -58,7 +60,8 @@ class DecisionChecker:
             raise self.violation(now, f"returned {type(decision).__name__}, not a ScheduleDecision")
         held = self._held()
         preempted = self._preempted(decision.preempted, held, now)
-        entries, admitted, total = self._scheduled(decision.scheduled, held, preempted, now)
+        lean = self._scheduled_lean(decision.scheduled, held, preempted)
+        entries, admitted, total = lean or self._scheduled(decision.scheduled, held, preempted, now)
         self._budgets(total, admitted, len(preempted), now)
         padding = self._padding(decision.padding, now)
         resume = self._resume(decision, now)
@@ -93,10 +96,47 @@ class DecisionChecker:
             preempted.append(request)
         return preempted
 
+    def _scheduled_lean(self, pairs: Any, held: set[int], preempted: list[Request],
+                        ) -> tuple[list[tuple[Request, int]], int, int] | None:
+        """`_scheduled` for the usual decision (a list of (view, int) pairs, nothing suspended), or
+        None at the first doubt, when `_scheduled` finds and names the problem. The hot path: a
+        request named twice is found once at the end (a set of the entries), not per entry."""
+        if held or type(pairs) is not list:
+            return None
+        entries: list[tuple[Request, int]] = []
+        append = entries.append
+        total = admitted = 0
+        replica_id = self.replica.replica_id
+        view_type, int_type, tuple_type = RequestView, int, tuple
+        running = _RUNNING
+        try:
+            for pair in pairs:
+                if type(pair) is not tuple_type:
+                    return None
+                view, num_new = pair
+                if type(view) is not view_type or type(num_new) is not int_type:
+                    return None
+                request: Request = view._request
+                if request.state is not running:
+                    if request.state not in _QUEUED:
+                        return None
+                    admitted += 1
+                if (num_new < 1 or num_new > request.num_tokens - request.num_computed_tokens
+                        or request.replica_id != replica_id):
+                    return None
+                total += num_new
+                append((request, num_new))
+        except ValueError:  # a pair of another length
+            return None
+        distinct = set(map(_FIRST, entries))
+        if len(distinct) != len(entries) or (preempted and not distinct.isdisjoint(preempted)):
+            return None
+        return entries, admitted, total
+
     def _scheduled(self, pairs: Any, held: set[int], preempted: list[Request], now: float,
                    ) -> tuple[list[tuple[Request, int]], int, int]:
-        """The entries as (request, tokens), how many of them are admitted and their tokens (the hot
-        path: kept lean)."""
+        """The entries as (request, tokens), how many of them are admitted and their tokens; raises
+        on the first broken rule, in entry order."""
         entries: list[tuple[Request, int]] = []
         total = 0
         append = entries.append

@@ -62,6 +62,9 @@ class BlockPool:
         free = self._free
         if count > len(free):
             raise EngineInvariantError(f"KV pool: owner {owner} asked for {count} blocks with {len(free)} free")
+        if count == 1:  # the usual case: a decode crossing into a new block
+            self._owned.setdefault(owner, []).append(free.pop())
+            return
         if count <= 0:
             return
         taken = free[-count:]

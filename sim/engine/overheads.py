@@ -45,21 +45,26 @@ class EngineOverheadCostModel(CostModel):
                  per_sequence_s: float = 0.0) -> None:
         self.inner = inner
         self.capture_sizes = np.asarray(sorted(capture_sizes), dtype=np.int64)
+        self._padded_sizes: dict[int, int] = {}
+        """`padded_size` by batch size: asked at every step, answered from a handful of sizes."""
         self.per_iteration_s = per_iteration_s
         self.per_sequence_s = per_sequence_s
 
     def padded_size(self, num_decodes: int) -> int:
         """The captured graph size a decode-only batch of `num_decodes` runs as (itself above the largest)."""
-        sizes = self.capture_sizes
-        if not len(sizes) or num_decodes > sizes[-1]:
-            return num_decodes
-        return int(sizes[np.searchsorted(sizes, num_decodes)])
+        padded = self._padded_sizes.get(num_decodes)
+        if padded is None:
+            sizes = self.capture_sizes
+            padded = num_decodes if not len(sizes) or num_decodes > sizes[-1] else int(
+                sizes[np.searchsorted(sizes, num_decodes)])
+            self._padded_sizes[num_decodes] = padded
+        return padded
 
     def graph_padded(self, batch: BatchShape) -> BatchShape:
         """`batch` as it runs: a decode-only batch padded to its captured graph size."""
         if not len(self.capture_sizes) or not batch.num_entries:
             return batch
-        if any(n != 1 for n in batch.new_tokens) or min(batch.context_lens) < 1:
+        if batch.new_tokens.count(1) != len(batch.new_tokens) or min(batch.context_lens) < 1:
             return batch
         extra = self.padded_size(batch.num_entries) - batch.num_entries
         if not extra:

@@ -27,7 +27,6 @@ from servesim.sim.engine.bookkeeping import (
     arrival_rejection,
     checked_schedule,
     preempt,
-    record_sampled,
     retire,
 )
 from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
@@ -365,14 +364,14 @@ class Replica:
         prefix-cache hit), the batch shape (padding included), and whether every entry is a
         running request decoding one token."""
         entries = decision.entries
-        news = []
-        contexts = []
+        news: list[int] = []
+        contexts: list[int] = []
         all_decode = True
         kv = self.kv
         block_size = kv.block_size
         running_state = RequestState.RUNNING
+        add_new, add_context = news.append, contexts.append
         for index, (request, num_new) in enumerate(entries):
-            computed = request.num_computed_tokens
             if request.state is not running_state:
                 self._admit(request)
                 all_decode = False
@@ -381,13 +380,15 @@ class Replica:
                 if num_new > left:
                     num_new = left
                     entries[index] = (request, num_new)
-            elif all_decode and not (request.num_generated and request.num_tokens - computed == 1):
-                all_decode = False  # `is_decode`, inlined: this loop runs for every entry of every step
+            else:
+                computed = request.num_computed_tokens
+                if all_decode and not (request.num_generated and request.num_tokens - computed == 1):
+                    all_decode = False  # `is_decode`, inlined: this loop runs for every entry of every step
             need = -(-(computed + num_new) // block_size) - request.num_blocks  # `new_blocks_needed`, inlined
             if need > 0:
                 allocate(request, need, kv, self.scheduler, self.env.now)
-            news.append(num_new)
-            contexts.append(computed)
+            add_new(num_new)
+            add_context(computed)
         for num_new, context in decision.padding:
             news.append(num_new)
             contexts.append(context)
@@ -423,15 +424,19 @@ class Replica:
             before = request.num_computed_tokens
             computed = before + num_new
             request.num_computed_tokens = computed
-            if request.num_generated and request.num_tokens - before == 1:  # `is_decode`, inlined
+            tokens = request.num_tokens
+            generated = request.num_generated
+            if num_new == 1 and generated and computed == tokens:  # `is_decode`, inlined
                 num_decodes += 1
             else:
                 num_prefill_tokens += num_new
                 if caching and request.prefix_hashes:
                     self.kv.register(request, before // block_size, computed // block_size)  # type: ignore[attr-defined]
-            if computed == request.num_tokens:
-                done = record_sampled(request, 1)
-                if request.num_generated == 1:
+            if computed == tokens:
+                generated += 1  # `record_sampled(request, 1)`, inlined: this runs for every token
+                request.num_generated = generated
+                request.num_tokens = tokens + 1
+                if generated == 1:
                     request.first_token_s = now
                 else:
                     gap = now - request.last_token_s
@@ -439,7 +444,7 @@ class Replica:
                     if gap > request.max_tbt_s:
                         request.max_tbt_s = gap
                 request.last_token_s = now
-                if done:
+                if generated >= request.output_tokens:
                     self.finish(request, now)
         if self.metrics.record_iterations:
             self.metrics.add_iteration(

@@ -23,7 +23,6 @@ import numpy as np
 import simpy
 
 from servesim.policies.views import blocks_for
-from servesim.sim.engine.bookkeeping import record_sampled
 
 if TYPE_CHECKING:
     from servesim.sim.engine.replica import Replica
@@ -87,7 +86,7 @@ def _run_observed(replica: Replica, requests: list[Request], contexts: tuple[int
             break
         if replica.promote_staged():
             # Asynchronous scheduling planned this step before the arrival: it runs as planned.
-            done += yield from _one_more(replica, requests, contexts, done, None)
+            done += yield from _one_more(replica, requests, contexts, done, _priced(times, before + 1))
             break
         if len(replica.waiting) != num_waiting:
             break
@@ -107,7 +106,7 @@ def _run_unobserved(replica: Replica, requests: list[Request], contexts: tuple[i
         now = env.now
         timeout_s = replica.next_timeout_s()
         count = min(limit - done, ahead)
-        ends, _ = _segment(replica, context_array, done, count, now)
+        ends, times = _segment(replica, context_array, done, count, now)
         steps = min(count, int(np.searchsorted(ends, timeout_s, side="left")) + 1)
         cut = False
         replica.stretch_interruptible = True
@@ -128,7 +127,7 @@ def _run_unobserved(replica: Replica, requests: list[Request], contexts: tuple[i
         if cut:
             if replica.promote_staged():
                 # Asynchronous scheduling planned this step before the arrival: it runs as planned.
-                done += yield from _one_more(replica, requests, contexts, done, None)
+                done += yield from _one_more(replica, requests, contexts, done, _priced(times, steps))
             break
         ahead = min(2 * ahead, MAX_SEGMENT_STEPS)
     return done
@@ -139,6 +138,12 @@ def _segment(replica: Replica, context_array: np.ndarray, done: int, count: int,
     """End times and durations of the stretch's iterations `done` to `done + count` from `now`."""
     times = replica.cost_model.decode_stretch_times(context_array + done, count)
     return np.cumsum(np.concatenate(([now], times)))[1:], times  # summed in stepping's order: same rounding
+
+
+def _priced(times: np.ndarray, index: int) -> float | None:
+    """The segment's price of its iteration `index`, if it went that far: the same number a new
+    call would give (each iteration is priced on its own contexts), without the call."""
+    return float(times[index]) if index < len(times) else None
 
 
 def _one_more(replica: Replica, requests: list[Request], contexts: tuple[int, ...], done: int,
@@ -183,7 +188,7 @@ def _steps_memory_allows(replica: Replica, requests: list[Request], contexts: tu
     def extra_blocks(k: int) -> int:
         total = 0
         for c, h in zip(contexts, held, strict=True):
-            need = blocks_for(c + k, block_size) - h
+            need = -(-(c + k) // block_size) - h  # `blocks_for`, inlined
             if need > 0:
                 total += need
         return total
@@ -207,7 +212,7 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
     first_end = float(ends[0])
     last_end = float(ends[-1])
     if steps > 1:
-        inner = np.diff(ends)
+        inner = ends[1:] - ends[:-1]  # `np.diff`, without its argument handling
         inner_max = float(inner.max())
     else:
         inner, inner_max = None, 0.0
@@ -225,7 +230,10 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
             request.max_tbt_s = inner_max
         request.last_token_s = last_end
         request.num_computed_tokens += steps
-        if record_sampled(request, steps):
+        generated = request.num_generated + steps  # `record_sampled(request, steps)`, inlined
+        request.num_generated = generated
+        request.num_tokens += steps
+        if generated >= request.output_tokens:
             finished.append(request)
         need = -(-(context + grown) // block_size) - request.num_blocks  # `blocks_for`, inlined
         if need > 0:
