@@ -5,7 +5,8 @@ lazily and rows, gaps and series were spilled to disk (the run's wall time and v
 Each run is compared with the default spill sizes and with tiny ones, so that row groups,
 gap spills and block-wise statistics all cross many boundaries. The files were re-recorded
 when fast-forward became exact for closed-loop clients (a stretch used to miss a client's send
-during it): they are now the stepped engine's outputs, which fast-forward reproduces.
+during it; they are now the stepped engine's outputs, which fast-forward reproduces up to the
+order in which token gaps are summed) and when the vLLM 0.19 engine-overhead set was refitted.
 """
 from __future__ import annotations
 
