@@ -17,10 +17,10 @@ import time
 START = time.perf_counter()
 
 import argparse  # noqa: E402
-import resource  # noqa: E402
+
+from measured_run import measure, print_figures  # noqa: E402
 
 from servesim.sim.experiment.loading import validate_config  # noqa: E402
-from servesim.sim.runner import prepare, simulate  # noqa: E402
 
 PREVIOUS_SIMULATION_S = 3.76
 """The simulation's wall seconds in the README's "Benchmarks" table for the previous release (3.72 - 3.81 s)."""
@@ -53,25 +53,11 @@ def main() -> None:
     args = parser.parse_args()
     config = validate_config(benchmark_config(args.requests, not args.no_fast_forward, args.cost_model),
                              origin="bench_core")
-    sim_start, cpu_start = time.perf_counter(), time.process_time()
-    result = simulate(prepare(config))
-    sim_wall = time.perf_counter() - sim_start
-    sim_cpu = time.process_time() - cpu_start
-    total_wall = time.perf_counter() - START
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    summary = result.summary
-    iterations = summary["engine"]["iterations"]
-    print(f"requests finished       {summary['num_finished']} of {summary['num_requests']} "
-          f"({summary['num_preemptions']} preemptions)")
-    print(f"simulated time          {summary['sim_time_s']:,.1f} s")
-    print(f"iterations              {iterations:,} in {summary['engine']['engine_steps']:,} engine steps")
-    print(f"wall, simulation        {sim_wall:.2f} s ({PREVIOUS_SIMULATION_S / sim_wall:.2f}x the speed of the "
-          f"previous release's {PREVIOUS_SIMULATION_S} s)")
-    print(f"wall, whole process     {total_wall:.2f} s (imports included)")
-    print(f"cpu, simulation         {sim_cpu:.2f} s (steadier than wall time on a busy machine)")
-    print(f"requests per wall s     {summary['num_requests'] / sim_wall:,.0f}")
-    print(f"iterations per wall s   {iterations / sim_wall:,.0f}")
-    print(f"peak memory (max RSS)   {peak_mb:,.0f} MB")
+    run = measure(config, START)
+    as_before = args.requests == 10_000 and not args.no_fast_forward and args.cost_model == "roofline"
+    print_figures(run, f"{PREVIOUS_SIMULATION_S / run.sim_wall_s:.2f}x the speed of the previous release's "
+                       f"{PREVIOUS_SIMULATION_S} s" if as_before else "no previous figure for these options")
+    summary = run.summary
     print(f"p50 TTFT / TBT / E2E    {summary['ttft_s']['p50']:.3f} / {summary['tbt_s']['p50']:.4f} / "
           f"{summary['e2e_s']['p50']:.2f} s")
 

@@ -23,17 +23,18 @@ import time
 START = time.perf_counter()
 
 import argparse  # noqa: E402
-import resource  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from measured_run import measure, print_figures  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FULL_AZURE_TRACE = REPO.parent / "shared/traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv"
 AZURE_TRACE_REQUESTS = 19_366
 
-PREVIOUS_SIMULATION_S = {"cluster4": 130.1, "cluster64": None, "azure8": 9.10}
-"""Simulation wall seconds of the README's "Benchmarks" table (None: no full-size figure there)."""
+PREVIOUS_SIMULATION_S = {"cluster4": 71.5, "cluster64": None, "azure8": 17.1}
+"""The previous release's simulation seconds in the README's "Benchmarks" table (None: not run)."""
 
 QUICK_SHARE = {"cluster4": 0.1, "cluster64": 0.01, "azure8": 0.1}
 
@@ -88,31 +89,15 @@ def build(name: str, share: float, fast_forward: bool, azure_trace: Path) -> tup
 def run_one(name: str, share: float, fast_forward: bool, azure_trace: Path) -> None:
     """Run one benchmark in this process and print its figures."""
     from servesim.sim.experiment.loading import validate_config
-    from servesim.sim.runner import prepare, simulate
 
     raw, label = build(name, share, fast_forward, azure_trace)
     config = validate_config(raw, origin=f"bench_scale {name}")
-    sim_start, cpu_start = time.perf_counter(), time.process_time()
-    result = simulate(prepare(config))
-    sim_wall = time.perf_counter() - sim_start
-    sim_cpu = time.process_time() - cpu_start
-    total_wall = time.perf_counter() - START
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    summary = result.summary
-    iterations = summary["engine"]["iterations"]
+    run = measure(config, START)
     previous = PREVIOUS_SIMULATION_S[name]
     ratio = ("no previous figure" if previous is None or share < 1
-             else f"{previous / sim_wall:.2f}x faster than {previous} s")
+             else f"{previous / run.sim_wall_s:.2f}x faster than {previous} s")
     print(f"== {name}: {label}{f' (share {share:g})' if share < 1 else ''}")
-    print(f"requests finished       {summary['num_finished']:,} of {summary['num_requests']:,}")
-    print(f"simulated time          {summary['sim_time_s']:,.1f} s")
-    print(f"iterations              {iterations:,} in {summary['engine']['engine_steps']:,} engine steps")
-    print(f"wall, simulation        {sim_wall:.2f} s ({ratio})")
-    print(f"wall, whole process     {total_wall:.2f} s (imports included)")
-    print(f"cpu, simulation         {sim_cpu:.2f} s (steadier than wall time on a busy machine)")
-    print(f"requests per wall s     {summary['num_requests'] / sim_wall:,.0f}")
-    print(f"iterations per wall s   {iterations / sim_wall:,.0f}")
-    print(f"peak memory (max RSS)   {peak_mb:,.0f} MB", flush=True)
+    print_figures(run, ratio)
 
 
 def main() -> None:

@@ -1,0 +1,45 @@
+"""One timed simulation and the figures every speed benchmark prints, in one format."""
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MeasuredRun:
+    summary: dict[str, Any]
+    sim_wall_s: float
+    sim_cpu_s: float
+    total_wall_s: float
+    """Since the benchmark's process started (imports included)."""
+    peak_mb: float
+
+
+def measure(config: Any, process_start: float) -> MeasuredRun:
+    """Prepare and simulate a validated config, timing the simulation's wall and CPU seconds."""
+    from servesim.sim.runner import prepare, simulate
+
+    sim_start, cpu_start = time.perf_counter(), time.process_time()
+    result = simulate(prepare(config))
+    sim_wall = time.perf_counter() - sim_start
+    sim_cpu = time.process_time() - cpu_start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return MeasuredRun(result.summary, sim_wall, sim_cpu, time.perf_counter() - process_start, peak_mb)
+
+
+def print_figures(run: MeasuredRun, ratio: str) -> None:
+    """Requests, simulated time, iterations, wall (with `ratio` to a previous figure), CPU, rates, memory."""
+    summary = run.summary
+    iterations = summary["engine"]["iterations"]
+    print(f"requests finished       {summary['num_finished']:,} of {summary['num_requests']:,} "
+          f"({summary['num_preemptions']:,} preemptions)")
+    print(f"simulated time          {summary['sim_time_s']:,.1f} s")
+    print(f"iterations              {iterations:,} in {summary['engine']['engine_steps']:,} engine steps")
+    print(f"wall, simulation        {run.sim_wall_s:.2f} s ({ratio})")
+    print(f"wall, whole process     {run.total_wall_s:.2f} s (imports included)")
+    print(f"cpu, simulation         {run.sim_cpu_s:.2f} s (steadier than wall time on a busy machine)")
+    print(f"requests per wall s     {summary['num_requests'] / run.sim_wall_s:,.0f}")
+    print(f"iterations per wall s   {iterations / run.sim_wall_s:,.0f}")
+    print(f"peak memory (max RSS)   {run.peak_mb:,.0f} MB", flush=True)
