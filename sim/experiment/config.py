@@ -80,7 +80,8 @@ class CostModelConfig(Section):
         "is the most skewed)"
     )
     iteration_overhead_s: float | None = Field(
-        None, ge=0, description="roofline: fixed CPU/launch time per iteration (default 0.0005, assumed)"
+        None, ge=0, description="roofline: fixed CPU/launch time per iteration (default 0: kernel time only; "
+        "`engine` adds the engine's CPU time)"
     )
     compute_efficiency: float | None = Field(
         None, gt=0, le=1, description="roofline: share of peak FLOP/s reached (default: the hardware entry's)"
