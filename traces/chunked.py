@@ -1,0 +1,85 @@
+"""Trace files read chunk by chunk, so that a run holds a bounded number of rows at a time.
+
+`scan_trace` reads a file once to validate every row and to learn what must be known before
+the first row is used (where its arrivals start and end); the `TraceChunks` it returns then
+read the file again, a chunk at a time, as often as asked. A chunk's rows are exactly the rows
+`load_trace` gives for the same lines: the same parser options, the same validation and the
+same element-wise arrival conversion. A file that fails the chunked pass is handed to
+`load_trace`, whose whole-file reading names the bad row by its file line.
+
+Only the canonical CSV format is read in chunks; the others are loaded whole.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from servesim.traces.arrival_origin import ArrivalOrigin, arrival_origin
+from servesim.traces.canonical import CSV_TEXT_COLUMNS, canonical_csv_rows, load_canonical_csv
+from servesim.traces.errors import Locator, TraceError
+from servesim.traces.readers import EXACT_FLOATS
+
+CHUNK_ROWS = 65_536
+"""Trace rows read at a time: a few megabytes of canonical columns."""
+
+STREAMED_FORMATS = ("csv",)
+
+
+@dataclass(frozen=True)
+class TraceChunks:
+    """A validated canonical CSV trace: iterating reads its canonical rows again, chunk by chunk."""
+
+    path: Path
+    origin: ArrivalOrigin
+    chunk_rows: int = CHUNK_ROWS
+
+    def __iter__(self) -> Iterator[pd.DataFrame]:
+        for table in csv_chunks(self.path, self.chunk_rows):
+            table["arrival_s"] = self.origin.apply(table["arrival_s"].to_numpy())
+            yield table
+
+
+def scan_trace(path: Path, format: str, chunk_rows: int = CHUNK_ROWS, **options: object) -> TraceChunks | None:
+    """The file's chunks after one validating pass, or None if `format` is not read in chunks.
+
+    Raises the TraceError `load_trace` would raise for the file.
+    """
+    if format not in STREAMED_FORMATS or set(options) - {"arrival_unit"}:
+        return None
+    unit = options.get("arrival_unit")
+    assert unit is None or isinstance(unit, str)
+    try:
+        first = last = None
+        for table in csv_chunks(path, chunk_rows):
+            arrivals = table["arrival_s"].to_numpy()
+            first = float(arrivals[0]) if first is None else first
+            last = float(arrivals[-1])
+        if first is None or last is None:
+            raise TraceError(f"{path}: the trace has no requests")
+    except (ValueError, OSError) as exc:
+        load_canonical_csv(path, unit)  # names the bad row by its file line
+        raise TraceError(f"{path}: {exc}") from None
+    return TraceChunks(path, arrival_origin(first, last, str(path), unit), chunk_rows)
+
+
+def csv_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """Validated canonical rows of a canonical CSV, as written (arrivals not converted), in chunks.
+
+    Rows are named by their position in messages; sortedness is checked across chunks too.
+    """
+    start = 0
+    previous_s: float | None = None
+    with pd.read_csv(path, chunksize=chunk_rows, dtype=dict.fromkeys(CSV_TEXT_COLUMNS, str),
+                     keep_default_na=False, encoding="utf-8-sig", **EXACT_FLOATS) as reader:
+        for raw in reader:
+            raw.index = pd.RangeIndex(start, start + len(raw))
+            table = canonical_csv_rows(raw, path, Locator(str(path), None, raw.index, text=True))
+            first_s = float(table["arrival_s"].iloc[0])
+            if previous_s is not None and first_s < previous_s:
+                raise TraceError(f"{path}: row {start}: arrival {first_s!r} s is earlier than the row before")
+            previous_s = float(table["arrival_s"].iloc[-1])
+            start += len(raw)
+            yield table
