@@ -34,7 +34,7 @@ class TraceChunks:
 
     path: Path
     origin: ArrivalOrigin
-    chunk_rows: int = CHUNK_ROWS
+    chunk_rows: int
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
         for table in csv_chunks(self.path, self.chunk_rows):
@@ -42,11 +42,12 @@ class TraceChunks:
             yield table
 
 
-def scan_trace(path: Path, format: str, chunk_rows: int = CHUNK_ROWS, **options: object) -> TraceChunks | None:
+def scan_trace(path: Path, format: str, chunk_rows: int | None = None, **options: object) -> TraceChunks | None:
     """The file's chunks after one validating pass, or None if `format` is not read in chunks.
 
-    Raises the TraceError `load_trace` would raise for the file.
+    `chunk_rows` defaults to CHUNK_ROWS. Raises the TraceError `load_trace` would raise for the file.
     """
+    chunk_rows = chunk_rows or CHUNK_ROWS
     if format not in STREAMED_FORMATS or set(options) - {"arrival_unit"}:
         return None
     unit = options.get("arrival_unit")
