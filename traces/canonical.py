@@ -7,7 +7,7 @@ import pandas as pd
 
 from servesim.traces.arrival_origin import arrivals_from_start
 from servesim.traces.errors import Locator
-from servesim.traces.readers import read_csv_table, read_jsonl
+from servesim.traces.readers import JsonRecords, read_csv_table, read_jsonl
 from servesim.traces.schema import STRING_COLUMNS, validate_trace
 
 CSV_TEXT_COLUMNS = (*STRING_COLUMNS, "prefix_hashes")
@@ -32,11 +32,15 @@ def canonical_csv_rows(table: pd.DataFrame, path: Path, where: Locator) -> pd.Da
 
 def load_canonical_jsonl(path: Path, arrival_unit: str | None = None) -> pd.DataFrame:
     """One JSON object per line with the canonical fields; `prefix_hashes` as a list of integers."""
-    records = read_jsonl(path)
+    return _from_start(canonical_jsonl_rows(read_jsonl(path), path), path, arrival_unit)
+
+
+def canonical_jsonl_rows(records: JsonRecords, path: Path) -> pd.DataFrame:
+    """JSON Lines records (the whole file or a chunk of its lines) made into validated canonical rows."""
     table = pd.DataFrame(
         {name: records.tuples(name) if name == "prefix_hashes" else records.column(name) for name in records.fields}
     )
-    return _from_start(validate_trace(table, str(path), source=records.locator()), path, arrival_unit)
+    return validate_trace(table, str(path), source=records.locator())
 
 
 def _from_start(table: pd.DataFrame, path: Path, unit: str | None) -> pd.DataFrame:

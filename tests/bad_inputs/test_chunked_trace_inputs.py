@@ -34,3 +34,21 @@ def test_a_bad_row_in_a_later_chunk_fails_the_run_before_it_starts(tmp_path, cap
     outcome = simrun_in_process(["run", str(config)], capsys)
     assert_user_error(outcome, "t.csv", *fragments)
     assert tree(out) == {}
+
+
+def test_a_bad_json_line_in_a_later_chunk_fails_the_run_before_it_starts(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(chunked, "CHUNK_ROWS", 4)
+    trace = tmp_path / "t.jsonl"
+    rows = [f'{{"arrival_s": {i / 10!r}, "prompt_tokens": 8, "output_tokens": 2}}' for i in range(30)]
+    rows[22] = rows[22].replace("8", "-8")
+    trace.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "chunked", "cost_model": {"kind": "constant", "iteration_s": 0.01},
+        "workload": {"trace": {"path": "t.jsonl", "format": "jsonl"}},
+        "output": {"dir": str(out), "plots": False},
+    }))
+    outcome = simrun_in_process(["run", str(config)], capsys)
+    assert_user_error(outcome, "t.jsonl", "row 23", "prompt_tokens")
+    assert tree(out) == {}

@@ -22,7 +22,7 @@ CLASSES = [{"name": "gold", "share": 0.3, "priority": 0}, {"name": "bronze", "sh
 def config_for(path, **workload):
     return validate_config({
         "cost_model": {"kind": "constant", "iteration_s": 0.002},
-        "workload": {"trace": {"path": str(path), "format": "csv"}, **workload},
+        "workload": {"trace": {"path": str(path), "format": path.suffix[1:]}, **workload},
         "slo": {"ttft_s": 0.5},
     })
 
@@ -35,10 +35,10 @@ def whole_table(config, tmp_path):
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(chunk_rows=st.integers(1, 120), num_requests=st.one_of(st.none(), st.integers(1, 150)),
        start_s=st.sampled_from([0.0, 3.0]), end_s=st.sampled_from([None, 40.0]),
-       rate_scale=st.sampled_from([1.0, 2.5]), classes=st.booleans())
+       rate_scale=st.sampled_from([1.0, 2.5]), classes=st.booleans(), format=st.sampled_from(["csv", "jsonl"]))
 def test_chunked_workload_equals_the_whole_table(tmp_path, chunk_rows, num_requests, start_s, end_s, rate_scale,
-                                                 classes):
-    path = write_trace(tmp_path / "t.csv", 140, 3, optional=not classes)
+                                                 classes, format):
+    path = write_trace(tmp_path / f"t.{format}", 140, 3, optional=not classes)
     extra = {"classes": CLASSES, "class_by": "share"} if classes else {}
     config = config_for(path, num_requests=num_requests, start_s=start_s, end_s=end_s, rate_scale=rate_scale, **extra)
     with pytest.MonkeyPatch.context() as patch:
