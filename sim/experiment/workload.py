@@ -37,7 +37,7 @@ class Workload:
 
     A trace file read in chunks (`servesim.traces.chunked`) is read again on every pass over the
     rows, so a run holds one chunk of rows at a time. A synthetic workload (and a trace in a
-    format loaded whole) is one table: drawing it in chunks would change NumPy's integer streams.
+    format loaded whole) is one table, drawn in one go: each seed's results depend on its draws.
     """
 
     num_requests: int
