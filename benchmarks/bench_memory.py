@@ -6,8 +6,11 @@ written (without plots) so the spilled request table is part of the figure. Prin
 resident memory (`resource.getrusage`'s max RSS) and wall time; bounded memory shows as a peak
 that stays roughly flat as `--requests` grows.
 
-    python benchmarks/bench_memory.py [--requests N] [--replicas R]
+    python benchmarks/bench_memory.py [--requests N] [--replicas R] [--trace FILE]
     python benchmarks/bench_memory.py --requests 1000000 --replicas 64
+
+`--trace FILE` replays a canonical CSV trace instead (read in chunks); a FILE that does not exist
+is first written with the N synthetic requests, so the two workloads are the same requests.
 
 Run each size in its own process: max RSS only ever grows within one.
 """
@@ -20,7 +23,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.experiment.loading import validate_config
+from servesim.sim.experiment.workload import build_table
 from servesim.sim.reporting.results import write_results
 from servesim.sim.runner import prepare, simulate
 
@@ -45,6 +50,15 @@ def benchmark_config(num_requests: int, num_replicas: int) -> dict[str, Any]:
     }
 
 
+def trace_config(config: ExperimentConfig, path: Path) -> ExperimentConfig:
+    """The config replaying `path`; written first from the synthetic workload if it does not exist."""
+    if not path.exists():
+        build_table(config.workload, Path("."), config.seed).to_csv(path, index=False)
+    data = config.model_dump(mode="json", exclude_none=True)
+    data["workload"] = {"trace": {"path": str(path.resolve()), "format": "csv"}}
+    return validate_config(data, origin="bench_memory")
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -53,8 +67,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--replicas", type=int, default=4)
+    parser.add_argument("--trace", type=Path, help="a canonical CSV trace to replay (written first if absent)")
     args = parser.parse_args()
     config = validate_config(benchmark_config(args.requests, args.replicas), origin="bench_memory")
+    if args.trace is not None:
+        config = trace_config(config, args.trace)
     baseline_mb = peak_rss_mb()
     started = time.perf_counter()
     result = simulate(prepare(config))

@@ -60,7 +60,7 @@ def run_fidelity(request: FidelityRequest) -> dict[str, Any]:
     metadata = prepared.cost_model.tables.metadata  # type: ignore[attr-defined]
     device = setup_device(device_name, metadata.get("num_threads"))
     dtype = DTYPES[metadata["dtype"]]
-    requests = requests_from_workload(prepared.workload, prepared.model, config.seed)
+    requests = requests_from_workload(prepared.workload.table(), prepared.model, config.seed)
     iterations = run_engine(
         prepared.model, requests, device, dtype, prepared.capacity.num_blocks, config.memory.block_size,
         config.scheduler.params(), prepared.cost_model, config.scheduler.name,

@@ -35,9 +35,9 @@ from servesim.sim.engine.replica import Replica, ReplicaSetup
 from servesim.sim.engine.request import Request
 from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
-from servesim.sim.experiment.classes import ServiceClass, assign_classes, service_classes
+from servesim.sim.experiment.classes import ServiceClass, service_classes
 from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
-from servesim.sim.experiment.workload import build_workload, request_stream, think_times
+from servesim.sim.experiment.workload import Workload, build_workload, request_stream, think_times
 from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.reporting.progress import RunExtent, run_with_heartbeat
 from servesim.sim.reporting.request_records import RequestRecorder
@@ -59,7 +59,7 @@ class PreparedRun:
     cost_model: CostModel
     capacity: KvCapacity
     max_model_len: int
-    workload: pd.DataFrame
+    workload: Workload
     classes: dict[str, ServiceClass]
     api: ApiServerPath | None = None
 
@@ -90,11 +90,11 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     check_pool_blocks(capacity, config.cluster.replicas)
     max_model_len = model_len(config.memory, model)
     try:
-        workload = build_workload(config.workload, base_dir, config.seed, max_model_len)
+        workload = build_workload(config.workload, base_dir, config.seed, max_model_len,
+                                  lambda: random_stream(config.seed, 3))
     except TraceError as exc:
         raise ConfigError(f"workload: {exc}") from None
-    workload = assign_classes(workload, config.workload, random_stream(config.seed, 3))
-    classes = service_classes(config, workload)
+    classes = service_classes(config, workload.class_names)
     kernels = _cost_model(config, model, hardware, plan, base_dir)
     cost_model, api = _engine_time(config, kernels, hardware.name, getattr(scheduler_params, "max_num_seqs", 256))
     return PreparedRun(config, model, hardware, plan, cost_model, capacity, max_model_len, workload, classes, api)
@@ -223,7 +223,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         if config.workload.clients is not None:
             closed_loop = ClosedLoop(config.workload.clients.concurrency,
                                      think_times(config.workload, num_requests, random_stream(config.seed, 7)))
-        requests = request_stream(prepared.workload, prepared.classes)
+        requests = request_stream(prepared.workload.chunks(), prepared.classes)
         cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
         lockstep = lockstep_group(env, prepared.cost_model)
         for replica_id in range(config.cluster.replicas):
@@ -278,8 +278,7 @@ def run_extent(prepared: PreparedRun) -> RunExtent:
     """What a run will simulate, for its progress: the number of requests and the last arrival."""
     workload = prepared.workload
     closed_loop = prepared.config.workload.clients is not None
-    last_arrival_s = None if closed_loop or workload.empty else float(workload["arrival_s"].iloc[-1])
-    return RunExtent(len(workload), last_arrival_s)
+    return RunExtent(len(workload), None if closed_loop else workload.last_arrival_s)
 
 
 def _policy(spec: PolicySpec, kind: str, rng: np.random.Generator, **collaborators: Any) -> Any:

@@ -10,6 +10,7 @@ from 0 that is no such date is refused: only the user knows what it means.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -31,25 +32,46 @@ def arrivals_from_start(arrivals: np.ndarray, origin: str, unit: str | None = No
     `unit` declares what the numbers are (s, ms, us, ns); without it, a start far from 0 is
     read as a date in whichever unit makes the whole trace fall in 2000-2100.
     """
+    return arrival_origin(float(arrivals[0]), float(arrivals[-1]), origin, unit).apply(arrivals)
+
+
+@dataclass(frozen=True)
+class ArrivalOrigin:
+    """How a trace's arrivals become seconds from its start: multiplied by `factor`, less `shift_s`.
+
+    Decided once from the first and last arrival, then applied to the arrivals chunk by chunk
+    with the same element-wise operations as to the whole column, so the results are identical.
+    """
+
+    factor: float | None = None
+    shift_s: float | None = None
+
+    def apply(self, arrivals: np.ndarray) -> np.ndarray:
+        seconds = arrivals if self.factor is None else arrivals * self.factor
+        return seconds if self.shift_s is None else seconds - self.shift_s
+
+
+def arrival_origin(first: float, last: float, origin: str, unit: str | None = None) -> ArrivalOrigin:
+    """The conversion of `arrivals_from_start` for a trace whose arrivals run from `first` to `last`."""
     if unit is not None and unit not in UNIT_SECONDS:
         raise TraceError(f"{origin}: arrival_unit must be one of {', '.join(UNIT_SECONDS)}, got {unit!r}.")
-    first, last = float(arrivals[0]), float(arrivals[-1])
     if unit is not None:
         what = f"arrival_s in {UNIT_NAMES[unit]} (as declared) starts at {first:.10g}, far from 0"
     elif first < FAR_FROM_ZERO_S:
-        return arrivals
+        return ArrivalOrigin()
     else:
         unit = _epoch_unit(first, last, origin)
         what = f"arrival_s holds {UNIT_NAMES[unit]} since 1970 (the first is {first:.10g})"
-    seconds = arrivals * UNIT_SECONDS[unit]
-    if seconds[0] < FAR_FROM_ZERO_S:
-        return seconds
+    factor = UNIT_SECONDS[unit]
+    first_s = float(np.float64(first) * factor)
+    if first_s < FAR_FROM_ZERO_S:
+        return ArrivalOrigin(factor)
     warnings.warn(
         f"{origin}: {what}; arrivals were shifted to start at 0{'' if unit == 's' else ' and converted to seconds'}",
         ArrivalShiftWarning,
-        stacklevel=2,
+        stacklevel=3,
     )
-    return seconds - seconds[0]
+    return ArrivalOrigin(factor, first_s)
 
 
 def _epoch_unit(first: float, last: float, origin: str) -> str:

@@ -156,7 +156,11 @@ class JsonRecords:
 
 
 def read_jsonl(path: Path, what: str = "trace file") -> JsonRecords:
-    data = read_bytes(path, what)
+    return jsonl_records(path, read_bytes(path, what))
+
+
+def jsonl_records(path: Path, data: bytes) -> JsonRecords:
+    """The records of `data`, JSON Lines text from `path` (the whole file or a run of its lines)."""
     lines = line_numbers(data)
     if len(lines) == 0:
         raise TraceError(f"{path}: the file is empty. A JSON Lines trace has one JSON object per line.")

@@ -29,12 +29,15 @@ class ServiceClass:
     timeout_s: float | None
 
 
-def service_classes(config: ExperimentConfig, table: pd.DataFrame) -> dict[str, ServiceClass]:
-    """Every class a request of `table` can be in, with its objectives resolved against `slo`."""
+def service_classes(config: ExperimentConfig, class_names: tuple[str, ...] | None) -> dict[str, ServiceClass]:
+    """Every class a request can be in, with its objectives resolved against `slo`.
+
+    `class_names`: the sorted `slo_class` values of the workload's rows (None: it has no such column).
+    """
     slo = config.slo
     if config.workload.classes:
         return {c.name: _resolve(c, slo) for c in config.workload.classes}
-    names = sorted(set(table["slo_class"])) if "slo_class" in table else [DEFAULT_CLASS]
+    names = class_names if class_names is not None else [DEFAULT_CLASS]
     return {name: ServiceClass(name, 0, slo.ttft_s, slo.tpot_s, slo.e2e_s, None) for name in names}
 
 

@@ -1,7 +1,8 @@
 """Turns the `workload` section into the list of requests to serve, via the traces package."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from servesim.sim.engine.request import Request
-from servesim.sim.experiment.classes import ServiceClass
-from servesim.sim.experiment.config import WorkloadConfig
+from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.classes import ServiceClass, assign_classes
+from servesim.sim.experiment.config import TraceConfig, WorkloadConfig
 from servesim.traces import (
     TraceError,
     add_shared_prefixes,
@@ -23,23 +25,88 @@ from servesim.traces import (
     take,
     time_window,
 )
+from servesim.traces.chunked import scan_trace
+from servesim.traces.transforms import window_rows
 
 MAX_ARRIVAL_S = 1e9  # about 32 years: float64 seconds still resolve well below a microsecond
 
 
-def build_workload(workload: WorkloadConfig, base_dir: Path, rng_seed: int, max_model_len: int) -> pd.DataFrame:
-    """The canonical trace table of the experiment (arrival_s, prompt_tokens, output_tokens, ...)."""
+@dataclass(frozen=True)
+class Workload:
+    """The requests of a run: what must be known before it starts, and its rows, chunk by chunk.
+
+    A trace file read in chunks (`servesim.traces.chunked`) is read again on every pass over the
+    rows, so a run holds one chunk of rows at a time. A synthetic workload (and a trace in a
+    format loaded whole) is one table, drawn in one go: each seed's results depend on its draws.
+    """
+
+    num_requests: int
+    last_arrival_s: float
+    class_names: tuple[str, ...] | None
+    """The `slo_class` values of the rows, sorted (None: the rows have no `slo_class`)."""
+    read_chunks: Callable[[], Iterator[pd.DataFrame]] = field(repr=False)
+
+    def __len__(self) -> int:
+        return self.num_requests
+
+    def chunks(self) -> Iterator[pd.DataFrame]:
+        """The canonical rows in arrival order, with their classes, a table at a time."""
+        return self.read_chunks()
+
+    def table(self) -> pd.DataFrame:
+        """Every row in one table: for small workloads (validate-real, notebooks, tests), not for a run."""
+        return pd.concat(list(self.chunks()), ignore_index=True)
+
+    @classmethod
+    def of_chunks(cls, read_chunks: Callable[[], Iterator[pd.DataFrame]]) -> Workload:
+        """Read the chunks once to learn the facts; an empty workload or one arriving too late is an error."""
+        num_requests, last_arrival_s, has_classes = 0, 0.0, False
+        names: set[str] = set()
+        for chunk in read_chunks():
+            num_requests += len(chunk)
+            last_arrival_s = float(chunk["arrival_s"].iloc[-1])
+            if "slo_class" in chunk:
+                has_classes = True
+                names.update(chunk["slo_class"])
+        if num_requests == 0:
+            raise TraceError("the workload has no requests")
+        _check_last_arrival(last_arrival_s)
+        return cls(num_requests, last_arrival_s, tuple(sorted(names)) if has_classes else None, read_chunks)
+
+
+def build_workload(workload: WorkloadConfig, base_dir: Path, rng_seed: int, max_model_len: int,
+                   class_rng: Callable[[], np.random.Generator]) -> Workload:
+    """The experiment's requests: the canonical rows (arrival_s, prompt_tokens, ...) with their classes.
+
+    `class_rng` makes the class assignment's random stream afresh for every pass over the rows.
+    Raises TraceError (or ConfigError for classes) before any row is simulated.
+    """
     prefix = workload.shared_prefix
     if prefix is not None and prefix.tokens >= max_model_len:
         raise TraceError(
             f"shared_prefix.tokens: {prefix.tokens:,} tokens leave no room for a prompt within max_model_len "
             f"({max_model_len:,}); every request with the prefix would be rejected. Use fewer tokens."
         )
+    trace = workload.trace
+    source = None
+    if trace is not None:
+        source = scan_trace(_trace_path(trace, base_dir), trace.format, **_trace_options(trace))
+    if source is not None:
+        chunks = source
+        try:
+            return Workload.of_chunks(lambda: _trace_rows(chunks, workload, class_rng()))
+        except (TraceError, ConfigError):
+            assign_classes(build_table(workload, base_dir, rng_seed), workload, class_rng())  # the exact message
+            raise
+    table = assign_classes(build_table(workload, base_dir, rng_seed), workload, class_rng())
+    return Workload.of_chunks(lambda: iter((table,)))
+
+
+def build_table(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> pd.DataFrame:
+    """The canonical trace table of the experiment (arrival_s, prompt_tokens, output_tokens, ...), whole."""
     if workload.trace is not None:
         trace = workload.trace
-        path = sample_path(trace.sample) if trace.sample else _resolve(base_dir, trace.path)
-        options = {"arrival_unit": trace.arrival_unit} if trace.arrival_unit else {}
-        table = load_trace(path, trace.format, **options)
+        table = load_trace(_trace_path(trace, base_dir), trace.format, **_trace_options(trace))
         if workload.start_s > 0 or workload.end_s is not None:
             table = time_window(table, workload.start_s, workload.end_s)
         if workload.num_requests is not None:
@@ -48,14 +115,44 @@ def build_workload(workload: WorkloadConfig, base_dir: Path, rng_seed: int, max_
         table = _synthetic(workload, base_dir, rng_seed)
     if workload.rate_scale != 1.0:
         table = scale_rate(table, workload.rate_scale)
-    last = float(table["arrival_s"].iloc[-1])
+    _check_last_arrival(float(table["arrival_s"].iloc[-1]))
+    return table.reset_index(drop=True)
+
+
+def _trace_rows(source: Iterable[pd.DataFrame], workload: WorkloadConfig, class_rng: np.random.Generator
+                ) -> Iterator[pd.DataFrame]:
+    """`build_table`'s transformations, applied chunk by chunk: each is row by row or a running count."""
+    remaining = workload.num_requests
+    windowed = workload.start_s > 0 or workload.end_s is not None
+    for chunk in source:
+        if windowed:
+            chunk = window_rows(chunk, workload.start_s, workload.end_s)
+        if remaining is not None:
+            chunk = chunk.head(remaining)
+            remaining -= len(chunk)
+        if workload.rate_scale != 1.0:
+            chunk = scale_rate(chunk, workload.rate_scale)
+        if len(chunk):
+            yield assign_classes(chunk.reset_index(drop=True), workload, class_rng)
+        if remaining == 0:
+            return
+
+
+def _check_last_arrival(last: float) -> None:
     if last > MAX_ARRIVAL_S:
         raise TraceError(
             f"the last request arrives at {last:.3g} s, later than the {MAX_ARRIVAL_S:.0e} s servesim simulates "
             "(beyond it float seconds lose the microseconds an iteration takes); raise the arrival rate or "
             "workload.rate_scale, or cut the trace with workload.end_s"
         )
-    return table.reset_index(drop=True)
+
+
+def _trace_path(trace: TraceConfig, base_dir: Path) -> Path:
+    return sample_path(trace.sample) if trace.sample else _resolve(base_dir, trace.path)
+
+
+def _trace_options(trace: TraceConfig) -> dict[str, Any]:
+    return {"arrival_unit": trace.arrival_unit} if trace.arrival_unit else {}
 
 
 def _synthetic(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> pd.DataFrame:
@@ -113,11 +210,14 @@ REQUEST_CHUNK_ROWS = 4096
 """Workload rows turned into Python values at a time while requests are made."""
 
 
-def request_stream(table: pd.DataFrame, classes: Mapping[str, ServiceClass]) -> Iterator[Request]:
+def request_stream(chunks: Iterable[pd.DataFrame], classes: Mapping[str, ServiceClass]) -> Iterator[Request]:
     """One Request per row, ids in arrival order, with its class's deadline and timeout, each made
     only when the cluster asks for it: requests that have not arrived yet cost no memory."""
-    for start in range(0, len(table), REQUEST_CHUNK_ROWS):
-        yield from _chunk_requests(table.iloc[start:start + REQUEST_CHUNK_ROWS], start, classes)
+    first_id = 0
+    for table in chunks:
+        for start in range(0, len(table), REQUEST_CHUNK_ROWS):
+            yield from _chunk_requests(table.iloc[start:start + REQUEST_CHUNK_ROWS], first_id + start, classes)
+        first_id += len(table)
 
 
 def _chunk_requests(table: pd.DataFrame, first_id: int, classes: Mapping[str, ServiceClass]) -> Iterator[Request]:

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.reporting.progress import QUIET, ProgressOptions
 
@@ -67,15 +65,15 @@ def run_point(task: PointTask, progress: ProgressOptions = QUIET, label: str = "
                 write_run_files(result, Path(scratch), task.config.output.plots)
                 files = {p.relative_to(scratch).as_posix(): p.read_bytes()
                          for p in sorted(Path(scratch).rglob("*")) if p.is_file()}
-        return PointOutcome(task.name, None, result.summary, offered_rate(prepared.workload["arrival_s"]), files)
+        offered = offered_rate(len(prepared.workload), prepared.workload.last_arrival_s)
+        return PointOutcome(task.name, None, result.summary, offered, files)
     except Exception as exc:  # a failing point is recorded with its error; the others go on
         return PointOutcome(task.name, error=describe_error(exc), user_error=is_user_error(exc))
 
 
-def offered_rate(arrival_s: pd.Series) -> float:
+def offered_rate(num_requests: int, last_arrival_s: float) -> float:
     """Requests per second offered: arrivals over the span to the last one (infinite if all arrive at 0)."""
-    last = float(arrival_s.iloc[-1]) if len(arrival_s) else 0.0
-    return len(arrival_s) / last if last > 0 else math.inf
+    return num_requests / last_arrival_s if last_arrival_s > 0 else math.inf
 
 
 def is_user_error(exc: BaseException) -> bool:

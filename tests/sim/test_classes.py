@@ -28,7 +28,7 @@ def with_classes(classes, class_by="share", **workload):
 def test_shares_split_requests_at_random_in_proportion():
     config = with_classes([{"name": "gold", "share": 0.25, "priority": 0},
                            {"name": "bronze", "share": 0.75, "priority": 2}])
-    table = prepare(config).workload
+    table = prepare(config).workload.table()
     share = (table["slo_class"] == "gold").mean()
     assert 0.18 < share < 0.32
     assert set(table.loc[table["slo_class"] == "bronze", "priority"]) == {2}
@@ -38,7 +38,7 @@ def test_rules_take_the_first_matching_class():
     config = with_classes(
         [{"name": "short", "when": {"max_prompt_tokens": 100}}, {"name": "rest"}], class_by="rule"
     )
-    table = prepare(config).workload
+    table = prepare(config).workload.table()
     short = table["slo_class"] == "short"
     assert (table.loc[short, "prompt_tokens"] <= 100).all() and (table.loc[~short, "prompt_tokens"] > 100).all()
 
@@ -58,7 +58,7 @@ def test_classes_from_a_trace_column_must_be_defined(tmp_path):
     with pytest.raises(ConfigError, match="agent"):
         prepare(validate_config(data))
     data["workload"]["classes"].append({"name": "agent", "priority": 1})
-    table = prepare(validate_config(data)).workload
+    table = prepare(validate_config(data)).workload.table()
     assert table["priority"].tolist() == [0, 1]
 
 

@@ -256,7 +256,7 @@ def test_the_extent_is_the_workloads_requests_and_last_arrival() -> None:
     prepared = prepare(validate_config(SMALL))
     extent = run_extent(prepared)
     assert extent.num_requests == 60
-    assert extent.last_arrival_s == pytest.approx(float(prepared.workload["arrival_s"].max()))
+    assert extent.last_arrival_s == pytest.approx(float(prepared.workload.table()["arrival_s"].max()))
     closed = {**SMALL, "workload": {**SMALL["workload"], "arrival": None, "clients": {"concurrency": 4}}}
     assert run_extent(prepare(validate_config(closed))).last_arrival_s is None
 
