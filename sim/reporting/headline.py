@@ -34,7 +34,8 @@ def cost_model_label(cost: dict[str, Any], hardware: str, model: str, tp: int) -
         missing = cost.get("roofline_operators") or []
         return label + (f"; roofline for {', '.join(missing)} (not in the tables)" if missing else "")
     if cost.get("chosen_by") == "auto":
-        return f"calibrated roofline (no shipped table for {hardware}/{model} at TP{tp})"
+        calibrated = "" if str(cost.get("efficiency", "")).startswith("flat shares") else "calibrated "
+        return f"{calibrated}roofline (no shipped table for {hardware}/{model} at TP{tp})"
     if has_shipped_tables(hardware, model, [tp]):
         return "roofline (shipped tables exist for this model and hardware: cost_model.kind: auto or table uses them)"
     return f"roofline (no profiled tables exist for {model} on {hardware})"

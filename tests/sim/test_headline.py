@@ -53,6 +53,8 @@ def test_a_table_run_names_its_tables_and_the_operators_the_roofline_priced():
      "profiled tables DIR; roofline for lm_head, sampling (not in the tables)"),
     ({"kind": "roofline"}, "roofline (no profiled tables exist for m on h)"),
     ({"kind": "roofline", "chosen_by": "auto"}, "calibrated roofline (no shipped table for h/m at TP2)"),
+    ({"kind": "roofline", "chosen_by": "auto", "efficiency": "flat shares of peak from the catalog"},
+     "roofline (no shipped table for h/m at TP2)"),  # an uncalibrated device, such as the CPU
 ])
 def test_cost_model_words(cost, words):
     assert cost_model_label(cost, "h", "m", 2) == words
