@@ -62,7 +62,8 @@ def main() -> None:
     print(f"{'run':<42} {'cost model':<10} in target")
     for replayed in done:
         targeted = replayed.table.dropna(subset=["target"])
-        print(f"{replayed.run.name:<42} {replayed.config.cost_model.kind:<10} "
+        used = replayed.result.summary["run"]["cost_model"]["kind"]  # what `auto` chose
+        print(f"{replayed.run.name:<42} {used:<10} "
               f"{int(targeted['within_target'].astype(bool).sum())}/{len(targeted)}")
     figures = [row for replayed in done for row in replayed.table.itertuples() if row.target == row.target]
     met = sum(bool(row.within_target) for row in figures)

@@ -122,7 +122,8 @@ def _parser() -> argparse.ArgumentParser:
     real.add_argument("--model", help="catalog model to replay on instead of the run's")
     real.add_argument("--hardware", help="catalog hardware to replay on instead of the run's")
     real.add_argument("--cost-model", choices=("auto", "table", "roofline"), default="auto",
-                      help="auto: the shipped tables for the hardware and model when they exist, else the roofline")
+                      help="auto (as cost_model.kind: auto): the shipped tables for the hardware, model and TP "
+                           "when they exist, else the calibrated roofline")
     real.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
                       help="override a key of the replay's experiment, e.g. --set engine.async_scheduling=false")
     _add_overwrite_flag(real)

@@ -23,6 +23,7 @@ from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel
 from servesim.hwmodels.plan_rules import plan_problems
 from servesim.hwmodels.roofline import DEFAULT_ITERATION_OVERHEAD_S, RooflineCostModel
 from servesim.hwmodels.tables.loading import table_cost_model
+from servesim.hwmodels.tables.shipped import auto_cost_model_kind
 from servesim.policies import PolicyError, create_policy, validate_params
 from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from servesim.sim import __version__
@@ -164,22 +165,29 @@ def _cost_model(
     cluster = config.cluster
     own_link = spec.link_gbps is not None or spec.link_latency_us is not None
     hardware = hardware.with_link(spec.link_gbps, spec.link_latency_us)
+    experts = None
+    if cluster.parallel.ep_across_replicas and cluster.replicas > 1 and model.is_moe:
+        devices = plan.tp * cluster.replicas
+        experts = ParallelPlan(tp=devices, pp=plan.pp, ep=devices)
+    kind = spec.kind
+    if kind == "auto":  # tables the config names, else the shipped ones where they cover the run
+        tp_degrees = {p.tp for p in (plan, experts) if p is not None}
+        named = spec.tables is not None or spec.source is not None
+        kind = "table" if named else auto_cost_model_kind(hardware.name, model.name, tp_degrees)
 
     def kernels(plan: ParallelPlan) -> CostModel:
         roofline = RooflineCostModel(model, hardware, plan, iteration_overhead_s=overhead_s,
                                      compute_efficiency=spec.compute_efficiency,
                                      memory_efficiency=spec.memory_efficiency)
-        if spec.kind == "table":
+        if kind == "table":
             return _lookup("cost_model.tables", lambda: table_cost_model(
                 spec.tables, base_dir, model, hardware, plan, roofline, spec.source, spec.moe_distribution,
                 measured_collectives=not own_link,
             ))
         return roofline
 
-    if cluster.parallel.ep_across_replicas and cluster.replicas > 1 and model.is_moe:
-        devices = plan.tp * cluster.replicas
-        experts = ParallelPlan(tp=devices, pp=plan.pp, ep=devices)
-        return DataParallelExpertCostModel(kernels(plan), kernels(experts), cluster.replicas, devices,
+    if experts is not None:
+        return DataParallelExpertCostModel(kernels(plan), kernels(experts), cluster.replicas, experts.tp,
                                            model.experts_per_token)
     return kernels(plan)
 
@@ -260,6 +268,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         summary["engine"]["dp_lockstep"] = lockstep.describe()
     summary["memory"] = {"kv_blocks_per_replica": prepared.capacity.num_blocks, **prepared.capacity.as_dict()}
     summary["cache"] = _cache_summary(table, cluster)
+    auto = config.cost_model.kind == "auto"
     summary["run"] = {
         "wall_s": time.perf_counter() - started,
         "seed": config.seed,
@@ -267,7 +276,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         "hardware": prepared.hardware.name,
         "replicas": config.cluster.replicas,
         "parallel": {"tp": prepared.plan.tp, "pp": prepared.plan.pp},
-        "cost_model": prepared.cost_model.describe(),
+        "cost_model": {**prepared.cost_model.describe(), **({"chosen_by": "auto"} if auto else {})},
         "config_hash": config_hash(config),
         "version": __version__,
     }

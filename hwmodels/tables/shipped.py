@@ -7,8 +7,11 @@ own profiler).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 from servesim.hwmodels.errors import CatalogError
 from servesim.hwmodels.tables.schema import OPS_FILE, TableSet, read_tables
@@ -25,6 +28,26 @@ def list_shipped() -> list[tuple[str, str, str]]:
     """(source, hardware, model) of every shipped table set."""
     root = shipped_root()
     return sorted((p.parents[2].name, p.parent.parent.name, p.parent.name) for p in root.glob(f"*/*/*/{OPS_FILE}"))
+
+
+def has_shipped_tables(hardware: str, model: str, tp_degrees: Iterable[int] = ()) -> bool:
+    """Whether one shipped source covers `model` on `hardware` at each of `tp_degrees`."""
+    needed = set(tp_degrees)
+    return any(needed <= _shipped_tp_degrees(source, hardware, model) for source in SOURCES
+               if (shipped_root() / source / hardware / model / OPS_FILE).is_file())
+
+
+@cache
+def _shipped_tp_degrees(source: str, hardware: str, model: str) -> frozenset[int]:
+    """Cached: the shipped files never change while servesim runs, and every default run asks."""
+    return frozenset(read_tables(shipped_root() / source / hardware / model).tp_degrees)
+
+
+def auto_cost_model_kind(hardware: str, model: str, tp_degrees: Iterable[int] = ()) -> Literal["table", "roofline"]:
+    """What `cost_model.kind: auto` (the default, and `simrun validate-real --cost-model auto`) runs:
+    the measured tables where servesim ships them for this hardware, model and TP degrees, since
+    they track real runs more closely; the calibrated roofline elsewhere."""
+    return "table" if has_shipped_tables(hardware, model, tp_degrees) else "roofline"
 
 
 def load_shipped(hardware: str, model: str, source: str | None = None, tp: int | None = None) -> tuple[TableSet, str]:

@@ -66,17 +66,20 @@ class ModelRef(Section):
 
 
 class CostModelConfig(Section):
-    kind: Literal["roofline", "constant", "table"] = Field("roofline", description="how iteration times are predicted")
+    kind: Literal["auto", "roofline", "constant", "table"] = Field(
+        "auto", description="how iteration times are predicted; auto: the measured tables (as `table`) when the "
+        "config names some or servesim ships them for the run's hardware, model and TP degree, else the roofline"
+    )
     tables: str | None = Field(
-        None, description="table: directory of profiled cost tables (relative to the config file; default: the "
+        None, description="table, auto: directory of profiled cost tables (relative to the config file; default: the "
         "shipped tables for the run's hardware and model)"
     )
     source: Literal["aiconfigurator", "vidur", "profiled"] | None = Field(
-        None, description="table: which shipped table set (default: the first of aiconfigurator, vidur, profiled "
+        None, description="table, auto: which shipped table set (default: the first of aiconfigurator, vidur, profiled "
         "that has the run's hardware and model)"
     )
     moe_distribution: Literal["balanced", "power_law_1.01", "power_law_1.2"] = Field(
-        "balanced", description="table: measured token distribution across experts for MoE models (power_law_1.2 "
+        "balanced", description="table, auto: measured token distribution across experts for MoE models (power_law_1.2 "
         "is the most skewed)"
     )
     iteration_overhead_s: float | None = Field(

@@ -4,8 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from servesim.hwmodels.tables.schema import OPS_FILE
-from servesim.hwmodels.tables.shipped import shipped_root
+from servesim.hwmodels.tables.shipped import has_shipped_tables
 
 
 def _ms(value: float | None) -> str:
@@ -20,11 +19,11 @@ def setup_line(run: dict[str, Any]) -> str:
     return (
         f"{run['model']} on {run['hardware']}: {replicas} replica{'s' if replicas != 1 else ''} x "
         f"TP{plan['tp']} PP{plan['pp']} ({devices} device{'s' if devices != 1 else ''}); "
-        f"cost model: {cost_model_label(run['cost_model'], run['hardware'], run['model'])}"
+        f"cost model: {cost_model_label(run['cost_model'], run['hardware'], run['model'], plan['tp'])}"
     )
 
 
-def cost_model_label(cost: dict[str, Any], hardware: str, model: str) -> str:
+def cost_model_label(cost: dict[str, Any], hardware: str, model: str, tp: int) -> str:
     """The cost model in words, saying where the roofline stands in for measurements."""
     kind = cost["kind"]
     if kind == "constant":
@@ -34,13 +33,12 @@ def cost_model_label(cost: dict[str, Any], hardware: str, model: str) -> str:
         label = f"profiled tables {cost['tables']}"
         missing = cost.get("roofline_operators") or []
         return label + (f"; roofline for {', '.join(missing)} (not in the tables)" if missing else "")
-    if has_shipped_tables(hardware, model):
-        return "roofline (shipped tables exist for this model and hardware: cost_model.kind: table uses them)"
+    if cost.get("chosen_by") == "auto":
+        calibrated = "" if str(cost.get("efficiency", "")).startswith("flat shares") else "calibrated "
+        return f"{calibrated}roofline (no shipped table for {hardware}/{model} at TP{tp})"
+    if has_shipped_tables(hardware, model, [tp]):
+        return "roofline (shipped tables exist for this model and hardware: cost_model.kind: auto or table uses them)"
     return f"roofline (no profiled tables exist for {model} on {hardware})"
-
-
-def has_shipped_tables(hardware: str, model: str) -> bool:
-    return any(shipped_root().glob(f"**/{hardware}/{model}/{OPS_FILE}"))
 
 
 def headline(summary: dict[str, Any], out_dir: Path | None = None) -> str:

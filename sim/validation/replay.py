@@ -19,7 +19,6 @@ import pandas as pd
 import yaml
 
 from servesim.hwmodels.catalog import list_hardware, list_models
-from servesim.hwmodels.tables.shipped import list_shipped
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.reporting.json_output import json_text
 from servesim.sim.reporting.output_dir import ResultsClaim
@@ -79,11 +78,6 @@ def catalog_name(kind: str, recorded: str, override: str | None) -> str:
     return name
 
 
-def has_shipped_tables(hardware: str, model: str) -> bool:
-    """Whether any shipped table source (`<source>/<hardware>/<model>`) covers this pair."""
-    return any((h, m) == (hardware, model) for _, h, m in list_shipped())
-
-
 def expert_parallel_note(run: RealRun, split: bool) -> str:
     """What a DP x EP replay does with the experts (`split`: `cluster.parallel.ep_across_replicas`)."""
     across = f"EP{run.settings.ep} across the {run.settings.dp} DP ranks"
@@ -98,10 +92,7 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
     settings = run.settings
     model = catalog_name("models", settings.model, options.model)
     hardware = catalog_name("hardware", settings.hardware, options.hardware)
-    kind = options.cost_model
-    if kind == "auto":
-        kind = "table" if has_shipped_tables(hardware, model) else "roofline"
-    notes = [f"{settings.hardware} -> {hardware}, {settings.model} -> {model}, cost model {kind}"]
+    notes = [f"{settings.hardware} -> {hardware}, {settings.model} -> {model}"]
     parallel: dict[str, Any] = {"tp": settings.tp}
     if settings.ep > 1 and settings.dp > 1:
         parallel["ep_across_replicas"] = True
@@ -121,7 +112,7 @@ def replay_config(run: RealRun, options: ReplayOptions) -> tuple[dict[str, Any],
         memory["gpu_memory_utilization"] = settings.gpu_memory_utilization
     if settings.max_model_len is not None:
         memory["max_model_len"] = settings.max_model_len
-    cost_model: dict[str, Any] = {"kind": kind}
+    cost_model: dict[str, Any] = {"kind": options.cost_model}
     if settings.link_gbps is not None or settings.link_latency_us is not None:
         cost_model.update(link_gbps=settings.link_gbps, link_latency_us=settings.link_latency_us)
         if settings.tp > 1 or settings.ep > 1:
@@ -160,6 +151,7 @@ def replay(run: RealRun, options: ReplayOptions, work_dir: Path, progress: Progr
         notes = [expert_parallel_note(run, split=False) if note == split_note else note for note in notes]
     write_trace(run, work_dir / TRACE_FILE)
     prepared = prepare(config, work_dir)
+    notes[0] += f", cost model {prepared.cost_model.describe()['kind']}"  # what `auto` chose, as `simrun run` does
     with progress.reporter(run_extent(prepared)) as callback:
         result = simulate(prepared, callback)
     return Replay(run, config, result, comparison(run.requests, result.requests), notes)

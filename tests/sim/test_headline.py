@@ -18,14 +18,18 @@ def first_line(**config) -> str:
 def test_it_names_model_hardware_plan_and_replicas():
     cluster = {"replicas": 3, "parallel": {"tp": 4, "pp": 2}}
     line = first_line(model="llama-3.1-70b", hardware="h100-sxm", cluster=cluster)
-    assert line.startswith("llama-3.1-70b on h100-sxm: 3 replicas x TP4 PP2 (24 devices); cost model: roofline")
+    assert line.startswith("llama-3.1-70b on h100-sxm: 3 replicas x TP4 PP2 (24 devices); cost model: profiled tables "
+                           "hwmodels/data/tables/aiconfigurator/h100-sxm/llama-3.1-70b")
 
 
 def test_it_says_the_roofline_stood_in_because_no_table_exists():
     # No tables are shipped for any model on the MI300X; servesim's own profiler's for the CPU.
-    assert "roofline (no profiled tables exist for llama-2-7b on mi300x)" in first_line(model="llama-2-7b",
-                                                                                      hardware="mi300x")
-    assert "shipped tables exist" in first_line(model="tiny-llama", hardware="cpu")
+    assert first_line(model="llama-2-7b", hardware="mi300x").endswith(
+        "cost model: calibrated roofline (no shipped table for mi300x/llama-2-7b at TP1)")
+    roofline = {"kind": "roofline"}
+    assert "roofline (no profiled tables exist for llama-2-7b on mi300x)" in first_line(
+        model="llama-2-7b", hardware="mi300x", cost_model=roofline)
+    assert "shipped tables exist" in first_line(model="tiny-llama", hardware="cpu", cost_model=roofline)
 
 
 def test_a_table_run_names_its_tables_and_the_operators_the_roofline_priced():
@@ -48,9 +52,12 @@ def test_a_table_run_names_its_tables_and_the_operators_the_roofline_priced():
     ({"kind": "table", "tables": "DIR", "roofline_operators": ["lm_head", "sampling"]},
      "profiled tables DIR; roofline for lm_head, sampling (not in the tables)"),
     ({"kind": "roofline"}, "roofline (no profiled tables exist for m on h)"),
+    ({"kind": "roofline", "chosen_by": "auto"}, "calibrated roofline (no shipped table for h/m at TP2)"),
+    ({"kind": "roofline", "chosen_by": "auto", "efficiency": "flat shares of peak from the catalog"},
+     "roofline (no shipped table for h/m at TP2)"),  # an uncalibrated device, such as the CPU
 ])
 def test_cost_model_words(cost, words):
-    assert cost_model_label(cost, "h", "m") == words
+    assert cost_model_label(cost, "h", "m", 2) == words
 
 
 def test_setup_line_from_a_summary_alone():

@@ -34,6 +34,7 @@ from servesim.sim.runner import prepare, run_extent, simulate
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "real_run_sample"
 SMALL = {
     "name": "progress",
+    "cost_model": {"kind": "roofline"},  # no table warnings among the progress lines
     "workload": {"arrival": {"process": "poisson", "rate": 5.0},
                  "prompt_tokens": {"dist": "fixed", "value": 200}, "output_tokens": {"dist": "uniform", "min": 5,
                                                                                       "max": 60},

@@ -11,7 +11,7 @@ import pytest
 from servesim.sim.cli import main
 from servesim.sim.validation.compare import comparison, latencies, target
 from servesim.sim.validation.real_runs import RealRunError, find_runs, read_run, write_neutral
-from servesim.sim.validation.replay import ReplayOptions, catalog_name, has_shipped_tables, replay, replay_config
+from servesim.sim.validation.replay import ReplayOptions, catalog_name, replay, replay_config
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "real_run_sample"
 REPO = Path(__file__).resolve().parents[2]
@@ -109,18 +109,6 @@ def test_replay_is_deterministic_and_keeps_the_run_settings(tmp_path: Path) -> N
     assert first.config.engine.api_server is False
     assert first.config.cache.prefix_caching  # the sample carries block hashes; vLLM caches prefixes by default
     assert first.result.requests["arrival_s"].tolist() == pytest.approx(run.requests["arrival_s"].tolist())
-
-
-def test_auto_cost_model_uses_shipped_tables_from_any_source(tmp_path: Path) -> None:
-    """Tables live at `<source>/<hardware>/<model>`: `auto` must find them whatever the source."""
-    assert has_shipped_tables("rtx-pro-6000", "llama-3.1-8b")  # aiconfigurator
-    assert has_shipped_tables("h100-sxm", "llama-3.1-8b")
-    assert not has_shipped_tables("rtx-4090", "llama-3.1-8b")
-    run = read_run(SAMPLE)
-    config, notes = replay_config(run, ReplayOptions(hardware="rtx-pro-6000", model="llama-3.1-8b"))
-    assert config["cost_model"] == {"kind": "table"} and "cost model table" in notes[0]
-    config, notes = replay_config(run, ReplayOptions(hardware="rtx-4090", model="llama-3.1-8b"))
-    assert config["cost_model"] == {"kind": "roofline"}
 
 
 def test_a_dp_ep_run_splits_the_experts_over_its_ranks_in_lockstep(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ def test_the_link_comes_from_config_json_in_gbps_and_nanoseconds(tmp_path: Path)
     settings = read_run(_vllm_run(tmp_path, cluster)).settings
     assert (settings.hardware, settings.link_gbps, settings.link_latency_us) == ("RTXPRO6000", 16.0, 20.0)
     config, notes = replay_config(read_run(tmp_path), ReplayOptions())
-    assert config["cost_model"] == {"kind": "table", "link_gbps": 16.0, "link_latency_us": 20.0}
+    assert config["cost_model"] == {"kind": "auto", "link_gbps": 16.0, "link_latency_us": 20.0}
     assert any("recorded link (16.0 GB/s, 20.0 us latency)" in note for note in notes)
 
 
@@ -43,7 +43,7 @@ def test_without_a_recorded_link_the_measured_collectives_stay(tmp_path: Path) -
     settings = read_run(meta_only).settings
     assert settings.link_gbps is None and settings.link_latency_us is None
     config, notes = replay_config(read_run(meta_only), ReplayOptions())
-    assert config["cost_model"] == {"kind": "table"} and not any("link" in note for note in notes)
+    assert config["cost_model"] == {"kind": "auto"} and not any("link" in note for note in notes)
 
 
 @pytest.mark.parametrize("link", [None, 16.0])
