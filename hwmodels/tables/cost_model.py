@@ -326,7 +326,7 @@ class TableCostModel(CostModel):
         times, outside = surface.evaluate(new_tokens, np.array([context_len]), self._roof_prefill)
         if outside:
             self._note_outside("attn_prefill", f"chunk of {new_tokens} tokens after {context_len}", surface,
-                               "new tokens", "context")
+                               "new tokens", "context", new_tokens)
         return float(times[0]), outside
 
     def _prefill_from_fresh(self, surface: Surface, new_tokens: int, context_len: int) -> float:
@@ -347,7 +347,7 @@ class TableCostModel(CostModel):
             seconds = max(seconds, float(as_decode[0]))
         self._note_outside("attn_prefill", f"chunk of {new_tokens} tokens after {context_len} (priced as a fresh "
                            f"prefill of {length:.0f} tokens, the same query-key pairs)",
-                           surface, "new tokens", "context")
+                           surface, "new tokens", "context", length)
         return seconds
 
     def _decode_per_layer(self, num_decodes: int, mean_contexts: np.ndarray) -> np.ndarray:
@@ -355,9 +355,11 @@ class TableCostModel(CostModel):
         if surface is None:
             return self._roof_decode(num_decodes, mean_contexts)
         times, outside = surface.evaluate(num_decodes, mean_contexts, self._roof_decode)
-        if outside:
-            self._note_outside("attn_decode", f"{num_decodes} decodes at mean context {float(mean_contexts.max()):.0f}",
-                               surface, "decodes", "context")
+        if outside and "attn_decode" not in self.out_of_grid:
+            beyond = mean_contexts[surface.outside(num_decodes, mean_contexts)]
+            context = float(beyond[0]) if beyond.size else float(mean_contexts.max())
+            self._note_outside("attn_decode", f"{num_decodes} decodes at mean context {context:.0f}",
+                               surface, "decodes", "context", num_decodes)
         return times
 
     def _roof_prefill(self, new_tokens: float, context_lens: np.ndarray) -> np.ndarray:
@@ -379,11 +381,15 @@ class TableCostModel(CostModel):
                 if name not in self.out_of_grid:
                     self._warn(name, f"{axis} {count} is outside its grid [{lo:g}, {hi:g}] {axis}")
 
-    def _note_outside(self, name: str, shape: str, surface: Surface, x_axis: str, y_axis: str) -> None:
+    def _note_outside(self, name: str, shape: str, surface: Surface, x_axis: str, y_axis: str, x: float) -> None:
+        """Warn once per operator, naming the span measured at this point's first-axis value (rows differ)."""
         if name not in self.out_of_grid:
             (x_lo, x_hi), (y_lo, y_hi) = surface.x_range, surface.y_range
+            local = surface.y_range_at(x)
+            at_x = (f"; at {x:g} {x_axis}, {y_axis} [{local[0]:g}, {local[1]:g}]"
+                    if local is not None and local != (y_lo, y_hi) else "")
             self._warn(name, f"{shape} is outside its grid "
-                             f"({x_axis} [{x_lo:g}, {x_hi:g}], {y_axis} [{y_lo:g}, {y_hi:g}])")
+                             f"({x_axis} [{x_lo:g}, {x_hi:g}], {y_axis} [{y_lo:g}, {y_hi:g}]{at_x})")
 
     def _warn(self, name: str, what: str) -> None:
         self.out_of_grid[name] = what

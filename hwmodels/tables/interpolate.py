@@ -92,6 +92,14 @@ class Surface:
     def y_range(self) -> tuple[float, float]:
         return min(r.lo for r in self.rows), max(r.hi for r in self.rows)
 
+    def y_range_at(self, x: float) -> tuple[float, float] | None:
+        """The second axis's measured span at first-axis value `x` (rows differ); None beyond the rows."""
+        blend = self._blend(x)
+        if blend is None:
+            return None
+        lower, upper, _ = blend
+        return max(lower.lo, upper.lo), min(lower.hi, upper.hi)
+
     def evaluate(self, x: float, y: np.ndarray, roofline: Roofline2D) -> tuple[np.ndarray, bool]:
         """Times at (x, each y): the two neighbouring rows blended in log-log, roofline-scaled outside."""
         y = np.asarray(y, dtype=np.float64)

@@ -69,6 +69,18 @@ def test_out_of_grid_warns_once_per_operator_and_is_recorded():
     assert model.iteration_time(BatchShape((1,), (8000,))) > model.iteration_time(BatchShape((1,), (4000,)))
 
 
+def test_out_of_grid_names_the_span_measured_at_its_batch():
+    """AIConfigurator measured large decode batches at short contexts only: 130 decodes up to 1,023."""
+    tables, label = load_shipped("h100-sxm", "llama-3.1-8b", "aiconfigurator")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = TableCostModel(load_model("llama-3.1-8b"), load_hardware("h100-sxm"), ParallelPlan(), tables, label)
+        model.iteration_time(BatchShape((1,) * 130, (1027,) * 130))
+    message = next(str(w.message) for w in caught if "attn_decode" in str(w.message))
+    assert "130 decodes at mean context 1027 is outside its grid" in message
+    assert "context [1, 65535]; at 130 decodes, context [1, 1023]" in message
+
+
 def test_missing_operators_are_named_when_built_and_in_the_summary():
     tables, label = load_shipped("a100-80g", "llama-2-7b", "vidur")
     with pytest.warns(TableRangeWarning, match="attn_decode, attn_prefill, cpu_overhead, kv_cache_write, lm_head"):

@@ -53,3 +53,16 @@ def test_surface_is_exact_at_grid_points_and_blends_rows_in_log_space():
     scaled, outside = surface.evaluate(16.0, np.array([0.0]), roof)
     assert outside and np.isclose(scaled[0], 4e-5 * 2)
     assert surface.inside_scalar(16.0, 0.0) is None
+
+
+def test_a_sparse_surface_names_the_span_measured_near_each_row():
+    """Rows cover different second-axis spans (large batches are measured at short contexts only)."""
+    xs = np.array([1, 1, 1, 64, 64, 256, 256])
+    ys = np.array([16, 1024, 65536, 16, 4096, 16, 512])
+    surface = Surface.from_points(xs, ys, np.linspace(1e-5, 7e-5, 7))
+    assert surface.y_range == (16, 65536)
+    assert surface.y_range_at(1) == (16, 65536)
+    assert surface.y_range_at(64) == (16, 4096)
+    assert surface.y_range_at(130) == (16, 512)  # between rows: the span both neighbours measured
+    assert surface.y_range_at(300) is None
+    assert surface.outside(130, np.array([400, 1027])).tolist() == [False, True]

@@ -99,3 +99,14 @@ def test_validate_real_auto_is_the_config_auto(tmp_path: Path, monkeypatch: pyte
     (tmp_path / "4090").mkdir()
     fallback = replay(run, ReplayOptions(hardware="rtx-4090", model="llama-3.1-8b"), tmp_path / "4090")
     assert "cost model roofline" in fallback.notes[0]
+
+
+def test_only_an_explicit_table_run_warns_of_the_operators_the_tables_lack():
+    """A default run names them in its headline and summary; a warning on every default run is noise."""
+    setup = {"workload": WORKLOAD, "output": {"plots": False}, "model": "llama-3.1-8b", "hardware": "rtx-pro-6000"}
+    for kind, warned in (("auto", False), ("table", True)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            summary = run_experiment(load_config({**setup, "cost_model": {"kind": kind}})).summary
+        assert any("no measurements of" in str(w.message) for w in caught) == warned, kind
+        assert "sampling" in summary["run"]["cost_model"]["roofline_operators"]
