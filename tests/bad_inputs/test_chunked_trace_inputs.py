@@ -22,18 +22,8 @@ GOOD_ROWS = "".join(f"{i / 10!r},8,2\n" for i in range(30))
 ])
 def test_a_bad_row_in_a_later_chunk_fails_the_run_before_it_starts(tmp_path, capsys, monkeypatch, tail, fragments):
     monkeypatch.setattr(chunked, "CHUNK_ROWS", 4)
-    trace = tmp_path / "t.csv"
-    trace.write_text(HEADER + GOOD_ROWS + tail)
-    out = tmp_path / "out"
-    config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": "chunked", "cost_model": {"kind": "constant", "iteration_s": 0.01},
-        "workload": {"trace": {"path": "t.csv", "format": "csv"}},
-        "output": {"dir": str(out), "plots": False},
-    }))
-    outcome = simrun_in_process(["run", str(config)], capsys)
-    assert_user_error(outcome, "t.csv", *fragments)
-    assert tree(out) == {}
+    (tmp_path / "t.csv").write_text(HEADER + GOOD_ROWS + tail)
+    assert_refused_before_running(tmp_path, capsys, "t.csv", "csv", *fragments)
 
 
 def test_a_bad_json_line_in_a_later_chunk_fails_the_run_before_it_starts(tmp_path, capsys, monkeypatch):
@@ -42,13 +32,18 @@ def test_a_bad_json_line_in_a_later_chunk_fails_the_run_before_it_starts(tmp_pat
     rows = [f'{{"arrival_s": {i / 10!r}, "prompt_tokens": 8, "output_tokens": 2}}' for i in range(30)]
     rows[22] = rows[22].replace("8", "-8")
     trace.write_text("\n".join(rows) + "\n")
+    assert_refused_before_running(tmp_path, capsys, "t.jsonl", "jsonl", "row 23", "prompt_tokens")
+
+
+def assert_refused_before_running(tmp_path, capsys, trace: str, fmt: str, *fragments: str) -> None:
+    """`simrun run` on the trace exits 2 with one paragraph naming it and the fragments, writing nothing."""
     out = tmp_path / "out"
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({
         "name": "chunked", "cost_model": {"kind": "constant", "iteration_s": 0.01},
-        "workload": {"trace": {"path": "t.jsonl", "format": "jsonl"}},
+        "workload": {"trace": {"path": trace, "format": fmt}},
         "output": {"dir": str(out), "plots": False},
     }))
     outcome = simrun_in_process(["run", str(config)], capsys)
-    assert_user_error(outcome, "t.jsonl", "row 23", "prompt_tokens")
+    assert_user_error(outcome, trace, *fragments)
     assert tree(out) == {}
