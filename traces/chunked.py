@@ -7,7 +7,7 @@ read the file again, a chunk at a time, as often as asked. A chunk's rows are ex
 the same element-wise arrival conversion. A file that fails the chunked pass is handed to
 `load_trace`'s loader, whose whole-file reading names the bad row by its file line.
 
-The canonical formats (csv, jsonl) are read in chunks; the others are loaded whole.
+The canonical formats (csv, jsonl, parquet) are read in chunks; the others are loaded whole.
 """
 from __future__ import annotations
 
@@ -17,14 +17,18 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pandas as pd
+import pyarrow as pa
 
 from servesim.traces.arrival_origin import ArrivalOrigin, arrival_origin
 from servesim.traces.canonical import (
     CSV_TEXT_COLUMNS,
     canonical_csv_rows,
     canonical_jsonl_rows,
+    canonical_parquet_rows,
     load_canonical_csv,
     load_canonical_jsonl,
+    load_canonical_parquet,
+    parquet_file,
 )
 from servesim.traces.errors import Locator, TraceError
 from servesim.traces.readers import EXACT_FLOATS, jsonl_records
@@ -32,7 +36,7 @@ from servesim.traces.readers import EXACT_FLOATS, jsonl_records
 CHUNK_ROWS = 65_536
 """Trace rows read at a time: a few megabytes of canonical columns."""
 
-STREAMED_FORMATS = ("csv", "jsonl")
+STREAMED_FORMATS = ("csv", "jsonl", "parquet")
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,8 @@ def scan_trace(path: Path, format: str, chunk_rows: int | None = None, **options
         if first is None or last is None:
             raise TraceError(f"{path}: the trace has no requests")
     except (ValueError, OSError) as exc:
-        load = load_canonical_csv if format == "csv" else load_canonical_jsonl
-        load(path, unit)  # names the bad row by its file line
+        whole_file = {"csv": load_canonical_csv, "jsonl": load_canonical_jsonl, "parquet": load_canonical_parquet}
+        whole_file[format](path, unit)  # names the bad row by its file line
         raise TraceError(f"{path}: {exc}") from None
     return TraceChunks(path, format, arrival_origin(first, last, str(path), unit), chunk_rows)
 
@@ -83,7 +87,8 @@ def raw_chunks(path: Path, format: str, chunk_rows: int) -> Iterator[pd.DataFram
     """
     columns: list[str] | None = None
     previous_s: float | None = None
-    for table in csv_chunks(path, chunk_rows) if format == "csv" else jsonl_chunks(path, chunk_rows):
+    read = {"csv": csv_chunks, "jsonl": jsonl_chunks, "parquet": parquet_chunks}[format]
+    for table in read(path, chunk_rows):
         if columns is not None and list(table.columns) != columns:
             raise TraceError(f"{path}: a chunk has the columns {list(table.columns)}, the first {columns}")
         columns = list(table.columns)
@@ -107,6 +112,15 @@ def jsonl_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
     with path.open("rb") as file:
         for data in _line_blocks(file, chunk_rows):
             yield canonical_jsonl_rows(jsonl_records(path, data), path)
+
+
+def parquet_chunks(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """A canonical Parquet file's batches of at most `chunk_rows` rows, validated (rows counted in the file)."""
+    first_row = 0
+    for batch in parquet_file(path).iter_batches(batch_size=chunk_rows):
+        yield canonical_parquet_rows(pa.Table.from_batches([batch]), path, first_row)
+        first_row += batch.num_rows
+
 
 
 def _line_blocks(file: BinaryIO, chunk_rows: int) -> Iterator[bytes]:

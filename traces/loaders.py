@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from servesim.traces.azure import load_azure
-from servesim.traces.canonical import load_canonical_csv, load_canonical_jsonl
+from servesim.traces.canonical import load_canonical_csv, load_canonical_jsonl, load_canonical_parquet
 from servesim.traces.errors import TraceError
 from servesim.traces.mooncake import load_mooncake
 from servesim.traces.ragpulse import load_ragpulse
@@ -36,6 +36,7 @@ FORMATS: dict[str, TraceFormat] = {
         TraceFormat("ragpulse", load_ragpulse, ("components",), "RAGPulse 0_trace.jsonl (sorted on load)"),
         TraceFormat("csv", load_canonical_csv, ("arrival_unit",), "servesim's canonical columns as CSV"),
         TraceFormat("jsonl", load_canonical_jsonl, ("arrival_unit",), "servesim's canonical fields as JSON Lines"),
+        TraceFormat("parquet", load_canonical_parquet, ("arrival_unit",), "servesim's canonical columns as Parquet"),
     )
 }
 
@@ -44,7 +45,7 @@ def load_trace(path: str | Path, format: str, **options: object) -> pd.DataFrame
     """Read a trace file in one of FORMATS into the validated canonical table.
 
     Options go to the format's loader (mooncake: `block_tokens`; ragpulse: `components`; csv
-    and jsonl: `arrival_unit`);
+    jsonl and parquet: `arrival_unit`);
     an option the format does not know is an error rather than silently ignored.
     """
     spec = FORMATS.get(format) if isinstance(format, str) else None

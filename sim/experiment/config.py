@@ -152,18 +152,21 @@ class CacheConfig(Section):
 class TraceConfig(Section):
     path: str | None = Field(None, description="trace file (relative paths are relative to the config file)")
     sample: str | None = Field(None, description="name of a bundled sample trace instead of a path")
-    format: Literal["azure", "mooncake", "ragpulse", "csv", "jsonl"] = Field("csv", description="trace file format")
+    format: Literal["azure", "mooncake", "ragpulse", "csv", "jsonl", "parquet"] = Field(
+        "csv", description="trace file format"
+    )
     arrival_unit: Literal["s", "ms", "us", "ns"] | None = Field(
-        None, description="csv/jsonl: unit of `arrival_s` (default: seconds, or a date's unit told by its size); "
-        "times far from 0 are shifted to start at 0"
+        None, description="csv/jsonl/parquet: unit of `arrival_s` (default: seconds, or a date's unit told by "
+        "its size); times far from 0 are shifted to start at 0"
     )
 
     @model_validator(mode="after")
     def _one_source(self) -> TraceConfig:
         if (self.path is None) == (self.sample is None):
             raise ValueError("give exactly one of `path` and `sample`")
-        if self.arrival_unit is not None and self.format not in ("csv", "jsonl"):
-            raise ValueError(f"arrival_unit applies to the csv and jsonl formats; the {self.format} format has its own")
+        if self.arrival_unit is not None and self.format not in ("csv", "jsonl", "parquet"):
+            raise ValueError(f"arrival_unit applies to the csv, jsonl and parquet formats; the {self.format} format "
+                             "has its own")
         return self
 
 

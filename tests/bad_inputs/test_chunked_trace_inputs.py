@@ -1,9 +1,11 @@
-"""Bad rows of a CSV trace read in chunks: found before anything is simulated, named by file line.
+"""Bad rows of a CSV, JSON Lines or Parquet trace read in chunks: found before anything is
+simulated, named by file line (a Parquet trace by row number).
 
 The chunk size is made small so that each bad row lies in a later chunk than the first.
 """
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -47,3 +49,15 @@ def assert_refused_before_running(tmp_path, capsys, trace: str, fmt: str, *fragm
     outcome = simrun_in_process(["run", str(config)], capsys)
     assert_user_error(outcome, trace, *fragments)
     assert tree(out) == {}
+
+
+def test_a_bad_parquet_trace_fails_the_run_before_it_starts(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(chunked, "CHUNK_ROWS", 4)
+    table = pd.DataFrame({"arrival_s": [i / 10 for i in range(30)], "prompt_tokens": [8] * 30,
+                          "output_tokens": [2] * 30})
+    table.loc[25, "prompt_tokens"] = 0
+    table.to_parquet(tmp_path / "t.parquet")
+    assert_refused_before_running(tmp_path, capsys, "t.parquet", "parquet", "row 26", "prompt_tokens")
+    (tmp_path / "t.parquet").write_bytes(b"PAR1 not really")
+    assert_refused_before_running(tmp_path, capsys, "t.parquet", "parquet", "not a readable Parquet file")
+

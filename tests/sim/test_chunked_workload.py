@@ -114,3 +114,16 @@ def test_a_long_csv_trace_runs_without_its_rows_ever_held_whole(tmp_path, monkey
     result = simulate(prepared)
     assert result.summary["num_finished"] == rows
     assert max(read_sizes) <= chunk_rows and sum(read_sizes) == rows
+
+
+def test_a_parquet_trace_runs_as_its_csv_twin(tmp_path):
+    table = pd.DataFrame({"arrival_s": [i / 10 for i in range(40)], "prompt_tokens": [64 + i for i in range(40)],
+                          "output_tokens": [3] * 40})
+    table.to_parquet(tmp_path / "t.parquet")
+    table.to_csv(tmp_path / "t.csv", index=False)
+    summaries = []
+    for name, fmt in (("t.parquet", "parquet"), ("t.csv", "csv")):
+        config = validate_config({"cost_model": {"kind": "constant", "iteration_s": 0.01},
+                                  "workload": {"trace": {"path": str(tmp_path / name), "format": fmt}}})
+        summaries.append(simulate(prepare(config)).summary)
+    assert summaries[0]["e2e_s"] == summaries[1]["e2e_s"] and summaries[0]["num_finished"] == 40

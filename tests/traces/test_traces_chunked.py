@@ -1,4 +1,4 @@
-"""Canonical CSV and JSON Lines traces read in chunks give exactly the rows, and the errors, of the
+"""Canonical CSV, JSON Lines and Parquet traces read in chunks give exactly the rows, and the errors, of the
 whole-file loaders."""
 import json
 import warnings
@@ -19,7 +19,7 @@ EPOCH_MS = 1.7e12  # November 2023 in milliseconds since 1970
 
 def write_trace(path: Path, rows: int, seed: int, start_s: float = 0.0, optional: bool = True,
                 blank_lines: bool = False) -> Path:
-    """A canonical trace of `rows` requests, as CSV or (for a .jsonl path) JSON Lines."""
+    """A canonical trace of `rows` requests, as CSV, or JSON Lines or Parquet for such a path."""
     rng = np.random.default_rng(seed)
     table = pd.DataFrame({
         "arrival_s": start_s + np.cumsum(rng.exponential(0.37, rows)),
@@ -32,6 +32,9 @@ def write_trace(path: Path, rows: int, seed: int, start_s: float = 0.0, optional
         table["prefix_block_tokens"] = 16
         table["priority"] = rng.integers(-2, 3, rows)
         table["slo_class"] = rng.choice(["chat", "batch"], rows)
+    if path.suffix == ".parquet":
+        table.to_parquet(path, row_group_size=max(1, rows // 3))  # batches cross row groups
+        return path
     if path.suffix == ".jsonl":
         gap = "\n\n" if blank_lines else "\n"
         path.write_text(gap.join(json.dumps(record) for record in table.to_dict("records")) + "\n")
@@ -51,7 +54,7 @@ def read_chunked(path: Path, chunk_rows: int, **options) -> tuple[pd.DataFrame, 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.integers(1, 300), chunk_rows=st.integers(1, 400), seed=st.integers(0, 2**16),
-       optional=st.booleans(), epoch=st.booleans(), format=st.sampled_from(["csv", "jsonl"]),
+       optional=st.booleans(), epoch=st.booleans(), format=st.sampled_from(["csv", "jsonl", "parquet"]),
        blank_lines=st.booleans())
 def test_chunked_reading_equals_whole_file_reading(tmp_path, rows, chunk_rows, seed, optional, epoch, format,
                                                    blank_lines):
@@ -142,3 +145,26 @@ def test_a_field_only_some_later_rows_have_is_the_error_the_whole_file_gives(tmp
 def test_formats_read_whole_are_not_scanned(tmp_path):
     assert scan_trace(tmp_path / "t.csv", "azure") is None
     assert scan_trace(tmp_path / "t.jsonl", "mooncake") is None
+
+
+def test_parquet_errors_name_the_row_and_the_file(tmp_path):
+    path = write_trace(tmp_path / "t.parquet", 30, 5, optional=False)
+    table = pd.read_parquet(path)
+    table.loc[21, "output_tokens"] = -3
+    table.to_parquet(path)
+    with pytest.raises(TraceError, match="row 22, column output_tokens"):
+        scan_trace(path, "parquet", 4)
+    table.loc[21, "output_tokens"] = 3
+    table["prefix_hashes"] = [[1.5]] * 30
+    table.to_parquet(path)
+    with pytest.raises(TraceError, match="row 1, column prefix_hashes: expected a list of integers"):
+        load_trace(path, "parquet")
+    path.write_text("arrival_s,prompt_tokens\n")
+    with pytest.raises(TraceError, match="not a readable Parquet file"):
+        scan_trace(path, "parquet", 4)
+
+
+def test_a_parquet_trace_equals_the_same_trace_as_csv(tmp_path):
+    as_csv = load_trace(write_trace(tmp_path / "t.csv", 50, 9), "csv")
+    as_parquet = load_trace(write_trace(tmp_path / "t.parquet", 50, 9), "parquet")
+    pd.testing.assert_frame_equal(as_parquet, as_csv, check_exact=True)

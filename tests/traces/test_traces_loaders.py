@@ -135,7 +135,7 @@ def test_full_arxiv_length_table():
 
 
 def test_unknown_format_lists_the_formats():
-    with pytest.raises(TraceError, match="formats: azure, csv, jsonl, mooncake, ragpulse"):
+    with pytest.raises(TraceError, match="formats: azure, csv, jsonl, mooncake, parquet, ragpulse"):
         load_trace(sample_path("azure_conv"), "splitwise")
 
 
