@@ -21,6 +21,7 @@ from servesim.policies.views import (
     RequestView,
     blocks_to_admit,
     computed_on_admission,
+    new_blocks_needed,
 )
 
 DEFAULT_MAX_NUM_SEQS = 256
@@ -93,11 +94,10 @@ class BudgetScheduler(SchedulerPolicy):
         for index, request in enumerate(running):
             if budget <= 0:
                 break
-            computed = request.num_computed_tokens
-            num_new = request.num_tokens - computed
+            num_new = request.num_tokens - request.num_computed_tokens
             if num_new > budget:
                 num_new = budget
-            need = -(-(computed + num_new) // block_size) - request.num_blocks  # `new_blocks_needed`, inlined
+            need = new_blocks_needed(request, num_new, block_size)
             if need > free:
                 preempted_itself = False
                 while need > free and not preempted_itself:

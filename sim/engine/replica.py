@@ -21,12 +21,14 @@ import simpy
 from servesim.hwmodels import BatchShape, CostModel
 from servesim.policies import PreemptionMode, SchedulerPolicy
 from servesim.policies.contract import contract_violation, policy_raised
+from servesim.policies.views import is_decode, new_blocks_needed
 from servesim.sim.engine.bookkeeping import (
     admit,
     allocate,
     arrival_rejection,
     checked_schedule,
     preempt,
+    record_sampled,
     retire,
 )
 from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
@@ -375,20 +377,17 @@ class Replica:
             if request.state is not running_state:
                 self._admit(request)
                 all_decode = False
-                computed = request.num_computed_tokens
-                left = request.num_tokens - computed
+                left = request.num_tokens - request.num_computed_tokens
                 if num_new > left:
                     num_new = left
                     entries[index] = (request, num_new)
-            else:
-                computed = request.num_computed_tokens
-                if all_decode and not (request.num_generated and request.num_tokens - computed == 1):
-                    all_decode = False  # `is_decode`, inlined: this loop runs for every entry of every step
-            need = -(-(computed + num_new) // block_size) - request.num_blocks  # `new_blocks_needed`, inlined
-            if need > 0:
+            elif all_decode and not is_decode(request):
+                all_decode = False
+            need = new_blocks_needed(request, num_new, block_size)
+            if need:
                 allocate(request, need, kv, self.scheduler, self.env.now)
             add_new(num_new)
-            add_context(computed)
+            add_context(request.num_computed_tokens)
         for num_new, context in decision.padding:
             news.append(num_new)
             contexts.append(context)
@@ -421,22 +420,17 @@ class Replica:
         block_size = self.kv.block_size
         gaps = self.gap_sink
         for request, num_new in entries:
-            before = request.num_computed_tokens
-            computed = before + num_new
-            request.num_computed_tokens = computed
-            tokens = request.num_tokens
-            generated = request.num_generated
-            if num_new == 1 and generated and computed == tokens:  # `is_decode`, inlined
+            if is_decode(request):
                 num_decodes += 1
             else:
                 num_prefill_tokens += num_new
                 if caching and request.prefix_hashes:
-                    self.kv.register(request, before // block_size, computed // block_size)  # type: ignore[attr-defined]
-            if computed == tokens:
-                generated += 1  # `record_sampled(request, 1)`, inlined: this runs for every token
-                request.num_generated = generated
-                request.num_tokens = tokens + 1
-                if generated == 1:
+                    before = request.num_computed_tokens
+                    self.kv.register(request, before // block_size, (before + num_new) // block_size)  # type: ignore[attr-defined]
+            request.num_computed_tokens += num_new
+            if request.num_computed_tokens == request.num_tokens:
+                done = record_sampled(request, 1)
+                if request.num_generated == 1:
                     request.first_token_s = now
                 else:
                     gap = now - request.last_token_s
@@ -444,7 +438,7 @@ class Replica:
                     if gap > request.max_tbt_s:
                         request.max_tbt_s = gap
                 request.last_token_s = now
-                if generated >= request.output_tokens:
+                if done:
                     self.finish(request, now)
         if self.metrics.record_iterations:
             self.metrics.add_iteration(

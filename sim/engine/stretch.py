@@ -23,6 +23,7 @@ import numpy as np
 import simpy
 
 from servesim.policies.views import blocks_for
+from servesim.sim.engine.bookkeeping import record_sampled
 
 if TYPE_CHECKING:
     from servesim.sim.engine.replica import Replica
@@ -188,7 +189,7 @@ def _steps_memory_allows(replica: Replica, requests: list[Request], contexts: tu
     def extra_blocks(k: int) -> int:
         total = 0
         for c, h in zip(contexts, held, strict=True):
-            need = -(-(c + k) // block_size) - h  # `blocks_for`, inlined
+            need = blocks_for(c + k, block_size) - h
             if need > 0:
                 total += need
         return total
@@ -230,12 +231,9 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
             request.max_tbt_s = inner_max
         request.last_token_s = last_end
         request.num_computed_tokens += steps
-        generated = request.num_generated + steps  # `record_sampled(request, steps)`, inlined
-        request.num_generated = generated
-        request.num_tokens += steps
-        if generated >= request.output_tokens:
+        if record_sampled(request, steps):
             finished.append(request)
-        need = -(-(context + grown) // block_size) - request.num_blocks  # `blocks_for`, inlined
+        need = blocks_for(context + grown, block_size) - request.num_blocks
         if need > 0:
             kv.allocate(request.request_id, need)
             request.num_blocks += need
