@@ -69,6 +69,7 @@ def azure_cluster(num_requests: int | None, fast_forward: bool, path: Path) -> t
         "name": "bench_scale_azure8",
         "model": "llama-3.1-8b",
         "hardware": "h100-sxm",
+        "cost_model": {"kind": "roofline"},  # as the previous release's figure
         "cluster": {"replicas": 8},
         "cache": {"prefix_caching": True},
         "workload": {"trace": trace, **({"num_requests": num_requests} if num_requests else {})},
