@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 MAX_REPLICAS = 4096  # a sane cluster; each replica is a process with its own KV pools
 MAX_SYNTHETIC_REQUESTS = 10_000_000  # the engine holds every request in memory (about 1 KiB each)
@@ -149,6 +149,15 @@ class ClusterConfig(Section):
     router: RouterSpec = Field(default_factory=RouterSpec, description="which replica gets an arrival")
     topology: TopologyConfig = Field(
         default_factory=TopologyConfig, description="nodes and links between devices (default: the hardware entry's)")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_topology(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A topology left at the hardware's figures is not written (nor hashed), so a config that
+        does not use it resolves and hashes as it did before the key existed."""
+        data: dict[str, Any] = handler(self)
+        if self.topology == TopologyConfig():
+            data.pop("topology", None)
+        return data
 
     @model_validator(mode="after")
     def _topology_fits(self) -> ClusterConfig:
