@@ -51,7 +51,7 @@ class _Leg:
 
 @dataclass(slots=True)
 class _Flow:
-    path: tuple[LinkId, ...]
+    path: tuple[int, ...]  # indices into the network's links
     nbytes: int
     remaining: float
     transfer: _Transfer
@@ -67,9 +67,10 @@ class Network:
         self._flows: list[_Flow] = []
         self._last_update = env.now
         self._generation = 0
-        self._links: dict[LinkId, LinkStats] = {}
+        self._link_index: dict[LinkId, int] = {}
+        self._links: list[LinkStats] = []
         self._samples: list[LinkSample] = []
-        self._loaded: list[LinkId] = []
+        self._loaded: dict[int, None] = {}  # links that carried flows after the last change
         self.counts = ByteCounts()
 
     def send(self, src_devices: Sequence[int], dst_devices: Sequence[int], nbytes: int, tag: str = "kv") -> simpy.Event:
@@ -91,7 +92,8 @@ class Network:
         for leg in legs:
             transfer.latency_s = max(transfer.latency_s, leg.latency_s)
             transfer.flows_left += 1
-            self._flows.append(_Flow(leg.path, leg.nbytes, float(leg.nbytes), transfer))
+            path = tuple(self._index(link) for link in leg.path)
+            self._flows.append(_Flow(path, leg.nbytes, float(leg.nbytes), transfer))
         self._reallocate(now)
         return event
 
@@ -118,7 +120,7 @@ class Network:
 
     def link_stats(self) -> list[LinkStats]:
         """The links that carried traffic, in the order they were first used."""
-        return list(self._links.values())
+        return list(self._links)
 
     def totals(self) -> dict[str, int]:
         return {"bytes_sent": sum(self.counts.sent.values()), "bytes_received": sum(self.counts.received.values()),
@@ -137,18 +139,18 @@ class Network:
 
     def _reallocate(self, now: float) -> None:
         """New rates for the flows in progress, the links' loads, and one timer for the next end."""
-        capacity = {link: self._stats(link).capacity_bytes_per_s for flow in self._flows for link in flow.path}
+        capacity = {link: self._links[link].capacity_bytes_per_s for flow in self._flows for link in flow.path}
         rates = max_min_rates([flow.path for flow in self._flows], capacity)
-        load: dict[LinkId, float] = {}
-        count: dict[LinkId, int] = {}
+        load: dict[int, float] = {}
+        count: dict[int, int] = {}
         for flow, rate in zip(self._flows, rates, strict=True):
             flow.rate = rate
             for link in flow.path:
                 load[link] = load.get(link, 0.0) + rate
                 count[link] = count.get(link, 0) + 1
-        for link in [*self._loaded, *(link for link in load if link not in self._loaded)]:
+        for link in {**self._loaded, **dict.fromkeys(load)}:
             self._links[link].update(now, load.get(link, 0.0), count.get(link, 0), self._samples)
-        self._loaded = list(load)
+        self._loaded = dict.fromkeys(load)
         self._generation += 1
         if self._flows:
             wait = max(0.0, min(flow.remaining / flow.rate for flow in self._flows))
@@ -181,12 +183,14 @@ class Network:
         self.counts.add_received(transfer.tag, transfer.nbytes)
         transfer.event.succeed(TransferRecord(transfer.start_s, float(self._env.now), transfer.nbytes))
 
-    def _stats(self, link: LinkId) -> LinkStats:
-        stats = self._links.get(link)
-        if stats is None:
-            stats = LinkStats(self.topology.link_name(link), str(link.direction), self.topology.capacity(link))
-            self._links[link] = stats
-        return stats
+    def _index(self, link: LinkId) -> int:
+        """The link's index, its accounting created on first use (only links with traffic have one)."""
+        index = self._link_index.get(link)
+        if index is None:
+            index = self._link_index[link] = len(self._links)
+            self._links.append(LinkStats(self.topology.link_name(link), str(link.direction),
+                                         self.topology.capacity(link)))
+        return index
 
 
 def _split(nbytes: int, parts: int) -> list[int]:

@@ -131,3 +131,14 @@ def test_bytes_are_conserved_and_no_link_exceeds_its_capacity(transfers) -> None
     for index, (at, src, dst, _) in enumerate(transfers):
         record = done[index]
         assert record.end_s >= at + network.ideal_time_s(src, dst, record.nbytes) - 1e-9
+
+
+def test_the_same_transfers_give_identical_records_and_series() -> None:
+    def run() -> tuple[dict, list]:
+        env, network = make_network()
+        done: dict = {}
+        for index, at in enumerate((0.0, 0.1, 0.1, 0.25, 0.7)):
+            send_at(env, network, at, [index % 3, 8], [9 + index % 2, 4], GB + index, done, index)
+        env.run()
+        return done, network.utilisation_rows()
+    assert run() == run()
