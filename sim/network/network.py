@@ -6,6 +6,10 @@ to `now`, the rates are recomputed (`fair_share`), and one timeout is scheduled 
 to finish; a timeout made stale by a later change finds its generation outdated and does nothing.
 A transfer's event succeeds when its last byte arrives: its last flow ends, plus the path's
 latency (paid once per transfer).
+
+SimPy cannot withdraw a scheduled timeout, so a stale one still advances the clock when it comes
+due: after the network's last flow only if a start sped some flow up (max-min rates can rise when
+a flow joins elsewhere) and nothing else in the simulation runs that long.
 """
 from __future__ import annotations
 
