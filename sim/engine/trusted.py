@@ -44,17 +44,13 @@ def is_trusted(scheduler: SchedulerPolicy) -> bool:
 
 
 class EngineSide:
-    """A replica as a trusted scheduler sees it: the same attributes as its `ReplicaView`, holding
-    the engine's requests and KV pool instead of views of them."""
+    """A replica as a trusted scheduler sees it: what `BudgetScheduler` reads of its `ReplicaView`
+    (the running batch, the queue, the KV pool), as the engine's requests and pool themselves."""
 
     __slots__ = ("_replica",)
 
     def __init__(self, replica: Replica) -> None:
         self._replica = replica
-
-    @property
-    def replica_id(self) -> int:
-        return self._replica.replica_id
 
     @property
     def running(self) -> Sequence[Any]:
@@ -67,22 +63,6 @@ class EngineSide:
     @property
     def kv(self) -> Any:
         return self._replica.kv
-
-    @property
-    def cost_model(self) -> Any:
-        return self._replica.cost_model
-
-    @property
-    def recently_finished(self) -> Sequence[Any]:
-        return self._replica.recently_finished
-
-    @property
-    def num_outstanding(self) -> int:
-        return self._replica.num_outstanding
-
-    @property
-    def suspended(self) -> tuple[Any, ...]:
-        return ()  # a trusted scheduler never interrupts an iteration
 
 
 def decision_source(replica: Replica, scheduler: SchedulerPolicy, checker: DecisionChecker) -> Decide:
