@@ -61,13 +61,13 @@ class PhaseWork:
     def scale(self, shares: np.ndarray | float, contention: np.ndarray | float = 1.0) -> np.ndarray:
         """Roofline time on `shares` of the SMs (memory traffic slowed by `contention`) over the
         time on the whole device alone: 1 at share 1, infinite at share 0."""
-        positive = np.maximum(np.asarray(shares, dtype=np.float64), np.finfo(np.float64).tiny)[..., None]
+        shares = np.asarray(shares, dtype=np.float64)
+        positive = np.where(shares > 0, shares, 1.0)[..., None]
         slowed = self.memory_s * np.asarray(contention, dtype=np.float64)[..., None]
-        with np.errstate(over="ignore"):
-            bandwidth_penalty = np.maximum(1.0, self.saturation_share / positive)
-            times = np.maximum(self.compute_s / positive, slowed * bandwidth_penalty)
+        times = np.maximum(self.compute_s / positive, slowed * np.maximum(1.0, self.saturation_share / positive))
         alone = np.maximum(self.compute_s, self.memory_s).sum()
-        return times.sum(axis=-1) / alone if alone > 0 else np.ones(positive.shape[:-1])
+        ratio = times.sum(axis=-1) / alone if alone > 0 else np.ones(shares.shape)
+        return np.where(shares > 0, ratio, np.inf)
 
     def seconds(self, shares: np.ndarray | float, contention: np.ndarray | float = 1.0) -> np.ndarray:
         """Iteration seconds on `shares` of the SMs (elementwise), memory traffic slowed by `contention`."""
