@@ -29,7 +29,7 @@ share NVLink.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -57,16 +57,27 @@ class PhaseWork:
     host_s: float
     """The engine's CPU time for the step (not scaled)."""
     saturation_share: float = DEFAULT_SATURATION_SHARE
+    _alone_s: float = field(init=False, repr=False)
+    """The operators' roofline seconds on the whole device, without contention."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_alone_s", float(np.maximum(self.compute_s, self.memory_s).sum()))
+
+    def _roofline_s(self, shares: np.ndarray, contention: np.ndarray | float) -> np.ndarray:
+        """The operators' roofline seconds summed, at each share (> 0) and contention."""
+        column = shares[..., None]
+        slowed = self.memory_s * np.maximum(1.0, self.saturation_share / column)
+        if not np.isscalar(contention) or contention != 1.0:
+            slowed = slowed * np.asarray(contention, dtype=np.float64)[..., None]
+        return np.maximum(self.compute_s / column, slowed).sum(axis=-1)
 
     def scale(self, shares: np.ndarray | float, contention: np.ndarray | float = 1.0) -> np.ndarray:
         """Roofline time on `shares` of the SMs (memory traffic slowed by `contention`) over the
         time on the whole device alone: 1 at share 1, infinite at share 0."""
         shares = np.asarray(shares, dtype=np.float64)
-        positive = np.where(shares > 0, shares, 1.0)[..., None]
-        slowed = self.memory_s * np.asarray(contention, dtype=np.float64)[..., None]
-        times = np.maximum(self.compute_s / positive, slowed * np.maximum(1.0, self.saturation_share / positive))
-        alone = np.maximum(self.compute_s, self.memory_s).sum()
-        ratio = times.sum(axis=-1) / alone if alone > 0 else np.ones(shares.shape)
+        if self._alone_s <= 0:
+            return np.where(shares > 0, 1.0, np.inf)
+        ratio = self._roofline_s(np.where(shares > 0, shares, 1.0), contention) / self._alone_s
         return np.where(shares > 0, ratio, np.inf)
 
     def seconds(self, shares: np.ndarray | float, contention: np.ndarray | float = 1.0) -> np.ndarray:
@@ -75,10 +86,11 @@ class PhaseWork:
 
     def bandwidth_demand(self, shares: np.ndarray | float) -> np.ndarray:
         """Share of the peak bandwidth this phase uses running alone on `shares` of the SMs."""
-        alone = np.maximum(self.compute_s, self.memory_s).sum()
-        if alone <= 0:
-            return np.zeros(np.shape(shares))
-        return self.memory_s.sum() / (alone * self.scale(shares))
+        shares = np.asarray(shares, dtype=np.float64)
+        if self._alone_s <= 0:
+            return np.zeros(shares.shape)
+        demand = self.memory_s.sum() / self._roofline_s(np.where(shares > 0, shares, 1.0), 1.0)
+        return np.where(shares > 0, demand, 0.0)
 
 
 class SmShareModel:
@@ -120,16 +132,22 @@ class SmShareModel:
                       prefill_shares: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Seconds of each phase's iteration at each prefill share (decode gets the rest), with
         contention when both run; a phase without a batch takes 0 s."""
+        prefill_s, decode_s, _ = self.phase_times(prefill, decode, prefill_shares)
+        return prefill_s, decode_s
+
+    def phase_times(self, prefill: PhaseWork | None, decode: PhaseWork | None,
+                    prefill_shares: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`phase_seconds` and the contention factor at each prefill share (1 unless both run)."""
         shares = np.asarray(prefill_shares, dtype=np.float64)
-        zero = np.zeros(shares.shape)
+        zero, one = np.zeros(shares.shape), np.ones(shares.shape)
         if prefill is None or decode is None:
             if prefill is not None:
-                return prefill.seconds(shares), zero
+                return prefill.seconds(shares), zero, one
             if decode is not None:
-                return zero, decode.seconds(1.0 - shares)
-            return zero, zero
+                return zero, decode.seconds(1.0 - shares), one
+            return zero, zero, one
         factor = self.contention(prefill, decode, shares)
-        return prefill.seconds(shares, factor), decode.seconds(1.0 - shares, factor)
+        return prefill.seconds(shares, factor), decode.seconds(1.0 - shares, factor), factor
 
     @staticmethod
     def contention(prefill: PhaseWork, decode: PhaseWork, prefill_shares: np.ndarray) -> np.ndarray:

@@ -60,28 +60,20 @@ class ProactiveSplitPolicy(SplitPolicy):
             return 0.0
         if not split.num_decodes:
             return 1.0
-        shares = self._grid()
-        prefill_s, decode_s = split.predict(shares)
-        drain_s = split.queued_prefill_tokens * prefill_s / split.prefill_tokens
-        keeps_pace = drain_s <= self.params.ttft_budget_s
-        if not keeps_pace.any():
-            return float(shares[int(np.argmin(drain_s))])
-        best = decode_s[keeps_pace].min()
-        good = keeps_pace & (decode_s <= best * (1 + self.params.tbt_tolerance))
-        current = self._current_if_good(split, best)
-        return current if current is not None else float(shares[good].max())
+        grid = self._grid()
+        current = split.prefill_share
+        keep_candidate = 0 < current < 1
+        prefill_s, decode_s = split.predict(np.append(grid, current) if keep_candidate else grid)
+        keeps_pace = split.queued_prefill_tokens * prefill_s / split.prefill_tokens <= self.params.ttft_budget_s
+        on_grid = slice(0, len(grid))
+        if not keeps_pace[on_grid].any():
+            return float(grid[int(np.argmin(prefill_s[on_grid]))])
+        good_s = decode_s[on_grid][keeps_pace[on_grid]].min() * (1 + self.params.tbt_tolerance)
+        if keep_candidate and keeps_pace[-1] and decode_s[-1] <= good_s:
+            return current
+        return float(grid[keeps_pace[on_grid] & (decode_s[on_grid] <= good_s)].max())
 
     def _grid(self) -> np.ndarray:
-        step = self.params.share_step
-        count = int(round(1 / step))
+        """Prefill shares 1/n, 2/n, ..., (n-1)/n with n = round(1 / share_step) (0.5 when n < 2)."""
+        count = int(round(1 / self.params.share_step))
         return np.array([k / count for k in range(1, count)]) if count > 1 else np.array([0.5])
-
-    def _current_if_good(self, split: SplitView, best: float) -> float | None:
-        current = split.prefill_share
-        if not 0 < current < 1:
-            return None
-        prefill_s, decode_s = split.predict(np.array([current]))
-        drain_s = split.queued_prefill_tokens * prefill_s[0] / split.prefill_tokens
-        if drain_s <= self.params.ttft_budget_s and decode_s[0] <= best * (1 + self.params.tbt_tolerance):
-            return current
-        return None

@@ -151,10 +151,9 @@ class SharedDevice:
         """New durations at the current split and contention; a completion timer for each iteration."""
         self._generation += 1
         generation = self._generation
-        share = np.array(self.prefill_share)
-        prefill_s, decode_s = self._predict(share)
-        prefill, decode = self._work(Phase.PREFILL), self._work(Phase.DECODE)
-        self._contention = float(self.model.contention(prefill, decode, share)) if prefill and decode else 1.0
+        prefill_s, decode_s, factor = self.model.phase_times(self._work(Phase.PREFILL), self._work(Phase.DECODE),
+                                                             np.array(self.prefill_share))
+        self._contention = float(factor)
         self.stats.max_contention = max(self.stats.max_contention, self._contention)
         for iteration in self._running.values():
             iteration.seconds = float(prefill_s if iteration.phase is Phase.PREFILL else decode_s)

@@ -13,7 +13,8 @@ def predictor(prefill_full_s: float = 0.1, decode_full_s: float = 0.01, saturati
         shares = np.asarray(shares, dtype=float)
         decode_share = 1 - shares
         prefill_s = prefill_full_s / shares
-        decode_s = decode_full_s * np.maximum(1, saturation / decode_share) * (1 + contention_per_prefill_share * shares)
+        slowdown = 1 + contention_per_prefill_share * shares
+        decode_s = decode_full_s * np.maximum(1, saturation / decode_share) * slowdown
         return prefill_s, decode_s
 
     return predict

@@ -19,7 +19,6 @@ from servesim.sim.engine.request import Request, RequestState
 from servesim.sim.engine.shared_device import Phase, SharedDevice
 from servesim.sim.reporting.metrics import MetricsRecorder
 
-
 # The shared device with hand-made work -----------------------------------------------------------
 
 class GivenWork(SmShareModel):
