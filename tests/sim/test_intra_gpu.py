@@ -162,6 +162,15 @@ def test_decodes_go_on_while_a_long_prompt_prefills():
     assert replica.device.stats.both_busy_s > 0
 
 
+def test_a_split_run_repeats_exactly():
+    specs = [(0.0, 300, 20), (0.01, 2000, 5), (0.02, 50, 30), (0.3, 900, 10)]
+    runs = [serve(specs, "proactive", num_blocks=200) for _ in range(2)]
+    (first, replica, _), (second, again, _) = runs
+    assert [(r.first_token_s, r.finish_s, r.max_tbt_s) for r in first] == [
+        (r.first_token_s, r.finish_s, r.max_tbt_s) for r in second]
+    assert replica.device.stats == again.device.stats
+
+
 workloads = st.lists(st.tuples(st.floats(0, 1.0), st.integers(1, 300), st.integers(1, 40)), min_size=1,
                      max_size=15).map(sorted)
 
