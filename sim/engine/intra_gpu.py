@@ -50,8 +50,11 @@ class PhaseQueues:
 
     @property
     def running(self) -> list[Request]:
+        """Admitted requests of this phase, except those in the other loop's iteration (a swapped-in
+        request decoding its last token in the prefill loop is a decode before that iteration ends)."""
         decoding = self.phase is Phase.DECODE
-        return [r for r in self._replica.all_running if is_decode(r) is decoding]
+        elsewhere = self._replica.in_other_loop(self.phase)
+        return [r for r in self._replica.all_running if is_decode(r) is decoding and id(r) not in elsewhere]
 
     @property
     def waiting(self) -> deque[Request]:
@@ -77,6 +80,8 @@ class PhaseLoop:
     checker: DecisionChecker
     wake: simpy.Event | None = None
     num_iterations: int = 0
+    busy: frozenset[int] = frozenset()
+    """`id`s of the requests in this loop's iteration on the device."""
 
 
 class IntraGpuReplica(Replica):
@@ -115,6 +120,10 @@ class IntraGpuReplica(Replica):
         """Every admitted request, in either loop."""
         return self._running
 
+    def in_other_loop(self, phase: Phase) -> frozenset[int]:
+        """`id`s of the requests in the iteration of the loop other than `phase`'s."""
+        return (self.decode if phase is Phase.PREFILL else self.prefill).busy
+
     def queued_prefill_tokens(self) -> int:
         """Prompt tokens not yet computed: the waiting requests' and the unfinished prefills'."""
         left = sum(r.num_tokens - r.num_computed_tokens for r in self.waiting)
@@ -145,9 +154,11 @@ class IntraGpuReplica(Replica):
             self._idle_decisions = 0
             step = self.prepare_step(decision, promoted=False)
             began = env.now
+            loop.busy = frozenset(id(r) for r, _ in step.entries)
             if step.swap_s:
                 yield env.timeout(step.swap_s)
             yield self.device.run(loop.phase, step.shape)
+            loop.busy = frozenset()
             self._apply(step.entries, began)
             loop.num_iterations += 1
             self.num_iterations += 1

@@ -123,17 +123,17 @@ class CheckedReplica(IntraGpuReplica):
 
 
 def serve(specs, split: str = "static", split_params: dict | None = None, num_blocks: int = 1000,
-          block_size: int = 16, scheduler: dict | None = None):
+          block_size: int = 16, scheduler: dict | None = None, preemption: str = "recompute", host_blocks: int = 0):
     env = simpy.Environment()
     metrics = MetricsRecorder(record_iterations=True)
     requests = [Request(i, *spec) for i, spec in enumerate(specs)]
     rng = np.random.default_rng(0)
     cluster = Cluster(env, create_policy("router", "round_robin", {}, rng=rng), requests, metrics)
-    preemption = create_policy("preemption", "recompute", {}, rng=rng)
-    schedulers = tuple(create_policy("scheduler", "vllm", scheduler or {}, preemption=preemption, rng=rng)
+    victims = create_policy("preemption", preemption, {}, rng=rng)
+    schedulers = tuple(create_policy("scheduler", "vllm", scheduler or {}, preemption=victims, rng=rng)
                        for _ in range(2))
     policy = create_policy("split", split, split_params or {}, rng=rng)
-    setup = ReplicaSetup(BlockPool(num_blocks, block_size), BlockPool(0, block_size), 1_000_000, 0.0)
+    setup = ReplicaSetup(BlockPool(num_blocks, block_size), BlockPool(host_blocks, block_size), 1_000_000, 1e-4)
     replica = CheckedReplica(env, 0, schedulers, COST, setup, metrics, cluster.next_arrival_s, cluster.request_done,
                              lambda queued: SharedDevice(env, SHARES, policy, queued))
     cluster.add_replica(replica)
@@ -177,18 +177,20 @@ workloads = st.lists(st.tuples(st.floats(0, 1.0), st.integers(1, 300), st.intege
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads, st.sampled_from(["static", "proactive"]), st.integers(4, 60), st.sampled_from([1, 4, 16]),
-       st.integers(8, 512))
-def test_every_split_run_keeps_the_invariants(specs, split, num_blocks, block_size, budget):
+       st.integers(8, 512), st.sampled_from(["recompute", "swap"]))
+def test_every_split_run_keeps_the_invariants(specs, split, num_blocks, block_size, budget, preemption):
     requests, replica, metrics = serve(specs, split, num_blocks=num_blocks, block_size=block_size,
-                                       scheduler={"max_num_batched_tokens": budget, "max_num_seqs": 8})
+                                       scheduler={"max_num_batched_tokens": budget, "max_num_seqs": 8},
+                                       preemption=preemption, host_blocks=num_blocks)
     for request in requests:
         assert request.state in (RequestState.FINISHED, RequestState.REJECTED)
     finished = [r for r in requests if r.state is RequestState.FINISHED]
     for request in finished:
         assert request.num_generated == request.output_tokens
         assert request.arrival_s <= request.first_scheduled_s <= request.first_token_s <= request.finish_s
-    replica.kv.check_conservation()
-    assert replica.kv.num_used_blocks == 0
+    for pool in (replica.kv, replica.host):
+        pool.check_conservation()
+        assert pool.num_used_blocks == 0
     series = metrics.replica_series()
     assert (series["kv_used_blocks"] <= series["kv_total_blocks"]).all()
     assert series["time_s"].is_monotonic_increasing
