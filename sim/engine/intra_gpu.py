@@ -12,7 +12,9 @@ which times them at the split policy's SM partition, with bandwidth contention.
 
 Admission, allocation, preemption, token timestamps and retirement are the plain replica's
 (`Replica`); only the loop differs, so fast-forwarding, async scheduling, interrupted
-iterations and data-parallel lockstep are off for such a replica.
+iterations and data-parallel lockstep are off for such a replica. Swap copies to and from host
+memory delay the next iteration of whichever loop runs next, as they delay the next step of a
+plain replica.
 """
 from __future__ import annotations
 
