@@ -31,6 +31,7 @@ from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, 
 from servesim.sim import __version__
 from servesim.sim.engine.cluster import ClosedLoop, Cluster
 from servesim.sim.engine.dp_group import DataParallelGroup, lockstep_group
+from servesim.sim.engine.intra_gpu import IntraGpuReplica
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
@@ -40,6 +41,7 @@ from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, service_classes
 from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
+from servesim.sim.experiment.intra_gpu import check_intra_gpu, device_factory, intra_gpu_summary, share_model
 from servesim.sim.experiment.workload import Workload, build_workload, request_stream, think_times
 from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.reporting.progress import RunExtent, run_with_heartbeat
@@ -91,6 +93,7 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
         max_num_seqs=getattr(scheduler_params, "max_num_seqs", DEFAULT_MAX_NUM_SEQS),
     )
     check_pool_blocks(capacity, config.cluster.replicas)
+    check_intra_gpu(config)
     max_model_len = model_len(config.memory, model)
     try:
         workload = build_workload(config.workload, base_dir, config.seed, max_model_len,
@@ -239,15 +242,24 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         requests = request_stream(prepared.workload.chunks(), prepared.classes)
         cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
         lockstep = lockstep_group(env, prepared.cost_model)
+        split = config.engine.intra_gpu_split
+        if split is not None:
+            sm_shares = share_model(split, prepared.cost_model, prepared.model, prepared.hardware, prepared.plan)
         for replica_id in range(config.cluster.replicas):
             rng = random_stream(config.seed, 4, replica_id)
             preemption = _policy(config.preemption, "preemption", rng)
             scheduler = _policy(config.scheduler, "scheduler", rng, preemption=preemption)
             setup = _replica_setup(prepared, env, rng, lockstep)
-            cluster.add_replica(
-                Replica(env, replica_id, scheduler, prepared.cost_model, setup, metrics, cluster.next_arrival_s,
-                        cluster.request_done)
-            )
+            replica: Replica
+            if split is None:
+                replica = Replica(env, replica_id, scheduler, prepared.cost_model, setup, metrics,
+                                  cluster.next_arrival_s, cluster.request_done)
+            else:
+                decode_scheduler = _policy(config.scheduler, "scheduler", rng, preemption=preemption)
+                replica = IntraGpuReplica(env, replica_id, (scheduler, decode_scheduler), prepared.cost_model, setup,
+                                          metrics, cluster.next_arrival_s, cluster.request_done,
+                                          device_factory(env, split, sm_shares, rng))
+            cluster.add_replica(replica)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
     if progress is None:
@@ -271,6 +283,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     }
     if lockstep is not None:
         summary["engine"]["dp_lockstep"] = lockstep.describe()
+    if config.engine.intra_gpu_split is not None:
+        summary["intra_gpu"] = intra_gpu_summary(config.engine.intra_gpu_split, cluster.replicas)
     summary["memory"] = {"kv_blocks_per_replica": prepared.capacity.num_blocks, **prepared.capacity.as_dict()}
     summary["cache"] = _cache_summary(table, cluster)
     auto = config.cost_model.kind == "auto"

@@ -41,6 +41,16 @@ class RouterSpec(PolicySpec):
     name: str = Field("round_robin", description="registered router name")
 
 
+class IntraGpuSplitSpec(PolicySpec):
+    """`{name: static|proactive, <policy parameters>}` plus the SM-share model's own parameter."""
+
+    name: str = Field(description="registered split policy name (`static`, `proactive`; see `simrun list`)")
+    bandwidth_saturation_share: float = Field(
+        0.4, gt=0, le=1, description="share of the SMs that saturates the device's memory bandwidth: beyond it "
+        "memory-bound work (decode) gets no faster"
+    )
+
+
 class EvictionSpec(PolicySpec):
     name: str = Field("lru", description="registered eviction policy name")
 
@@ -373,6 +383,10 @@ class EngineConfig(Section):
     )
     api_stream_out_s: float | None = Field(
         None, ge=0, description="API server: seconds from the engine's token to the client (default: fitted)"
+    )
+    intra_gpu_split: IntraGpuSplitSpec | None = Field(
+        None, description="run each replica's prefill and decode loops at once on one device, each on a share of "
+        "its SMs chosen by this split policy (Nexus); none: one loop with mixed batches"
     )
 
 
