@@ -378,4 +378,4 @@ def test_parameters_are_validated_once_and_the_frozen_model_shared(monkeypatch):
     first = validate_params("scheduler", "vllm", params)
     again = validate_params("scheduler", "vllm", dict(reversed(params.items())))
     assert first is again and len(calls) == 1
-    assert validate_params("scheduler", "vllm", {"max_num_seqs": 8}).max_num_seqs == 8 and len(calls) == 2
+    assert validate_params("scheduler", "vllm", {"max_num_seqs": 8765}).max_num_seqs == 8765 and len(calls) == 2
