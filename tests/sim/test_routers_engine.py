@@ -116,3 +116,26 @@ def test_prefix_affinity_follows_the_cache_and_round_robin_does_not():
     assert all(r.num_cached_tokens == 256 for r in affine.requests[1:])
     spread = run_engine(requests(), STEP, replicas=3, router="round_robin", prefix_caching=True)
     assert sum(r.num_cached_tokens for r in spread.requests) == 3 * 256
+
+
+class PlacementLog(RouterPolicy):
+    """Round robin that writes down the pool, role and hardware of every replica it is shown."""
+
+    seen: set = set()
+
+    def route(self, request, replicas, now):
+        PlacementLog.seen |= {(view.pool, view.role, view.hardware) for view in replicas}
+        return request.request_id % len(replicas)
+
+
+def test_a_router_sees_the_default_pool_role_and_hardware_of_todays_replicas():
+    from servesim.sim import load_config, run_experiment
+
+    config = {"hardware": "a100-80g", "cost_model": {"kind": "constant", "iteration_s": 0.01},
+              "cluster": {"replicas": 2, "router": {"name": "test_placement_log"}},
+              "workload": {"arrival": {"rate": 20.0}, "prompt_tokens": {"dist": "fixed", "value": 16},
+                           "output_tokens": {"dist": "fixed", "value": 2}, "num_requests": 4},
+              "output": {"plots": False}}
+    with registered("router", "test_placement_log", PlacementLog):
+        run_experiment(load_config(config))
+    assert PlacementLog.seen == {("default", "unified", "a100-80g")}
