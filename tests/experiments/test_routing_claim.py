@@ -12,8 +12,10 @@ SHRUNK = ["workload.num_requests=600", "workload.shared_prefix.num_groups=40", "
 
 def test_prefix_affinity_hits_the_cache_more_and_answers_sooner_than_load_only_routers():
     config, base_dir = load_config(EXPERIMENTS / "routing.yaml", SHRUNK)
-    summaries = {name: simulate(prepare(variant, base_dir)).summary for name, variant in variant_configs(config).items()}
+    summaries = {name: simulate(prepare(variant, base_dir)).summary
+                 for name, variant in variant_configs(config).items()}
     verdict = check_claim(config.claim, summaries)
     assert verdict["holds"], verdict
     hit_rates = {name: summary["cache"]["hit_rate"] for name, summary in summaries.items()}
-    assert all(hit_rates["prefix_affinity"] > rate for name, rate in hit_rates.items() if name != "prefix_affinity"), hit_rates
+    others = [rate for name, rate in hit_rates.items() if name != "prefix_affinity"]
+    assert hit_rates["prefix_affinity"] > max(others), hit_rates

@@ -17,8 +17,8 @@ def router(name: str, seed: int = 0, **params):
 
 def loaded(replica_id: int, num_requests: int, **fields) -> FakeReplica:
     """A replica with `num_requests` short requests decoding."""
-    return FakeReplica(replica_id=replica_id, running=[decoding(100 * replica_id + i, 16, 8) for i in range(num_requests)],
-                       **fields)
+    running = [decoding(100 * replica_id + i, 16, 8) for i in range(num_requests)]
+    return FakeReplica(replica_id=replica_id, running=running, **fields)
 
 
 # least_outstanding_tokens ---------------------------------------------------------------------
