@@ -102,7 +102,8 @@ class LeastKvRouterPolicy(RouterPolicy):
     of unequal memory or with long contexts.
 
     Models the KV-utilisation routing of Llumnix (Sun et al., OSDI 2024: load as the virtual
-    usage of KV blocks, queued demand included) and AIBrix's `least-kv-cache`.
+    usage of KV blocks, queued demand included) and AIBrix's `least-kv-cache`. It reads every
+    queued request of every replica at each arrival: cheap unless queues grow long.
     """
 
     @property
@@ -158,6 +159,7 @@ class SessionAffinityRouterPolicy(RouterPolicy):
 
     Models sticky sessions (routing by session id) of LLM gateways such as the vLLM production
     stack's session router, which keep a conversation where its previous turns' KV is cached.
+    It remembers one replica per session seen, for the whole run.
     """
 
     Params = BalanceParams
