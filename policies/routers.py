@@ -140,9 +140,11 @@ class BalanceParams(PolicyParams):
     """When an affinity router gives up affinity for load (SGLang's cache-aware router rule)."""
 
     balance_abs_threshold: int = Field(
-        32, ge=0, description="requests outstanding that the preferred replica may have beyond the least loaded one")
+        32, ge=0, description="affinity gives way when the preferred replica has more requests outstanding than "
+        "the least loaded one by more than this, and by more than balance_rel_threshold times")
     balance_rel_threshold: float = Field(
-        1.5, ge=1.0, description="and the ratio of its load to the least loaded one's it may reach")
+        1.5, ge=1.0, description="affinity gives way when the preferred replica's requests outstanding exceed this "
+        "times the least loaded one's, and by more than balance_abs_threshold")
 
 
 def overloaded(load: int, least_load: int, params: BalanceParams) -> bool:
