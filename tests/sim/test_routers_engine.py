@@ -136,6 +136,7 @@ def test_a_router_sees_the_default_pool_role_and_hardware_of_todays_replicas():
               "workload": {"arrival": {"rate": 20.0}, "prompt_tokens": {"dist": "fixed", "value": 16},
                            "output_tokens": {"dist": "fixed", "value": 2}, "num_requests": 4},
               "output": {"plots": False}}
+    PlacementLog.seen = set()
     with registered("router", "test_placement_log", PlacementLog):
         run_experiment(load_config(config))
     assert PlacementLog.seen == {("default", "unified", "a100-80g")}
