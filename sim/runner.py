@@ -35,7 +35,7 @@ from servesim.sim.engine.intra_gpu import IntraGpuReplica
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
-from servesim.sim.engine.replica import Replica, ReplicaSetup
+from servesim.sim.engine.replica import Placement, Replica, ReplicaSetup
 from servesim.sim.engine.request import Request
 from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
@@ -327,7 +327,7 @@ def _replica_setup(prepared: PreparedRun, env: simpy.Environment, rng: np.random
     return ReplicaSetup(kv, BlockPool(capacity.swap_blocks, block_size), prepared.max_model_len, swap_block_s,
                         config.simulation.fast_forward,
                         async_scheduling=config.engine.async_scheduling and config.cost_model.kind != "constant",
-                        lockstep=lockstep)
+                        lockstep=lockstep, placement=Placement(hardware=prepared.hardware.name))
 
 
 def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:

@@ -494,6 +494,14 @@ class ExperimentConfig(Section):
         return self
 
     @model_validator(mode="after")
+    def _prefix_affinity_needs_a_prefix_cache(self) -> ExperimentConfig:
+        if self.cluster.router.name == "prefix_affinity" and not self.cache.prefix_caching:
+            raise ValueError("cluster.router: prefix_affinity routes by what each replica's prefix cache holds, but "
+                             "cache.prefix_caching is false, so it would only balance load; set "
+                             "cache.prefix_caching: true, or choose a load-balancing router such as least_outstanding")
+        return self
+
+    @model_validator(mode="after")
     def _claim_names_variants(self) -> ExperimentConfig:
         if self.claim is None:
             return self
