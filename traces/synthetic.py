@@ -124,7 +124,8 @@ def length_sampler(spec: Mapping[str, Any], origin: str) -> LengthSampler:
     if dist == "uniform":
         low, high = _bounds(params, origin)
         assert high is not None  # uniform requires max: _expect checked it
-        return lambda rng, num: rng.integers(low, high + 1, num, dtype=np.int64)
+        above = high + 1
+        return lambda rng, num: rng.integers(low, above, num, dtype=np.int64)
     if dist == "lognormal":
         mean, sigma = _number(params, "mean", origin, positive=True), _number(params, "sigma", origin)
         if sigma > MAX_LOGNORMAL_SIGMA:
