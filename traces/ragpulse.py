@@ -1,11 +1,11 @@
 """RAGPulse (flashserve/RAGPulse) 0_trace.jsonl: a week of RAG requests with sessions and chunk ids."""
 from __future__ import annotations
 
-import mmap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -44,7 +44,7 @@ class RagpulseChunks:
 
     Sorting the trace needs every row's time, not its row: the pass keeps 24 bytes a row (where
     its line starts and ends in the file, its place in time order), and each chunk
-    is then parsed from its lines, picked out of the file, as `load_ragpulse` parses them all.
+    is then parsed from its lines, read from the file, as `load_ragpulse` parses them all.
     """
 
     path: Path
@@ -81,13 +81,19 @@ class RagpulseChunks:
                    np.concatenate(starts), np.concatenate(ends))
 
     def __iter__(self) -> Iterator[pd.DataFrame]:
-        with self.path.open("rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        with self.path.open("rb") as file:
             for first in range(0, len(self.order), self.chunk_rows):
                 rows = self.order[first:first + self.chunk_rows]
                 spans = zip(self.line_starts[rows].tolist(), self.line_ends[rows].tolist(), strict=True)
-                lines = b"\n".join(data[start:end] for start, end in spans)
+                lines = b"\n".join(_read_at(file, start, end) for start, end in spans)
                 records = jsonl_records(self.path, lines)
                 yield _sorted_rows(records, _seconds(records), self.start_s, self.components)
+
+
+def _read_at(file: BinaryIO, start: int, end: int) -> bytes:
+    """Bytes `start` to `end` of the file (read, not memory-mapped: mapped pages would count as the run's memory)."""
+    file.seek(start)
+    return file.read(end - start)
 
 
 def _seconds(records: JsonRecords) -> np.ndarray:
