@@ -269,7 +269,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     _check_invariants(cluster)
     metrics.finish()
     files = RunFiles(records.close(num_requests), metrics.replica_series_path, metrics.system_series_path,
-                     metrics.gaps, keep_alive=metrics)
+                     metrics.gaps, metrics.iterations_path, keep_alive=metrics)
     table = read_table(files.requests)
     summary = summarize(table, metrics.gaps, config.slo, env.now)
     summary["classes"] = summarize_classes(table, prepared.classes)
@@ -299,7 +299,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         "config_hash": config_hash(config),
         "version": __version__,
     }
-    return RunResult(config, summary, files, metrics.iterations() if config.output.iterations else None)
+    return RunResult(config, summary, files)
 
 
 def run_extent(prepared: PreparedRun) -> RunExtent:

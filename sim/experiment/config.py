@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 MAX_REPLICAS = 4096  # a sane cluster; each replica is a process with its own KV pools
-MAX_SYNTHETIC_REQUESTS = 10_000_000  # the engine holds every request in memory (about 1 KiB each)
+MAX_SYNTHETIC_REQUESTS = 10_000_000  # the summary reads every request's row back (about 0.2 KiB each)
 
 
 class Section(BaseModel):
@@ -320,8 +320,8 @@ class WorkloadConfig(Section):
             if self.num_requests is not None and self.num_requests > MAX_SYNTHETIC_REQUESTS:
                 raise ValueError(
                     f"num_requests {self.num_requests:,} is more than the {MAX_SYNTHETIC_REQUESTS:,} "
-                    "synthetic requests servesim holds in memory; simulate fewer (a steady state needs far fewer) "
-                    "or split the run"
+                    "synthetic requests whose rows the summary reads back into memory; simulate fewer (a steady "
+                    "state needs far fewer) or split the run"
                 )
         return self
 
