@@ -115,7 +115,20 @@ class ReplicaView(Protocol):
         """The most recently finished requests (up to a thousand, oldest first)."""
     @property
     def num_outstanding(self) -> int:
-        """Requests routed here and not yet finished, dropped or rejected."""
+        """Requests routed here and not yet finished, dropped or rejected (a decode replica's count
+        includes those on their way to it from a prefill replica)."""
+    @property
+    def pool(self) -> str:
+        """Its pool's name ("default" for a config without `cluster.pools`)."""
+    @property
+    def role(self) -> str:
+        """Its pool's role: "unified", "prefill" or "decode"."""
+    @property
+    def hardware(self) -> str:
+        """Its hardware catalog name."""
+    @property
+    def nodes(self) -> tuple[int, ...]:
+        """The nodes its devices sit on (two replicas sharing one move KV inside a node)."""
 
 
 def is_decode(request: RequestView) -> bool:

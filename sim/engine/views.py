@@ -135,6 +135,10 @@ class ReplicaView(_ReadOnly):
     replica_id = property(attrgetter("_replica.replica_id"))
     cost_model = property(attrgetter("_replica.cost_model"))
     num_outstanding = property(attrgetter("_replica.num_outstanding"))
+    pool = property(attrgetter("_replica.placement.pool"))
+    role = property(attrgetter("_replica.placement.role"))
+    hardware = property(attrgetter("_replica.placement.hardware"))
+    nodes = property(attrgetter("_replica.placement.nodes"))
 
     @property
     def running(self) -> Views:

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from servesim.sim.experiment.pools import pool_memory, pool_problems
+
 MAX_REPLICAS = 4096  # a sane cluster; each replica is a process with its own KV pools
 MAX_SYNTHETIC_REQUESTS = 10_000_000  # the engine holds every request in memory (about 1 KiB each)
 
@@ -116,6 +118,28 @@ class ParallelConfig(Section):
         "replicas x tp devices (vLLM --data-parallel-size N --enable-expert-parallel)")
 
 
+class TransferSpec(PolicySpec):
+    name: str = Field("after_prefill", description="registered transfer policy name")
+
+
+PoolRole = Literal["prefill", "decode", "unified"]
+
+
+class PoolConfig(Section):
+    """One pool of identical replicas with a role; unset keys take the top-level sections' values."""
+
+    name: str = Field(description="pool name, unique in the cluster (results name pools by it)")
+    role: PoolRole = Field("unified", description="prefill: prompts only, the KV then moves to a decode pool; "
+                           "decode: decodes what prefill pools hand over; unified: both (no transfer)")
+    replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="replicas in this pool")
+    hardware: str | None = Field(None, description="hardware catalog name (default: the top-level `hardware`)")
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig, description="parallel plan of each replica "
+                                     "(default: tp 1)")
+    scheduler: SchedulerSpec | None = Field(None, description="batch scheduler (default: the top-level `scheduler`)")
+    memory: dict[str, Any] = Field(default_factory=dict, description="keys of `memory` that differ for this pool "
+                                   "(the rest: the top-level `memory`, key by key)")
+
+
 class ClusterConfig(Section):
     replicas: int = Field(
         1, ge=1, le=MAX_REPLICAS,
@@ -123,6 +147,26 @@ class ClusterConfig(Section):
     )
     parallel: ParallelConfig = Field(default_factory=ParallelConfig, description="parallel plan of each replica")
     router: RouterSpec = Field(default_factory=RouterSpec, description="which replica gets an arrival")
+    pools: list[PoolConfig] | None = Field(
+        None, description="pools with roles instead of `replicas`/`parallel` (prefill/decode disaggregation, "
+        "heterogeneous hardware); see the README's \"Pools and disaggregation\""
+    )
+    transfer: TransferSpec = Field(
+        default_factory=TransferSpec, description="prefill -> decode: which decode replica, and how the KV moves"
+    )
+
+    @model_validator(mode="after")
+    def _pools_well_formed(self) -> ClusterConfig:
+        if self.pools is None:
+            return self
+        both = sorted({"replicas", "parallel"} & self.model_fields_set)
+        if both:
+            raise ValueError(f"cluster.pools replaces cluster.{' and cluster.'.join(both)}: give each pool its "
+                             "`replicas` and `parallel` and remove the top-level one(s)")
+        problems = pool_problems(self.pools)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class MemoryConfig(Section):
@@ -428,6 +472,12 @@ class ExperimentConfig(Section):
         None, description="run the experiment at many points (a grid over keys, zipped lists, named variants, "
         "seeds) with `simrun sweep`"
     )
+
+    @model_validator(mode="after")
+    def _pool_memory_valid(self) -> ExperimentConfig:
+        for pool in self.cluster.pools or ():
+            pool_memory(self.memory, pool)
+        return self
 
     @model_validator(mode="after")
     def _sweep_alone(self) -> ExperimentConfig:

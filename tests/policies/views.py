@@ -75,6 +75,10 @@ class FakeReplica:
     replica_id: int = 0
     cost_model: CostModel = field(default_factory=lambda: ConstantCostModel(0.01, 1e-5))
     recently_finished: list[FakeRequest] = field(default_factory=list)
+    pool: str = "default"
+    role: str = "unified"
+    hardware: str = "h100-sxm"
+    nodes: tuple[int, ...] = (0,)
 
     @property
     def num_outstanding(self) -> int:
