@@ -23,6 +23,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 import simpy
@@ -92,15 +93,15 @@ class Disaggregation:
         self._queues: dict[int, deque[Handoff]] = {}
         for replica in self.decode_replicas:
             self._queues[replica.replica_id] = deque()
-            replica.on_decision = lambda replica=replica: self._reserve(replica)  # type: ignore[misc]
+            replica.on_decision = partial(self._reserve, replica)
         self.transfers: list[tuple] = []
         """One row of TRANSFER_COLUMNS per request that landed on a decode replica."""
         self.backpressure: list[tuple] = []
         """Rows of BACKPRESSURE_COLUMNS: a decode replica's queue for blocks from `time_s` on."""
 
     def attach_prefill(self, replica: Replica) -> None:
-        replica.on_step = lambda entries, began, seconds: self._step_started(replica, entries, began, seconds)
-        replica.on_prefilled = lambda request: self._prefilled(replica, request)
+        replica.on_step = partial(self._step_started, replica)
+        replica.on_prefilled = partial(self._prefilled, replica)
 
     @property
     def num_in_flight(self) -> int:
@@ -149,9 +150,9 @@ class Disaggregation:
         for group in range(groups):
             part = nbytes * (group + 1) // groups - nbytes * group // groups
             delay = seconds if group == groups - 1 else seconds * (group + 1) / groups
-            self.env.timeout(delay).callbacks.append(lambda _, h=handoff, n=part: self._part_ready(h, n))
+            self.env.timeout(delay).callbacks.append(partial(self._part_ready, handoff, part))
 
-    def _part_ready(self, handoff: Handoff, nbytes: int) -> None:
+    def _part_ready(self, handoff: Handoff, nbytes: int, _event: simpy.Event) -> None:
         if handoff.reserved:
             self._send(handoff, nbytes)
         else:
@@ -202,9 +203,9 @@ class Disaggregation:
         handoff.sends_in_flight += 1
         event = self.network.send(handoff.source.placement.devices, handoff.destination.placement.devices, nbytes,
                                   tag="kv")
-        event.callbacks.append(lambda _: self._arrived(handoff))
+        event.callbacks.append(partial(self._arrived, handoff))
 
-    def _arrived(self, handoff: Handoff) -> None:
+    def _arrived(self, handoff: Handoff, _event: simpy.Event) -> None:
         handoff.sends_in_flight -= 1
         self._land_if_ready(handoff)
 
@@ -215,6 +216,7 @@ class Disaggregation:
         source, destination = handoff.source, handoff.destination
         del self._handoffs[request.request_id]
         source.kv.release(request.request_id)
+        source.notify()  # its scheduler may have been waiting for these blocks
         request.num_blocks = handoff.blocks
         request.first_token_s = request.last_token_s = now
         destination.num_inbound -= 1

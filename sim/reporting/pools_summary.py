@@ -42,7 +42,9 @@ def write_disaggregation_tables(disaggregation: Disaggregation, directory: Path)
 def pools_summary(pools: Sequence[PreparedPool], replicas: Sequence[Replica], requests: pd.DataFrame,
                   tables: Mapping[str, Path], now: float) -> dict[str, Any]:
     """Per pool: its role, size, hardware and plan; requests it served, iterations and busy share."""
-    prefilled = read_table(tables["transfers"])["prefill_replica"] if "transfers" in tables else pd.Series([], "int64")
+    prefilled = pd.Series([], dtype="int64")
+    if "transfers" in tables:
+        prefilled = read_table(tables["transfers"])["prefill_replica"]
     summary = {}
     for pool in pools:
         members = [r for r in replicas if r.placement.pool == pool.spec.name]

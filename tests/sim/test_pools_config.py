@@ -9,11 +9,11 @@ WORKLOAD = {"arrival": {"rate": 1.0}, "prompt_tokens": {"dist": "fixed", "value"
 
 
 def test_a_config_without_pools_is_one_unified_pool_named_default() -> None:
-    config = validate_config({"workload": WORKLOAD, "hardware": "a100-80gb",
+    config = validate_config({"workload": WORKLOAD, "hardware": "a100-80g",
                               "cluster": {"replicas": 3, "parallel": {"tp": 2}}})
     (pool,) = resolved_pools(config)
     assert (pool.name, pool.role, pool.replicas, pool.hardware, pool.parallel.tp) == ("default", "unified", 3,
-                                                                                      "a100-80gb", 2)
+                                                                                      "a100-80g", 2)
     assert pool.scheduler is config.scheduler and pool.memory is config.memory and pool.is_entry
     assert not is_disaggregated(config)
 
@@ -25,7 +25,7 @@ def test_a_pool_takes_the_top_level_hardware_scheduler_and_memory_key_by_key() -
         "memory": {"block_size": 32, "gpu_memory_utilization": 0.8},
         "cluster": {"pools": [
             {"name": "p", "role": "prefill", "replicas": 2, "parallel": {"tp": 2}},
-            {"name": "d", "role": "decode", "hardware": "a100-80gb", "scheduler": {"name": "vllm"},
+            {"name": "d", "role": "decode", "hardware": "a100-80g", "scheduler": {"name": "vllm"},
              "memory": {"gpu_memory_utilization": 0.95}},
         ]},
     })
@@ -33,7 +33,7 @@ def test_a_pool_takes_the_top_level_hardware_scheduler_and_memory_key_by_key() -
     assert (prefill.hardware, prefill.parallel.tp, prefill.replicas, prefill.scheduler.name) == ("h100-sxm", 2, 2,
                                                                                                "sarathi")
     assert prefill.memory.block_size == 32 and prefill.memory.gpu_memory_utilization == 0.8
-    assert (decode.hardware, decode.parallel.tp, decode.replicas, decode.scheduler.name) == ("a100-80gb", 1, 1, "vllm")
+    assert (decode.hardware, decode.parallel.tp, decode.replicas, decode.scheduler.name) == ("a100-80g", 1, 1, "vllm")
     assert decode.memory.block_size == 32 and decode.memory.gpu_memory_utilization == 0.95
     assert prefill.is_entry and not decode.is_entry
     assert is_disaggregated(config)
