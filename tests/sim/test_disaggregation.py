@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from servesim.hwmodels.catalog import load_model
 from servesim.sim.api import run_experiment
 from servesim.sim.experiment.loading import validate_config
+from servesim.sim.reporting.headline import headline
 from servesim.sim.reporting.results import RunResult
 
 KV_BYTES_PER_TOKEN = load_model("llama-3.1-8b").kv_bytes_per_token
@@ -63,6 +64,9 @@ def test_after_prefill_the_kv_moves_whole_and_the_first_token_arrives_with_it() 
     summary = result.summary["disaggregation"]
     assert summary["num_transfers"] == 1 and summary["handoff_s"]["max"] == pytest.approx(move_s)
     assert summary["ttft_share"] == pytest.approx(move_s / (ITERATION_S + move_s))
+    text = headline(result.summary)
+    assert "pools: prefill (prefill) 1 x h100-sxm TP1 PP1" in text
+    assert "KV transfers (after_prefill): 1, 0.13 GB; added to TTFT: mean 131.1 ms (93% of TTFT)" in text
 
 
 def test_layerwise_sends_each_layer_groups_kv_as_it_is_computed() -> None:
