@@ -44,6 +44,7 @@ from servesim.sim.experiment.classes import ServiceClass, service_classes
 from servesim.sim.experiment.config import ExperimentConfig, ParallelConfig, PolicySpec
 from servesim.sim.experiment.pools import ResolvedPool, is_disaggregated, pool_error, resolved_pools
 from servesim.sim.experiment.workload import Workload, build_workload, request_stream, think_times
+from servesim.sim.network.results import has_traffic, network_summary, write_link_series
 from servesim.sim.pool_setup import build_topology, check_decode_pools, disaggregate, pool_placements
 from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.reporting.pools_summary import disaggregation_summary, pools_summary, write_disaggregation_tables
@@ -302,6 +303,10 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     _check_invariants(cluster, disaggregation)
     metrics.finish()
     tables = write_disaggregation_tables(disaggregation, metrics.directory) if disaggregation is not None else {}
+    network = disaggregation.network if disaggregation is not None else None
+    if network is not None and has_traffic(network):
+        write_link_series(network, metrics.directory / "links.parquet")
+        tables["links"] = metrics.directory / "links.parquet"
     files = RunFiles(records.close(num_requests), metrics.replica_series_path, metrics.system_series_path,
                      metrics.gaps, keep_alive=metrics, tables=tables)
     table = read_table(files.requests)
@@ -323,6 +328,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         summary["pools"] = pools_summary(prepared.pools, cluster.replicas, table, files.tables, env.now)
     if disaggregation is not None:
         summary["disaggregation"] = disaggregation_summary(config.cluster.transfer.name, table, files.tables)
+    if network is not None and has_traffic(network):
+        summary["network"] = network_summary(network)
     auto = config.cost_model.kind == "auto"
     summary["run"] = {
         "wall_s": time.perf_counter() - started,

@@ -185,7 +185,7 @@ class ClusterConfig(Section):
     def _omit_unused_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         """A topology left at the hardware's figures, no pools and the default transfer are not
         written (nor hashed), so a config that does not use them resolves and hashes as it did
-        before the keys existed."""
+        before the keys existed; with pools, `replicas` and `parallel` (which they replace) are not."""
         data: dict[str, Any] = handler(self)
         if self.topology == TopologyConfig():
             data.pop("topology", None)
@@ -193,6 +193,9 @@ class ClusterConfig(Section):
             data.pop("pools", None)
             if self.transfer == TransferSpec():
                 data.pop("transfer", None)
+        else:
+            data.pop("replicas", None)
+            data.pop("parallel", None)
         return data
 
     @model_validator(mode="after")
