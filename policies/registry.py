@@ -40,7 +40,7 @@ KINDS: dict[str, tuple[type, dict[str, tuple[str, ...]]]] = {
     "preemption": (PreemptionPolicy, {"select_victim": ("candidates", "now"), "mode": ("victim", "host", "now")}),
     "eviction": (EvictionPolicy, {"key": ("block", "now")}),
     "router": (RouterPolicy, {"route": ("request", "replicas", "now")}),
-    "transfer": (TransferPolicy, {"plan": ("request", "destinations", "now")}),
+    "transfer": (TransferPolicy, {"plan": ("request", "source", "destinations", "now")}),
     "split": (SplitPolicy, {"prefill_share": ("split", "now")}),
 }
 ENTRY_POINT_PREFIX = "servesim."

@@ -118,7 +118,8 @@ class ReplicaView(Protocol):
         """The most recently finished requests (up to a thousand, oldest first)."""
     @property
     def num_outstanding(self) -> int:
-        """Requests routed here and not yet finished, dropped or rejected."""
+        """Requests routed here and not yet finished, dropped or rejected (a decode replica's count
+        includes those on their way to it from a prefill replica)."""
     @property
     def outstanding_tokens(self) -> int:
         """Tokens those requests still have to compute or generate: for each, its tokens not yet
@@ -127,13 +128,16 @@ class ReplicaView(Protocol):
         it changes as requests decode, so a router reading it reads progress."""
     @property
     def pool(self) -> str:
-        """The pool it belongs to (`default` for the replicas of `cluster.replicas`)."""
+        """Its pool's name ("default" for a config without `cluster.pools`)."""
     @property
     def role(self) -> str:
-        """`unified`, `prefill` or `decode`."""
+        """Its pool's role: "unified", "prefill" or "decode"."""
     @property
     def hardware(self) -> str:
-        """The hardware catalog name of its devices."""
+        """Its hardware catalog name."""
+    @property
+    def nodes(self) -> tuple[int, ...]:
+        """The nodes its devices sit on (two replicas sharing one move KV inside a node)."""
 
 
 def is_decode(request: RequestView) -> bool:

@@ -34,6 +34,7 @@ from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
 from servesim.sim.engine.dp_group import DataParallelGroup, RankPlan
 from servesim.sim.engine.iteration import Iteration
 from servesim.sim.engine.kv_memory import BlockPool
+from servesim.sim.engine.placement import Placement
 from servesim.sim.engine.request import INFINITY, Request, RequestState
 from servesim.sim.engine.stretch import run_stretch
 from servesim.sim.engine.trusted import decision_source
@@ -62,15 +63,6 @@ class PreparedStep:
 
 
 @dataclass(frozen=True)
-class Placement:
-    """Where a replica sits in the cluster, for policies that route by pool, role or hardware."""
-
-    pool: str = "default"
-    role: str = "unified"
-    hardware: str = ""
-
-
-@dataclass(frozen=True)
 class ReplicaSetup:
     """What a replica is given besides its policies: memory, limits and the swap link."""
 
@@ -85,7 +77,7 @@ class ReplicaSetup:
     lockstep: DataParallelGroup | None = None
     """The data-parallel group whose ranks step together (no fast-forward, no interrupted iterations)."""
     placement: Placement = Placement()
-    """Its pool, role and hardware, as routers see them."""
+    """Its pool, role, hardware, devices and nodes, as routers and transfer policies see them."""
 
 
 class Replica:
@@ -120,7 +112,6 @@ class Replica:
         self.interruptible = (type(scheduler).interrupt is not SchedulerPolicy.interrupt
                               and setup.lockstep is None)
         self.async_scheduling = setup.async_scheduling and not self.interruptible
-        self.pool, self.role, self.hardware = setup.placement.pool, setup.placement.role, setup.placement.hardware
         self.outstanding_tokens = 0
         """Tokens its queued and running requests still have to compute or generate (the sum of
         their `tokens_left`), kept up to date at each arrival, iteration, preemption and end."""
@@ -147,6 +138,18 @@ class Replica:
         self.num_iterations = 0
         self.num_engine_steps = 0
         self.num_interrupts = 0
+        self.placement = setup.placement
+        self.num_inbound = 0
+        """Requests on their way here from a prefill replica (`sim.engine.disaggregation`)."""
+        self.idle_s = 0.0
+        """Simulated seconds spent waiting for work (the current wait excluded)."""
+        self._idle_since = INFINITY
+        self.on_step: Callable[[list[tuple[Request, int]], float, float], None] | None = None
+        """Prefill pools: told of each step's (entries, start, seconds) as it starts (layerwise transfers)."""
+        self.on_prefilled: Callable[[Request], None] | None = None
+        """Prefill pools: takes a request whose prompt is done, which leaves the batch holding its KV."""
+        self.on_decision: Callable[[], None] | None = None
+        """Decode pools: called before each decision, when this replica's free blocks are exact."""
         self.view = ReplicaView(self)
         self._host_view = KvView(self.host)
         self._decide = decision_source(self, scheduler, DecisionChecker(self, scheduler))
@@ -163,7 +166,7 @@ class Replica:
 
     @property
     def num_outstanding(self) -> int:
-        return len(self.waiting) + len(self._running) + len(self._staged)
+        return len(self.waiting) + len(self._running) + len(self._staged) + self.num_inbound
 
     def submit(self, request: Request) -> None:
         """Take an arriving request: queue it, or reject it if it could never be served here."""
@@ -177,6 +180,25 @@ class Replica:
         self._idle_decisions = 0
         if request.timeout_at_s < INFINITY:
             heapq.heappush(self._timeouts, (request.timeout_at_s, request.request_id, request))
+        self._enqueue(request)
+
+    def receive(self, request: Request) -> None:
+        """Take a request whose KV arrived from a prefill replica: it waits, holding its blocks, to decode."""
+        request.replica_id = self.replica_id
+        request.state = RequestState.WAITING
+        self.outstanding_tokens += request.tokens_left
+        self._idle_decisions = 0
+        self._enqueue(request)
+
+    def notify(self) -> None:
+        """Bring this replica to its next decision now: wake it, or cut its fast-forwarded stretch."""
+        if self.stretch_interruptible:
+            self.stretch_interruptible = False
+            self.process.interrupt()
+        elif self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def _enqueue(self, request: Request) -> None:
         if self.stretch_interruptible:
             self.stretch_interruptible = False
             self.process.interrupt()
@@ -208,6 +230,8 @@ class Replica:
     def _loop(self) -> Generator[simpy.Event, None, None]:
         env = self.env
         while True:
+            if self.on_decision is not None:
+                self.on_decision()
             if self._timeouts and self._timeouts[0][0] <= env.now:
                 self._drop_expired()
             if not self._running and not self.waiting:
@@ -262,6 +286,8 @@ class Replica:
             self.num_iterations += 1
             return
         total_s = step.swap_s + self.cost_model.iteration_time(step.shape)
+        if self.on_step is not None:
+            self.on_step(step.entries, began, total_s)
         if self.interruptible:
             iteration = Iteration(step.entries, step.shape, total_s, began, began_s=began)
             iteration.boundaries = self._boundaries(step.shape, step.swap_s, total_s)
@@ -302,11 +328,19 @@ class Replica:
 
     def _idle(self, wake_at: float | None) -> Generator[simpy.Event, None, None]:
         """Sleep until an arrival, `wake_at` or the next timeout; a lockstep rank then waits for the step boundary."""
+        self._idle_since = self.env.now
         if self._lockstep is None:
             yield self._sleep(wake_at)
         else:
             yield from self._lockstep.rest(self._sleep(wake_at))
+        self.idle_s += self.env.now - self._idle_since
+        self._idle_since = INFINITY
         self._wake = None
+
+    def busy_s(self) -> float:
+        """Simulated seconds so far that this replica had work (stepping or swapping), not waiting for it."""
+        idle_now = self.env.now - self._idle_since if self._idle_since < INFINITY else 0.0
+        return self.env.now - self.idle_s - idle_now
 
     def _sleep(self, wake_at: float | None) -> simpy.Event:
         """An event that fires on the next arrival, or at `wake_at` or the next timeout."""
@@ -438,6 +472,7 @@ class Replica:
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
         gaps = self.gap_sink
+        hand_off = self.on_prefilled
         for request, num_new in entries:
             if is_decode(request):
                 num_decodes += 1
@@ -459,6 +494,11 @@ class Replica:
                 request.last_token_s = now
                 if done:
                     self.finish(request, now)
+                elif hand_off is not None:
+                    self._running.remove(request)
+                    request.state = RequestState.TRANSFERRING
+                    self.outstanding_tokens -= request.tokens_left
+                    hand_off(request)
         self.outstanding_tokens -= num_prefill_tokens + num_decodes
         if self.metrics.record_iterations:
             self.metrics.add_iteration(

@@ -22,6 +22,8 @@ class RequestState(Enum):
     RUNNING = "running"
     SWAPPED = "swapped"
     """Preempted with its KV in host memory: waiting to be swapped back in."""
+    TRANSFERRING = "transferring"
+    """Prefilled on a prefill replica, which holds its KV until the KV has reached a decode replica."""
     FINISHED = "finished"
     REJECTED = "rejected"
     """Could never be served (too long for the model or the memory)."""

@@ -136,9 +136,10 @@ class ReplicaView(_ReadOnly):
     cost_model = property(attrgetter("_replica.cost_model"))
     num_outstanding = property(attrgetter("_replica.num_outstanding"))
     outstanding_tokens = property(attrgetter("_replica.outstanding_tokens"))
-    pool = property(attrgetter("_replica.pool"))
-    role = property(attrgetter("_replica.role"))
-    hardware = property(attrgetter("_replica.hardware"))
+    pool = property(attrgetter("_replica.placement.pool"))
+    role = property(attrgetter("_replica.placement.role"))
+    hardware = property(attrgetter("_replica.placement.hardware"))
+    nodes = property(attrgetter("_replica.placement.nodes"))
 
     @property
     def running(self) -> Views:

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
+from servesim.sim.experiment.pools import pool_key, pool_memory, pool_problems
+
 MAX_REPLICAS = 4096  # a sane cluster; each replica is a process with its own KV pools
 MAX_SYNTHETIC_REQUESTS = 10_000_000  # the summary reads every request's row back (about 0.2 KiB each)
 
@@ -150,6 +152,28 @@ class TopologyConfig(Section):
                 f"{devices_per_replica} or use a smaller parallel plan")
 
 
+class TransferSpec(PolicySpec):
+    name: str = Field("after_prefill", description="registered transfer policy name")
+
+
+PoolRole = Literal["prefill", "decode", "unified"]
+
+
+class PoolConfig(Section):
+    """One pool of identical replicas with a role; unset keys take the top-level sections' values."""
+
+    name: str = Field(description="pool name, unique in the cluster (results name pools by it)")
+    role: PoolRole = Field("unified", description="prefill: prompts only, the KV then moves to a decode pool; "
+                           "decode: decodes what prefill pools hand over; unified: both (no transfer)")
+    replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="replicas in this pool")
+    hardware: str | None = Field(None, description="hardware catalog name (default: the top-level `hardware`)")
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig, description="parallel plan of each replica "
+                                     "(default: tp 1)")
+    scheduler: SchedulerSpec | None = Field(None, description="batch scheduler (default: the top-level `scheduler`)")
+    memory: dict[str, Any] = Field(default_factory=dict, description="keys of `memory` that differ for this pool "
+                                   "(the rest: the top-level `memory`, key by key)")
+
+
 class ClusterConfig(Section):
     replicas: int = Field(
         1, ge=1, le=MAX_REPLICAS,
@@ -157,24 +181,53 @@ class ClusterConfig(Section):
     )
     parallel: ParallelConfig = Field(default_factory=ParallelConfig, description="parallel plan of each replica")
     router: RouterSpec = Field(default_factory=RouterSpec, description="which replica gets an arrival")
+    pools: list[PoolConfig] | None = Field(
+        None, description="pools with roles instead of `replicas`/`parallel` (prefill/decode disaggregation, "
+        "heterogeneous hardware); see the README's \"Pools and disaggregation\""
+    )
+    transfer: TransferSpec = Field(
+        default_factory=TransferSpec, description="prefill -> decode: which decode replica, and how the KV moves"
+    )
     topology: TopologyConfig = Field(
         default_factory=TopologyConfig, description="nodes and links between devices (default: the hardware entry's)")
 
     @model_serializer(mode="wrap")
-    def _omit_default_topology(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A topology left at the hardware's figures is not written (nor hashed), so a config that
-        does not use it resolves and hashes as it did before the key existed."""
+    def _omit_unused_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A topology left at the hardware's figures, no pools and the default transfer are not
+        written (nor hashed), so a config that does not use them resolves and hashes as it did
+        before the keys existed; with pools, `replicas` and `parallel` (which they replace) are not."""
         data: dict[str, Any] = handler(self)
         if self.topology == TopologyConfig():
             data.pop("topology", None)
+        if self.pools is None:
+            data.pop("pools", None)
+            if self.transfer == TransferSpec():
+                data.pop("transfer", None)
+        else:
+            data.pop("replicas", None)
+            data.pop("parallel", None)
         return data
 
     @model_validator(mode="after")
     def _topology_fits(self) -> ClusterConfig:
-        problem = self.topology.fit_problem(
-            self.parallel.tp * self.parallel.pp, f"tp {self.parallel.tp} x pp {self.parallel.pp}")
-        if problem:
-            raise ValueError(problem)
+        plans = [(None, self.parallel)] if self.pools is None else [(p.name, p.parallel) for p in self.pools]
+        for pool, parallel in plans:
+            problem = self.topology.fit_problem(parallel.tp * parallel.pp, f"tp {parallel.tp} x pp {parallel.pp}")
+            if problem:
+                raise ValueError(problem if pool is None else f"{pool_key(pool)}: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _pools_well_formed(self) -> ClusterConfig:
+        if self.pools is None:
+            return self
+        both = sorted({"replicas", "parallel"} & self.model_fields_set)
+        if both:
+            raise ValueError(f"cluster.pools replaces cluster.{' and cluster.'.join(both)}: give each pool its "
+                             "`replicas` and `parallel` and remove the top-level one(s)")
+        problems = pool_problems(self.pools)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -485,6 +538,12 @@ class ExperimentConfig(Section):
         None, description="run the experiment at many points (a grid over keys, zipped lists, named variants, "
         "seeds) with `simrun sweep`"
     )
+
+    @model_validator(mode="after")
+    def _pool_memory_valid(self) -> ExperimentConfig:
+        for pool in self.cluster.pools or ():
+            pool_memory(self.memory, pool)
+        return self
 
     @model_validator(mode="after")
     def _sweep_alone(self) -> ExperimentConfig:

@@ -21,6 +21,7 @@ from servesim.sim.engine.overheads import EngineOverheadCostModel
 from servesim.sim.engine.shared_device import SharedDevice, SplitStats
 from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.config import ExperimentConfig, IntraGpuSplitSpec
+from servesim.sim.experiment.pools import is_disaggregated
 
 KEY = "engine.intra_gpu_split"
 
@@ -35,6 +36,9 @@ def check_intra_gpu(config: ExperimentConfig) -> None:
         scheduler = get_policy("scheduler", config.scheduler.name).cls
     except PolicyError as exc:
         raise ConfigError(f"{KEY}: {exc}") from None
+    if is_disaggregated(config):
+        raise ConfigError(f"{KEY}: the pools hand prefilled requests to decode pools, and the two-loop replica "
+                          "serves both phases on one device itself; use unified pools with the split, or remove it")
     if config.cluster.parallel.ep_across_replicas:
         raise ConfigError(f"{KEY}: cluster.parallel.ep_across_replicas steps every replica in lockstep, which leaves "
                           "no room for separate prefill and decode loops; remove one of the two")

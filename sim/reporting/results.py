@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from shutil import copyfile
 from typing import Any
@@ -66,6 +66,10 @@ class RunResult:
     def system_series(self) -> pd.DataFrame:
         return read_table(self.files.system_series)
 
+    def table(self, name: str) -> pd.DataFrame:
+        """One of the run's further tables (`RunFiles.tables`), e.g. a disaggregated run's `transfers`."""
+        return read_table(self.files.tables[name])
+
     @property
     def gaps(self) -> GapStore:
         """Every gap between successive tokens of a request, pooled (on disk, read in blocks)."""
@@ -87,6 +91,8 @@ class RunFiles:
     gaps: GapStore
     iterations: Path | None = None
     keep_alive: object = None
+    tables: Mapping[str, Path] = field(default_factory=dict)
+    """Further tables of this run by name, written as `<name>.parquet` (a disaggregated run's transfers)."""
 
 
 def request_row(request: Request, stream_out_s: float = 0.0) -> tuple:
@@ -151,6 +157,8 @@ def write_run_files(result: RunResult, directory: Path, plots: bool) -> None:
                        ("system_series", files.system_series), ("iterations", files.iterations)):
         if path is not None:
             copyfile(path, directory / f"{name}.parquet")
+    for name, path in files.tables.items():
+        copyfile(path, directory / f"{name}.parquet")
     if plots:
         from servesim.sim.reporting.plots import write_plots
 

@@ -285,7 +285,7 @@ def check_transfer(policy: Any, replica: FakeReplica, now: float) -> Any:
     plans = []
     for pool in _pools(replica):
         for request in _requests(replica) or [waiting(99)]:
-            plan = policy.plan(request, pool, now)
+            plan = policy.plan(request, replica, pool, now)
             assert isinstance(plan, TransferDecision), f"plan returned {plan!r}"
             assert isinstance(plan.destination, int) and 0 <= plan.destination < len(pool), f"destination {plan!r}"
             assert isinstance(plan.layerwise, bool)
@@ -413,7 +413,7 @@ def test_schedulers_decide_validly_on_random_views(entry: PolicyEntry, replica: 
 class GreedyTransferPolicy(TransferPolicy):
     """Send KV to the destination with the fewest outstanding requests, layer by layer."""
 
-    def plan(self, request: Any, destinations: Sequence[Any], now: float) -> TransferDecision:
+    def plan(self, request: Any, source: Any, destinations: Sequence[Any], now: float) -> TransferDecision:
         best = min(range(len(destinations)), key=lambda i: (destinations[i].num_outstanding, i))
         return TransferDecision(best, layerwise=True)
 

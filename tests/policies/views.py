@@ -79,6 +79,7 @@ class FakeReplica:
     pool: str = "default"
     role: str = "unified"
     hardware: str = "h100-sxm"
+    nodes: tuple[int, ...] = (0,)
 
     def _outstanding(self) -> list[FakeRequest]:
         held = [request for iteration in self.suspended for request, _ in iteration.entries]
