@@ -399,13 +399,16 @@ def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:
 
 
 def _check_invariants(cluster: Cluster, disaggregation: Disaggregation | None) -> None:
-    """Nothing left in the replicas or on its way between them, and every KV block back; whether
-    every request ended (none lost) is checked when the request table is closed (`RequestRecorder.close`)."""
+    """Nothing left in the replicas or on its way between them, no token counted outstanding, and
+    every KV block back; whether every request ended (none lost) is checked when the request table is closed (`RequestRecorder.close`)."""
     if disaggregation is not None and disaggregation.num_in_flight:
         raise EngineInvariantError(f"{disaggregation.num_in_flight} request(s) still on their way from a prefill "
                                    "to a decode replica at the end")
     for replica in cluster.replicas:
         replica.check_drained()
+        if replica.outstanding_tokens:
+            raise EngineInvariantError(f"replica {replica.replica_id}: {replica.outstanding_tokens} tokens still "
+                                       "counted outstanding at the end (routers read this count)")
     for replica in cluster.replicas:
         for pool in (replica.kv, replica.host):
             pool.check_conservation()
