@@ -22,6 +22,25 @@ class ParallelPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class LayerSlice:
+    """A prompt that runs through one group of layers this iteration (layered prefill): its
+    `new_tokens` after `context_len` cached ones, through layers [first_layer, end_layer)."""
+
+    new_tokens: int
+    context_len: int
+    first_layer: int
+    end_layer: int
+
+    def problem(self, num_layers: int) -> str | None:
+        """Why this slice is not one of a model of `num_layers` layers, or None."""
+        if self.new_tokens < 1 or self.context_len < 0:
+            return f"{self}: new_tokens must be >= 1 and context_len >= 0"
+        if not 0 <= self.first_layer < self.end_layer <= num_layers:
+            return f"{self}: layers must satisfy 0 <= first_layer < end_layer <= {num_layers}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class BatchShape:
     """One iteration: for each batch entry, the new tokens computed and the context before them.
 
@@ -31,6 +50,9 @@ class BatchShape:
 
     new_tokens: tuple[int, ...]
     context_lens: tuple[int, ...]
+    layer_slices: tuple[LayerSlice, ...] = ()
+    """Prompts that run through only some layers this iteration (layered prefill); the entries
+    above run through all of them. Only `LayerSliceCostModel` prices these."""
 
     def __post_init__(self) -> None:
         if len(self.new_tokens) != len(self.context_lens):

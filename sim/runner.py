@@ -21,6 +21,7 @@ import simpy
 from servesim.hwmodels import ConstantCostModel, CostModel, ParallelPlan
 from servesim.hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, load_hardware, load_model
 from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel
+from servesim.hwmodels.expert_traffic import ExpertTraffic, ExpertTrafficMeter
 from servesim.hwmodels.plan_rules import plan_problems
 from servesim.hwmodels.roofline import DEFAULT_ITERATION_OVERHEAD_S, RooflineCostModel
 from servesim.hwmodels.tables import TableRangeWarning
@@ -40,6 +41,7 @@ from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, service_classes
 from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
+from servesim.sim.experiment.moe import MoeSetup, moe_setup, offloaded_weight_bytes
 from servesim.sim.experiment.workload import Workload, build_workload, request_stream, think_times
 from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.reporting.progress import RunExtent, run_with_heartbeat
@@ -65,6 +67,8 @@ class PreparedRun:
     workload: Workload
     classes: dict[str, ServiceClass]
     api: ApiServerPath | None = None
+    expert_traffic: ExpertTraffic | None = None
+    """A MoE model's expert weights read and loaded per iteration (the summary's `moe` block)."""
 
 
 def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun:
@@ -82,6 +86,8 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     scheduler_params = _lookup_policy(
         lambda: validate_params("scheduler", config.scheduler.name, config.scheduler.params())
     )
+    moe = moe_setup(config.cost_model.moe, model, [plan, *_experts_plan(config, model, plan)], base_dir,
+                    config.cost_model.kind)
     capacity = kv_capacity(
         model,
         hardware,
@@ -89,6 +95,7 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
         config.memory,
         max_batched_tokens=getattr(scheduler_params, "max_num_batched_tokens", DEFAULT_MAX_NUM_BATCHED_TOKENS),
         max_num_seqs=getattr(scheduler_params, "max_num_seqs", DEFAULT_MAX_NUM_SEQS),
+        offloaded_bytes=offloaded_weight_bytes(model, plan, moe),
     )
     check_pool_blocks(capacity, config.cluster.replicas)
     max_model_len = model_len(config.memory, model)
@@ -98,9 +105,20 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     except TraceError as exc:
         raise ConfigError(f"workload: {exc}") from None
     classes = service_classes(config, workload.class_names)
-    kernels = _cost_model(config, model, hardware, plan, base_dir)
+    kernels = _cost_model(config, model, hardware, plan, base_dir, moe)
     cost_model, api = _engine_time(config, kernels, hardware.name, getattr(scheduler_params, "max_num_seqs", 256))
-    return PreparedRun(config, model, hardware, plan, cost_model, capacity, max_model_len, workload, classes, api)
+    traffic = _expert_traffic(model, plan, moe)
+    return PreparedRun(config, model, hardware, plan, cost_model, capacity, max_model_len, workload, classes, api,
+                       traffic)
+
+
+def _expert_traffic(model: ModelSpec, plan: ParallelPlan, moe: MoeSetup | None) -> ExpertTraffic | None:
+    if not model.is_moe:
+        return None
+    if moe is None:
+        return ExpertTraffic(model)
+    routing = moe.routing(plan.ep)
+    return ExpertTraffic(model, routing, moe.cache(routing))
 
 
 def _engine_time(config: ExperimentConfig, kernels: CostModel, hardware: str, max_num_seqs: int
@@ -157,8 +175,18 @@ def _model_ref(config: ExperimentConfig, base_dir: Path) -> str | Path:
     return path if path.is_absolute() else base_dir / path
 
 
+def _experts_plan(config: ExperimentConfig, model: ModelSpec, plan: ParallelPlan) -> list[ParallelPlan]:
+    """The plan a MoE model's experts run under when they are split over all DP ranks, or none."""
+    cluster = config.cluster
+    if cluster.parallel.ep_across_replicas and cluster.replicas > 1 and model.is_moe:
+        devices = plan.tp * cluster.replicas
+        return [ParallelPlan(tp=devices, pp=plan.pp, ep=devices)]
+    return []
+
+
 def _cost_model(
-    config: ExperimentConfig, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan, base_dir: Path
+    config: ExperimentConfig, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan, base_dir: Path,
+    moe: MoeSetup | None = None,
 ) -> CostModel:
     spec = config.cost_model
     if spec.kind == "constant":
@@ -167,20 +195,19 @@ def _cost_model(
     cluster = config.cluster
     own_link = spec.link_gbps is not None or spec.link_latency_us is not None
     hardware = hardware.with_link(spec.link_gbps, spec.link_latency_us)
-    experts = None
-    if cluster.parallel.ep_across_replicas and cluster.replicas > 1 and model.is_moe:
-        devices = plan.tp * cluster.replicas
-        experts = ParallelPlan(tp=devices, pp=plan.pp, ep=devices)
-    kind = spec.kind
+    experts = next(iter(_experts_plan(config, model, plan)), None)
+    kind = "roofline" if moe is not None else spec.kind
     if kind == "auto":  # tables the config names, else the shipped ones where they cover the run
         tp_degrees = {p.tp for p in (plan, experts) if p is not None}
         named = spec.tables is not None or spec.source is not None
         kind = "table" if named else auto_cost_model_kind(hardware.name, model.name, tp_degrees)
 
     def kernels(plan: ParallelPlan) -> CostModel:
+        routing = moe.routing(plan.ep) if moe is not None else None
         roofline = RooflineCostModel(model, hardware, plan, iteration_overhead_s=overhead_s,
                                      compute_efficiency=spec.compute_efficiency,
-                                     memory_efficiency=spec.memory_efficiency)
+                                     memory_efficiency=spec.memory_efficiency, routing=routing,
+                                     cache=moe.cache(routing) if moe is not None and routing is not None else None)
         if kind == "table":
             with warnings.catch_warnings():
                 if spec.kind == "auto":  # the headline and summary name the roofline-priced operators
@@ -239,11 +266,12 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         requests = request_stream(prepared.workload.chunks(), prepared.classes)
         cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
         lockstep = lockstep_group(env, prepared.cost_model)
+        meter = ExpertTrafficMeter(prepared.expert_traffic) if prepared.expert_traffic is not None else None
         for replica_id in range(config.cluster.replicas):
             rng = random_stream(config.seed, 4, replica_id)
             preemption = _policy(config.preemption, "preemption", rng)
             scheduler = _policy(config.scheduler, "scheduler", rng, preemption=preemption)
-            setup = _replica_setup(prepared, env, rng, lockstep)
+            setup = _replica_setup(prepared, env, rng, lockstep, meter)
             cluster.add_replica(
                 Replica(env, replica_id, scheduler, prepared.cost_model, setup, metrics, cluster.next_arrival_s,
                         cluster.request_done)
@@ -273,6 +301,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         summary["engine"]["dp_lockstep"] = lockstep.describe()
     summary["memory"] = {"kv_blocks_per_replica": prepared.capacity.num_blocks, **prepared.capacity.as_dict()}
     summary["cache"] = _cache_summary(table, cluster)
+    if meter is not None:
+        summary["moe"] = meter.summary()
     auto = config.cost_model.kind == "auto"
     summary["run"] = {
         "wall_s": time.perf_counter() - started,
@@ -300,7 +330,7 @@ def _policy(spec: PolicySpec, kind: str, rng: np.random.Generator, **collaborato
 
 
 def _replica_setup(prepared: PreparedRun, env: simpy.Environment, rng: np.random.Generator,
-                   lockstep: DataParallelGroup | None) -> ReplicaSetup:
+                   lockstep: DataParallelGroup | None, meter: ExpertTrafficMeter | None) -> ReplicaSetup:
     config = prepared.config
     capacity = prepared.capacity
     block_size = config.memory.block_size
@@ -313,7 +343,7 @@ def _replica_setup(prepared: PreparedRun, env: simpy.Environment, rng: np.random
     return ReplicaSetup(kv, BlockPool(capacity.swap_blocks, block_size), prepared.max_model_len, swap_block_s,
                         config.simulation.fast_forward,
                         async_scheduling=config.engine.async_scheduling and config.cost_model.kind != "constant",
-                        lockstep=lockstep)
+                        lockstep=lockstep, expert_meter=meter)
 
 
 def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import numpy as np
 import simpy
 
 from servesim.hwmodels import BatchShape, CostModel
+from servesim.hwmodels.expert_traffic import ExpertTrafficMeter
 from servesim.policies import PreemptionMode, SchedulerPolicy
 from servesim.policies.contract import contract_violation, policy_raised
 from servesim.policies.views import is_decode, new_blocks_needed
@@ -75,6 +76,8 @@ class ReplicaSetup:
     """Plan each step while the previous one runs (vLLM >= 0.14): an arrival waits one extra step."""
     lockstep: DataParallelGroup | None = None
     """The data-parallel group whose ranks step together (no fast-forward, no interrupted iterations)."""
+    expert_meter: ExpertTrafficMeter | None = None
+    """Counts a MoE model's expert weights read and loaded over the iterations applied."""
 
 
 class Replica:
@@ -103,6 +106,7 @@ class Replica:
         self.next_arrival_s = next_arrival_s
         self.on_done = on_done
         self._lockstep = setup.lockstep
+        self.expert_meter = setup.expert_meter
         self._rank = setup.lockstep.join() if setup.lockstep is not None else 0
         self.fast_forward = setup.fast_forward and scheduler.stable_under_decode and setup.lockstep is None
         self._fast_forward_needs_empty_queue = not scheduler.stable_while_waiting
@@ -242,7 +246,7 @@ class Replica:
         began = env.now
         if self._lockstep is not None:
             yield from self._lockstep.step(self._rank, RankPlan(step.shape, step.swap_s))
-            self._apply(step.entries, began)
+            self._apply(step.entries, began, step.shape)
             self.num_iterations += 1
             return
         total_s = step.swap_s + self.cost_model.iteration_time(step.shape)
@@ -252,7 +256,7 @@ class Replica:
             yield from self._run(iteration)
         else:
             yield env.timeout(total_s)
-            self._apply(step.entries, began)
+            self._apply(step.entries, began, step.shape)
             self.num_iterations += 1
 
     def promote_staged(self) -> bool:
@@ -329,7 +333,7 @@ class Replica:
                 self.suspended.append(iteration)
                 return
         self.in_flight = None
-        self._apply(iteration.entries, iteration.began_s)
+        self._apply(iteration.entries, iteration.began_s, iteration.shape)
         self.num_iterations += 1
 
     def _resume(self, iteration: Iteration) -> Generator[simpy.Event, None, None]:
@@ -412,8 +416,10 @@ class Replica:
              self.kv.num_used_blocks, self.kv.num_blocks)
         )
 
-    def _apply(self, entries: list[tuple[Request, int]], began_s: float) -> None:
+    def _apply(self, entries: list[tuple[Request, int]], began_s: float, shape: BatchShape) -> None:
         now = self.env.now
+        if self.expert_meter is not None:
+            self.expert_meter.add(shape)
         num_prefill_tokens = 0
         num_decodes = 0
         caching = self.kv.caches_prefixes
