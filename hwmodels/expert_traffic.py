@@ -48,8 +48,10 @@ class ExpertTraffic:
         if not batch.layer_slices:
             return touched * self.num_moe_layers, loaded * self.num_moe_layers
         total_touched = total_loaded = 0.0
-        for layer in range(self.first_moe_layer, self.first_moe_layer + self.num_moe_layers):
-            extra = sum(s.new_tokens for s in batch.layer_slices if s.first_layer <= layer < s.end_layer)
+        num_layers = self.first_moe_layer + self.num_moe_layers
+        spans = [(piece.new_tokens, *piece.layers(num_layers)) for piece in batch.layer_slices]
+        for layer in range(self.first_moe_layer, num_layers):
+            extra = sum(n for n, first, end in spans if first <= layer < end)
             layer_touched, layer_loaded = self.per_layer(tokens + extra) if extra else (touched, loaded)
             total_touched += layer_touched
             total_loaded += layer_loaded

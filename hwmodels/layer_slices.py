@@ -36,20 +36,17 @@ class LayerSliceCostModel(CostModel):
         slices = batch.layer_slices
         if not slices:
             return self.inner.breakdown(batch)
-        for piece in slices:
-            problem = piece.problem(self.num_layers)
-            if problem is not None:
-                raise ValueError(f"layer slice {problem}")
         layer_s: dict[str, float] = {}
         order: list[str] = []
-        for first, end, covering in _runs(slices, self.num_layers):
+        spans = [piece.layers(self.num_layers) for piece in slices]
+        for first, end, covering in _runs(slices, spans, self.num_layers):
             share = (end - first) / self.num_layers
             for op in self.inner.breakdown(_with(batch, covering)).operators:
                 if op.name in LAYER_OPERATORS:
                     if op.name not in layer_s:
                         order.append(op.name)
                     layer_s[op.name] = layer_s.get(op.name, 0.0) + share * op.seconds
-        finishing = [piece for piece in slices if piece.end_layer == self.num_layers]
+        finishing = [piece for piece, (_, end) in zip(slices, spans, strict=True) if end == self.num_layers]
         head, tail = _split(self.inner.breakdown(_with(batch, finishing)).operators)
         layers = tuple(OperatorTime(name, self.num_layers, layer_s[name] / self.num_layers) for name in order)
         return IterationCost(head + layers + tail)
@@ -61,10 +58,11 @@ class LayerSliceCostModel(CostModel):
         return {**self.inner.describe(), "layered_prefill": "prompts priced through their layer group"}
 
 
-def _runs(slices: tuple[LayerSlice, ...], num_layers: int) -> list[tuple[int, int, list[LayerSlice]]]:
-    """The model's layers cut where a slice starts or ends: (first, end, slices covering it)."""
-    cuts = sorted({0, num_layers, *(s.first_layer for s in slices), *(s.end_layer for s in slices)})
-    return [(first, end, [s for s in slices if s.first_layer <= first and end <= s.end_layer])
+def _runs(slices: tuple[LayerSlice, ...], spans: list[tuple[int, int]], num_layers: int,
+          ) -> list[tuple[int, int, list[LayerSlice]]]:
+    """The model's layers cut where a slice's layers start or end: (first, end, slices covering it)."""
+    cuts = sorted({0, num_layers, *(first for first, _ in spans), *(end for _, end in spans)})
+    return [(first, end, [piece for piece, (a, b) in zip(slices, spans, strict=True) if a <= first and end <= b])
             for first, end in zip(cuts, cuts[1:], strict=False)]
 
 

@@ -24,20 +24,17 @@ class ParallelPlan:
 @dataclass(frozen=True, slots=True)
 class LayerSlice:
     """A prompt that runs through one group of layers this iteration (layered prefill): its
-    `new_tokens` after `context_len` cached ones, through layers [first_layer, end_layer)."""
+    `new_tokens` after `context_len` cached ones, through group `group` of the model's layers cut
+    into `num_groups` contiguous groups (so a scheduler needs no knowledge of the model)."""
 
     new_tokens: int
     context_len: int
-    first_layer: int
-    end_layer: int
+    group: int
+    num_groups: int
 
-    def problem(self, num_layers: int) -> str | None:
-        """Why this slice is not one of a model of `num_layers` layers, or None."""
-        if self.new_tokens < 1 or self.context_len < 0:
-            return f"{self}: new_tokens must be >= 1 and context_len >= 0"
-        if not 0 <= self.first_layer < self.end_layer <= num_layers:
-            return f"{self}: layers must satisfy 0 <= first_layer < end_layer <= {num_layers}"
-        return None
+    def layers(self, num_layers: int) -> tuple[int, int]:
+        """The [first, end) layers of its group in a model of `num_layers` layers."""
+        return self.group * num_layers // self.num_groups, (self.group + 1) * num_layers // self.num_groups
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,14 @@ from servesim.hwmodels import ConstantCostModel, CostModel, ParallelPlan
 from servesim.hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, load_hardware, load_model
 from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel
 from servesim.hwmodels.expert_traffic import ExpertTraffic, ExpertTrafficMeter
+from servesim.hwmodels.layer_slices import LayerSliceCostModel
 from servesim.hwmodels.plan_rules import plan_problems
 from servesim.hwmodels.roofline import DEFAULT_ITERATION_OVERHEAD_S, RooflineCostModel
 from servesim.hwmodels.tables import TableRangeWarning
 from servesim.hwmodels.tables.loading import table_cost_model
 from servesim.hwmodels.tables.shipped import auto_cost_model_kind
 from servesim.policies import PolicyError, create_policy, validate_params
+from servesim.policies.registry import get_policy
 from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from servesim.sim import __version__
 from servesim.sim.engine.cluster import ClosedLoop, Cluster
@@ -106,10 +108,24 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
         raise ConfigError(f"workload: {exc}") from None
     classes = service_classes(config, workload.class_names)
     kernels = _cost_model(config, model, hardware, plan, base_dir, moe)
+    if get_policy("scheduler", config.scheduler.name).cls.uses_layer_slices:
+        kernels = _layered(config, model, kernels, scheduler_params)
     cost_model, api = _engine_time(config, kernels, hardware.name, getattr(scheduler_params, "max_num_seqs", 256))
     traffic = _expert_traffic(model, plan, moe)
     return PreparedRun(config, model, hardware, plan, cost_model, capacity, max_model_len, workload, classes, api,
                        traffic)
+
+
+def _layered(config: ExperimentConfig, model: ModelSpec, kernels: CostModel, params: Any) -> CostModel:
+    """Kernel times for a scheduler that runs prompts through groups of layers (layered prefill)."""
+    groups = getattr(params, "num_layer_groups", 1)
+    if groups > model.num_layers:
+        raise ConfigError(f"scheduler.num_layer_groups: {groups} is more groups than the {model.num_layers} layers "
+                          f"of {model.name}; use at most {model.num_layers}")
+    if config.cluster.parallel.ep_across_replicas and config.cluster.replicas > 1:
+        raise ConfigError(f"scheduler: {config.scheduler.name} runs prompts through groups of layers, which the "
+                          "data-parallel lockstep of cluster.parallel.ep_across_replicas does not model; turn one off")
+    return LayerSliceCostModel(kernels, model.num_layers)
 
 
 def _expert_traffic(model: ModelSpec, plan: ParallelPlan, moe: MoeSetup | None) -> ExpertTraffic | None:

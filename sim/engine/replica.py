@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from servesim.hwmodels import BatchShape, CostModel
+from servesim.hwmodels import BatchShape, CostModel, LayerSlice
 from servesim.hwmodels.expert_traffic import ExpertTrafficMeter
 from servesim.policies import PreemptionMode, SchedulerPolicy
 from servesim.policies.contract import contract_violation, policy_raised
@@ -227,13 +227,18 @@ class Replica:
     def prepare_step(self, decision: CheckedDecision, promoted: bool) -> PreparedStep:
         """The checked decision made ready to run: admissions, KV blocks and the batch's shape."""
         entries, news, contexts, all_decode = self._admit_and_allocate(decision)
-        self._sample(len(news), sum(news))
+        slices = self._slices(decision)
+        if slices:  # their entries computed tokens too
+            sliced = decision.layer_slices
+            self._sample(len(news) + len(slices), sum(news) + sum(n for r, n in entries if r.request_id in sliced))
+        else:
+            self._sample(len(news), sum(news))
         self.num_engine_steps += 1
         swap_s = self._take_swap_seconds()
         stretchable = (self.fast_forward and all_decode and not decision.preempted and not decision.padding
-                       and not swap_s and not promoted and len(entries) == len(self._running)
+                       and not swap_s and not promoted and not slices and len(entries) == len(self._running)
                        and not (self.waiting and self._fast_forward_needs_empty_queue))
-        return PreparedStep(entries, BatchShape(news, contexts), swap_s, stretchable)
+        return PreparedStep(entries, BatchShape(news, contexts, slices), swap_s, stretchable)
 
     def run_step(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
         """Run a prepared step: a fast-forwarded stretch if it may be one, else one iteration."""
@@ -377,6 +382,7 @@ class Replica:
         block_size = kv.block_size
         running_state = RequestState.RUNNING
         add_new, add_context = news.append, contexts.append
+        sliced = decision.layer_slices
         for index, (request, num_new) in enumerate(entries):
             if request.state is not running_state:
                 self._admit(request)
@@ -390,12 +396,22 @@ class Replica:
             need = new_blocks_needed(request, num_new, block_size)
             if need:
                 allocate(request, need, kv, self.scheduler, self.env.now)
+            if sliced and request.request_id in sliced:
+                continue  # priced as its layer slice
             add_new(num_new)
             add_context(request.num_computed_tokens)
         for num_new, context in decision.padding:
             news.append(num_new)
             contexts.append(context)
         return entries, tuple(news), tuple(contexts), all_decode
+
+    @staticmethod
+    def _slices(decision: CheckedDecision) -> tuple[LayerSlice, ...]:
+        """The decision's layer slices in entry order (layered prefill)."""
+        sliced = decision.layer_slices
+        if not sliced:
+            return ()
+        return tuple(sliced[request.request_id] for request, _ in decision.entries if request.request_id in sliced)
 
     def _admit(self, request: Request) -> None:
         """Admission, with what only the simulator models: swapping in, reusing cached prefixes."""
