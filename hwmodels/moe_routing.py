@@ -82,7 +82,7 @@ def choice_probability(popularity: np.ndarray, experts_per_token: int) -> np.nda
         raise ValueError(f"every layer needs at least {experts_per_token} experts with a share > 0 (each token "
                          f"picks {experts_per_token} distinct ones)")
     low = np.full((popularity.shape[0], 1), float(experts_per_token))
-    high = np.full_like(low, experts_per_token / popularity[popularity > 0].min())
+    high = 1.0 / np.sort(popularity, axis=1)[:, [-experts_per_token]]  # puts the k most popular all at 1
     for _ in range(_BISECTION_STEPS):
         middle = (low + high) / 2
         below = np.minimum(1.0, middle * popularity).sum(axis=1, keepdims=True) < experts_per_token

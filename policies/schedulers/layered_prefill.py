@@ -57,7 +57,7 @@ class LayeredPrefillSchedulerPolicy(BudgetScheduler):
     decodes, in `max_num_batched_tokens`. The engine prices the prompt through its group's layers
     only (`LayerSlice`). Its tokens count as computed when its first group runs, all but one per
     later group, so its KV blocks are taken on admission and its first token comes with its last
-    group. A prompt shorter than the groups runs through every layer at once.
+    group. A prompt of fewer tokens than groups gets one group per token.
     """
 
     Params = LayeredPrefillParams
