@@ -63,4 +63,4 @@ def che_resident_probability(popularity: np.ndarray, resident: int) -> np.ndarra
         below = held < resident
         low = np.where(below, middle, low)
         high = np.where(below, high, middle)
-    return 1.0 - np.exp(-popularity * np.exp((low + high) / 2)[:, None])  # type: ignore[no-any-return]
+    return 1.0 - np.exp(-popularity * np.exp((low + high) / 2)[:, None])

@@ -23,7 +23,6 @@ import csv
 
 import numpy as np
 
-
 _BISECTION_STEPS = 100
 
 
@@ -87,7 +86,7 @@ def choice_probability(popularity: np.ndarray, experts_per_token: int) -> np.nda
         middle = (low + high) / 2
         below = np.minimum(1.0, middle * popularity).sum(axis=1, keepdims=True) < experts_per_token
         low, high = np.where(below, middle, low), np.where(below, high, middle)
-    return np.minimum(1.0, high * popularity)  # type: ignore[no-any-return]
+    return np.minimum(1.0, high * popularity)
 
 
 def touched_per_expert(tokens: float | np.ndarray, choice: np.ndarray) -> np.ndarray:

@@ -266,6 +266,8 @@ class OperatorBuilder:
     def _moe_ops(self, t: int) -> list[Operator]:
         m, p, act = self.model, self.params, self._act
         layers, h, k, experts = m.num_moe_layers, m.hidden_size, m.experts_per_token, m.num_experts
+        touched: Any
+        pairs: Any
         if self.routing is None:
             touched, pairs = experts * (1.0 - (1.0 - k / experts) ** t), t * k
         else:  # the most loaded rank, its experts sharded over tp/ep devices: ep x a balanced device's share

@@ -239,13 +239,12 @@ class RooflineCostModel(CostModel):
         return self._linear_seconds(size, size) + self._decode_seconds(size, context_sums)
 
     def describe(self) -> dict[str, Any]:
-        moe = {}
+        moe: dict[str, Any] = {}
         if self.ops.routing is not None:
             moe["moe_routing"] = self.ops.routing.describe()
         if self.ops.cache is not None:
             moe["moe_offload"] = self.ops.cache.describe()
         return {
-            **moe,
             "kind": "roofline",
             "hardware": self.hardware.name,
             "model": self.model.name,
@@ -259,4 +258,5 @@ class RooflineCostModel(CostModel):
             "compute_efficiency": self.compute_efficiency,
             "memory_efficiency": self.memory_efficiency,
             "iteration_overhead_s": self.iteration_overhead_s,
+            **moe,
         }

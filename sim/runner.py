@@ -108,7 +108,7 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
         raise ConfigError(f"workload: {exc}") from None
     classes = service_classes(config, workload.class_names)
     kernels = _cost_model(config, model, hardware, plan, base_dir, moe)
-    if get_policy("scheduler", config.scheduler.name).cls.uses_layer_slices:
+    if getattr(get_policy("scheduler", config.scheduler.name).cls, "uses_layer_slices", False):
         kernels = _layered(config, model, kernels, scheduler_params)
     cost_model, api = _engine_time(config, kernels, hardware.name, getattr(scheduler_params, "max_num_seqs", 256))
     traffic = _expert_traffic(model, plan, moe)

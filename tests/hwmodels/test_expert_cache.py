@@ -59,7 +59,8 @@ def test_misses_are_copied_over_the_host_link_before_the_experts_run():
     offloaded = RooflineCostModel(MODEL, hardware, ParallelPlan(), routing=cache.routing, cache=cache)
     batch = BatchShape((1,) * 8, (100,) * 8)
     load = offloaded.breakdown(batch).by_operator()["moe_expert_load"]
-    expected = MODEL.num_moe_layers * cache.misses(8) * MODEL.layer_params(1).expert * 2 / (hardware.host_link_gbps * 1e9)
+    expert_bytes = MODEL.layer_params(1).expert * 2  # bf16
+    expected = MODEL.num_moe_layers * cache.misses(8) * expert_bytes / (hardware.host_link_gbps * 1e9)
     assert load == pytest.approx(expected)
     assert offloaded.iteration_time(batch) == pytest.approx(resident.iteration_time(batch) + load, rel=1e-9)
 
