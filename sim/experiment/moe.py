@@ -35,12 +35,16 @@ class MoeSetup:
     config: MoeConfig
     popularity: np.ndarray
     experts_per_token: int
+    placement_ranks: int
+    """The EP degree `placement` is for: the widest plan's (replicas x tp with ep_across_replicas)."""
 
     def routing(self, ep: int) -> ExpertRouting:
-        """The routing over `ep` ranks: the configured placement, or experts dealt round-robin."""
-        placement = round_robin(self.popularity.shape[1], ep) if self.config.placement is None \
-            else np.asarray(self.config.placement)
-        return ExpertRouting(self.popularity, placement, self.experts_per_token, ep, self._label())
+        """The routing over `ep` ranks: the configured placement for the plan it is for, else (and
+        for a DP rank's own plan, whose expert time the wide plan's replaces) round-robin."""
+        placement = self.config.placement
+        dealt = round_robin(self.popularity.shape[1], ep) if placement is None or ep != self.placement_ranks \
+            else np.asarray(placement)
+        return ExpertRouting(self.popularity, dealt, self.experts_per_token, ep, self._label())
 
     def cache(self, routing: ExpertRouting) -> ExpertCacheEstimate | None:
         offload = self.config.offload
@@ -68,8 +72,8 @@ def moe_setup(config: MoeConfig | None, model: ModelSpec, plans: list[ParallelPl
                           "set cost_model.kind: roofline or auto (profiled tables carry their own measured routing: "
                           "cost_model.moe_distribution)")
     experts = model.num_experts
+    ranks = max(plan.ep for plan in plans)
     if config.placement is not None:
-        ranks = max(plan.ep for plan in plans)
         if len(config.placement) != experts or max(config.placement) >= ranks:
             raise ConfigError(f"cost_model.moe.placement: give the EP rank (0..{ranks - 1}) of each of the "
                               f"{experts} experts of {model.name}, in expert order; got {len(config.placement)} "
@@ -77,7 +81,7 @@ def moe_setup(config: MoeConfig | None, model: ModelSpec, plans: list[ParallelPl
     if config.offload is not None and config.offload.gpu_experts >= experts:
         raise ConfigError(f"cost_model.moe.offload.gpu_experts: {config.offload.gpu_experts} keeps every one of the "
                           f"{experts} experts of {model.name} on the device; use fewer, or remove `offload`")
-    return MoeSetup(config, _popularity(config, model, base_dir), model.experts_per_token)
+    return MoeSetup(config, _popularity(config, model, base_dir), model.experts_per_token, ranks)
 
 
 def _popularity(config: MoeConfig, model: ModelSpec, base_dir: Path) -> np.ndarray:

@@ -75,3 +75,12 @@ def test_the_traffic_meter_counts_fast_forwarded_stretches_as_stepping_does():
     stepped = run_experiment(stepped_config).summary
     forwarded = summary()
     assert forwarded["moe"]["expert_reads"] == pytest.approx(stepped["moe"]["expert_reads"], rel=1e-9)
+
+
+def test_a_placement_for_the_dp_ep_group_crowding_one_rank_slows_prefills():
+    def ttft(moe):
+        cfg = config(moe=moe, parallel={"tp": 2, "ep_across_replicas": True}, prompt=4096, n=6)
+        cfg.cluster.replicas = 2
+        return run_experiment(cfg).summary["ttft_s"]["mean"]
+    crowded = [0] * 64 + [1, 2, 3] * 21 + [1]
+    assert ttft({"placement": crowded}) > ttft({})
