@@ -84,3 +84,8 @@ def test_a_placement_for_the_dp_ep_group_crowding_one_rank_slows_prefills():
         return run_experiment(cfg).summary["ttft_s"]["mean"]
     crowded = [0] * 64 + [1, 2, 3] * 21 + [1]
     assert ttft({"placement": crowded}) > ttft({})
+
+
+def test_the_headline_says_the_roofline_prices_the_routing():
+    from servesim.sim.reporting.headline import headline
+    assert "experts priced for zipf(s=1.2, seed=0) routing" in headline(summary(moe={"routing": "zipf"}, n=3))
