@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servesim.hwmodels import ConstantCostModel
+from servesim.hwmodels import ConstantCostModel, CostModel
+from servesim.hwmodels.layer_slices import LayerSliceCostModel
 from servesim.policies import create_policy, registry
 from servesim.policies.base import RouterPolicy
 from servesim.policies.registry import register
@@ -17,7 +18,7 @@ from tests.sim.engine_harness import run_engine
 from tests.sim.test_engine_properties import assert_same_results, build_requests, requests_with_prefixes
 
 FAST_FORWARDED = ["vllm", "sarathi", "orca", "batchllm", "laps", "past_future", "flowprefill", "sjf", "srpt", "edf",
-                  "priority"]
+                  "priority", "layered_prefill"]
 
 
 def scheduler_params(name: str, max_seqs: int, max_tokens: int, preemptive: bool) -> dict:
@@ -26,7 +27,14 @@ def scheduler_params(name: str, max_seqs: int, max_tokens: int, preemptive: bool
         params["preemptive"] = preemptive
     if name == "past_future":
         params["min_history"] = 2
+    if name == "layered_prefill":
+        params.update(chunked_prefill=False, num_layer_groups=3)
     return params
+
+
+def priced_for(scheduler: str, cost_model: ConstantCostModel) -> CostModel:
+    """Layered prefill's slices priced through their layers (a model of 6 layers), as the runner does."""
+    return LayerSliceCostModel(cost_model, 6) if scheduler == "layered_prefill" else cost_model
 
 
 @pytest.mark.parametrize("name", FAST_FORWARDED)
@@ -63,7 +71,8 @@ def test_static_batching_is_stepped():
 def test_fast_forward_gives_the_same_results_as_stepping_for_every_scheduler(
         specs, scheduler, options, max_seqs, max_tokens, preemptive, cost_model):
     params = scheduler_params(scheduler, max_seqs, max_tokens, preemptive)
-    runs = [run_engine(build_requests(specs), cost_model, scheduler_name=scheduler, scheduler=params,
+    runs = [run_engine(build_requests(specs), priced_for(scheduler, cost_model), scheduler_name=scheduler,
+                       scheduler=params,
                        swap_block_s=0.002, fast_forward=fast_forward, **options)
             for fast_forward in (False, True)]
     assert_same_results(*runs)
