@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 MAX_REPLICAS = 4096  # a sane cluster; each replica is a process with its own KV pools
 MAX_SYNTHETIC_REQUESTS = 10_000_000  # the engine holds every request in memory (about 1 KiB each)
@@ -144,6 +144,15 @@ class CostModelConfig(Section):
     )
     iteration_s: float = Field(0.01, gt=0, description="constant: seconds per iteration")
     per_token_s: float = Field(0.0, ge=0, description="constant: extra seconds per new token in the batch")
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_moe(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without a `moe` section the key is not written (nor hashed), so a config that does not
+        use it resolves and hashes as it did before the key existed."""
+        data: dict[str, Any] = handler(self)
+        if self.moe is None:
+            data.pop("moe", None)
+        return data
 
 
 class ParallelConfig(Section):

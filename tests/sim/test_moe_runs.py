@@ -89,3 +89,8 @@ def test_a_placement_for_the_dp_ep_group_crowding_one_rank_slows_prefills():
 def test_the_headline_says_the_roofline_prices_the_routing():
     from servesim.sim.reporting.headline import headline
     assert "experts priced for zipf(s=1.2, seed=0) routing" in headline(summary(moe={"routing": "zipf"}, n=3))
+
+
+def test_a_config_without_moe_resolves_and_hashes_as_before_the_key_existed():
+    assert "moe" not in config().model_dump(mode="json")["cost_model"]
+    assert config(moe={"routing": "zipf"}).model_dump(mode="json")["cost_model"]["moe"]["routing"] == "zipf"
