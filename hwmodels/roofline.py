@@ -45,15 +45,6 @@ _TABLE_BLOCK = 1024
 _TABLE_LIMIT = 16384
 
 
-def inter_node_link(hardware: HardwareSpec) -> tuple[float, float]:
-    """(GB/s per direction, latency in us) of one device's link to other nodes, from the catalog."""
-    gbps = getattr(hardware, "inter_node_link_gbps", None)
-    if gbps is None:
-        raise CatalogError(f"hardware {hardware.name!r} has no inter_node_link_gbps, so a collective across its "
-                           "nodes cannot be priced; add it to the hardware entry")
-    return gbps, getattr(hardware, "inter_node_latency_us", hardware.link_latency_us)
-
-
 class RooflineCostModel(CostModel):
     """Roofline iteration times for `model` on `hardware` under `plan`.
 
@@ -164,12 +155,12 @@ class RooflineCostModel(CostModel):
         its node's other devices crosses the intra-node link and the share for other nodes its own
         inter-node link (NIC), both at once; the slower part sets the time, plus a latency step per
         peer on each link."""
-        per_node = self.hardware.devices_per_node
-        inter_gbps, inter_latency_us = inter_node_link(self.hardware)
-        intra_s = (per_node - 1) / n * nbytes / self.hardware.collective_bytes_per_s(per_node)
-        inter_s = (n - per_node) / n * nbytes / (inter_gbps * 1e9)
+        hardware = self.hardware
+        per_node = hardware.devices_per_node
+        intra_s = (per_node - 1) / n * nbytes / hardware.collective_bytes_per_s(per_node)
+        inter_s = (n - per_node) / n * nbytes / (hardware.inter_node_link_gbps * 1e9)
         return (np.maximum(intra_s, inter_s) + (per_node - 1) * self._latency_s
-                + (n - per_node) * inter_latency_us * 1e-6)
+                + (n - per_node) * hardware.inter_node_latency_us * 1e-6)
 
     def breakdown(self, batch: BatchShape) -> IterationCost:
         return IterationCost(tuple(

@@ -10,7 +10,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, 
 from servesim.sim import __version__
 from servesim.sim.engine.cluster import ClosedLoop, Cluster
 from servesim.sim.engine.dp_group import DataParallelGroup, lockstep_group
+from servesim.sim.engine.intra_gpu import IntraGpuReplica
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
@@ -42,7 +43,8 @@ from servesim.sim.engine.request import Request
 from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, service_classes
-from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
+from servesim.sim.experiment.config import ExperimentConfig, PolicySpec, TopologyConfig
+from servesim.sim.experiment.intra_gpu import check_intra_gpu, device_factory, intra_gpu_summary, share_model
 from servesim.sim.experiment.moe import MoeSetup, moe_setup, offloaded_weight_bytes
 from servesim.sim.experiment.workload import Workload, build_workload, request_stream, think_times
 from servesim.sim.reporting.metrics import MetricsRecorder
@@ -100,6 +102,7 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
         offloaded_bytes=offloaded_weight_bytes(model, plan, moe),
     )
     check_pool_blocks(capacity, config.cluster.replicas)
+    check_intra_gpu(config)
     max_model_len = model_len(config.memory, model)
     try:
         workload = build_workload(config.workload, base_dir, config.seed, max_model_len,
@@ -200,6 +203,18 @@ def _experts_plan(config: ExperimentConfig, model: ModelSpec, plan: ParallelPlan
     return []
 
 
+def _with_nodes(hardware: HardwareSpec, topology: TopologyConfig) -> HardwareSpec:
+    """`hardware` with `cluster.topology`'s nodes and inter-node links, where an EP group's all-to-all
+    crosses nodes (its intra-node link stays `cost_model.link_gbps`'s, as the TP collectives')."""
+    inter = topology.inter_node
+    if topology.devices_per_node is None and inter.gbps is None and inter.latency_us is None:
+        return hardware
+    return replace(
+        hardware, devices_per_node=topology.devices_per_node or hardware.devices_per_node,
+        inter_node_link_gbps=inter.gbps or hardware.inter_node_link_gbps,
+        inter_node_latency_us=hardware.inter_node_latency_us if inter.latency_us is None else inter.latency_us)
+
+
 def _cost_model(
     config: ExperimentConfig, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan, base_dir: Path,
     moe: MoeSetup | None = None,
@@ -210,7 +225,7 @@ def _cost_model(
     overhead_s = DEFAULT_ITERATION_OVERHEAD_S if spec.iteration_overhead_s is None else spec.iteration_overhead_s
     cluster = config.cluster
     own_link = spec.link_gbps is not None or spec.link_latency_us is not None
-    hardware = hardware.with_link(spec.link_gbps, spec.link_latency_us)
+    hardware = _with_nodes(hardware.with_link(spec.link_gbps, spec.link_latency_us), cluster.topology)
     experts = next(iter(_experts_plan(config, model, plan)), None)
     kind = "roofline" if moe is not None else spec.kind
     if kind == "auto":  # tables the config names, else the shipped ones where they cover the run
@@ -283,15 +298,24 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
         lockstep = lockstep_group(env, prepared.cost_model)
         meter = ExpertTrafficMeter(prepared.expert_traffic) if prepared.expert_traffic is not None else None
+        split = config.engine.intra_gpu_split
+        if split is not None:
+            sm_shares = share_model(split, prepared.cost_model, prepared.model, prepared.hardware, prepared.plan)
         for replica_id in range(config.cluster.replicas):
             rng = random_stream(config.seed, 4, replica_id)
             preemption = _policy(config.preemption, "preemption", rng)
             scheduler = _policy(config.scheduler, "scheduler", rng, preemption=preemption)
             setup = _replica_setup(prepared, env, rng, lockstep, meter)
-            cluster.add_replica(
-                Replica(env, replica_id, scheduler, prepared.cost_model, setup, metrics, cluster.next_arrival_s,
-                        cluster.request_done)
-            )
+            replica: Replica
+            if split is None:
+                replica = Replica(env, replica_id, scheduler, prepared.cost_model, setup, metrics,
+                                  cluster.next_arrival_s, cluster.request_done)
+            else:
+                decode_scheduler = _policy(config.scheduler, "scheduler", rng, preemption=preemption)
+                replica = IntraGpuReplica(env, replica_id, (scheduler, decode_scheduler), prepared.cost_model, setup,
+                                          metrics, cluster.next_arrival_s, cluster.request_done,
+                                          device_factory(env, split, sm_shares, rng))
+            cluster.add_replica(replica)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
     if progress is None:
@@ -315,6 +339,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     }
     if lockstep is not None:
         summary["engine"]["dp_lockstep"] = lockstep.describe()
+    if config.engine.intra_gpu_split is not None:
+        summary["intra_gpu"] = intra_gpu_summary(config.engine.intra_gpu_split, cluster.replicas)
     summary["memory"] = {"kv_blocks_per_replica": prepared.capacity.num_blocks, **prepared.capacity.as_dict()}
     summary["cache"] = _cache_summary(table, cluster)
     if meter is not None:

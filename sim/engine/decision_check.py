@@ -12,8 +12,10 @@ what the request has left and, summed, within the scheduler's own `max_num_batch
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from operator import itemgetter
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from servesim.hwmodels.shapes import LayerSlice
@@ -31,6 +33,7 @@ _RUNNING = RequestState.RUNNING
 _QUEUED = (RequestState.WAITING, RequestState.SWAPPED)
 _NONE_HELD: set[int] = set()
 _FIRST = itemgetter(0)
+_NO_SLICES: Mapping[int, LayerSlice] = MappingProxyType({})
 
 
 @dataclass(slots=True)
@@ -42,7 +45,7 @@ class CheckedDecision:
     padding: list[tuple[int, int]]
     wake_at: float | None
     resume: Iteration | None
-    layer_slices: dict[int, LayerSlice] = field(default_factory=dict)
+    layer_slices: Mapping[int, LayerSlice] = _NO_SLICES
 
 
 class DecisionChecker:

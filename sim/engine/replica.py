@@ -27,7 +27,6 @@ from servesim.sim.engine.bookkeeping import (
     admit,
     allocate,
     arrival_rejection,
-    checked_schedule,
     preempt,
     record_sampled,
     retire,
@@ -38,6 +37,7 @@ from servesim.sim.engine.iteration import Iteration
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.request import INFINITY, Request, RequestState
 from servesim.sim.engine.stretch import run_stretch
+from servesim.sim.engine.trusted import decision_source
 from servesim.sim.engine.views import KvView, ReplicaView
 from servesim.sim.reporting.metrics import MetricsRecorder
 
@@ -138,7 +138,7 @@ class Replica:
         self.num_interrupts = 0
         self.view = ReplicaView(self)
         self._host_view = KvView(self.host)
-        self._checker = DecisionChecker(self, scheduler)
+        self._decide = decision_source(self, scheduler, DecisionChecker(self, scheduler))
         self._idle_decisions = 0
         self.process = env.process(self._loop())
 
@@ -203,7 +203,7 @@ class Replica:
                     continue
                 yield from self._idle(None)
                 continue
-            decision = checked_schedule(self.scheduler, self.view, self._checker, env.now)
+            decision = self._decide(env.now)
             promoted = self.promote_staged()
             self._preempt(decision.preempted)
             if decision.resume is not None:

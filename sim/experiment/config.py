@@ -41,6 +41,16 @@ class RouterSpec(PolicySpec):
     name: str = Field("round_robin", description="registered router name")
 
 
+class IntraGpuSplitSpec(PolicySpec):
+    """`{name: static|proactive, <policy parameters>}` plus the SM-share model's own parameter."""
+
+    name: str = Field(description="registered split policy name (`static`, `proactive`; see `simrun list`)")
+    bandwidth_saturation_share: float = Field(
+        0.4, gt=0, le=1, description="share of the SMs that saturates the device's memory bandwidth: beyond it "
+        "memory-bound work (decode) gets no faster"
+    )
+
+
 class EvictionSpec(PolicySpec):
     name: str = Field("lru", description="registered eviction policy name")
 
@@ -165,6 +175,30 @@ class ParallelConfig(Section):
         "replicas x tp devices (vLLM --data-parallel-size N --enable-expert-parallel)")
 
 
+class LinkOverrideConfig(Section):
+    gbps: float | None = Field(None, gt=0, description="per device and direction, GB/s (default: the hardware entry's)")
+    latency_us: float | None = Field(None, ge=0, description="paid once per transfer (default: the hardware entry's)")
+
+
+class TopologyConfig(Section):
+    devices_per_node: int | None = Field(
+        None, ge=1, description="devices per node (default: the hardware entry's `devices_per_node`)")
+    intra_node: LinkOverrideConfig = Field(
+        default_factory=LinkOverrideConfig, description="each device's port on its node's fabric (NVLink/NVSwitch "
+        "or PCIe; default: the entry's `intra_node_link_gbps`, `link_latency_us`)")
+    inter_node: LinkOverrideConfig = Field(
+        default_factory=LinkOverrideConfig, description="each device's NIC between nodes (InfiniBand/RoCE; default: "
+        "the entry's `inter_node_link_gbps`, `inter_node_latency_us`)")
+
+    def fit_problem(self, devices_per_replica: int, what: str) -> str | None:
+        """Why `devices_per_node` cannot hold one replica of `what`, or None when it can."""
+        if self.devices_per_node is None or self.devices_per_node >= devices_per_replica:
+            return None
+        return (f"cluster.topology.devices_per_node: {self.devices_per_node} devices per node cannot hold one "
+                f"replica of {what} ({devices_per_replica} devices); set devices_per_node to at least "
+                f"{devices_per_replica} or use a smaller parallel plan")
+
+
 class ClusterConfig(Section):
     replicas: int = Field(
         1, ge=1, le=MAX_REPLICAS,
@@ -172,6 +206,25 @@ class ClusterConfig(Section):
     )
     parallel: ParallelConfig = Field(default_factory=ParallelConfig, description="parallel plan of each replica")
     router: RouterSpec = Field(default_factory=RouterSpec, description="which replica gets an arrival")
+    topology: TopologyConfig = Field(
+        default_factory=TopologyConfig, description="nodes and links between devices (default: the hardware entry's)")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_topology(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A topology left at the hardware's figures is not written (nor hashed), so a config that
+        does not use it resolves and hashes as it did before the key existed."""
+        data: dict[str, Any] = handler(self)
+        if self.topology == TopologyConfig():
+            data.pop("topology", None)
+        return data
+
+    @model_validator(mode="after")
+    def _topology_fits(self) -> ClusterConfig:
+        problem = self.topology.fit_problem(
+            self.parallel.tp * self.parallel.pp, f"tp {self.parallel.tp} x pp {self.parallel.pp}")
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class MemoryConfig(Section):
@@ -379,6 +432,10 @@ class EngineConfig(Section):
     )
     api_stream_out_s: float | None = Field(
         None, ge=0, description="API server: seconds from the engine's token to the client (default: fitted)"
+    )
+    intra_gpu_split: IntraGpuSplitSpec | None = Field(
+        None, description="run each replica's prefill and decode loops at once on one device, each on a share of "
+        "its SMs chosen by this split policy (Nexus); none: one loop with mixed batches"
     )
 
 
