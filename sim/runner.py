@@ -128,6 +128,9 @@ def _layered(config: ExperimentConfig, model: ModelSpec, kernels: CostModel, par
     if config.cluster.parallel.ep_across_replicas and config.cluster.replicas > 1:
         raise ConfigError(f"scheduler: {config.scheduler.name} runs prompts through groups of layers, which the "
                           "data-parallel lockstep of cluster.parallel.ep_across_replicas does not model; turn one off")
+    if config.engine.intra_gpu_split is not None:
+        raise ConfigError(f"scheduler: {config.scheduler.name} runs prompts through groups of layers, which the "
+                          "prefill and decode loops of engine.intra_gpu_split do not model; turn one off")
     return LayerSliceCostModel(kernels, model.num_layers)
 
 

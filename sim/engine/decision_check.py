@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import itemgetter
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from servesim.hwmodels.shapes import LayerSlice
@@ -33,7 +32,6 @@ _RUNNING = RequestState.RUNNING
 _QUEUED = (RequestState.WAITING, RequestState.SWAPPED)
 _NONE_HELD: set[int] = set()
 _FIRST = itemgetter(0)
-_NO_SLICES: Mapping[int, LayerSlice] = MappingProxyType({})
 
 
 @dataclass(slots=True)
@@ -45,7 +43,7 @@ class CheckedDecision:
     padding: list[tuple[int, int]]
     wake_at: float | None
     resume: Iteration | None
-    layer_slices: Mapping[int, LayerSlice] = _NO_SLICES
+    layer_slices: Mapping[int, LayerSlice] | None = None
 
 
 class DecisionChecker:

@@ -228,8 +228,8 @@ class Replica:
         """The checked decision made ready to run: admissions, KV blocks and the batch's shape."""
         entries, news, contexts, all_decode = self._admit_and_allocate(decision)
         slices = self._slices(decision)
-        if slices:  # their entries computed tokens too
-            sliced = decision.layer_slices
+        sliced = decision.layer_slices
+        if slices and sliced:  # their entries computed tokens too
             self._sample(len(news) + len(slices), sum(news) + sum(n for r, n in entries if r.request_id in sliced))
         else:
             self._sample(len(news), sum(news))

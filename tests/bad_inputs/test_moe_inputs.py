@@ -42,6 +42,8 @@ def with_moe(moe, **changes):
     ({**MOE, "scheduler": {"name": "layered_prefill", "chunked_prefill": True}}, ("chunked_prefill",)),
     ({**MOE, "scheduler": {"name": "layered_prefill"},
       "cluster": {"replicas": 2, "parallel": {"ep_across_replicas": True}}}, ("ep_across_replicas",)),
+    ({**MOE, "scheduler": {"name": "layered_prefill"}, "engine": {"intra_gpu_split": {"name": "static"}}},
+     ("intra_gpu_split",)),
 ])
 def test_a_bad_moe_or_layered_prefill_setting_exits_2(tmp_path, capsys, config, fragments):
     refused(tmp_path, capsys, config, *fragments)

@@ -5,7 +5,7 @@ from servesim.hwmodels import ConstantCostModel, LayerSlice
 from servesim.hwmodels.layer_slices import LayerSliceCostModel
 from servesim.policies import ScheduleDecision
 from servesim.policies.contract import PolicyContractError
-from servesim.policies.schedulers.vllm import VllmSchedulerPolicy
+from servesim.policies.schedulers.orca import OrcaSchedulerPolicy
 from tests.sim.engine_harness import run_engine
 
 STEP = ConstantCostModel(0.01)
@@ -51,7 +51,7 @@ def test_every_request_finishes_under_memory_pressure():
 
 
 def test_slices_from_a_scheduler_that_does_not_declare_them_break_its_contract(monkeypatch):
-    plain = VllmSchedulerPolicy.schedule
+    plain = OrcaSchedulerPolicy.schedule
 
     def schedule(self, replica, now):
         decision = plain(self, replica, now)
@@ -59,9 +59,9 @@ def test_slices_from_a_scheduler_that_does_not_declare_them_break_its_contract(m
             decision.layer_slices[request.request_id] = LayerSlice(num_new, 0, 0, 2)
         return decision
 
-    monkeypatch.setattr(VllmSchedulerPolicy, "schedule", schedule)
+    monkeypatch.setattr(OrcaSchedulerPolicy, "schedule", schedule)
     with pytest.raises(PolicyContractError, match="uses_layer_slices"):
-        run_engine([(0.0, 10, 2)], STEP)
+        run_engine([(0.0, 10, 2)], STEP, scheduler_name="orca")
 
 
 def test_a_slice_for_a_request_not_scheduled_breaks_the_contract(monkeypatch):
