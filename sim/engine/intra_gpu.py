@@ -161,7 +161,8 @@ class IntraGpuReplica(Replica):
                 yield env.timeout(step.swap_s)
             yield self.device.run(loop.phase, step.shape)
             loop.busy = frozenset()
-            self._apply(step.entries, began, step.shape)
+            self._apply(step.entries, began)
+            self.meter_experts(step.shape)
             loop.num_iterations += 1
             self.num_iterations += 1
             self._wake_other(loop)

@@ -251,7 +251,8 @@ class Replica:
         began = env.now
         if self._lockstep is not None:
             yield from self._lockstep.step(self._rank, RankPlan(step.shape, step.swap_s))
-            self._apply(step.entries, began, step.shape)
+            self._apply(step.entries, began)
+            self.meter_experts(step.shape)
             self.num_iterations += 1
             return
         total_s = step.swap_s + self.cost_model.iteration_time(step.shape)
@@ -261,7 +262,8 @@ class Replica:
             yield from self._run(iteration)
         else:
             yield env.timeout(total_s)
-            self._apply(step.entries, began, step.shape)
+            self._apply(step.entries, began)
+            self.meter_experts(step.shape)
             self.num_iterations += 1
 
     def promote_staged(self) -> bool:
@@ -338,7 +340,8 @@ class Replica:
                 self.suspended.append(iteration)
                 return
         self.in_flight = None
-        self._apply(iteration.entries, iteration.began_s, iteration.shape)
+        self._apply(iteration.entries, iteration.began_s)
+        self.meter_experts(iteration.shape)
         self.num_iterations += 1
 
     def _resume(self, iteration: Iteration) -> Generator[simpy.Event, None, None]:
@@ -432,10 +435,13 @@ class Replica:
              self.kv.num_used_blocks, self.kv.num_blocks)
         )
 
-    def _apply(self, entries: list[tuple[Request, int]], began_s: float, shape: BatchShape) -> None:
-        now = self.env.now
+    def meter_experts(self, shape: BatchShape) -> None:
+        """Count a MoE model's expert weights read (and loaded) by an iteration just applied."""
         if self.expert_meter is not None:
             self.expert_meter.add(shape)
+
+    def _apply(self, entries: list[tuple[Request, int]], began_s: float) -> None:
+        now = self.env.now
         num_prefill_tokens = 0
         num_decodes = 0
         caching = self.kv.caches_prefixes
