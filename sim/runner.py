@@ -38,7 +38,7 @@ from servesim.sim.engine.intra_gpu import IntraGpuReplica
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
-from servesim.sim.engine.replica import Replica, ReplicaSetup
+from servesim.sim.engine.replica import Placement, Replica, ReplicaSetup
 from servesim.sim.engine.request import Request
 from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
@@ -328,7 +328,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     _check_invariants(cluster)
     metrics.finish()
     files = RunFiles(records.close(num_requests), metrics.replica_series_path, metrics.system_series_path,
-                     metrics.gaps, keep_alive=metrics)
+                     metrics.gaps, metrics.iterations_path, keep_alive=metrics)
     table = read_table(files.requests)
     summary = summarize(table, metrics.gaps, config.slo, env.now)
     summary["classes"] = summarize_classes(table, prepared.classes)
@@ -360,7 +360,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         "config_hash": config_hash(config),
         "version": __version__,
     }
-    return RunResult(config, summary, files, metrics.iterations() if config.output.iterations else None)
+    return RunResult(config, summary, files)
 
 
 def run_extent(prepared: PreparedRun) -> RunExtent:
@@ -388,7 +388,7 @@ def _replica_setup(prepared: PreparedRun, env: simpy.Environment, rng: np.random
     return ReplicaSetup(kv, BlockPool(capacity.swap_blocks, block_size), prepared.max_model_len, swap_block_s,
                         config.simulation.fast_forward,
                         async_scheduling=config.engine.async_scheduling and config.cost_model.kind != "constant",
-                        lockstep=lockstep, expert_meter=meter)
+                        lockstep=lockstep, expert_meter=meter, placement=Placement(hardware=prepared.hardware.name))
 
 
 def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:

@@ -63,6 +63,15 @@ class PreparedStep:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where a replica sits in the cluster, for policies that route by pool, role or hardware."""
+
+    pool: str = "default"
+    role: str = "unified"
+    hardware: str = ""
+
+
+@dataclass(frozen=True)
 class ReplicaSetup:
     """What a replica is given besides its policies: memory, limits and the swap link."""
 
@@ -78,6 +87,8 @@ class ReplicaSetup:
     """The data-parallel group whose ranks step together (no fast-forward, no interrupted iterations)."""
     expert_meter: ExpertTrafficMeter | None = None
     """Counts a MoE model's expert weights read and loaded over the iterations applied."""
+    placement: Placement = Placement()
+    """Its pool, role and hardware, as routers see them."""
 
 
 class Replica:
@@ -113,6 +124,10 @@ class Replica:
         self.interruptible = (type(scheduler).interrupt is not SchedulerPolicy.interrupt
                               and setup.lockstep is None)
         self.async_scheduling = setup.async_scheduling and not self.interruptible
+        self.pool, self.role, self.hardware = setup.placement.pool, setup.placement.role, setup.placement.hardware
+        self.outstanding_tokens = 0
+        """Tokens its queued and running requests still have to compute or generate (the sum of
+        their `tokens_left`), kept up to date at each arrival, iteration, preemption and end."""
         self.progress_observed = True
         """Whether anyone (the router) reads this replica's progress at an arrival: a decode stretch
         then shows it at every arrival; otherwise it applies its iterations only when it must."""
@@ -162,6 +177,7 @@ class Replica:
             request.reject_reason = reason
             self._end(request, RequestState.REJECTED, self.env.now)
             return
+        self.outstanding_tokens += request.tokens_left
         self._idle_decisions = 0
         if request.timeout_at_s < INFINITY:
             heapq.heappush(self._timeouts, (request.timeout_at_s, request.request_id, request))
@@ -362,8 +378,10 @@ class Replica:
         return mode
 
     def _preempt(self, preempted: list[Request]) -> None:
+        left_before = sum(request.tokens_left for request in preempted)
         self._pending_swap_blocks += preempt(preempted, self._running, self.waiting, self.kv, self.host,
                                              self._preemption_mode)
+        self.outstanding_tokens += sum(request.tokens_left for request in preempted) - left_before
 
     def _take_swap_seconds(self) -> float:
         blocks, self._pending_swap_blocks = self._pending_swap_blocks, 0
@@ -425,6 +443,7 @@ class Replica:
         elif self.kv.caches_prefixes and not request.num_computed_tokens:
             hit = self.kv.reuse(request)  # type: ignore[attr-defined]
             request.num_computed_tokens = hit.num_tokens
+            self.outstanding_tokens -= hit.num_tokens
             request.num_blocks = hit.num_blocks
             request.num_cached_tokens += hit.num_tokens
         admit(request, self.waiting, self._running, self.env.now)
@@ -468,6 +487,7 @@ class Replica:
                 request.last_token_s = now
                 if done:
                     self.finish(request, now)
+        self.outstanding_tokens -= num_prefill_tokens + num_decodes
         if self.metrics.record_iterations:
             self.metrics.add_iteration(
                 (self.replica_id, began_s, now, len(entries),
@@ -475,6 +495,7 @@ class Replica:
             )
 
     def finish(self, request: Request, now: float) -> None:
+        self.outstanding_tokens -= request.tokens_left
         retire(request, self._running, self.kv, self.recently_finished, now)
         self.on_done(request)
 
@@ -491,6 +512,7 @@ class Replica:
                 continue  # service began in time
             (self._staged if request in self._staged else self.waiting).remove(request)
             self._idle_decisions = 0
+            self.outstanding_tokens -= request.tokens_left
             self._end(request, RequestState.DROPPED, request.timeout_at_s)
 
     def _end(self, request: Request, state: RequestState, at_s: float) -> None:

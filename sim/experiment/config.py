@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 MAX_REPLICAS = 4096  # a sane cluster; each replica is a process with its own KV pools
-MAX_SYNTHETIC_REQUESTS = 10_000_000  # the engine holds every request in memory (about 1 KiB each)
+MAX_SYNTHETIC_REQUESTS = 10_000_000  # the summary reads every request's row back (about 0.2 KiB each)
 
 
 class Section(BaseModel):
@@ -369,8 +369,8 @@ class WorkloadConfig(Section):
             if self.num_requests is not None and self.num_requests > MAX_SYNTHETIC_REQUESTS:
                 raise ValueError(
                     f"num_requests {self.num_requests:,} is more than the {MAX_SYNTHETIC_REQUESTS:,} "
-                    "synthetic requests servesim holds in memory; simulate fewer (a steady state needs far fewer) "
-                    "or split the run"
+                    "synthetic requests whose rows the summary reads back into memory; simulate fewer (a steady "
+                    "state needs far fewer) or split the run"
                 )
         return self
 
@@ -540,6 +540,14 @@ class ExperimentConfig(Section):
         if self.sweep is not None and (self.variants or self.claim is not None):
             raise ValueError("a config with a `sweep` cannot also have top-level `variants` or a `claim`; put named "
                              "runs under sweep.variants and compare them in the sweep's table")
+        return self
+
+    @model_validator(mode="after")
+    def _prefix_affinity_needs_a_prefix_cache(self) -> ExperimentConfig:
+        if self.cluster.router.name == "prefix_affinity" and not self.cache.prefix_caching:
+            raise ValueError("cluster.router: prefix_affinity routes by what each replica's prefix cache holds, but "
+                             "cache.prefix_caching is false, so it would only balance load; set "
+                             "cache.prefix_caching: true, or choose a load-balancing router such as least_outstanding")
         return self
 
     @model_validator(mode="after")
