@@ -77,6 +77,42 @@ class ModelRef(Section):
         return self
 
 
+class ExpertOffloadConfig(Section):
+    gpu_experts: int = Field(ge=1, description="experts of each MoE layer kept in device memory (fewer than the "
+                             "model's experts); the others wait in host memory")
+    policy: Literal["lru"] = Field("lru", description="which resident expert a miss replaces")
+
+
+class MoeConfig(Section):
+    """How a MoE model's tokens spread over its experts, and where the experts live (roofline)."""
+
+    routing: Literal["uniform", "zipf", "trace"] = Field(
+        "uniform", description="expert popularity: uniform, Zipf-skewed (`zipf_s`), or counts from a routing `trace`"
+    )
+    zipf_s: float = Field(1.2, gt=0, description="zipf: popularity of the i-th most popular expert ~ 1 / i^zipf_s")
+    trace: str | None = Field(
+        None, description="trace: CSV of expert counts, `expert,count` or `layer,expert,count` rows (relative to the "
+        "config file)"
+    )
+    seed: int = Field(0, ge=0, description="zipf: which experts are the popular ones (a shuffle seeded by this)")
+    placement: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="the EP rank of each expert, in expert order (default: dealt round-robin)"
+    )
+    locality: float = Field(
+        0.0, ge=0, le=1, description="probability that a token's expert choice repeats its previous step's (what "
+        "an expert cache hits)"
+    )
+    offload: ExpertOffloadConfig | None = Field(
+        None, description="keep only some experts per layer in device memory, the rest in host memory"
+    )
+
+    @model_validator(mode="after")
+    def _trace_given(self) -> MoeConfig:
+        if (self.routing == "trace") != (self.trace is not None):
+            raise ValueError("give `trace` (a CSV path) exactly when routing is `trace`")
+        return self
+
+
 class CostModelConfig(Section):
     kind: Literal["auto", "roofline", "constant", "table"] = Field(
         "auto", description="how iteration times are predicted; auto: the measured tables (as `table`) when the "
@@ -114,8 +150,21 @@ class CostModelConfig(Section):
         None, ge=0, description="roofline, table: latency of that link per collective step (default: the hardware "
         "entry's); see link_gbps"
     )
+    moe: MoeConfig | None = Field(
+        None, description="roofline: MoE expert routing, EP placement and expert offloading (default: uniform "
+        "routing, every expert on the device)"
+    )
     iteration_s: float = Field(0.01, gt=0, description="constant: seconds per iteration")
     per_token_s: float = Field(0.0, ge=0, description="constant: extra seconds per new token in the batch")
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_moe(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without a `moe` section the key is not written (nor hashed), so a config that does not
+        use it resolves and hashes as it did before the key existed."""
+        data: dict[str, Any] = handler(self)
+        if self.moe is None:
+            data.pop("moe", None)
+        return data
 
 
 class ParallelConfig(Section):

@@ -33,6 +33,8 @@ def cost_model_label(cost: dict[str, Any], hardware: str, model: str, tp: int) -
         label = f"profiled tables {cost['tables']}"
         missing = cost.get("roofline_operators") or []
         return label + (f"; roofline for {', '.join(missing)} (not in the tables)" if missing else "")
+    if "moe_routing" in cost:
+        return f"roofline (cost_model.moe: experts priced for {cost['moe_routing']['routing']} routing)"
     if cost.get("chosen_by") == "auto":
         calibrated = "" if str(cost.get("efficiency", "")).startswith("flat shares") else "calibrated "
         return f"{calibrated}roofline (no shipped table for {hardware}/{model} at TP{tp})"
