@@ -397,6 +397,53 @@ class SweepConfig(Section):
         return self
 
 
+PLAN_MODES = ("unified", "disaggregated")
+
+
+class PlanConfig(Section):
+    """A placement search for `simrun plan` (see `sim.plan`): which pools and plans to try on a GPU budget."""
+
+    gpus: int = Field(ge=1, le=MAX_REPLICAS, description="GPU budget: a candidate uses at most this many devices")
+    tp: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1, 2, 4, 8], description="tensor-parallel degrees tried (for each pool)"
+    )
+    pp: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1], description="pipeline-parallel degrees tried (for each pool)"
+    )
+    modes: list[Literal["unified", "disaggregated"]] = Field(
+        default_factory=lambda: list(PLAN_MODES), description="unified: replicas that prefill and decode; "
+        "disaggregated: a prefill pool and a decode pool, each with its own plan and count"
+    )
+    use_all_gpus: bool = Field(False, description="try only candidates that use exactly `gpus` devices")
+    max_rate: float | None = Field(
+        None, gt=0, description="highest arrival rate (requests/s) tried on a candidate using all `gpus`; one "
+        "with fewer GPUs up to its share, so all meet the same per-GPU ceiling (default: 4 x the workload's rate x gpus)"
+    )
+    min_rate: float | None = Field(
+        None, gt=0, description="lowest arrival rate tried on a candidate using all `gpus`, scaled likewise "
+        "(default: max_rate / 256)"
+    )
+    tolerance: float = Field(0.05, gt=0, description="each candidate's rate search stops when its bracket is "
+                             "this narrow (relative)")
+
+    @model_validator(mode="after")
+    def _searchable(self) -> PlanConfig:
+        for key, values in (("tp", self.tp), ("pp", self.pp), ("modes", self.modes)):
+            if not values:
+                raise ValueError(f"plan.{key}: empty list; give at least one value")
+            if len(set(values)) != len(values):
+                raise ValueError(f"plan.{key}: {values} repeats a value; list each once")
+        if self.min_rate is not None and self.max_rate is not None and self.min_rate >= self.max_rate:
+            raise ValueError(f"plan.min_rate ({self.min_rate:g}) must be below plan.max_rate ({self.max_rate:g})")
+        smallest = min(self.tp) * min(self.pp) * (2 if self.modes == ["disaggregated"] else 1)
+        if smallest > self.gpus:
+            raise ValueError(f"plan.gpus: {self.gpus} GPU(s) cannot hold the smallest candidate ({smallest} GPUs: "
+                             f"tp {min(self.tp)} x pp {min(self.pp)}"
+                             f"{' for each of two pools' if self.modes == ['disaggregated'] else ''}); "
+                             "raise plan.gpus or add smaller degrees to plan.tp / plan.pp")
+        return self
+
+
 class ExperimentConfig(Section):
     name: str = Field("experiment", description="experiment name, used for the default results directory")
     seed: int = Field(0, ge=0, description="seed of every random generator of the run")
@@ -427,6 +474,10 @@ class ExperimentConfig(Section):
     sweep: SweepConfig | None = Field(
         None, description="run the experiment at many points (a grid over keys, zipped lists, named variants, "
         "seeds) with `simrun sweep`"
+    )
+    plan: PlanConfig | None = Field(
+        None, description="search pool sizes and parallel plans for a GPU budget with `simrun plan` (ignored by "
+        "`simrun run`)"
     )
 
     @model_validator(mode="after")

@@ -78,11 +78,16 @@ def validate_sweep(config: ExperimentConfig, base_dir: Path, origin: str) -> str
 
 
 class PointsProgress(SweepProgress):
-    """A bar over points with an ETA in a terminal; one line per finished point otherwise (logs, CI)."""
+    """A bar over points with an ETA in a terminal; one line per finished point otherwise (logs, CI).
 
-    def __init__(self, stream: TextIO, clock: Any = time.monotonic) -> None:
+    `what` names the command in its lines and `unit` what it counts (`simrun plan` counts candidates).
+    """
+
+    def __init__(self, stream: TextIO, clock: Any = time.monotonic, what: str = "sweep", unit: str = "point") -> None:
         self.stream = stream
         self.clock = clock
+        self.what = what
+        self.unit = unit
         self.bar: Any = None
         self.total = 0
         self.done = 0
@@ -94,24 +99,28 @@ class PointsProgress(SweepProgress):
         if self.stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=num_points, initial=num_resumed, unit="point", desc="sweep", file=self.stream)
+            self.bar = tqdm(total=num_points, initial=num_resumed, unit=self.unit, desc=self.what, file=self.stream)
         elif num_resumed:
-            print(f"sweep: {num_resumed} of {num_points} points finished earlier, skipped", file=self.stream)
+            print(f"{self.what}: {num_resumed} of {num_points} {self.unit}s finished earlier, skipped",
+                  file=self.stream)
 
     def advance(self, row: PointRow) -> None:
+        self.finished(row.point.name, row.point.label, row.error)
+
+    def finished(self, name: str, label: str, error: str | None) -> None:
+        """One more point is done (`error` None when it succeeded)."""
         self.done += 1
         self.run_here += 1
-        status = "ok" if row.error is None else "FAILED"
+        status = "ok" if error is None else "FAILED"
         if self.bar is not None:
             self.bar.update(1)
-            if row.error is not None:
-                self.bar.write(f"{row.point.name} ({row.point.label}) failed", file=self.stream)
+            if error is not None:
+                self.bar.write(f"{name} ({label}) failed", file=self.stream)
             return
         elapsed = self.clock() - self.started
         remaining = elapsed / self.run_here * (self.total - self.done)
-        print(f"sweep: [{self.done}/{self.total}] {row.point.name} {status} ({row.point.label}); "
+        print(f"{self.what}: [{self.done}/{self.total}] {name} {status} ({label}); "
               f"elapsed {_clock(elapsed)}, eta {_clock(remaining)}", file=self.stream, flush=True)
-
 
     def end(self) -> None:
         if self.bar is not None:
