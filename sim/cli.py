@@ -210,8 +210,8 @@ def _run_variants(config: ExperimentConfig, base_dir: Path, target: OutputTarget
 
 def _validate(args: argparse.Namespace) -> int:
     from servesim.sim.experiment.loading import load_config
-    from servesim.sim.runner import prepare
     from servesim.sim.plan.command import validate_plan
+    from servesim.sim.runner import prepare
     from servesim.sim.sweeps.command import validate_sweep
 
     failures = 0

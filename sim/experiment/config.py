@@ -397,7 +397,8 @@ class SweepConfig(Section):
         return self
 
 
-PLAN_MODES = ("unified", "disaggregated")
+PlanMode = Literal["unified", "disaggregated"]
+PLAN_MODES: tuple[PlanMode, ...] = ("unified", "disaggregated")
 
 
 class PlanConfig(Section):
@@ -410,14 +411,15 @@ class PlanConfig(Section):
     pp: list[Annotated[int, Field(ge=1)]] = Field(
         default_factory=lambda: [1], description="pipeline-parallel degrees tried (for each pool)"
     )
-    modes: list[Literal["unified", "disaggregated"]] = Field(
+    modes: list[PlanMode] = Field(
         default_factory=lambda: list(PLAN_MODES), description="unified: replicas that prefill and decode; "
         "disaggregated: a prefill pool and a decode pool, each with its own plan and count"
     )
     use_all_gpus: bool = Field(False, description="try only candidates that use exactly `gpus` devices")
     max_rate: float | None = Field(
         None, gt=0, description="highest arrival rate (requests/s) tried on a candidate using all `gpus`; one "
-        "with fewer GPUs up to its share, so all meet the same per-GPU ceiling (default: 4 x the workload's rate x gpus)"
+        "with fewer GPUs up to its share, so all meet the same per-GPU ceiling (default: 4 x the workload's rate "
+        "x gpus)"
     )
     min_rate: float | None = Field(
         None, gt=0, description="lowest arrival rate tried on a candidate using all `gpus`, scaled likewise "

@@ -82,4 +82,4 @@ def validate_plan(config: ExperimentConfig, base_dir: Path) -> str:
     checked = check_plan(config, base_dir)
     total = len(checked.tasks) + len(checked.skipped)
     return (f"a plan of {total} candidates, {len(checked.tasks)} can run, {len(checked.skipped)} skipped; rates "
-            f"{checked.min_rate:,.3g} to {checked.max_rate:,.3g} req/s on all {config.plan.gpus if config.plan else 0} GPUs")
+            f"{checked.min_rate:,.3g} to {checked.max_rate:,.3g} req/s on the whole budget")

@@ -79,8 +79,8 @@ def run_plan(
     """Search `config.plan` into `output`; see the module docstring. `on_begin(num_to_search, num_resumed)`
     and `on_finished(candidate, label, error)` report progress."""
     check_options(backend, jobs, address)
-    checked = check_plan(config, base_dir)
     target = resolve_target(output)
+    checked = check_plan(config, base_dir)
     earlier = _earlier_results(target)
     results = {r.candidate.name: r for r in checked.skipped}
     for name, (candidate, _, digest) in checked.tasks.items():
@@ -142,8 +142,8 @@ def check_plan(config: ExperimentConfig, base_dir: Path) -> Checked:
     min_rate = plan.min_rate if plan.min_rate is not None else max_rate / DEFAULT_LOW_DIVISOR
     if min_rate >= max_rate:
         raise ConfigError(f"plan.min_rate: {min_rate:g} requests/s is not below the highest rate searched, "
-                          f"{max_rate:g} (plan.max_rate, default 4 x the workload's {base_rate:g} x plan.gpus); lower plan.min_rate "
-                          "or raise plan.max_rate")
+                          f"{max_rate:g} (plan.max_rate, default 4 x the workload's {base_rate:g} x plan.gpus); "
+                          "lower plan.min_rate or raise plan.max_rate")
     check_search(next(iter(prepared.values()))[1], min_rate, max_rate, plan.tolerance)
     tasks = {}
     for name, (candidate, candidate_config, _) in prepared.items():
@@ -218,7 +218,7 @@ def _earlier_results(target: OutputTarget) -> dict[str, list[tuple[float, float,
         return {}
     ran = table[table["status"] == "ok"]
     by_candidate: dict[str, list[tuple[float, float, float]]] = {}
-    for row in probes.itertuples(index=False):
-        by_candidate.setdefault(str(row.candidate), []).append(
-            (float(row.rate_scale), float(row.offered_requests_per_s), float(row.attainment)))
+    columns = ("candidate", "rate_scale", "offered_requests_per_s", "attainment")
+    for candidate, scale, offered, attainment in zip(*(probes[c].tolist() for c in columns), strict=True):
+        by_candidate.setdefault(str(candidate), []).append((float(scale), float(offered), float(attainment)))
     return {str(row.fingerprint): by_candidate.get(str(row.candidate), []) for row in ran.itertuples(index=False)}

@@ -93,7 +93,8 @@ def format_table(table: pd.DataFrame) -> str:
     rest = table[table["status"] != "ok"]
     width = max([len("candidate shape"), *(len(label) for label in table["label"])])
     name_width = max(len(name) for name in table["candidate"])
-    lines = [f"  {'':<{name_width}}  {'candidate shape':<{width}}  {'GPUs':>4}  {'goodput req/s':>13}  {'per GPU':>9}  note"]
+    header = f"{'candidate shape':<{width}}  {'GPUs':>4}  {'goodput req/s':>13}  {'per GPU':>9}  note"
+    lines = [f"  {'':<{name_width}}  {header}"]
     for _, row in pd.concat([ran, rest]).iterrows():
         mark = "*" if row["best"] else " "
         head = f"{mark} {row['candidate']:<{name_width}}  {row['label']:<{width}}  {row['gpus']:>4}"
