@@ -20,7 +20,7 @@ from servesim.sim.runner import prepare, simulate
 if TYPE_CHECKING:
     import pandas as pd
 
-    from servesim.sim.plan.run import PlanReport
+    from servesim.sim.placement.run import PlanReport
     from servesim.sim.sweeps.backends import Backend
 
 ConfigSource = ExperimentConfig | Mapping[str, Any] | str | os.PathLike[str]
@@ -110,7 +110,7 @@ def plan(
     """Search the config's `plan:` block into `output` (reusing an earlier search's candidates there), as
     `simrun plan` does; the report holds `.table` (one row per candidate), `.probes` and `.best` (a dict,
     None if no candidate met the target). `jobs=1` runs in this process."""
-    from servesim.sim.plan.run import run_plan
+    from servesim.sim.placement.run import run_plan
 
     resolved = load_config(config, overrides)
     return run_plan(resolved, _base_dir(config, base_dir), output, jobs=jobs, backend=backend, address=address)

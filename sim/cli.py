@@ -22,7 +22,7 @@ from servesim.profiler.commands import add_commands as add_profile_commands
 from servesim.sim import __version__
 from servesim.sim.errors import UserInputError
 from servesim.sim.experiment.config import ExperimentConfig
-from servesim.sim.plan.command import add_command as add_plan_command
+from servesim.sim.placement.command import add_command as add_plan_command
 from servesim.sim.reporting.output_target import OutputTarget
 from servesim.sim.reporting.progress import ProgressOptions, add_progress_flags, options_from_args
 from servesim.sim.sweeps.command import add_command as add_sweep_command
@@ -210,7 +210,7 @@ def _run_variants(config: ExperimentConfig, base_dir: Path, target: OutputTarget
 
 def _validate(args: argparse.Namespace) -> int:
     from servesim.sim.experiment.loading import load_config
-    from servesim.sim.plan.command import validate_plan
+    from servesim.sim.placement.command import validate_plan
     from servesim.sim.runner import prepare
     from servesim.sim.sweeps.command import validate_sweep
 

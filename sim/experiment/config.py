@@ -402,7 +402,7 @@ PLAN_MODES: tuple[PlanMode, ...] = ("unified", "disaggregated")
 
 
 class PlanConfig(Section):
-    """A placement search for `simrun plan` (see `sim.plan`): which pools and plans to try on a GPU budget."""
+    """A placement search for `simrun plan` (see `sim.placement`): which pools and plans to try on a GPU budget."""
 
     gpus: int = Field(ge=1, le=MAX_REPLICAS, description="GPU budget: a candidate uses at most this many devices")
     tp: list[Annotated[int, Field(ge=1)]] = Field(

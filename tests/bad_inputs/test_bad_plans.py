@@ -2,7 +2,7 @@
 import pytest
 import yaml
 
-from servesim.sim.plan.candidates import MAX_CANDIDATES
+from servesim.sim.placement.candidates import MAX_CANDIDATES
 from tests.bad_inputs.harness import assert_user_error, simrun_in_process, tree
 from tests.plan.configs import tiny_plan
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servesim.sim.experiment.config import PlanConfig
-from servesim.sim.plan.candidates import candidates, cluster_data, shapes
+from servesim.sim.placement.candidates import candidates, cluster_data, shapes
 from tests.plan.configs import config_of, tiny_plan
 
 

@@ -2,7 +2,7 @@
 import pandas as pd
 import yaml
 
-from servesim.sim import api
+from servesim import sim
 from tests.bad_inputs.harness import simrun_in_process
 from tests.plan.configs import tiny_plan
 
@@ -52,7 +52,7 @@ def test_validate_checks_every_candidate_of_a_plan(tmp_path, capsys):
 
 
 def test_the_python_api_runs_a_plan_like_the_cli(tmp_path):
-    report = api.plan(tiny_plan(PLAN), tmp_path / "out", tmp_path, jobs=1, overrides={"plan.tp": [2]})
+    report = sim.plan(tiny_plan(PLAN), tmp_path / "out", tmp_path, jobs=1, overrides={"plan.tp": [2]})
     assert list(report.table["label"]) == ["unified 1 x tp2"]
     assert report.best is not None and report.best["label"] == "unified 1 x tp2"
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "plan.parquet"), report.table)

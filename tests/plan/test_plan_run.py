@@ -5,9 +5,9 @@ import math
 import pandas as pd
 import pytest
 
-from servesim.sim.plan.run import run_plan
-from servesim.sim.plan.search import Bound, best_probe
-from servesim.sim.plan.table import format_table
+from servesim.sim.placement.run import run_plan
+from servesim.sim.placement.search import Bound, best_probe
+from servesim.sim.placement.table import format_table
 from tests.plan.configs import config_of, roofline_plan, tiny_plan
 
 UNIFIED = {"gpus": 2, "tp": [1, 2], "modes": ["unified"], "max_rate": 200}

@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from servesim.sim.plan.candidates import Candidate
-from servesim.sim.plan.search import best_probe
+from servesim.sim.placement.candidates import Candidate
+from servesim.sim.placement.search import best_probe
 
 SHAPE_COLUMNS = tuple(f"{prefix}{key}" for prefix in ("", "prefill_", "decode_") for key in ("tp", "pp", "replicas"))
 PROBE_COLUMNS = ("candidate", "probe", "rate_scale", "offered_requests_per_s", "attainment")

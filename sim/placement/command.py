@@ -37,8 +37,8 @@ def add_command(sub: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     from servesim.sim.experiment.loading import load_config
-    from servesim.sim.plan.run import run_plan
-    from servesim.sim.plan.table import format_table
+    from servesim.sim.placement.run import run_plan
+    from servesim.sim.placement.table import format_table
     from servesim.sim.reporting.output_target import check_directory_name
     from servesim.sim.sweeps.command import PointsProgress
 
@@ -77,7 +77,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 def validate_plan(config: ExperimentConfig, base_dir: Path) -> str:
     """`simrun validate` of a config with a plan: check every candidate; says how many can run."""
-    from servesim.sim.plan.run import check_plan
+    from servesim.sim.placement.run import check_plan
 
     checked = check_plan(config, base_dir)
     total = len(checked.tasks) + len(checked.skipped)

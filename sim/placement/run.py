@@ -24,9 +24,9 @@ from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.config import ExperimentConfig, PlanConfig
 from servesim.sim.experiment.loading import validate_config
 from servesim.sim.goodput import check_search
-from servesim.sim.plan.candidates import PLAN_KEYS, Candidate, candidates
-from servesim.sim.plan.search import CandidateOutcome, CandidateTask, RateBracket, fingerprint, search_candidate
-from servesim.sim.plan.table import CandidateResult, plan_table, probes_table
+from servesim.sim.placement.candidates import PLAN_KEYS, Candidate, candidates
+from servesim.sim.placement.search import CandidateOutcome, CandidateTask, RateBracket, fingerprint, search_candidate
+from servesim.sim.placement.table import CandidateResult, plan_table, probes_table
 from servesim.sim.reporting.json_output import finite_or_none, json_text
 from servesim.sim.reporting.output_dir import claim_output
 from servesim.sim.reporting.output_target import MARKER, OutputTarget, TargetState, resolve_target
