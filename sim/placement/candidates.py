@@ -103,16 +103,29 @@ def candidates(config: ExperimentConfig) -> list[Candidate]:
 
 
 def cluster_data(base: dict[str, Any], pools: tuple[PoolShape, ...]) -> dict[str, Any]:
-    """The base config data with its cluster reshaped to `pools` (other parallel keys, router, ... kept)."""
+    """The base config data with its cluster reshaped to `pools`.
+
+    Everything else is kept: the router, the transfer policy, the other `parallel` keys, and, where
+    the base config has pools, the settings of its first pool of each role (hardware, scheduler,
+    memory), so a search can keep, say, its decode pool on other hardware than its prefill pool.
+    """
     data = copy.deepcopy(base)
     cluster = data.setdefault("cluster", {})
     parallel = cluster.pop("parallel", {})
     cluster.pop("replicas", None)
-    cluster.pop("pools", None)
-    if len(pools) == 1 and pools[0].role == "unified":
+    by_role: dict[str, dict[str, Any]] = {}
+    for pool in cluster.pop("pools", None) or []:
+        by_role.setdefault(pool.get("role", "unified"), pool)
+    if len(pools) == 1 and pools[0].role == "unified" and not by_role:
         cluster["replicas"] = pools[0].replicas
         cluster["parallel"] = {**parallel, "tp": pools[0].tp, "pp": pools[0].pp}
         return data
-    cluster["pools"] = [{"name": pool.role, "role": pool.role, "replicas": pool.replicas,
-                         "parallel": {**parallel, "tp": pool.tp, "pp": pool.pp}} for pool in pools]
+    cluster["pools"] = [_pool_data(pool, by_role.get(pool.role, {}), parallel) for pool in pools]
     return data
+
+
+def _pool_data(pool: PoolShape, settings: dict[str, Any], parallel: dict[str, Any]) -> dict[str, Any]:
+    """One generated pool: the base pool's settings of its role, with this shape's count and plan."""
+    kept = {key: value for key, value in settings.items() if key not in ("name", "role", "replicas", "parallel")}
+    plan = {**parallel, **settings.get("parallel", {}), "tp": pool.tp, "pp": pool.pp}
+    return {"name": pool.role, "role": pool.role, "replicas": pool.replicas, **kept, "parallel": plan}

@@ -78,3 +78,21 @@ def test_candidate_names_are_stable_and_zero_padded():
     names = [c.name for c in candidates(config)]
     assert names[:2] == ["c000", "c001"] and names == sorted(names) and len(set(names)) == len(names)
     assert [c.name for c in candidates(config)] == names
+
+
+def test_generated_pools_keep_the_base_pools_settings_of_their_role():
+    base = {"cluster": {"parallel": {"tp": 1, "pp": 1, "ep": 1}, "transfer": {"name": "layerwise"}, "pools": [
+        {"name": "p", "role": "prefill", "replicas": 1, "hardware": "h100-sxm", "parallel": {"tp": 4, "ep": 2}},
+        {"name": "d", "role": "decode", "replicas": 3, "hardware": "a100-80g", "memory": {"block_size": 32},
+         "scheduler": {"name": "vllm", "max_num_seqs": 512}},
+    ]}}
+    pools = shapes(PlanConfig(gpus=4, tp=[2], modes=["disaggregated"]))[0][1]
+    assert cluster_data(base, pools)["cluster"] == {"transfer": {"name": "layerwise"}, "pools": [
+        {"name": "prefill", "role": "prefill", "replicas": 1, "hardware": "h100-sxm",
+         "parallel": {"tp": 2, "pp": 1, "ep": 2}},
+        {"name": "decode", "role": "decode", "replicas": 1, "hardware": "a100-80g", "memory": {"block_size": 32},
+         "scheduler": {"name": "vllm", "max_num_seqs": 512}, "parallel": {"tp": 2, "pp": 1, "ep": 1}},
+    ]}
+    unified = shapes(PlanConfig(gpus=4, tp=[2], modes=["unified"]))[0][1]
+    assert cluster_data(base, unified)["cluster"]["pools"] == [
+        {"name": "unified", "role": "unified", "replicas": 1, "parallel": {"tp": 2, "pp": 1, "ep": 1}}]
