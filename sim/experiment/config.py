@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
 MAX_REPLICAS = 4096  # a sane cluster; each replica is a process with its own KV pools
 MAX_SYNTHETIC_REQUESTS = 10_000_000  # the engine holds every request in memory (about 1 KiB each)
@@ -488,6 +488,14 @@ class ExperimentConfig(Section):
             raise ValueError("a config with a `sweep` cannot also have top-level `variants` or a `claim`; put named "
                              "runs under sweep.variants and compare them in the sweep's table")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_plan(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A config without a plan dumps (and hashes, in `config.yaml` and `summary.json`) as before plans existed."""
+        data: dict[str, Any] = handler(self)
+        if self.plan is None:
+            data.pop("plan", None)
+        return data
 
     @model_validator(mode="after")
     def _claim_names_variants(self) -> ExperimentConfig:

@@ -40,7 +40,7 @@ PROBES_FILE = "probes.parquet"
 BEST_FILE = "plan.json"
 DEFAULT_HIGH_PER_GPU = 4.0  # x the workload's rate, per GPU of the budget (as `simrun goodput --high` per replica)
 DEFAULT_LOW_DIVISOR = 256.0
-Finished = Callable[[str, str, "str | None"], None]
+Finished = Callable[[str, str, str | None], None]
 
 
 @dataclass
@@ -56,10 +56,19 @@ class PlanReport:
 
 
 @dataclass(frozen=True)
-class Checked:
-    """The candidates after the checks: the tasks to search, those skipped, and the rates searched."""
+class Searchable:
+    """A candidate that can run: its search task and the fingerprint an earlier result must match."""
 
-    tasks: dict[str, tuple[Candidate, CandidateTask, str]]
+    candidate: Candidate
+    task: CandidateTask
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The candidates after the checks: those to search (by name), those skipped, and the rates searched."""
+
+    tasks: dict[str, Searchable]
     skipped: list[CandidateResult]
     min_rate: float
     max_rate: float
@@ -83,10 +92,11 @@ def run_plan(
     checked = check_plan(config, base_dir)
     earlier = _earlier_results(target)
     results = {r.candidate.name: r for r in checked.skipped}
-    for name, (candidate, _, digest) in checked.tasks.items():
-        if digest in earlier:
-            results[name] = CandidateResult(candidate, "ok", digest, probes=earlier[digest])
-    pending = [task for name, (_, task, _) in checked.tasks.items() if name not in results]
+    for name, searchable in checked.tasks.items():
+        if searchable.fingerprint in earlier:
+            results[name] = CandidateResult(searchable.candidate, "ok", searchable.fingerprint,
+                                            probes=earlier[searchable.fingerprint])
+    pending = [searchable.task for name, searchable in checked.tasks.items() if name not in results]
     num_resumed = len(checked.tasks) - len(pending)
     interrupted: KeyboardInterrupt | None = None
     with claim_output(target) as claim:
@@ -95,7 +105,7 @@ def run_plan(
         outcomes = run_work(pending, search_candidate, _crashed, backend, jobs, address)
         try:
             for outcome in outcomes:
-                candidate, _, digest = checked.tasks[outcome.name]
+                candidate, digest = checked.tasks[outcome.name].candidate, checked.tasks[outcome.name].fingerprint
                 status = "ok" if outcome.error is None else "failed"
                 results[outcome.name] = CandidateResult(candidate, status, digest, outcome.error, outcome.probes)
                 if on_finished is not None:
@@ -104,7 +114,7 @@ def run_plan(
             interrupted = exc
         finally:
             outcomes.close()
-        report = _report(config, checked, list(results.values()), target, num_resumed, interrupted is None)
+        report = _report(config, list(results.values()), target, num_resumed, interrupted is None)
         with claim.staging(PLAN_KIND, config_yaml(config)) as staging:
             _write(staging, config, report)
     if interrupted is not None:
@@ -150,7 +160,8 @@ def check_plan(config: ExperimentConfig, base_dir: Path) -> Checked:
         share = candidate.gpus / plan.gpus
         bracket = RateBracket(min_rate * share, max_rate * share, plan.tolerance)
         digest = fingerprint(candidate_config, bracket, config.slo.attainment_target)
-        tasks[name] = (candidate, CandidateTask(name, candidate_config, str(base_dir), bracket, base_rate), digest)
+        tasks[name] = Searchable(candidate, CandidateTask(name, candidate_config, str(base_dir), bracket, base_rate),
+                                 digest)
     return Checked(tasks, skipped, min_rate, max_rate)
 
 
@@ -172,8 +183,9 @@ def _crashed(name: str, error: str) -> CandidateOutcome:
     return CandidateOutcome(name, error=error)
 
 
-def _report(config: ExperimentConfig, checked: Checked, results: list[CandidateResult], target: OutputTarget,
-            num_resumed: int, complete: bool) -> PlanReport:
+def _report(config: ExperimentConfig, results: list[CandidateResult], target: OutputTarget, num_resumed: int,
+            complete: bool) -> PlanReport:
+    """The tables of `results` and the best candidate, described with the cluster section to paste into a config."""
     table = plan_table(results, config.slo.attainment_target)
     best = None
     chosen = table[table["best"]]
