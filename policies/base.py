@@ -151,18 +151,25 @@ class RouterPolicy(Policy, ABC):
 @dataclass(frozen=True, slots=True)
 class TransferDecision:
     destination: int
-    """Index of the receiving replica."""
+    """Index of the receiving replica in `destinations`."""
     layerwise: bool
-    """Stream KV layer by layer while the prefill runs, instead of after it."""
+    """Stream KV layer group by layer group while the prefill runs, instead of after it."""
+    layer_groups: int = 1
+    """Layerwise: the groups of layers whose KV leaves together (each when its layers are computed)."""
 
 
 class TransferPolicy(Policy, ABC):
-    """Chooses where a prefilled request's KV goes and how it moves between pools.
+    """Chooses where a prefill replica's request goes to decode, and how its KV moves there.
 
-    The interface for prefill/decode disaggregation; the engine has no disaggregated pools yet,
-    so no built-in transfer policy exists.
+    Prefill/decode disaggregation (DistServe, Zhong et al., OSDI'24; Splitwise, Patel et al.,
+    ISCA'24; Mooncake, Qin et al., FAST'25): the engine asks once per request, when its prefill
+    starts on a replica of a prefill pool, with the views of that replica (`source`) and of
+    every decode replica. The engine then reserves the KV blocks on the chosen replica (the
+    request waits while it has too few free: back-pressure), moves the KV over the network, and
+    the prefill replica frees its copy once the last byte arrives.
     """
 
     @abstractmethod
-    def plan(self, request: RequestView, destinations: Sequence[ReplicaView], now: float) -> TransferDecision:
-        """Where and how `request`'s KV moves once its prefill is done."""
+    def plan(self, request: RequestView, source: ReplicaView, destinations: Sequence[ReplicaView],
+             now: float) -> TransferDecision:
+        """Which of `destinations` decodes `request`, and whether its KV streams layer by layer."""

@@ -30,18 +30,26 @@ from servesim.policies import PolicyError, create_policy, validate_params
 from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from servesim.sim import __version__
 from servesim.sim.engine.cluster import ClosedLoop, Cluster
+from servesim.sim.engine.disaggregation import Disaggregation
 from servesim.sim.engine.dp_group import DataParallelGroup, lockstep_group
+from servesim.sim.engine.intra_gpu import IntraGpuReplica
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
+from servesim.sim.engine.placement import Placement
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
 from servesim.sim.engine.replica import Replica, ReplicaSetup
 from servesim.sim.engine.request import Request
 from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, service_classes
-from servesim.sim.experiment.config import ExperimentConfig, PolicySpec
+from servesim.sim.experiment.config import ExperimentConfig, ParallelConfig, PolicySpec
+from servesim.sim.experiment.intra_gpu import check_intra_gpu, device_factory, intra_gpu_summary, share_model
+from servesim.sim.experiment.pools import ResolvedPool, is_disaggregated, pool_error, resolved_pools
 from servesim.sim.experiment.workload import Workload, build_workload, request_stream, think_times
+from servesim.sim.network.results import has_traffic, network_summary, write_link_series
+from servesim.sim.pool_setup import build_topology, check_decode_pools, disaggregate, pool_placements
 from servesim.sim.reporting.metrics import MetricsRecorder
+from servesim.sim.reporting.pools_summary import disaggregation_summary, pools_summary, write_disaggregation_tables
 from servesim.sim.reporting.progress import RunExtent, run_with_heartbeat
 from servesim.sim.reporting.request_records import RequestRecorder
 from servesim.sim.reporting.results import RunFiles, RunResult
@@ -52,8 +60,21 @@ from servesim.traces import TraceError
 
 
 @dataclass
+class PreparedPool:
+    """One pool resolved and checked: its hardware, plan, memory and iteration-time model."""
+
+    spec: ResolvedPool
+    hardware: HardwareSpec
+    plan: ParallelPlan
+    cost_model: CostModel
+    capacity: KvCapacity
+    max_model_len: int
+    api: ApiServerPath | None
+
+
+@dataclass
 class PreparedRun:
-    """Everything a simulation needs, resolved and checked."""
+    """Everything a simulation needs, resolved and checked; the single-pool fields are the first pool's."""
 
     config: ExperimentConfig
     model: ModelSpec
@@ -65,42 +86,62 @@ class PreparedRun:
     workload: Workload
     classes: dict[str, ServiceClass]
     api: ApiServerPath | None = None
+    pools: tuple[PreparedPool, ...] = ()
+    topology: Any = None
+    """The network's topology, for a disaggregated run (`servesim.sim.network`)."""
 
 
 def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun:
-    """Resolve catalogs, plan, memory and workload; every user error surfaces here."""
+    """Resolve catalogs, plans, memory and workload; every user error surfaces here."""
     if config.sweep is not None:
         raise ConfigError(f"config {config.name!r} has a `sweep:` block: run it with `simrun sweep` (or sweep() in "
                           f"Python), which runs each of its points; or remove the block to run the base config")
     model = _lookup("model", lambda: _load_model(config, base_dir))
-    hardware = _lookup("hardware", lambda: load_hardware(config.hardware))
-    parallel = config.cluster.parallel
-    plan = ParallelPlan(tp=parallel.tp, pp=parallel.pp, ep=parallel.ep)
-    problems = plan_problems(plan, model, hardware)
-    if problems:
-        raise ConfigError("; ".join(problems))
-    scheduler_params = _lookup_policy(
-        lambda: validate_params("scheduler", config.scheduler.name, config.scheduler.params())
-    )
-    capacity = kv_capacity(
-        model,
-        hardware,
-        plan,
-        config.memory,
-        max_batched_tokens=getattr(scheduler_params, "max_num_batched_tokens", DEFAULT_MAX_NUM_BATCHED_TOKENS),
-        max_num_seqs=getattr(scheduler_params, "max_num_seqs", DEFAULT_MAX_NUM_SEQS),
-    )
-    check_pool_blocks(capacity, config.cluster.replicas)
-    max_model_len = model_len(config.memory, model)
+    pools = tuple(_prepare_pool(config, pool, model, base_dir) for pool in resolved_pools(config))
+    check_intra_gpu(config)
+    max_model_len = min(pool.max_model_len for pool in pools)
     try:
         workload = build_workload(config.workload, base_dir, config.seed, max_model_len,
                                   lambda: random_stream(config.seed, 3))
     except TraceError as exc:
         raise ConfigError(f"workload: {exc}") from None
     classes = service_classes(config, workload.class_names)
-    kernels = _cost_model(config, model, hardware, plan, base_dir)
-    cost_model, api = _engine_time(config, kernels, hardware.name, getattr(scheduler_params, "max_num_seqs", 256))
-    return PreparedRun(config, model, hardware, plan, cost_model, capacity, max_model_len, workload, classes, api)
+    topology = None
+    if is_disaggregated(config):
+        max_model_len = check_decode_pools([(pool.spec, pool.capacity) for pool in pools], workload, max_model_len)
+        topology = build_topology(config, [(pool.spec, pool.hardware, pool.plan) for pool in pools])
+    first = pools[0]
+    return PreparedRun(config, model, first.hardware, first.plan, first.cost_model, first.capacity, max_model_len,
+                       workload, classes, next(pool.api for pool in pools if pool.spec.is_entry), pools, topology)
+
+
+def _prepare_pool(config: ExperimentConfig, pool: ResolvedPool, model: ModelSpec, base_dir: Path) -> PreparedPool:
+    """One pool's hardware, plan, memory and cost model; errors name the pool's keys."""
+    try:
+        hardware = _lookup("hardware", lambda: load_hardware(pool.hardware))
+        parallel = pool.parallel
+        plan = ParallelPlan(tp=parallel.tp, pp=parallel.pp, ep=parallel.ep)
+        problems = plan_problems(plan, model, hardware)
+        if problems:
+            raise ConfigError("; ".join(problems))
+        scheduler_params = _lookup_policy(
+            lambda: validate_params("scheduler", pool.scheduler.name, pool.scheduler.params())
+        )
+        capacity = kv_capacity(
+            model,
+            hardware,
+            plan,
+            pool.memory,
+            max_batched_tokens=getattr(scheduler_params, "max_num_batched_tokens", DEFAULT_MAX_NUM_BATCHED_TOKENS),
+            max_num_seqs=getattr(scheduler_params, "max_num_seqs", DEFAULT_MAX_NUM_SEQS),
+        )
+        check_pool_blocks(capacity, pool.replicas)
+        max_model_len = model_len(pool.memory, model)
+        kernels = _cost_model(config, model, hardware, plan, base_dir, parallel, pool.replicas)
+        cost_model, api = _engine_time(config, kernels, hardware.name, getattr(scheduler_params, "max_num_seqs", 256))
+    except ConfigError as exc:
+        raise ConfigError(pool_error(pool, str(exc))) from None
+    return PreparedPool(pool, hardware, plan, cost_model, capacity, max_model_len, api)
 
 
 def _engine_time(config: ExperimentConfig, kernels: CostModel, hardware: str, max_num_seqs: int
@@ -158,18 +199,18 @@ def _model_ref(config: ExperimentConfig, base_dir: Path) -> str | Path:
 
 
 def _cost_model(
-    config: ExperimentConfig, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan, base_dir: Path
+    config: ExperimentConfig, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan, base_dir: Path,
+    parallel: ParallelConfig, replicas: int,
 ) -> CostModel:
     spec = config.cost_model
     if spec.kind == "constant":
         return ConstantCostModel(spec.iteration_s, spec.per_token_s)
     overhead_s = DEFAULT_ITERATION_OVERHEAD_S if spec.iteration_overhead_s is None else spec.iteration_overhead_s
-    cluster = config.cluster
     own_link = spec.link_gbps is not None or spec.link_latency_us is not None
     hardware = hardware.with_link(spec.link_gbps, spec.link_latency_us)
     experts = None
-    if cluster.parallel.ep_across_replicas and cluster.replicas > 1 and model.is_moe:
-        devices = plan.tp * cluster.replicas
+    if parallel.ep_across_replicas and replicas > 1 and model.is_moe:
+        devices = plan.tp * replicas
         experts = ParallelPlan(tp=devices, pp=plan.pp, ep=devices)
     kind = spec.kind
     if kind == "auto":  # tables the config names, else the shipped ones where they cover the run
@@ -192,7 +233,7 @@ def _cost_model(
         return roofline
 
     if experts is not None:
-        return DataParallelExpertCostModel(kernels(plan), kernels(experts), cluster.replicas, experts.tp,
+        return DataParallelExpertCostModel(kernels(plan), kernels(experts), replicas, experts.tp,
                                            model.experts_per_token)
     return kernels(plan)
 
@@ -202,7 +243,7 @@ def random_stream(seed: int, *key: int) -> np.random.Generator:
 
     Keys 0-2 are the synthetic workload's (arrivals, prompt and output lengths), 3 the class
     assignment, (4, replica) each replica's policies, 5 the router, 6 the shared prefixes, 7 the
-    closed-loop think times.
+    closed-loop think times, 8 the transfer policy.
     """
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
 
@@ -239,25 +280,46 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         requests = request_stream(prepared.workload.chunks(), prepared.classes)
         cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
         lockstep = lockstep_group(env, prepared.cost_model)
-        for replica_id in range(config.cluster.replicas):
-            rng = random_stream(config.seed, 4, replica_id)
-            preemption = _policy(config.preemption, "preemption", rng)
-            scheduler = _policy(config.scheduler, "scheduler", rng, preemption=preemption)
-            setup = _replica_setup(prepared, env, rng, lockstep)
-            cluster.add_replica(
-                Replica(env, replica_id, scheduler, prepared.cost_model, setup, metrics, cluster.next_arrival_s,
-                        cluster.request_done)
-            )
+        split = config.engine.intra_gpu_split
+        placements = pool_placements(prepared)
+        for pool in prepared.pools:
+            sm_shares = None if split is None else share_model(split, pool.cost_model, prepared.model, pool.hardware,
+                                                               pool.plan)
+            for _ in range(pool.spec.replicas):
+                replica_id = len(cluster.replicas)
+                rng = random_stream(config.seed, 4, replica_id)
+                preemption = _policy(config.preemption, "preemption", rng)
+                scheduler = _policy(pool.spec.scheduler, "scheduler", rng, preemption=preemption)
+                setup = _replica_setup(prepared, pool, env, rng, lockstep, placements[replica_id])
+                replica: Replica
+                if split is None or sm_shares is None:
+                    replica = Replica(env, replica_id, scheduler, pool.cost_model, setup, metrics,
+                                      cluster.next_arrival_s, cluster.request_done)
+                else:
+                    decode_scheduler = _policy(pool.spec.scheduler, "scheduler", rng, preemption=preemption)
+                    replica = IntraGpuReplica(env, replica_id, (scheduler, decode_scheduler), pool.cost_model, setup,
+                                              metrics, cluster.next_arrival_s, cluster.request_done,
+                                              device_factory(env, split, sm_shares, rng))
+                cluster.add_replica(replica, entry=pool.spec.is_entry)
+        disaggregation = None
+        if prepared.topology is not None:
+            transfer = _policy(config.cluster.transfer, "transfer", random_stream(config.seed, 8))
+            disaggregation = disaggregate(env, prepared, cluster.replicas, transfer)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
     if progress is None:
         env.run()
     else:
         run_with_heartbeat(env, lambda: progress(cluster.num_done, env.now))
-    _check_invariants(cluster)
+    _check_invariants(cluster, disaggregation)
     metrics.finish()
+    tables = write_disaggregation_tables(disaggregation, metrics.directory) if disaggregation is not None else {}
+    network = disaggregation.network if disaggregation is not None else None
+    if network is not None and has_traffic(network):
+        write_link_series(network, metrics.directory / "links.parquet")
+        tables["links"] = metrics.directory / "links.parquet"
     files = RunFiles(records.close(num_requests), metrics.replica_series_path, metrics.system_series_path,
-                     metrics.gaps, keep_alive=metrics)
+                     metrics.gaps, metrics.iterations_path, keep_alive=metrics, tables=tables)
     table = read_table(files.requests)
     summary = summarize(table, metrics.gaps, config.slo, env.now)
     summary["classes"] = summarize_classes(table, prepared.classes)
@@ -271,21 +333,29 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     }
     if lockstep is not None:
         summary["engine"]["dp_lockstep"] = lockstep.describe()
+    if config.engine.intra_gpu_split is not None:
+        summary["intra_gpu"] = intra_gpu_summary(config.engine.intra_gpu_split, cluster.replicas)
     summary["memory"] = {"kv_blocks_per_replica": prepared.capacity.num_blocks, **prepared.capacity.as_dict()}
     summary["cache"] = _cache_summary(table, cluster)
+    if config.cluster.pools is not None:
+        summary["pools"] = pools_summary(prepared.pools, cluster.replicas, table, files.tables, env.now)
+    if disaggregation is not None:
+        summary["disaggregation"] = disaggregation_summary(config.cluster.transfer.name, table, files.tables)
+    if network is not None and has_traffic(network):
+        summary["network"] = network_summary(network)
     auto = config.cost_model.kind == "auto"
     summary["run"] = {
         "wall_s": time.perf_counter() - started,
         "seed": config.seed,
         "model": prepared.model.name,
         "hardware": prepared.hardware.name,
-        "replicas": config.cluster.replicas,
+        "replicas": len(cluster.replicas),
         "parallel": {"tp": prepared.plan.tp, "pp": prepared.plan.pp},
         "cost_model": {**prepared.cost_model.describe(), **({"chosen_by": "auto"} if auto else {})},
         "config_hash": config_hash(config),
         "version": __version__,
     }
-    return RunResult(config, summary, files, metrics.iterations() if config.output.iterations else None)
+    return RunResult(config, summary, files)
 
 
 def run_extent(prepared: PreparedRun) -> RunExtent:
@@ -299,21 +369,21 @@ def _policy(spec: PolicySpec, kind: str, rng: np.random.Generator, **collaborato
     return create_policy(kind, spec.name, spec.params(), rng=rng, **collaborators)
 
 
-def _replica_setup(prepared: PreparedRun, env: simpy.Environment, rng: np.random.Generator,
-                   lockstep: DataParallelGroup | None) -> ReplicaSetup:
+def _replica_setup(prepared: PreparedRun, pool: PreparedPool, env: simpy.Environment, rng: np.random.Generator,
+                   lockstep: DataParallelGroup | None, placement: Placement) -> ReplicaSetup:
     config = prepared.config
-    capacity = prepared.capacity
-    block_size = config.memory.block_size
+    capacity = pool.capacity
+    block_size = pool.spec.memory.block_size
     if config.cache.prefix_caching:
         eviction = _policy(config.cache.eviction, "eviction", rng)
         kv: BlockPool = PrefixCachingBlockPool(capacity.num_blocks, block_size, eviction, lambda: env.now)
     else:
         kv = BlockPool(capacity.num_blocks, block_size)
-    swap_block_s = capacity.block_bytes / (prepared.hardware.host_link_gbps * 1e9)
+    swap_block_s = capacity.block_bytes / (pool.hardware.host_link_gbps * 1e9)
     return ReplicaSetup(kv, BlockPool(capacity.swap_blocks, block_size), prepared.max_model_len, swap_block_s,
                         config.simulation.fast_forward,
                         async_scheduling=config.engine.async_scheduling and config.cost_model.kind != "constant",
-                        lockstep=lockstep)
+                        lockstep=lockstep, placement=placement)
 
 
 def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:
@@ -328,9 +398,12 @@ def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:
     }
 
 
-def _check_invariants(cluster: Cluster) -> None:
-    """Nothing left in the replicas and every KV block back; whether every request ended (none
-    lost) is checked when the request table is closed (`RequestRecorder.close`)."""
+def _check_invariants(cluster: Cluster, disaggregation: Disaggregation | None) -> None:
+    """Nothing left in the replicas or on its way between them, and every KV block back; whether
+    every request ended (none lost) is checked when the request table is closed (`RequestRecorder.close`)."""
+    if disaggregation is not None and disaggregation.num_in_flight:
+        raise EngineInvariantError(f"{disaggregation.num_in_flight} request(s) still on their way from a prefill "
+                                   "to a decode replica at the end")
     for replica in cluster.replicas:
         replica.check_drained()
     for replica in cluster.replicas:

@@ -58,6 +58,8 @@ class Cluster:
         """The next request to send, taken from `requests` only when the one before it is sent."""
         self.metrics = metrics
         self.replicas: list[Replica] = []
+        self._entries: list[Replica] = []
+        """The replicas the router chooses among (those of unified and prefill pools), in pool order."""
         self._views: tuple[ReplicaView, ...] = ()
         self._on_done = on_done
         self._api = api
@@ -69,10 +71,13 @@ class Cluster:
         self.num_done = 0
         self.process = env.process(self._arrivals() if closed_loop is None else self._first_sends(closed_loop))
 
-    def add_replica(self, replica: Replica) -> None:
-        replica.progress_observed = self.router.reads_progress
+    def add_replica(self, replica: Replica, entry: bool = True) -> None:
+        """Add a replica; only `entry` replicas take arrivals (a decode pool's take prefilled requests)."""
+        replica.progress_observed = entry and self.router.reads_progress
         self.replicas.append(replica)
-        self._views = tuple(r.view for r in self.replicas)
+        if entry:
+            self._entries.append(replica)
+            self._views = tuple(r.view for r in self._entries)
 
     def next_arrival_s(self) -> float:
         """When the next request enters the engine at the earliest (infinity when none will)."""
@@ -137,7 +142,7 @@ class Cluster:
             self._enter(request)
 
     def _enter(self, request: Request) -> None:
-        self.replicas[self._route(request)].submit(request)
+        self._entries[self._route(request)].submit(request)
 
     def _after(self, delay_s: float, action: Callable[[], None]) -> None:
         """Run `action` `delay_s` from now, keeping `next_arrival_s` aware of it."""

@@ -26,7 +26,6 @@ from servesim.sim.engine.bookkeeping import (
     admit,
     allocate,
     arrival_rejection,
-    checked_schedule,
     preempt,
     record_sampled,
     retire,
@@ -35,8 +34,10 @@ from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
 from servesim.sim.engine.dp_group import DataParallelGroup, RankPlan
 from servesim.sim.engine.iteration import Iteration
 from servesim.sim.engine.kv_memory import BlockPool
+from servesim.sim.engine.placement import Placement
 from servesim.sim.engine.request import INFINITY, Request, RequestState
 from servesim.sim.engine.stretch import run_stretch
+from servesim.sim.engine.trusted import decision_source
 from servesim.sim.engine.views import KvView, ReplicaView
 from servesim.sim.reporting.metrics import MetricsRecorder
 
@@ -75,6 +76,8 @@ class ReplicaSetup:
     """Plan each step while the previous one runs (vLLM >= 0.14): an arrival waits one extra step."""
     lockstep: DataParallelGroup | None = None
     """The data-parallel group whose ranks step together (no fast-forward, no interrupted iterations)."""
+    placement: Placement = Placement()
+    """Its pool, role, hardware, devices and nodes, as routers and transfer policies see them."""
 
 
 class Replica:
@@ -109,6 +112,9 @@ class Replica:
         self.interruptible = (type(scheduler).interrupt is not SchedulerPolicy.interrupt
                               and setup.lockstep is None)
         self.async_scheduling = setup.async_scheduling and not self.interruptible
+        self.outstanding_tokens = 0
+        """Tokens its queued and running requests still have to compute or generate (the sum of
+        their `tokens_left`), kept up to date at each arrival, iteration, preemption and end."""
         self.progress_observed = True
         """Whether anyone (the router) reads this replica's progress at an arrival: a decode stretch
         then shows it at every arrival; otherwise it applies its iterations only when it must."""
@@ -132,9 +138,21 @@ class Replica:
         self.num_iterations = 0
         self.num_engine_steps = 0
         self.num_interrupts = 0
+        self.placement = setup.placement
+        self.num_inbound = 0
+        """Requests on their way here from a prefill replica (`sim.engine.disaggregation`)."""
+        self.idle_s = 0.0
+        """Simulated seconds spent waiting for work (the current wait excluded)."""
+        self._idle_since = INFINITY
+        self.on_step: Callable[[list[tuple[Request, int]], float, float], None] | None = None
+        """Prefill pools: told of each step's (entries, start, seconds) as it starts (layerwise transfers)."""
+        self.on_prefilled: Callable[[Request], None] | None = None
+        """Prefill pools: takes a request whose prompt is done, which leaves the batch holding its KV."""
+        self.on_decision: Callable[[], None] | None = None
+        """Decode pools: called before each decision, when this replica's free blocks are exact."""
         self.view = ReplicaView(self)
         self._host_view = KvView(self.host)
-        self._checker = DecisionChecker(self, scheduler)
+        self._decide = decision_source(self, scheduler, DecisionChecker(self, scheduler))
         self._idle_decisions = 0
         self.process = env.process(self._loop())
 
@@ -148,7 +166,7 @@ class Replica:
 
     @property
     def num_outstanding(self) -> int:
-        return len(self.waiting) + len(self._running) + len(self._staged)
+        return len(self.waiting) + len(self._running) + len(self._staged) + self.num_inbound
 
     def submit(self, request: Request) -> None:
         """Take an arriving request: queue it, or reject it if it could never be served here."""
@@ -158,9 +176,29 @@ class Replica:
             request.reject_reason = reason
             self._end(request, RequestState.REJECTED, self.env.now)
             return
+        self.outstanding_tokens += request.tokens_left
         self._idle_decisions = 0
         if request.timeout_at_s < INFINITY:
             heapq.heappush(self._timeouts, (request.timeout_at_s, request.request_id, request))
+        self._enqueue(request)
+
+    def receive(self, request: Request) -> None:
+        """Take a request whose KV arrived from a prefill replica: it waits, holding its blocks, to decode."""
+        request.replica_id = self.replica_id
+        request.state = RequestState.WAITING
+        self.outstanding_tokens += request.tokens_left
+        self._idle_decisions = 0
+        self._enqueue(request)
+
+    def notify(self) -> None:
+        """Bring this replica to its next decision now: wake it, or cut its fast-forwarded stretch."""
+        if self.stretch_interruptible:
+            self.stretch_interruptible = False
+            self.process.interrupt()
+        elif self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def _enqueue(self, request: Request) -> None:
         if self.stretch_interruptible:
             self.stretch_interruptible = False
             self.process.interrupt()
@@ -192,6 +230,8 @@ class Replica:
     def _loop(self) -> Generator[simpy.Event, None, None]:
         env = self.env
         while True:
+            if self.on_decision is not None:
+                self.on_decision()
             if self._timeouts and self._timeouts[0][0] <= env.now:
                 self._drop_expired()
             if not self._running and not self.waiting:
@@ -199,7 +239,7 @@ class Replica:
                     continue
                 yield from self._idle(None)
                 continue
-            decision = checked_schedule(self.scheduler, self.view, self._checker, env.now)
+            decision = self._decide(env.now)
             promoted = self.promote_staged()
             self._preempt(decision.preempted)
             if decision.resume is not None:
@@ -246,6 +286,8 @@ class Replica:
             self.num_iterations += 1
             return
         total_s = step.swap_s + self.cost_model.iteration_time(step.shape)
+        if self.on_step is not None:
+            self.on_step(step.entries, began, total_s)
         if self.interruptible:
             iteration = Iteration(step.entries, step.shape, total_s, began, began_s=began)
             iteration.boundaries = self._boundaries(step.shape, step.swap_s, total_s)
@@ -286,11 +328,19 @@ class Replica:
 
     def _idle(self, wake_at: float | None) -> Generator[simpy.Event, None, None]:
         """Sleep until an arrival, `wake_at` or the next timeout; a lockstep rank then waits for the step boundary."""
+        self._idle_since = self.env.now
         if self._lockstep is None:
             yield self._sleep(wake_at)
         else:
             yield from self._lockstep.rest(self._sleep(wake_at))
+        self.idle_s += self.env.now - self._idle_since
+        self._idle_since = INFINITY
         self._wake = None
+
+    def busy_s(self) -> float:
+        """Simulated seconds so far that this replica had work (stepping or swapping), not waiting for it."""
+        idle_now = self.env.now - self._idle_since if self._idle_since < INFINITY else 0.0
+        return self.env.now - self.idle_s - idle_now
 
     def _sleep(self, wake_at: float | None) -> simpy.Event:
         """An event that fires on the next arrival, or at `wake_at` or the next timeout."""
@@ -350,8 +400,10 @@ class Replica:
         return mode
 
     def _preempt(self, preempted: list[Request]) -> None:
+        left_before = sum(request.tokens_left for request in preempted)
         self._pending_swap_blocks += preempt(preempted, self._running, self.waiting, self.kv, self.host,
                                              self._preemption_mode)
+        self.outstanding_tokens += sum(request.tokens_left for request in preempted) - left_before
 
     def _take_swap_seconds(self) -> float:
         blocks, self._pending_swap_blocks = self._pending_swap_blocks, 0
@@ -402,6 +454,7 @@ class Replica:
         elif self.kv.caches_prefixes and not request.num_computed_tokens:
             hit = self.kv.reuse(request)  # type: ignore[attr-defined]
             request.num_computed_tokens = hit.num_tokens
+            self.outstanding_tokens -= hit.num_tokens
             request.num_blocks = hit.num_blocks
             request.num_cached_tokens += hit.num_tokens
         admit(request, self.waiting, self._running, self.env.now)
@@ -419,6 +472,7 @@ class Replica:
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
         gaps = self.gap_sink
+        hand_off = self.on_prefilled
         for request, num_new in entries:
             if is_decode(request):
                 num_decodes += 1
@@ -440,6 +494,12 @@ class Replica:
                 request.last_token_s = now
                 if done:
                     self.finish(request, now)
+                elif hand_off is not None:
+                    self._running.remove(request)
+                    request.state = RequestState.TRANSFERRING
+                    self.outstanding_tokens -= request.tokens_left
+                    hand_off(request)
+        self.outstanding_tokens -= num_prefill_tokens + num_decodes
         if self.metrics.record_iterations:
             self.metrics.add_iteration(
                 (self.replica_id, began_s, now, len(entries),
@@ -447,6 +507,7 @@ class Replica:
             )
 
     def finish(self, request: Request, now: float) -> None:
+        self.outstanding_tokens -= request.tokens_left
         retire(request, self._running, self.kv, self.recently_finished, now)
         self.on_done(request)
 
@@ -463,6 +524,7 @@ class Replica:
                 continue  # service began in time
             (self._staged if request in self._staged else self.waiting).remove(request)
             self._idle_decisions = 0
+            self.outstanding_tokens -= request.tokens_left
             self._end(request, RequestState.DROPPED, request.timeout_at_s)
 
     def _end(self, request: Request, state: RequestState, at_s: float) -> None:

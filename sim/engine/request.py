@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from servesim.policies.views import tokens_left
 from servesim.sim.engine.views import request_view
 
 INFINITY = math.inf
@@ -21,6 +22,8 @@ class RequestState(Enum):
     RUNNING = "running"
     SWAPPED = "swapped"
     """Preempted with its KV in host memory: waiting to be swapped back in."""
+    TRANSFERRING = "transferring"
+    """Prefilled on a prefill replica, which holds its KV until the KV has reached a decode replica."""
     FINISHED = "finished"
     REJECTED = "rejected"
     """Could never be served (too long for the model or the memory)."""
@@ -75,6 +78,11 @@ class Request:
     @property
     def is_swapped(self) -> bool:
         return self.state is RequestState.SWAPPED
+
+    @property
+    def tokens_left(self) -> int:
+        """What a replica has yet to do for it (`policies.views.tokens_left`)."""
+        return tokens_left(self)
 
     @property
     def prefix_group(self) -> int | None:

@@ -9,8 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
+from servesim.sim.experiment.pools import pool_key, pool_memory, pool_problems
+
 MAX_REPLICAS = 4096  # a sane cluster; each replica is a process with its own KV pools
-MAX_SYNTHETIC_REQUESTS = 10_000_000  # the engine holds every request in memory (about 1 KiB each)
+MAX_SYNTHETIC_REQUESTS = 10_000_000  # the summary reads every request's row back (about 0.2 KiB each)
 
 
 class Section(BaseModel):
@@ -39,6 +41,16 @@ class PreemptionSpec(PolicySpec):
 
 class RouterSpec(PolicySpec):
     name: str = Field("round_robin", description="registered router name")
+
+
+class IntraGpuSplitSpec(PolicySpec):
+    """`{name: static|proactive, <policy parameters>}` plus the SM-share model's own parameter."""
+
+    name: str = Field(description="registered split policy name (`static`, `proactive`; see `simrun list`)")
+    bandwidth_saturation_share: float = Field(
+        0.4, gt=0, le=1, description="share of the SMs that saturates the device's memory bandwidth: beyond it "
+        "memory-bound work (decode) gets no faster"
+    )
 
 
 class EvictionSpec(PolicySpec):
@@ -116,6 +128,52 @@ class ParallelConfig(Section):
         "replicas x tp devices (vLLM --data-parallel-size N --enable-expert-parallel)")
 
 
+class LinkOverrideConfig(Section):
+    gbps: float | None = Field(None, gt=0, description="per device and direction, GB/s (default: the hardware entry's)")
+    latency_us: float | None = Field(None, ge=0, description="paid once per transfer (default: the hardware entry's)")
+
+
+class TopologyConfig(Section):
+    devices_per_node: int | None = Field(
+        None, ge=1, description="devices per node (default: the hardware entry's `devices_per_node`)")
+    intra_node: LinkOverrideConfig = Field(
+        default_factory=LinkOverrideConfig, description="each device's port on its node's fabric (NVLink/NVSwitch "
+        "or PCIe; default: the entry's `intra_node_link_gbps`, `link_latency_us`)")
+    inter_node: LinkOverrideConfig = Field(
+        default_factory=LinkOverrideConfig, description="each device's NIC between nodes (InfiniBand/RoCE; default: "
+        "the entry's `inter_node_link_gbps`, `inter_node_latency_us`)")
+
+    def fit_problem(self, devices_per_replica: int, what: str) -> str | None:
+        """Why `devices_per_node` cannot hold one replica of `what`, or None when it can."""
+        if self.devices_per_node is None or self.devices_per_node >= devices_per_replica:
+            return None
+        return (f"cluster.topology.devices_per_node: {self.devices_per_node} devices per node cannot hold one "
+                f"replica of {what} ({devices_per_replica} devices); set devices_per_node to at least "
+                f"{devices_per_replica} or use a smaller parallel plan")
+
+
+class TransferSpec(PolicySpec):
+    name: str = Field("after_prefill", description="registered transfer policy name")
+
+
+PoolRole = Literal["prefill", "decode", "unified"]
+
+
+class PoolConfig(Section):
+    """One pool of identical replicas with a role; unset keys take the top-level sections' values."""
+
+    name: str = Field(description="pool name, unique in the cluster (results name pools by it)")
+    role: PoolRole = Field("unified", description="prefill: prompts only, the KV then moves to a decode pool; "
+                           "decode: decodes what prefill pools hand over; unified: both (no transfer)")
+    replicas: int = Field(1, ge=0, le=MAX_REPLICAS, description="replicas in this pool")
+    hardware: str | None = Field(None, description="hardware catalog name (default: the top-level `hardware`)")
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig, description="parallel plan of each replica "
+                                     "(default: tp 1)")
+    scheduler: SchedulerSpec | None = Field(None, description="batch scheduler (default: the top-level `scheduler`)")
+    memory: dict[str, Any] = Field(default_factory=dict, description="keys of `memory` that differ for this pool "
+                                   "(the rest: the top-level `memory`, key by key)")
+
+
 class ClusterConfig(Section):
     replicas: int = Field(
         1, ge=1, le=MAX_REPLICAS,
@@ -123,6 +181,54 @@ class ClusterConfig(Section):
     )
     parallel: ParallelConfig = Field(default_factory=ParallelConfig, description="parallel plan of each replica")
     router: RouterSpec = Field(default_factory=RouterSpec, description="which replica gets an arrival")
+    pools: list[PoolConfig] | None = Field(
+        None, description="pools with roles instead of `replicas`/`parallel` (prefill/decode disaggregation, "
+        "heterogeneous hardware); see the README's \"Pools and disaggregation\""
+    )
+    transfer: TransferSpec = Field(
+        default_factory=TransferSpec, description="prefill -> decode: which decode replica, and how the KV moves"
+    )
+    topology: TopologyConfig = Field(
+        default_factory=TopologyConfig, description="nodes and links between devices (default: the hardware entry's)")
+
+    @model_serializer(mode="wrap")
+    def _omit_unused_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A topology left at the hardware's figures, no pools and the default transfer are not
+        written (nor hashed), so a config that does not use them resolves and hashes as it did
+        before the keys existed; with pools, `replicas` and `parallel` (which they replace) are not."""
+        data: dict[str, Any] = handler(self)
+        if self.topology == TopologyConfig():
+            data.pop("topology", None)
+        if self.pools is None:
+            data.pop("pools", None)
+            if self.transfer == TransferSpec():
+                data.pop("transfer", None)
+        else:
+            data.pop("replicas", None)
+            data.pop("parallel", None)
+        return data
+
+    @model_validator(mode="after")
+    def _topology_fits(self) -> ClusterConfig:
+        plans = [(None, self.parallel)] if self.pools is None else [(p.name, p.parallel) for p in self.pools]
+        for pool, parallel in plans:
+            problem = self.topology.fit_problem(parallel.tp * parallel.pp, f"tp {parallel.tp} x pp {parallel.pp}")
+            if problem:
+                raise ValueError(problem if pool is None else f"{pool_key(pool)}: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _pools_well_formed(self) -> ClusterConfig:
+        if self.pools is None:
+            return self
+        both = sorted({"replicas", "parallel"} & self.model_fields_set)
+        if both:
+            raise ValueError(f"cluster.pools replaces cluster.{' and cluster.'.join(both)}: give each pool its "
+                             "`replicas` and `parallel` and remove the top-level one(s)")
+        problems = pool_problems(self.pools)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class MemoryConfig(Section):
@@ -267,8 +373,8 @@ class WorkloadConfig(Section):
             if self.num_requests is not None and self.num_requests > MAX_SYNTHETIC_REQUESTS:
                 raise ValueError(
                     f"num_requests {self.num_requests:,} is more than the {MAX_SYNTHETIC_REQUESTS:,} "
-                    "synthetic requests servesim holds in memory; simulate fewer (a steady state needs far fewer) "
-                    "or split the run"
+                    "synthetic requests whose rows the summary reads back into memory; simulate fewer (a steady "
+                    "state needs far fewer) or split the run"
                 )
         return self
 
@@ -330,6 +436,10 @@ class EngineConfig(Section):
     )
     api_stream_out_s: float | None = Field(
         None, ge=0, description="API server: seconds from the engine's token to the client (default: fitted)"
+    )
+    intra_gpu_split: IntraGpuSplitSpec | None = Field(
+        None, description="run each replica's prefill and decode loops at once on one device, each on a share of "
+        "its SMs chosen by this split policy (Nexus); none: one loop with mixed batches"
     )
 
 
@@ -483,6 +593,12 @@ class ExperimentConfig(Section):
     )
 
     @model_validator(mode="after")
+    def _pool_memory_valid(self) -> ExperimentConfig:
+        for pool in self.cluster.pools or ():
+            pool_memory(self.memory, pool)
+        return self
+
+    @model_validator(mode="after")
     def _sweep_alone(self) -> ExperimentConfig:
         if self.sweep is not None and (self.variants or self.claim is not None):
             raise ValueError("a config with a `sweep` cannot also have top-level `variants` or a `claim`; put named "
@@ -496,6 +612,14 @@ class ExperimentConfig(Section):
         if self.plan is None:
             data.pop("plan", None)
         return data
+
+    @model_validator(mode="after")
+    def _prefix_affinity_needs_a_prefix_cache(self) -> ExperimentConfig:
+        if self.cluster.router.name == "prefix_affinity" and not self.cache.prefix_caching:
+            raise ValueError("cluster.router: prefix_affinity routes by what each replica's prefix cache holds, but "
+                             "cache.prefix_caching is false, so it would only balance load; set "
+                             "cache.prefix_caching: true, or choose a load-balancing router such as least_outstanding")
+        return self
 
     @model_validator(mode="after")
     def _claim_names_variants(self) -> ExperimentConfig:

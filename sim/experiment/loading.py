@@ -26,6 +26,7 @@ from servesim.sim.experiment.config import (
     RouterSpec,
     SchedulerSpec,
     SweepConfig,
+    TransferSpec,
 )
 from servesim.sim.experiment.variants import claim_metric_problem, variant_data
 
@@ -33,6 +34,7 @@ POLICY_SECTIONS = {
     "scheduler": ("scheduler", SchedulerSpec),
     "preemption": ("preemption", PreemptionSpec),
     "cluster.router": ("router", RouterSpec),
+    "cluster.transfer": ("transfer", TransferSpec),
     "cache.eviction": ("eviction", EvictionSpec),
 }
 
@@ -191,17 +193,28 @@ def _policy_problems(data: Mapping[str, Any]) -> list[str]:
         node: Any = data
         for part in section.split("."):
             node = node.get(part) if isinstance(node, Mapping) else None
-        if not isinstance(node, Mapping):
-            continue
-        name = node.get("name", spec.model_fields["name"].default)
-        if not isinstance(name, str):
-            continue
-        params = {k: v for k, v in node.items() if k != "name"}
-        try:
-            validate_params(kind, name, params)
-        except PolicyError as exc:
-            problems.append(f"{section}: {exc}")
+        problems += _policy_section_problems(section, kind, spec, node)
+    cluster = data.get("cluster")
+    pools = cluster.get("pools") if isinstance(cluster, Mapping) else None
+    for pool in pools if isinstance(pools, list) else ():
+        if isinstance(pool, Mapping):
+            where = f"cluster.pools[{pool.get('name')}].scheduler"
+            problems += _policy_section_problems(where, "scheduler", SchedulerSpec, pool.get("scheduler"))
     return problems
+
+
+def _policy_section_problems(section: str, kind: str, spec: type[PolicySpec], node: Any) -> list[str]:
+    if not isinstance(node, Mapping):
+        return []
+    name = node.get("name", spec.model_fields["name"].default)
+    if not isinstance(name, str):
+        return []
+    params = {k: v for k, v in node.items() if k != "name"}
+    try:
+        validate_params(kind, name, params)
+    except PolicyError as exc:
+        return [f"{section}: {exc}"]
+    return []
 
 
 def _describe_error(err: Mapping[str, Any]) -> str:

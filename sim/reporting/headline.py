@@ -61,6 +61,7 @@ def headline(summary: dict[str, Any], out_dir: Path | None = None) -> str:
         f"goodput {slo['goodput_requests_per_s']:.2f} req/s",
         f"simulated {summary['sim_time_s']:,.1f} s in {summary['run']['wall_s']:.2f} s wall",
     ]
+    lines += pool_lines(summary)
     cost = summary["run"].get("cost_model", {})
     if cost.get("kind") == "table":
         lines.append(f"cost tables: {cost['tables']} ({cost['source']}); "
@@ -68,3 +69,21 @@ def headline(summary: dict[str, Any], out_dir: Path | None = None) -> str:
     if out_dir is not None:
         lines.append(f"results: {out_dir}")
     return "\n".join(lines)
+
+
+def pool_lines(summary: dict[str, Any]) -> list[str]:
+    """With `cluster.pools`: each pool's size and busy share; with a prefill pool, its KV transfers."""
+    lines = []
+    if "pools" in summary:
+        pools = [f"{name} ({pool['role']}) {pool['replicas']} x {pool['hardware']} TP{pool['parallel']['tp']} "
+                 f"PP{pool['parallel']['pp']}, busy {pool['busy_share']:.0%}"
+                 for name, pool in summary["pools"].items()]
+        lines.append("pools: " + "; ".join(pools))
+    moved = summary.get("disaggregation")
+    if moved is not None:
+        share = "-" if moved["ttft_share"] is None else f"{moved['ttft_share']:.0%}"
+        lines.append(f"KV transfers ({moved['transfer']}): {moved['num_transfers']:,}, "
+                     f"{moved['kv_bytes'] / 1e9:,.2f} GB; "
+                     f"added to TTFT: mean {_ms(moved['handoff_s']['mean'])} ms ({share} of TTFT); "
+                     f"waiting for decode blocks: p99 {_ms(moved['decode_wait_s']['p99'])} ms")
+    return lines

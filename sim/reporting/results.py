@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from shutil import copyfile
 from typing import Any
@@ -48,7 +48,11 @@ class RunResult:
     config: ExperimentConfig
     summary: dict[str, Any]
     files: RunFiles
-    iterations: pd.DataFrame | None
+
+    @property
+    def iterations(self) -> pd.DataFrame | None:
+        """One row per iteration (None unless `output.iterations`)."""
+        return read_table(self.files.iterations) if self.files.iterations is not None else None
 
     @property
     def requests(self) -> pd.DataFrame:
@@ -61,6 +65,10 @@ class RunResult:
     @property
     def system_series(self) -> pd.DataFrame:
         return read_table(self.files.system_series)
+
+    def table(self, name: str) -> pd.DataFrame:
+        """One of the run's further tables (`RunFiles.tables`), e.g. a disaggregated run's `transfers`."""
+        return read_table(self.files.tables[name])
 
     @property
     def gaps(self) -> GapStore:
@@ -81,7 +89,10 @@ class RunFiles:
     replica_series: Path
     system_series: Path
     gaps: GapStore
+    iterations: Path | None = None
     keep_alive: object = None
+    tables: Mapping[str, Path] = field(default_factory=dict)
+    """Further tables of this run by name, written as `<name>.parquet` (a disaggregated run's transfers)."""
 
 
 def request_row(request: Request, stream_out_s: float = 0.0) -> tuple:
@@ -143,10 +154,11 @@ def write_run_files(result: RunResult, directory: Path, plots: bool) -> None:
     write_benchmark_serving(result, directory)
     files = result.files
     for name, path in (("requests", files.requests), ("replica_series", files.replica_series),
-                       ("system_series", files.system_series)):
+                       ("system_series", files.system_series), ("iterations", files.iterations)):
+        if path is not None:
+            copyfile(path, directory / f"{name}.parquet")
+    for name, path in files.tables.items():
         copyfile(path, directory / f"{name}.parquet")
-    if result.iterations is not None:
-        result.iterations.to_parquet(directory / "iterations.parquet", index=False)
     if plots:
         from servesim.sim.reporting.plots import write_plots
 

@@ -22,6 +22,7 @@ from servesim.policies import (
     PreemptionMode,
     ScheduleDecision,
     SchedulerPolicy,
+    SplitView,
     TransferDecision,
     TransferPolicy,
     all_policies,
@@ -284,12 +285,34 @@ def check_transfer(policy: Any, replica: FakeReplica, now: float) -> Any:
     plans = []
     for pool in _pools(replica):
         for request in _requests(replica) or [waiting(99)]:
-            plan = policy.plan(request, pool, now)
+            plan = policy.plan(request, replica, pool, now)
             assert isinstance(plan, TransferDecision), f"plan returned {plan!r}"
             assert isinstance(plan.destination, int) and 0 <= plan.destination < len(pool), f"destination {plan!r}"
             assert isinstance(plan.layerwise, bool)
             plans.append((plan.destination, plan.layerwise))
     return plans
+
+
+def check_split(policy: Any, replica: FakeReplica, now: float) -> Any:
+    """A share from 0 to 1, above 0 with a prefill batch and below 1 with a decode batch; the
+    replica's queues give the loads (its running and waiting requests)."""
+    shares = []
+    decodes = sum(1 for r in replica.running if r.num_generated)
+    queued = sum(r.num_tokens - r.num_computed_tokens for r in [*replica.running, *replica.waiting])
+
+    def predict(prefill_shares: Any) -> tuple[Any, Any]:
+        prefill_shares = np.asarray(prefill_shares, dtype=float)
+        return 0.1 / prefill_shares, 0.01 / (1 - prefill_shares)
+
+    for current in (0.0, 0.5, 1.0):
+        for prefill_tokens, num_decodes in ((queued, decodes), (0, decodes), (queued, 0), (1, 1)):
+            split = SplitView(current, prefill_tokens, num_decodes, max(queued, prefill_tokens), predict)
+            share = policy.prefill_share(split, now)
+            assert isinstance(share, float) and 0 <= share <= 1, f"prefill_share returned {share!r}"
+            assert not (prefill_tokens and share <= 0), f"share {share} leaves a running prefill no SMs"
+            assert not (num_decodes and share >= 1), f"share {share} leaves a running decode no SMs"
+            shares.append(share)
+    return shares
 
 
 CHECKS: dict[str, Callable[[Any, FakeReplica, float], Any]] = {
@@ -300,6 +323,7 @@ CHECKS: dict[str, Callable[[Any, FakeReplica, float], Any]] = {
     "eviction": check_eviction,
     "router": check_router,
     "transfer": check_transfer,
+    "split": check_split,
 }
 
 
@@ -389,7 +413,7 @@ def test_schedulers_decide_validly_on_random_views(entry: PolicyEntry, replica: 
 class GreedyTransferPolicy(TransferPolicy):
     """Send KV to the destination with the fewest outstanding requests, layer by layer."""
 
-    def plan(self, request: Any, destinations: Sequence[Any], now: float) -> TransferDecision:
+    def plan(self, request: Any, source: Any, destinations: Sequence[Any], now: float) -> TransferDecision:
         best = min(range(len(destinations)), key=lambda i: (destinations[i].num_outstanding, i))
         return TransferDecision(best, layerwise=True)
 

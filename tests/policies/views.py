@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from servesim.hwmodels import ConstantCostModel, CostModel
-from servesim.policies.views import blocks_for
+from servesim.policies.views import blocks_for, tokens_left
 
 
 @dataclass
@@ -23,6 +23,7 @@ class FakeRequest:
     slo_class: str = "default"
     ttft_deadline_s: float = math.inf
     prefix_group: int | None = None
+    session_id: str | None = None
     num_computed_tokens: int = 0
     num_generated: int = 0
     num_blocks: int = 0
@@ -75,11 +76,22 @@ class FakeReplica:
     replica_id: int = 0
     cost_model: CostModel = field(default_factory=lambda: ConstantCostModel(0.01, 1e-5))
     recently_finished: list[FakeRequest] = field(default_factory=list)
+    pool: str = "default"
+    role: str = "unified"
+    hardware: str = "h100-sxm"
+    nodes: tuple[int, ...] = (0,)
+
+    def _outstanding(self) -> list[FakeRequest]:
+        held = [request for iteration in self.suspended for request, _ in iteration.entries]
+        return self.running + self.waiting + held
 
     @property
     def num_outstanding(self) -> int:
-        held = sum(len(iteration.entries) for iteration in self.suspended)
-        return len(self.running) + len(self.waiting) + held
+        return len(self._outstanding())
+
+    @property
+    def outstanding_tokens(self) -> int:
+        return sum(tokens_left(request) for request in self._outstanding())
 
 
 def waiting(request_id: int, prompt: int = 16, output: int = 8, arrival_s: float = 0.0,

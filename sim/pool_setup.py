@@ -1,0 +1,90 @@
+"""Setting up a run's pools: where their replicas sit, the checks a disaggregated run needs before
+it starts, and the hand-off between its prefill and decode replicas.
+
+Replica ids run over the pools in config order, then over each pool's replicas, so a config
+without `cluster.pools` numbers its replicas as before.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import simpy
+
+from servesim.hwmodels import ParallelPlan
+from servesim.hwmodels.catalog import HardwareSpec
+from servesim.policies import TransferPolicy
+from servesim.policies.views import blocks_for
+from servesim.sim.engine.disaggregation import Disaggregation
+from servesim.sim.engine.placement import Placement
+from servesim.sim.engine.replica import Replica
+from servesim.sim.errors import ConfigError
+from servesim.sim.experiment.capacity import KvCapacity
+from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.experiment.pools import ResolvedPool
+from servesim.sim.experiment.workload import Workload
+from servesim.sim.network import Network, PoolShape, Topology
+from servesim.sim.network.config import topology_for
+
+if TYPE_CHECKING:
+    from servesim.sim.runner import PreparedRun
+
+
+def build_topology(config: ExperimentConfig, pools: Sequence[tuple[ResolvedPool, HardwareSpec, ParallelPlan]]
+                   ) -> Topology:
+    """The devices of every pool placed on nodes, with the links between them (`cluster.topology`)."""
+    shapes = [PoolShape(pool.name, hardware, pool.replicas, plan.tp * plan.pp) for pool, hardware, plan in pools]
+    return topology_for(shapes, config.cluster.topology)
+
+
+def check_decode_pools(pools: Sequence[tuple[ResolvedPool, KvCapacity]], workload: Workload,
+                       max_model_len: int) -> int:
+    """Refuse a decode pool that could never take the longest prompt (its KV plus the first token's);
+    returns the most tokens a request may have so that every decode replica can hold all of its KV."""
+    longest = 0
+    for chunk in workload.chunks():
+        served = chunk["prompt_tokens"] + chunk["output_tokens"] <= max_model_len
+        if served.any():
+            longest = max(longest, int(chunk["prompt_tokens"][served].max()))
+    limit = max_model_len
+    for pool, capacity in pools:
+        if pool.role != "decode":
+            continue
+        needed = blocks_for(longest + 1, capacity.block_size)
+        if needed > capacity.num_blocks:
+            raise ConfigError(
+                f"{pool.key}: a decode replica has {capacity.num_blocks:,} KV blocks of {capacity.block_size} tokens, "
+                f"but the longest prompt of the workload ({longest:,} tokens) needs {needed:,} to land with its first "
+                f"token, so it could never be admitted; give the pool more memory per replica (its `parallel.tp`, "
+                f"`hardware`, or `memory.gpu_memory_utilization`) or shorten the prompts"
+            )
+        limit = min(limit, capacity.num_blocks * capacity.block_size + 1)
+    return limit
+
+
+def pool_placements(prepared: PreparedRun) -> list[Placement]:
+    """Each replica's pool, role, hardware, devices and nodes, by replica id."""
+    topology = prepared.topology
+    placements = []
+    for pool in prepared.pools:
+        spec = pool.spec
+        for index in range(spec.replicas):
+            devices: tuple[int, ...] = ()
+            nodes: tuple[int, ...] = ()
+            if topology is not None:
+                devices = tuple(topology.devices(spec.name, index))
+                nodes = tuple(sorted({topology.node_of(device).index for device in devices}))
+            placements.append(Placement(spec.name, spec.role, spec.hardware, devices, nodes))
+    return placements
+
+
+def disaggregate(env: simpy.Environment, prepared: PreparedRun, replicas: Sequence[Replica],
+                 policy: TransferPolicy) -> Disaggregation:
+    """The hand-off between the prefill and decode replicas, over the run's network."""
+    network = Network(env, prepared.topology)
+    decode = [replica for replica in replicas if replica.placement.role == "decode"]
+    disaggregation = Disaggregation(env, policy, network, prepared.model.kv_bytes_per_token, decode)
+    for replica in replicas:
+        if replica.placement.role == "prefill":
+            disaggregation.attach_prefill(replica)
+    return disaggregation
