@@ -56,3 +56,11 @@ def test_the_python_api_runs_a_plan_like_the_cli(tmp_path):
     assert list(report.table["label"]) == ["unified 1 x tp2"]
     assert report.best is not None and report.best["label"] == "unified 1 x tp2"
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "out" / "plan.parquet"), report.table)
+
+
+def test_progress_counts_candidates():
+    from servesim.sim.sweeps.progress import PointsExtent
+
+    extent = PointsExtent(12, 2, "candidate")
+    assert extent.describe(5, 0.0) == "5/12 candidates done"
+    assert extent.rate(4, 10.0).endswith(" a candidate")

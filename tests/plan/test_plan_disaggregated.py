@@ -30,3 +30,13 @@ def test_unified_and_disaggregated_candidates_compete_and_the_best_is_the_argmax
         best["candidate"]]
     again = run_plan(config_of(roofline_plan(plan)), tmp_path, tmp_path / "again", jobs=1)
     pd.testing.assert_frame_equal(again.table, table)
+
+
+def test_a_base_configs_pools_lend_their_settings_to_the_candidates_of_their_role(tmp_path):
+    pools = [{"name": "p", "role": "prefill", "replicas": 1},
+             {"name": "d", "role": "decode", "replicas": 1, "hardware": "a100-80g", "memory": {"block_size": 32}}]
+    data = tiny_plan({"gpus": 2, "tp": [1], "modes": ["disaggregated"]}, cluster={"pools": pools})
+    report = run_plan(config_of(data), tmp_path, tmp_path / "out", jobs=1)
+    assert list(report.table["status"]) == ["ok"]
+    decode = report.best["cluster"]["pools"][1]
+    assert decode["hardware"] == "a100-80g" and decode["memory"] == {"block_size": 32}
