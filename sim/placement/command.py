@@ -30,7 +30,8 @@ def add_command(sub: Any) -> None:
     plan.add_argument("--backend", choices=("local", "ray"), default="local",
                       help="local processes (default) or a Ray cluster (pip install 'servesim[ray]')")
     plan.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray instance)")
-    plan.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    plan.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+                      help="no progress bar (terminal) and no progress lines (pipe or log) on stderr")
     plan.add_argument("--debug", action="store_true", help="show tracebacks")
     plan.set_defaults(handler=run_command)
 
