@@ -556,6 +556,55 @@ class SweepConfig(Section):
         return self
 
 
+PlanMode = Literal["unified", "disaggregated"]
+PLAN_MODES: tuple[PlanMode, ...] = ("unified", "disaggregated")
+
+
+class PlanConfig(Section):
+    """A placement search for `simrun plan` (see `sim.placement`): which pools and plans to try on a GPU budget."""
+
+    gpus: int = Field(ge=1, le=MAX_REPLICAS, description="GPU budget: a candidate uses at most this many devices")
+    tp: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1, 2, 4, 8], description="tensor-parallel degrees tried (for each pool)"
+    )
+    pp: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1], description="pipeline-parallel degrees tried (for each pool)"
+    )
+    modes: list[PlanMode] = Field(
+        default_factory=lambda: list(PLAN_MODES), description="unified: replicas that prefill and decode; "
+        "disaggregated: a prefill pool and a decode pool, each with its own plan and count"
+    )
+    use_all_gpus: bool = Field(False, description="try only candidates that use exactly `gpus` devices")
+    max_rate: float | None = Field(
+        None, gt=0, description="highest arrival rate (requests/s) tried on a candidate using all `gpus`; one "
+        "with fewer GPUs up to its share, so all meet the same per-GPU ceiling (default: 4 x the workload's rate "
+        "x gpus)"
+    )
+    min_rate: float | None = Field(
+        None, gt=0, description="lowest arrival rate tried on a candidate using all `gpus`, scaled likewise "
+        "(default: max_rate / 256)"
+    )
+    tolerance: float = Field(0.05, gt=0, description="each candidate's rate search stops when its bracket is "
+                             "this narrow (relative)")
+
+    @model_validator(mode="after")
+    def _searchable(self) -> PlanConfig:
+        for key, values in (("tp", self.tp), ("pp", self.pp), ("modes", self.modes)):
+            if not values:
+                raise ValueError(f"plan.{key}: empty list; give at least one value")
+            if len(set(values)) != len(values):
+                raise ValueError(f"plan.{key}: {values} repeats a value; list each once")
+        if self.min_rate is not None and self.max_rate is not None and self.min_rate >= self.max_rate:
+            raise ValueError(f"plan.min_rate ({self.min_rate:g}) must be below plan.max_rate ({self.max_rate:g})")
+        smallest = min(self.tp) * min(self.pp) * (2 if self.modes == ["disaggregated"] else 1)
+        if smallest > self.gpus:
+            raise ValueError(f"plan.gpus: {self.gpus} GPU(s) cannot hold the smallest candidate ({smallest} GPUs: "
+                             f"tp {min(self.tp)} x pp {min(self.pp)}"
+                             f"{' for each of two pools' if self.modes == ['disaggregated'] else ''}); "
+                             "raise plan.gpus or add smaller degrees to plan.tp / plan.pp")
+        return self
+
+
 class ExperimentConfig(Section):
     name: str = Field("experiment", description="experiment name, used for the default results directory")
     seed: int = Field(0, ge=0, description="seed of every random generator of the run")
@@ -587,6 +636,10 @@ class ExperimentConfig(Section):
         None, description="run the experiment at many points (a grid over keys, zipped lists, named variants, "
         "seeds) with `simrun sweep`"
     )
+    plan: PlanConfig | None = Field(
+        None, description="search pool sizes and parallel plans for a GPU budget with `simrun plan` (ignored by "
+        "`simrun run`)"
+    )
 
     @model_validator(mode="after")
     def _pool_memory_valid(self) -> ExperimentConfig:
@@ -600,6 +653,14 @@ class ExperimentConfig(Section):
             raise ValueError("a config with a `sweep` cannot also have top-level `variants` or a `claim`; put named "
                              "runs under sweep.variants and compare them in the sweep's table")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_plan(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A config without a plan dumps (and hashes, in `config.yaml` and `summary.json`) as before plans existed."""
+        data: dict[str, Any] = handler(self)
+        if self.plan is None:
+            data.pop("plan", None)
+        return data
 
     @model_validator(mode="after")
     def _prefix_affinity_needs_a_prefix_cache(self) -> ExperimentConfig:
