@@ -44,6 +44,7 @@ def hardware_for(folder: Path, name: str) -> HardwareSpec:
             peak_tflops={"bf16": gpu["bfloat16_tc_flops"] / 1e12, "fp8": gpu["fp8_tc_flops"] / 1e12},
             devices_per_node=node["num_gpus_per_node"], intra_node_link_gbps=node["intra_node_bw"] / 1e9,
             host_link_gbps=node["pcie_bw"] / 1e9, link_latency_us=node["p2p_latency"] * 1e6,
+            inter_node_link_gbps=node["inter_node_bw"] / 1e9, inter_node_latency_us=node["p2p_latency"] * 1e6,
             efficiency_source="family curves",
         )
 

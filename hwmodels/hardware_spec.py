@@ -36,6 +36,9 @@ class HardwareSpec:
     GPU without kernel tables whose family's share does not transfer (the ada curves come from the
     power-limited L40S; the RTX 4090 runs bf16 at half rate and reaches nearly its peak).
 
+    `inter_node_link_gbps` / `inter_node_latency_us` are one device's own NIC between nodes (DGX
+    style, one NIC per GPU), per direction; the network model (`sim.network`) uses them.
+
     `peer_link_gbps` is set for full-mesh topologies (MI300X): each peer is reached over one link
     of that bandwidth, so a collective over n devices gets at most n-1 of them.
     """
@@ -50,6 +53,8 @@ class HardwareSpec:
     intra_node_link_gbps: float
     host_link_gbps: float
     link_latency_us: float
+    inter_node_link_gbps: float
+    inter_node_latency_us: float
     efficiency_source: str
     peer_link_gbps: float | None = None
     compute_efficiency: float | None = None
@@ -60,11 +65,11 @@ class HardwareSpec:
         problems = [
             f"{key} must be > 0, got {getattr(self, key)}"
             for key in ("memory_gib", "memory_bandwidth_gbps", "devices_per_node", "intra_node_link_gbps",
-                        "host_link_gbps")
+                        "host_link_gbps", "inter_node_link_gbps")
             if getattr(self, key) <= 0
         ]
-        if self.link_latency_us < 0:
-            problems.append(f"link_latency_us must be >= 0, got {self.link_latency_us}")
+        problems += [f"{key} must be >= 0, got {getattr(self, key)}"
+                     for key in ("link_latency_us", "inter_node_latency_us") if getattr(self, key) < 0]
         if self.peer_link_gbps is not None and self.peer_link_gbps <= 0:
             problems.append(f"peer_link_gbps must be > 0 when set, got {self.peer_link_gbps}")
         problems += [

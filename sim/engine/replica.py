@@ -26,7 +26,6 @@ from servesim.sim.engine.bookkeeping import (
     admit,
     allocate,
     arrival_rejection,
-    checked_schedule,
     preempt,
     record_sampled,
     retire,
@@ -38,6 +37,7 @@ from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.placement import Placement
 from servesim.sim.engine.request import INFINITY, Request, RequestState
 from servesim.sim.engine.stretch import run_stretch
+from servesim.sim.engine.trusted import decision_source
 from servesim.sim.engine.views import KvView, ReplicaView
 from servesim.sim.reporting.metrics import MetricsRecorder
 
@@ -136,10 +136,10 @@ class Replica:
         self.num_interrupts = 0
         self.placement = setup.placement
         self.num_inbound = 0
+        """Requests on their way here from a prefill replica (`sim.engine.disaggregation`)."""
         self.idle_s = 0.0
         """Simulated seconds spent waiting for work (the current wait excluded)."""
         self._idle_since = INFINITY
-        """Requests on their way here from a prefill replica (`sim.engine.disaggregation`)."""
         self.on_step: Callable[[list[tuple[Request, int]], float, float], None] | None = None
         """Prefill pools: told of each step's (entries, start, seconds) as it starts (layerwise transfers)."""
         self.on_prefilled: Callable[[Request], None] | None = None
@@ -148,7 +148,7 @@ class Replica:
         """Decode pools: called before each decision, when this replica's free blocks are exact."""
         self.view = ReplicaView(self)
         self._host_view = KvView(self.host)
-        self._checker = DecisionChecker(self, scheduler)
+        self._decide = decision_source(self, scheduler, DecisionChecker(self, scheduler))
         self._idle_decisions = 0
         self.process = env.process(self._loop())
 
@@ -233,7 +233,7 @@ class Replica:
                     continue
                 yield from self._idle(None)
                 continue
-            decision = checked_schedule(self.scheduler, self.view, self._checker, env.now)
+            decision = self._decide(env.now)
             promoted = self.promote_staged()
             self._preempt(decision.preempted)
             if decision.resume is not None:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from servesim.sim.experiment.pools import pool_memory, pool_problems
+from servesim.sim.experiment.pools import pool_key, pool_memory, pool_problems
 
 MAX_REPLICAS = 4096  # a sane cluster; each replica is a process with its own KV pools
 MAX_SYNTHETIC_REQUESTS = 10_000_000  # the engine holds every request in memory (about 1 KiB each)
@@ -118,6 +118,30 @@ class ParallelConfig(Section):
         "replicas x tp devices (vLLM --data-parallel-size N --enable-expert-parallel)")
 
 
+class LinkOverrideConfig(Section):
+    gbps: float | None = Field(None, gt=0, description="per device and direction, GB/s (default: the hardware entry's)")
+    latency_us: float | None = Field(None, ge=0, description="paid once per transfer (default: the hardware entry's)")
+
+
+class TopologyConfig(Section):
+    devices_per_node: int | None = Field(
+        None, ge=1, description="devices per node (default: the hardware entry's `devices_per_node`)")
+    intra_node: LinkOverrideConfig = Field(
+        default_factory=LinkOverrideConfig, description="each device's port on its node's fabric (NVLink/NVSwitch "
+        "or PCIe; default: the entry's `intra_node_link_gbps`, `link_latency_us`)")
+    inter_node: LinkOverrideConfig = Field(
+        default_factory=LinkOverrideConfig, description="each device's NIC between nodes (InfiniBand/RoCE; default: "
+        "the entry's `inter_node_link_gbps`, `inter_node_latency_us`)")
+
+    def fit_problem(self, devices_per_replica: int, what: str) -> str | None:
+        """Why `devices_per_node` cannot hold one replica of `what`, or None when it can."""
+        if self.devices_per_node is None or self.devices_per_node >= devices_per_replica:
+            return None
+        return (f"cluster.topology.devices_per_node: {self.devices_per_node} devices per node cannot hold one "
+                f"replica of {what} ({devices_per_replica} devices); set devices_per_node to at least "
+                f"{devices_per_replica} or use a smaller parallel plan")
+
+
 class TransferSpec(PolicySpec):
     name: str = Field("after_prefill", description="registered transfer policy name")
 
@@ -154,6 +178,31 @@ class ClusterConfig(Section):
     transfer: TransferSpec = Field(
         default_factory=TransferSpec, description="prefill -> decode: which decode replica, and how the KV moves"
     )
+    topology: TopologyConfig = Field(
+        default_factory=TopologyConfig, description="nodes and links between devices (default: the hardware entry's)")
+
+    @model_serializer(mode="wrap")
+    def _omit_unused_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A topology left at the hardware's figures, no pools and the default transfer are not
+        written (nor hashed), so a config that does not use them resolves and hashes as it did
+        before the keys existed."""
+        data: dict[str, Any] = handler(self)
+        if self.topology == TopologyConfig():
+            data.pop("topology", None)
+        if self.pools is None:
+            data.pop("pools", None)
+            if self.transfer == TransferSpec():
+                data.pop("transfer", None)
+        return data
+
+    @model_validator(mode="after")
+    def _topology_fits(self) -> ClusterConfig:
+        plans = [(None, self.parallel)] if self.pools is None else [(p.name, p.parallel) for p in self.pools]
+        for pool, parallel in plans:
+            problem = self.topology.fit_problem(parallel.tp * parallel.pp, f"tp {parallel.tp} x pp {parallel.pp}")
+            if problem:
+                raise ValueError(problem if pool is None else f"{pool_key(pool)}: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _pools_well_formed(self) -> ClusterConfig:

@@ -54,6 +54,7 @@ def test_an_explicit_compute_efficiency_still_wins() -> None:
 def test_a_bad_share_names_the_entry_and_the_format(shares: dict[str, float]) -> None:
     entry = {"source": "x", "kind": "gpu", "memory_gib": 24, "memory_bandwidth_gbps": 1000,
              "peak_tflops": {"bf16": 165}, "devices_per_node": 8, "intra_node_link_gbps": 32, "host_link_gbps": 32,
-             "link_latency_us": 10, "efficiency_source": "x", "gemm_compute_efficiency": shares}
+             "link_latency_us": 10, "inter_node_link_gbps": 12.5,
+             "inter_node_latency_us": 10, "efficiency_source": "x", "gemm_compute_efficiency": shares}
     with pytest.raises(CatalogError, match=r"'gpu9'.*gemm_compute_efficiency\.bf1[67] must be a known format"):
         build_spec(HardwareSpec, "gpu9", entry)

@@ -102,7 +102,8 @@ def test_bad_catalog_entry_reports_every_field_at_once() -> None:
 def test_bad_values_name_the_entry() -> None:
     entry = {"source": "x", "kind": "tpu", "memory_gib": 80, "memory_bandwidth_gbps": 1000,
              "peak_tflops": {"bf16": 100}, "devices_per_node": 8, "intra_node_link_gbps": 100, "host_link_gbps": 32,
-             "link_latency_us": 3, "compute_efficiency": 0.8, "memory_efficiency": 0.9, "efficiency_source": "x"}
+             "link_latency_us": 3, "inter_node_link_gbps": 50, "inter_node_latency_us": 5,
+             "compute_efficiency": 0.8, "memory_efficiency": 0.9, "efficiency_source": "x"}
     with pytest.raises(CatalogError, match=r"gpu9.kind: expected one of \['gpu', 'cpu'\], got 'tpu'"):
         build_spec(HardwareSpec, "gpu9", entry)
     with pytest.raises(CatalogError, match="'gpu9'.*compute_efficiency must be in"):
