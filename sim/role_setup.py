@@ -10,14 +10,24 @@ from servesim.policies.role_switch import DECODE, PREFILL, QueuePressureRoleSwit
 from servesim.sim.engine.cluster import Cluster
 from servesim.sim.engine.disaggregation import Disaggregation
 from servesim.sim.engine.role_switching import RoleSwitcher, SloObjectives
+from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.capacity import KvCapacity
 from servesim.sim.experiment.config import ExperimentConfig, RoleSwitchingConfig
 from servesim.sim.experiment.pools import ResolvedPool
+from servesim.sim.experiment.workload import Workload
+from servesim.sim.pool_setup import check_decode_pools
 
 
-def as_switchable(pools: Sequence[tuple[ResolvedPool, KvCapacity]]) -> list[tuple[ResolvedPool, KvCapacity]]:
-    """With dynamic roles a prefill pool's instances may decode: check them as decode pools too."""
-    return [(replace(pool, role=DECODE) if pool.role == PREFILL else pool, capacity) for pool, capacity in pools]
+def check_switchable_pools(pools: Sequence[tuple[ResolvedPool, KvCapacity]], workload: Workload,
+                           max_model_len: int) -> int:
+    """`check_decode_pools` for a cluster with dynamic roles, where a prefill pool's instances may
+    decode too: each of them must also be able to take the longest prompt's KV."""
+    switchable = [(replace(pool, role=DECODE) if pool.role == PREFILL else pool, capacity) for pool, capacity in pools]
+    try:
+        return check_decode_pools(switchable, workload, max_model_len)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (with cluster.role_switching a prefill instance may become a decode one, so every "
+                          "prefill and decode pool must be able to decode)") from None
 
 
 def role_switcher(env: simpy.Environment, config: ExperimentConfig, cluster: Cluster,

@@ -55,7 +55,7 @@ from servesim.sim.reporting.role_summary import role_switching_summary, write_ro
 from servesim.sim.reporting.spill import read_table
 from servesim.sim.reporting.steady_state import steady_state
 from servesim.sim.reporting.summary import summarize, summarize_classes
-from servesim.sim.role_setup import as_switchable, role_switcher
+from servesim.sim.role_setup import check_switchable_pools, role_switcher
 from servesim.traces import TraceError
 
 
@@ -108,9 +108,8 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     topology = None
     if is_disaggregated(config):
         checked = [(pool.spec, pool.capacity) for pool in pools]
-        if config.cluster.role_switching is not None:
-            checked = as_switchable(checked)
-        max_model_len = check_decode_pools(checked, workload, max_model_len)
+        check = check_decode_pools if config.cluster.role_switching is None else check_switchable_pools
+        max_model_len = check(checked, workload, max_model_len)
         topology = build_topology(config, [(pool.spec, pool.hardware, pool.plan) for pool in pools])
     first = pools[0]
     return PreparedRun(config, model, first.hardware, first.plan, first.cost_model, first.capacity, max_model_len,
