@@ -36,6 +36,7 @@ from servesim.sim.engine.cluster import Cluster
 from servesim.sim.engine.disaggregation import Disaggregation
 from servesim.sim.engine.replica import Replica
 from servesim.sim.engine.request import Request, RequestState
+from servesim.sim.errors import EngineInvariantError
 
 SWITCH_COLUMNS = ("replica", "pool", "from_role", "to_role", "decided_s", "drained_s", "switched_s", "drain_s")
 COUNT_COLUMNS = ("time_s", "pool", "role", "num_replicas")
@@ -157,6 +158,10 @@ class RoleSwitcher:
     def _complete(self, switch: Switch) -> None:
         replica, now = switch.replica, self.env.now
         old_role = replica.placement.role
+        replica.kv.check_conservation()
+        if replica.kv.num_used_blocks:
+            raise EngineInvariantError(f"replica {replica.replica_id} switches from {old_role} to {switch.to_role} "
+                                       f"at t={now:.6f} s still holding {replica.kv.num_used_blocks} KV blocks")
         del self._switching[replica.replica_id]
         if old_role == PREFILL:
             self.disaggregation.detach_prefill(replica)
