@@ -1,5 +1,5 @@
 """Policy plug-ins (scheduling, queue order, preemption, eviction, routing, length prediction,
-KV transfer) and their registry.
+KV transfer, intra-GPU split) and their registry.
 
 Policies read views of engine state and return decisions; they never touch SimPy.
 """
@@ -18,6 +18,7 @@ from servesim.policies.base import (
 )
 from servesim.policies.contract import PolicyContractError
 from servesim.policies.decisions import PreemptionMode, ScheduleDecision
+from servesim.policies.intra_gpu import SplitPolicy, SplitView
 from servesim.policies.refs import PolicyRef, PredictorRef, QueueRef
 from servesim.policies.registry import (
     KINDS,
@@ -50,6 +51,8 @@ __all__ = [
     "RouterPolicy",
     "ScheduleDecision",
     "SchedulerPolicy",
+    "SplitPolicy",
+    "SplitView",
     "TransferDecision",
     "TransferPolicy",
     "all_policies",

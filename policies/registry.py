@@ -30,6 +30,7 @@ from servesim.policies.base import (
     TransferPolicy,
 )
 from servesim.policies.errors import PolicyError
+from servesim.policies.intra_gpu import SplitPolicy
 
 # kind -> (interface, the methods the engine calls with their positional arguments after self)
 KINDS: dict[str, tuple[type, dict[str, tuple[str, ...]]]] = {
@@ -40,6 +41,7 @@ KINDS: dict[str, tuple[type, dict[str, tuple[str, ...]]]] = {
     "eviction": (EvictionPolicy, {"key": ("block", "now")}),
     "router": (RouterPolicy, {"route": ("request", "replicas", "now")}),
     "transfer": (TransferPolicy, {"plan": ("request", "source", "destinations", "now")}),
+    "split": (SplitPolicy, {"prefill_share": ("split", "now")}),
 }
 ENTRY_POINT_PREFIX = "servesim."
 

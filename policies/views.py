@@ -36,6 +36,9 @@ class RequestView(Protocol):
     def prefix_group(self) -> int | None:
         """Id of the first prefix block it shares with others (None without prefix hashes)."""
     @property
+    def session_id(self) -> str | None:
+        """The conversation or program it belongs to (None when the trace has no sessions)."""
+    @property
     def num_computed_tokens(self) -> int: ...
     @property
     def num_generated(self) -> int: ...
@@ -118,6 +121,12 @@ class ReplicaView(Protocol):
         """Requests routed here and not yet finished, dropped or rejected (a decode replica's count
         includes those on their way to it from a prefill replica)."""
     @property
+    def outstanding_tokens(self) -> int:
+        """Tokens those requests still have to compute or generate: for each, its tokens not yet
+        computed plus its output tokens not yet generated (the true output length: a router told
+        each request's output budget). A count kept by the replica, so reading it costs nothing;
+        it changes as requests decode, so a router reading it reads progress."""
+    @property
     def pool(self) -> str:
         """Its pool's name ("default" for a config without `cluster.pools`)."""
     @property
@@ -135,6 +144,12 @@ def is_decode(request: RequestView) -> bool:
     """Decoding: it has sampled a token and has only that token left to compute (the one
     definition, used by the schedulers, both engines and the fast-forward)."""
     return request.num_generated > 0 and request.num_tokens - request.num_computed_tokens == 1
+
+
+def tokens_left(request: RequestView) -> int:
+    """Tokens still to compute before its next token is sampled, plus output tokens still to
+    generate: what a replica has yet to do for it (it reads the true output length)."""
+    return request.num_tokens - request.num_computed_tokens + request.output_tokens - request.num_generated
 
 
 def decodes_and_prefills(requests: Sequence[RequestView]) -> tuple[list[RequestView], list[RequestView]]:

@@ -32,6 +32,7 @@ from servesim.sim import __version__
 from servesim.sim.engine.cluster import ClosedLoop, Cluster
 from servesim.sim.engine.disaggregation import Disaggregation
 from servesim.sim.engine.dp_group import DataParallelGroup, lockstep_group
+from servesim.sim.engine.intra_gpu import IntraGpuReplica
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
 from servesim.sim.engine.placement import Placement
@@ -43,8 +44,10 @@ from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, service_classes
 from servesim.sim.experiment.config import ExperimentConfig, ParallelConfig, PolicySpec
+from servesim.sim.experiment.intra_gpu import check_intra_gpu, device_factory, intra_gpu_summary, share_model
 from servesim.sim.experiment.pools import ResolvedPool, is_disaggregated, pool_error, resolved_pools
 from servesim.sim.experiment.workload import Workload, build_workload, request_stream, think_times
+from servesim.sim.network.results import has_traffic, network_summary, write_link_series
 from servesim.sim.pool_setup import build_topology, check_decode_pools, disaggregate, pool_placements
 from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.reporting.pools_summary import disaggregation_summary, pools_summary, write_disaggregation_tables
@@ -98,6 +101,7 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
                           f"Python), which runs each of its points; or remove the block to run the base config")
     model = _lookup("model", lambda: _load_model(config, base_dir))
     pools = tuple(_prepare_pool(config, pool, model, base_dir) for pool in resolved_pools(config))
+    check_intra_gpu(config)
     max_model_len = min(pool.max_model_len for pool in pools)
     try:
         workload = build_workload(config.workload, base_dir, config.seed, max_model_len,
@@ -284,19 +288,27 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         requests = request_stream(prepared.workload.chunks(), prepared.classes)
         cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
         lockstep = lockstep_group(env, prepared.cost_model)
+        split = config.engine.intra_gpu_split
         placements = pool_placements(prepared)
         for pool in prepared.pools:
+            sm_shares = None if split is None else share_model(split, pool.cost_model, prepared.model, pool.hardware,
+                                                               pool.plan)
             for _ in range(pool.spec.replicas):
                 replica_id = len(cluster.replicas)
                 rng = random_stream(config.seed, 4, replica_id)
                 preemption = _policy(config.preemption, "preemption", rng)
                 scheduler = _policy(pool.spec.scheduler, "scheduler", rng, preemption=preemption)
                 setup = _replica_setup(prepared, pool, env, rng, lockstep, placements[replica_id])
-                cluster.add_replica(
-                    Replica(env, replica_id, scheduler, pool.cost_model, setup, metrics, cluster.next_arrival_s,
-                            cluster.request_done),
-                    entry=pool.spec.is_entry,
-                )
+                replica: Replica
+                if split is None or sm_shares is None:
+                    replica = Replica(env, replica_id, scheduler, pool.cost_model, setup, metrics,
+                                      cluster.next_arrival_s, cluster.request_done)
+                else:
+                    decode_scheduler = _policy(pool.spec.scheduler, "scheduler", rng, preemption=preemption)
+                    replica = IntraGpuReplica(env, replica_id, (scheduler, decode_scheduler), pool.cost_model, setup,
+                                              metrics, cluster.next_arrival_s, cluster.request_done,
+                                              device_factory(env, split, sm_shares, rng))
+                cluster.add_replica(replica, entry=pool.spec.is_entry)
         disaggregation = None
         if prepared.topology is not None:
             transfer = _policy(config.cluster.transfer, "transfer", random_stream(config.seed, 8))
@@ -312,10 +324,14 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     _check_invariants(cluster, disaggregation)
     metrics.finish()
     tables = write_disaggregation_tables(disaggregation, metrics.directory) if disaggregation is not None else {}
+    network = disaggregation.network if disaggregation is not None else None
+    if network is not None and has_traffic(network):
+        write_link_series(network, metrics.directory / "links.parquet")
+        tables["links"] = metrics.directory / "links.parquet"
     if switcher is not None:
         tables |= write_role_tables(switcher, metrics.directory)
     files = RunFiles(records.close(num_requests), metrics.replica_series_path, metrics.system_series_path,
-                     metrics.gaps, keep_alive=metrics, tables=tables)
+                     metrics.gaps, metrics.iterations_path, keep_alive=metrics, tables=tables)
     table = read_table(files.requests)
     summary = summarize(table, metrics.gaps, config.slo, env.now)
     summary["classes"] = summarize_classes(table, prepared.classes)
@@ -329,12 +345,16 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     }
     if lockstep is not None:
         summary["engine"]["dp_lockstep"] = lockstep.describe()
+    if config.engine.intra_gpu_split is not None:
+        summary["intra_gpu"] = intra_gpu_summary(config.engine.intra_gpu_split, cluster.replicas)
     summary["memory"] = {"kv_blocks_per_replica": prepared.capacity.num_blocks, **prepared.capacity.as_dict()}
     summary["cache"] = _cache_summary(table, cluster)
     if config.cluster.pools is not None:
         summary["pools"] = pools_summary(prepared.pools, cluster.replicas, table, files.tables, env.now)
     if disaggregation is not None:
         summary["disaggregation"] = disaggregation_summary(config.cluster.transfer.name, table, files.tables)
+    if network is not None and has_traffic(network):
+        summary["network"] = network_summary(network)
     if switcher is not None and config.cluster.role_switching is not None:
         summary["role_switching"] = role_switching_summary(config.cluster.role_switching, switcher)
     auto = config.cost_model.kind == "auto"
@@ -349,7 +369,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         "config_hash": config_hash(config),
         "version": __version__,
     }
-    return RunResult(config, summary, files, metrics.iterations() if config.output.iterations else None)
+    return RunResult(config, summary, files)
 
 
 def run_extent(prepared: PreparedRun) -> RunExtent:

@@ -1,12 +1,14 @@
 """Mooncake FAST'25 traces (kvcache-ai/Mooncake): JSON Lines with prefix-block hash ids."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from servesim.traces.errors import TraceError
-from servesim.traces.readers import read_jsonl, require_columns
+from servesim.traces.readers import JsonRecords, jsonl_blocks, jsonl_records, read_jsonl, require_columns
 from servesim.traces.schema import numbers, validate_trace
 
 MOONCAKE_NAMES = {
@@ -24,15 +26,42 @@ def load_mooncake(path: Path, block_tokens: int = MOONCAKE_BLOCK_TOKENS) -> pd.D
     Each hash id stands for one `block_tokens`-token block of the prompt's prefix (512 in
     the published traces); equal ids at the same leading positions are a reusable prefix.
     """
+    _check_block_tokens(path, block_tokens)
+    records = read_jsonl(path)
+    stamps_ms = _stamps_ms(records)
+    return _canonical(records, stamps_ms, float(stamps_ms.min()), block_tokens)
+
+
+def mooncake_chunks(path: Path, chunk_rows: int, block_tokens: int = MOONCAKE_BLOCK_TOKENS
+                    ) -> Iterator[pd.DataFrame]:
+    """`load_mooncake`'s rows, runs of `chunk_rows` non-blank lines at a time, validated.
+
+    Arrivals count from the first chunk's earliest request: in a sorted file (any other is an
+    error) that is the file's earliest, so every row gets the seconds `load_mooncake` gives it.
+    """
+    _check_block_tokens(path, block_tokens)
+    start_ms: float | None = None
+    with path.open("rb") as file:
+        for _, data in jsonl_blocks(file, chunk_rows):
+            records = jsonl_records(path, data)
+            stamps_ms = _stamps_ms(records)
+            start_ms = float(stamps_ms.min()) if start_ms is None else start_ms
+            yield _canonical(records, stamps_ms, start_ms, block_tokens)
+
+
+def _check_block_tokens(path: Path, block_tokens: object) -> None:
     if isinstance(block_tokens, bool) or not isinstance(block_tokens, int) or block_tokens < 1:
         raise TraceError(
             f"{path}: option block_tokens must be a whole number of tokens >= 1, got {block_tokens!r}. "
             f"The published Mooncake traces use {MOONCAKE_BLOCK_TOKENS}."
         )
-    records = read_jsonl(path)
+
+
+def _stamps_ms(records: JsonRecords) -> np.ndarray:
+    """The `timestamp` field as float milliseconds; records without the published fields are an error."""
     where = records.locator(MOONCAKE_NAMES)
     require_columns(records.fields, ("timestamp", "input_length", "output_length"), where, "Mooncake trace")
-    stamps_ms = numbers(
+    return numbers(
         records.column("timestamp"),
         where,
         "arrival_s",
@@ -40,9 +69,13 @@ def load_mooncake(path: Path, block_tokens: int = MOONCAKE_BLOCK_TOKENS) -> pd.D
         minimum=None,
         fix="Mooncake timestamps are milliseconds from the start of the trace.",
     )
+
+
+def _canonical(records: JsonRecords, stamps_ms: np.ndarray, start_ms: float, block_tokens: int) -> pd.DataFrame:
+    """The records (the whole file or a run of its lines), arriving `start_ms` on, as validated canonical rows."""
     canonical = pd.DataFrame(
         {
-            "arrival_s": (stamps_ms - stamps_ms.min()) / 1000.0,
+            "arrival_s": (stamps_ms - start_ms) / 1000.0,
             "prompt_tokens": records.column("input_length"),
             "output_tokens": records.column("output_length"),
         }
@@ -50,4 +83,4 @@ def load_mooncake(path: Path, block_tokens: int = MOONCAKE_BLOCK_TOKENS) -> pd.D
     if "hash_ids" in records.fields:
         canonical["prefix_hashes"] = records.tuples("hash_ids")
         canonical["prefix_block_tokens"] = block_tokens
-    return validate_trace(canonical, str(path), source=where)
+    return validate_trace(canonical, str(records.path), source=records.locator(MOONCAKE_NAMES))

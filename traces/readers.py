@@ -9,10 +9,11 @@ from __future__ import annotations
 import io
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -37,12 +38,18 @@ def read_bytes(path: Path, what: str = "trace file") -> bytes:
 
 
 def line_numbers(data: bytes) -> np.ndarray:
-    """1-based numbers of the non-blank lines of `data`.
+    """1-based numbers of the non-blank lines of `data`."""
+    return line_spans(data)[0]
+
+
+def line_spans(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-blank lines of `data`: their 1-based numbers, and the byte offsets where each starts and ends.
 
     Vectorised, as trace lines can be long: only lines starting with whitespace are inspected.
     """
     if not data:
-        return np.empty(0, dtype=np.int64)
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
     chars = np.frombuffer(data, dtype=np.uint8)
     newlines = np.flatnonzero(chars == ord("\n"))
     starts = np.concatenate(([0], newlines + 1))
@@ -51,7 +58,24 @@ def line_numbers(data: bytes) -> np.ndarray:
     doubtful = nonblank & IS_WHITESPACE[chars[np.minimum(starts, len(chars) - 1)]]
     for line in np.flatnonzero(doubtful).tolist():
         nonblank[line] = not data[starts[line] : ends[line]].isspace()
-    return np.flatnonzero(nonblank) + 1
+    lines = np.flatnonzero(nonblank)
+    return lines + 1, starts[lines], ends[lines]
+
+
+def jsonl_blocks(file: BinaryIO, chunk_rows: int) -> Iterator[tuple[int, bytes]]:
+    """Runs of `chunk_rows` non-blank lines of a JSON Lines file, each with its byte offset in the file."""
+    lines: list[bytes] = []
+    rows = 0
+    offset = size = 0
+    for line in file:
+        lines.append(line)
+        size += len(line)
+        rows += not line.isspace()
+        if rows == chunk_rows:
+            yield offset, b"".join(lines)
+            offset, size, lines, rows = offset + size, 0, [], 0
+    if rows:
+        yield offset, b"".join(lines)
 
 
 # pandas 2 (the last for Python 3.10) reads some floats one ulp off unless asked for round-trip
@@ -83,6 +107,19 @@ def read_csv_table(
         raise TraceError(f"{path}: not UTF-8 text (byte {exc.start}). Save the file as UTF-8.") from None
     lines = line_numbers(data)[1:]
     return table, Locator(str(path), lines if len(lines) == len(table) else None, table.index, text=True)
+
+
+def csv_table_chunks(path: Path, chunk_rows: int, text_columns: tuple[str, ...] = ()
+                     ) -> Iterator[tuple[pd.DataFrame, Locator]]:
+    """`read_csv_table`'s table `chunk_rows` rows at a time, parsed with its options; rows named by index.
+
+    A file `read_csv_table` refuses raises pandas' own error here (a ValueError or OSError):
+    the caller then reads the file whole for the message.
+    """
+    with pd.read_csv(path, chunksize=chunk_rows, dtype=dict.fromkeys(text_columns, str), keep_default_na=False,
+                     encoding="utf-8-sig", **EXACT_FLOATS) as reader:
+        for table in reader:
+            yield table, Locator(str(path), None, table.index, text=True)
 
 
 def require_columns(

@@ -9,6 +9,7 @@ Validation happens once, at the boundary, so the engine can trust every table it
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from itertools import chain
 from typing import cast
@@ -133,6 +134,27 @@ def check_sorted(arrivals: np.ndarray, where: Locator) -> None:
             f"({float(arrivals[position - 1])!r} s)",
             "Sort the file by arrival time (a stable sort keeps the order of equal times).",
         )
+
+
+def same_columns(chunks: Iterable[pd.DataFrame], origin: str) -> Iterator[pd.DataFrame]:
+    """The chunks of one table, each checked to have the first one's columns."""
+    columns: list[str] | None = None
+    for table in chunks:
+        if columns is not None and list(table.columns) != columns:
+            raise TraceError(f"{origin}: a chunk has the columns {list(table.columns)}, the first {columns}")
+        columns = list(table.columns)
+        yield table
+
+
+def in_arrival_order(chunks: Iterable[pd.DataFrame], origin: str) -> Iterator[pd.DataFrame]:
+    """Validated chunks (each sorted), checked not to go backwards in time from one to the next."""
+    previous_s: float | None = None
+    for table in chunks:
+        first_s = float(table["arrival_s"].iloc[0])
+        if previous_s is not None and first_s < previous_s:
+            raise TraceError(f"{origin}: arrival {first_s!r} s is earlier than the row before")
+        previous_s = float(table["arrival_s"].iloc[-1])
+        yield table
 
 
 def hash_tuples(values: list[object], where: Locator, column: str) -> list[tuple[int, ...]]:

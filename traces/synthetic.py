@@ -7,7 +7,7 @@ is a TraceError naming the config key (`origin`) and the fix.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
@@ -42,25 +42,46 @@ def arrival_times(
     first i+1 gaps (the stream is observed from 0, so the first arrival is one gap after 0);
     with constant gaps, request i arrives at i/rate (the first at 0).
     """
-    if process not in ARRIVAL_PROCESSES:
-        raise TraceError(
-            f"unknown arrival process {process!r}. Use one of the processes: {', '.join(ARRIVAL_PROCESSES)}."
-        )
-    if not _is_real(rate) or not math.isfinite(rate) or rate <= 0:
-        raise TraceError(f"arrival rate must be a positive number of requests per second, got {rate!r}.")
+    _check_process(process, rate)
     if not _is_integer(num_requests) or num_requests < 0:
         raise TraceError(f"the number of requests must be a whole number >= 0, got {num_requests!r}.")
-    if process != "gamma":
-        if cv is not None:
+    return ArrivalStream(process, rate, rng, cv).draw(num_requests)
+
+
+class ArrivalStream:
+    """`arrival_times` drawn a chunk at a time: the chunks, joined, are the times one call gives.
+
+    NumPy draws each gap from the generator's stream in turn, however many are asked for at
+    once, and the running sum carries each chunk's last time into the next one's first sum.
+    """
+
+    def __init__(self, process: str, rate: float, rng: np.random.Generator, cv: float | None = None) -> None:
+        _check_process(process, rate)
+        if process != "gamma" and cv is not None:
             raise TraceError(f"cv (got {cv!r}) applies only to the gamma process; remove it or use process gamma.")
-        if process == "constant":
-            return np.arange(num_requests, dtype=np.float64) / rate
-        if process == "batch":
-            return np.zeros(num_requests, dtype=np.float64)
-        return np.cumsum(rng.exponential(1.0 / rate, num_requests))
-    if cv is None or not _is_real(cv) or not math.isfinite(cv) or cv <= 0:
-        raise TraceError(f"the gamma arrival process needs a coefficient of variation cv > 0, got {cv!r}.")
-    return np.cumsum(rng.gamma(1.0 / cv**2, cv**2 / rate, num_requests))
+        if process == "gamma" and (cv is None or not _is_real(cv) or not math.isfinite(cv) or cv <= 0):
+            raise TraceError(f"the gamma arrival process needs a coefficient of variation cv > 0, got {cv!r}.")
+        self.process, self.rate, self.cv = process, rate, cv
+        self._rng = rng
+        self._num_drawn = 0
+        self._last_s = 0.0
+
+    def draw(self, num: int) -> np.ndarray:
+        """The next `num` arrival times."""
+        first, self._num_drawn = self._num_drawn, self._num_drawn + num
+        if self.process == "constant":
+            return np.arange(first, first + num, dtype=np.float64) / self.rate
+        if self.process == "batch":
+            return np.zeros(num, dtype=np.float64)
+        if self.process == "gamma":
+            assert self.cv is not None
+            gaps = self._rng.gamma(1.0 / self.cv**2, self.cv**2 / self.rate, num)
+        else:
+            gaps = self._rng.exponential(1.0 / self.rate, num)
+        times = np.cumsum(np.concatenate(([self._last_s], gaps)))[1:]  # one running sum, as over all gaps
+        if num:
+            self._last_s = float(times[-1])
+        return times
 
 
 def sample_lengths(spec: Mapping[str, Any], num: int, rng: np.random.Generator, origin: str) -> np.ndarray:
@@ -73,10 +94,19 @@ def sample_lengths(spec: Mapping[str, Any], num: int, rng: np.random.Generator, 
     output_tokens) of a length table, or of a trace in `format`. Continuous draws are rounded
     and clipped to [min (default 1), max].
     """
-    if not isinstance(spec, Mapping):
-        raise TraceError(f"{origin}: expected a mapping such as {{dist: fixed, value: 256}}, got {spec!r}.")
+    _check_spec(spec, origin)
     if not _is_integer(num) or num < 0:
         raise TraceError(f"{origin}: the number of lengths to draw must be a whole number >= 0, got {num!r}.")
+    return length_sampler(spec, origin)(rng, num)
+
+
+LengthSampler = Callable[[np.random.Generator, int], np.ndarray]
+"""Draws the next `num` lengths from `rng`: called chunk by chunk, it gives the lengths of one call."""
+
+
+def length_sampler(spec: Mapping[str, Any], origin: str) -> LengthSampler:
+    """`sample_lengths`' distribution, checked (and its table read) once, to draw from a chunk at a time."""
+    _check_spec(spec, origin)
     dist = spec.get("dist")
     if dist not in LENGTH_DISTRIBUTIONS:
         got = "no dist key" if "dist" not in spec else repr(dist)
@@ -85,14 +115,17 @@ def sample_lengths(spec: Mapping[str, Any], num: int, rng: np.random.Generator, 
         )
     params = {k: v for k, v in spec.items() if k != "dist"}
     if dist == "empirical":
-        return rng.choice(_empirical_values(params, origin), num)
+        values = _empirical_values(params, origin)
+        return lambda rng, num: rng.choice(values, num)
     _expect(params, origin, *LENGTH_PARAMETERS[dist])
     if dist == "fixed":
-        return np.full(num, _tokens(params, "value", origin), dtype=np.int64)
+        value = _tokens(params, "value", origin)
+        return lambda rng, num: np.full(num, value, dtype=np.int64)
     if dist == "uniform":
         low, high = _bounds(params, origin)
         assert high is not None  # uniform requires max: _expect checked it
-        return rng.integers(low, high + 1, num, dtype=np.int64)
+        above = high + 1
+        return lambda rng, num: rng.integers(low, above, num, dtype=np.int64)
     if dist == "lognormal":
         mean, sigma = _number(params, "mean", origin, positive=True), _number(params, "sigma", origin)
         if sigma > MAX_LOGNORMAL_SIGMA:
@@ -101,11 +134,12 @@ def sample_lengths(spec: Mapping[str, Any], num: int, rng: np.random.Generator, 
                 f"so almost every draw is 1 token and the mean of {mean:g} rests on a few enormous ones. "
                 f"Real length distributions have sigma between 0.3 and 2; use at most {MAX_LOGNORMAL_SIGMA}."
             )
-        draws = rng.lognormal(math.log(mean) - sigma**2 / 2, sigma, num)
-    else:
-        draws = rng.normal(_number(params, "mean", origin, positive=True), _number(params, "std", origin), num)
+        mu = math.log(mean) - sigma**2 / 2
+        low, high = _bounds(params, origin)
+        return lambda rng, num: _rounded(rng.lognormal(mu, sigma, num), low, high)
+    mean, std = _number(params, "mean", origin, positive=True), _number(params, "std", origin)
     low, high = _bounds(params, origin)
-    return np.clip(np.rint(draws), low, high if high is not None else MAX_DRAWN_TOKENS).astype(np.int64)
+    return lambda rng, num: _rounded(rng.normal(mean, std, num), low, high)
 
 
 def sample_length_pairs(
@@ -118,9 +152,20 @@ def sample_length_pairs(
     """
     if not _is_integer(num) or num < 0:
         raise TraceError(f"{path}: the number of length pairs to draw must be a whole number >= 0, got {num!r}.")
+    return length_pair_sampler(path, format)(rng, num)
+
+
+def length_pair_sampler(path: str | Path, format: str | None = None
+                        ) -> Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]:
+    """`sample_length_pairs`' table, read once, to draw rows from a chunk at a time."""
     table = load_length_table(path) if format is None else load_trace(path, format)
-    rows = rng.integers(0, len(table), num)
-    return table["prompt_tokens"].to_numpy()[rows], table["output_tokens"].to_numpy()[rows]
+    prompts, outputs = table["prompt_tokens"].to_numpy(), table["output_tokens"].to_numpy()
+
+    def draw(rng: np.random.Generator, num: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = rng.integers(0, len(prompts), num)
+        return prompts[rows], outputs[rows]
+
+    return draw
 
 
 def _empirical_values(params: Mapping[str, Any], origin: str) -> np.ndarray:
@@ -142,6 +187,24 @@ def _empirical_values(params: Mapping[str, Any], origin: str) -> np.ndarray:
     fmt = params.get("format")
     table = load_length_table(params["path"]) if fmt is None else load_trace(params["path"], fmt)
     return table[column].to_numpy()
+
+
+def _check_process(process: str, rate: float) -> None:
+    if process not in ARRIVAL_PROCESSES:
+        raise TraceError(
+            f"unknown arrival process {process!r}. Use one of the processes: {', '.join(ARRIVAL_PROCESSES)}."
+        )
+    if not _is_real(rate) or not math.isfinite(rate) or rate <= 0:
+        raise TraceError(f"arrival rate must be a positive number of requests per second, got {rate!r}.")
+
+
+def _check_spec(spec: object, origin: str) -> None:
+    if not isinstance(spec, Mapping):
+        raise TraceError(f"{origin}: expected a mapping such as {{dist: fixed, value: 256}}, got {spec!r}.")
+
+
+def _rounded(draws: np.ndarray, low: int, high: int | None) -> np.ndarray:
+    return np.clip(np.rint(draws), low, high if high is not None else MAX_DRAWN_TOKENS).astype(np.int64)
 
 
 def _expect(params: Mapping[str, Any], origin: str, required: tuple[str, ...], optional: tuple[str, ...]) -> None:

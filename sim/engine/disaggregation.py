@@ -24,7 +24,6 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 
 import simpy
 
@@ -34,18 +33,13 @@ from servesim.policies.views import blocks_for
 from servesim.sim.engine.replica import Replica
 from servesim.sim.engine.request import Request
 from servesim.sim.engine.views import ReplicaView
+from servesim.sim.network import Network
 
 TRANSFER_COLUMNS = (
     "request_id", "prefill_replica", "prefill_pool", "decode_replica", "decode_pool", "layerwise", "kv_bytes",
     "prefill_start_s", "prefill_end_s", "queued_s", "reserved_s", "transfer_start_s", "transfer_end_s",
 )
 BACKPRESSURE_COLUMNS = ("time_s", "replica", "num_waiting_for_blocks")
-
-
-class KvNetwork(Protocol):
-    """What moving KV needs of the network: a send that succeeds when its last byte arrives."""
-
-    def send(self, src: Sequence[int], dst: Sequence[int], nbytes: int, tag: str = ...) -> simpy.Event: ...
 
 
 @dataclass(slots=True, eq=False)
@@ -82,7 +76,7 @@ class Handoff:
 class Disaggregation:
     """Moves prefilled requests from the prefill replicas to the decode replicas (see the module notes)."""
 
-    def __init__(self, env: simpy.Environment, policy: TransferPolicy, network: KvNetwork,
+    def __init__(self, env: simpy.Environment, policy: TransferPolicy, network: Network,
                  kv_bytes_per_token: int, decode_replicas: Sequence[Replica]) -> None:
         self.env = env
         self.policy = policy

@@ -77,6 +77,7 @@ class ReplicaSetup:
     lockstep: DataParallelGroup | None = None
     """The data-parallel group whose ranks step together (no fast-forward, no interrupted iterations)."""
     placement: Placement = Placement()
+    """Its pool, role, hardware, devices and nodes, as routers and transfer policies see them."""
 
 
 class Replica:
@@ -111,6 +112,9 @@ class Replica:
         self.interruptible = (type(scheduler).interrupt is not SchedulerPolicy.interrupt
                               and setup.lockstep is None)
         self.async_scheduling = setup.async_scheduling and not self.interruptible
+        self.outstanding_tokens = 0
+        """Tokens its queued and running requests still have to compute or generate (the sum of
+        their `tokens_left`), kept up to date at each arrival, iteration, preemption and end."""
         self.progress_observed = True
         """Whether anyone (the router) reads this replica's progress at an arrival: a decode stretch
         then shows it at every arrival; otherwise it applies its iterations only when it must."""
@@ -174,6 +178,7 @@ class Replica:
             request.reject_reason = reason
             self._end(request, RequestState.REJECTED, self.env.now)
             return
+        self.outstanding_tokens += request.tokens_left
         self._idle_decisions = 0
         if request.timeout_at_s < INFINITY:
             heapq.heappush(self._timeouts, (request.timeout_at_s, request.request_id, request))
@@ -183,6 +188,7 @@ class Replica:
         """Take a request whose KV arrived from a prefill replica: it waits, holding its blocks, to decode."""
         request.replica_id = self.replica_id
         request.state = RequestState.WAITING
+        self.outstanding_tokens += request.tokens_left
         self._idle_decisions = 0
         self._enqueue(request)
 
@@ -398,8 +404,10 @@ class Replica:
         return mode
 
     def _preempt(self, preempted: list[Request]) -> None:
+        left_before = sum(request.tokens_left for request in preempted)
         self._pending_swap_blocks += preempt(preempted, self._running, self.waiting, self.kv, self.host,
                                              self._preemption_mode)
+        self.outstanding_tokens += sum(request.tokens_left for request in preempted) - left_before
 
     def _take_swap_seconds(self) -> float:
         blocks, self._pending_swap_blocks = self._pending_swap_blocks, 0
@@ -450,6 +458,7 @@ class Replica:
         elif self.kv.caches_prefixes and not request.num_computed_tokens:
             hit = self.kv.reuse(request)  # type: ignore[attr-defined]
             request.num_computed_tokens = hit.num_tokens
+            self.outstanding_tokens -= hit.num_tokens
             request.num_blocks = hit.num_blocks
             request.num_cached_tokens += hit.num_tokens
         admit(request, self.waiting, self._running, self.env.now)
@@ -492,7 +501,9 @@ class Replica:
                 elif hand_off is not None:
                     self._running.remove(request)
                     request.state = RequestState.TRANSFERRING
+                    self.outstanding_tokens -= request.tokens_left
                     hand_off(request)
+        self.outstanding_tokens -= num_prefill_tokens + num_decodes
         if self.metrics.record_iterations:
             self.metrics.add_iteration(
                 (self.replica_id, began_s, now, len(entries),
@@ -500,6 +511,7 @@ class Replica:
             )
 
     def finish(self, request: Request, now: float) -> None:
+        self.outstanding_tokens -= request.tokens_left
         retire(request, self._running, self.kv, self.recently_finished, now)
         self.on_done(request)
 
@@ -516,6 +528,7 @@ class Replica:
                 continue  # service began in time
             (self._staged if request in self._staged else self.waiting).remove(request)
             self._idle_decisions = 0
+            self.outstanding_tokens -= request.tokens_left
             self._end(request, RequestState.DROPPED, request.timeout_at_s)
 
     def _end(self, request: Request, state: RequestState, at_s: float) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from servesim.policies.views import tokens_left
 from servesim.sim.engine.views import request_view
 
 INFINITY = math.inf
@@ -77,6 +78,11 @@ class Request:
     @property
     def is_swapped(self) -> bool:
         return self.state is RequestState.SWAPPED
+
+    @property
+    def tokens_left(self) -> int:
+        """What a replica has yet to do for it (`policies.views.tokens_left`)."""
+        return tokens_left(self)
 
     @property
     def prefix_group(self) -> int | None:

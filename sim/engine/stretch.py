@@ -237,6 +237,7 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
         if need > 0:
             kv.allocate(request.request_id, need)
             request.num_blocks += need
+    replica.outstanding_tokens -= steps * len(running)
     metrics = replica.metrics
     metrics.add_gaps(np.array(first_gaps))  # an array: 8 bytes a gap, where a list of floats takes 32
     if inner is not None:

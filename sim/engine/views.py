@@ -30,7 +30,7 @@ class _ReadOnly:
 
 REQUEST_FIELDS = (
     "request_id", "arrival_s", "prompt_tokens", "output_tokens", "priority", "slo_class", "ttft_deadline_s",
-    "prefix_group", "num_computed_tokens", "num_generated", "num_tokens", "num_blocks", "num_preemptions",
+    "prefix_group", "session_id", "num_computed_tokens", "num_generated", "num_tokens", "num_blocks", "num_preemptions",
     "is_swapped",
 )
 
@@ -135,6 +135,7 @@ class ReplicaView(_ReadOnly):
     replica_id = property(attrgetter("_replica.replica_id"))
     cost_model = property(attrgetter("_replica.cost_model"))
     num_outstanding = property(attrgetter("_replica.num_outstanding"))
+    outstanding_tokens = property(attrgetter("_replica.outstanding_tokens"))
     pool = property(attrgetter("_replica.placement.pool"))
     role = property(attrgetter("_replica.placement.role"))
     hardware = property(attrgetter("_replica.placement.hardware"))

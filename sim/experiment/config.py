@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler
 from servesim.sim.experiment.pools import pool_key, pool_memory, pool_problems
 
 MAX_REPLICAS = 4096  # a sane cluster; each replica is a process with its own KV pools
-MAX_SYNTHETIC_REQUESTS = 10_000_000  # the engine holds every request in memory (about 1 KiB each)
+MAX_SYNTHETIC_REQUESTS = 10_000_000  # the summary reads every request's row back (about 0.2 KiB each)
 
 
 class Section(BaseModel):
@@ -41,6 +41,16 @@ class PreemptionSpec(PolicySpec):
 
 class RouterSpec(PolicySpec):
     name: str = Field("round_robin", description="registered router name")
+
+
+class IntraGpuSplitSpec(PolicySpec):
+    """`{name: static|proactive, <policy parameters>}` plus the SM-share model's own parameter."""
+
+    name: str = Field(description="registered split policy name (`static`, `proactive`; see `simrun list`)")
+    bandwidth_saturation_share: float = Field(
+        0.4, gt=0, le=1, description="share of the SMs that saturates the device's memory bandwidth: beyond it "
+        "memory-bound work (decode) gets no faster"
+    )
 
 
 class EvictionSpec(PolicySpec):
@@ -394,8 +404,8 @@ class WorkloadConfig(Section):
             if self.num_requests is not None and self.num_requests > MAX_SYNTHETIC_REQUESTS:
                 raise ValueError(
                     f"num_requests {self.num_requests:,} is more than the {MAX_SYNTHETIC_REQUESTS:,} "
-                    "synthetic requests servesim holds in memory; simulate fewer (a steady state needs far fewer) "
-                    "or split the run"
+                    "synthetic requests whose rows the summary reads back into memory; simulate fewer (a steady "
+                    "state needs far fewer) or split the run"
                 )
         return self
 
@@ -457,6 +467,10 @@ class EngineConfig(Section):
     )
     api_stream_out_s: float | None = Field(
         None, ge=0, description="API server: seconds from the engine's token to the client (default: fitted)"
+    )
+    intra_gpu_split: IntraGpuSplitSpec | None = Field(
+        None, description="run each replica's prefill and decode loops at once on one device, each on a share of "
+        "its SMs chosen by this split policy (Nexus); none: one loop with mixed batches"
     )
 
 
@@ -567,6 +581,14 @@ class ExperimentConfig(Section):
         if self.sweep is not None and (self.variants or self.claim is not None):
             raise ValueError("a config with a `sweep` cannot also have top-level `variants` or a `claim`; put named "
                              "runs under sweep.variants and compare them in the sweep's table")
+        return self
+
+    @model_validator(mode="after")
+    def _prefix_affinity_needs_a_prefix_cache(self) -> ExperimentConfig:
+        if self.cluster.router.name == "prefix_affinity" and not self.cache.prefix_caching:
+            raise ValueError("cluster.router: prefix_affinity routes by what each replica's prefix cache holds, but "
+                             "cache.prefix_caching is false, so it would only balance load; set "
+                             "cache.prefix_caching: true, or choose a load-balancing router such as least_outstanding")
         return self
 
     @model_validator(mode="after")

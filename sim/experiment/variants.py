@@ -70,6 +70,10 @@ RUNNER_SECTIONS = {
     "cache": ("prefix_caching", "hit_tokens", "hit_rate", "num_swaps", "num_dropped"),
     "run": ("wall_s", "seed"),
 }
+DISAGGREGATED_SECTIONS = {
+    "disaggregation": ("num_transfers", "kv_bytes", "ttft_share", "max_waiting_for_blocks"),
+}
+"""Figures only a run with a prefill pool has (`sim.reporting.pools_summary`)."""
 CLASS_KEY = "<class>"
 
 
@@ -82,7 +86,8 @@ def summary_metric_paths() -> list[str]:
     summary = summarize(table, ArraySample(np.empty(0)), SloConfig(), 0.0)
     placeholder = {CLASS_KEY: ServiceClass(CLASS_KEY, 0, None, None, None, None)}
     summary["classes"] = summarize_classes(table, placeholder)
-    summary.update({section: dict.fromkeys(keys, 0) for section, keys in RUNNER_SECTIONS.items()})
+    sections = {**RUNNER_SECTIONS, **DISAGGREGATED_SECTIONS}
+    summary.update({section: dict.fromkeys(keys, 0) for section, keys in sections.items()})
     return _leaf_paths(summary)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +16,16 @@ from servesim.sim.experiment.classes import ServiceClass, assign_classes
 from servesim.sim.experiment.config import TraceConfig, WorkloadConfig
 from servesim.traces import (
     TraceError,
-    add_shared_prefixes,
-    arrival_times,
+    chunked,
     load_trace,
-    sample_length_pairs,
-    sample_lengths,
     sample_path,
     scale_rate,
     take,
     time_window,
 )
 from servesim.traces.chunked import scan_trace
+from servesim.traces.prefixes import SharedPrefixes
+from servesim.traces.synthetic import ArrivalStream, length_pair_sampler, length_sampler
 from servesim.traces.transforms import window_rows
 
 MAX_ARRIVAL_S = 1e9  # about 32 years: float64 seconds still resolve well below a microsecond
@@ -35,9 +35,8 @@ MAX_ARRIVAL_S = 1e9  # about 32 years: float64 seconds still resolve well below 
 class Workload:
     """The requests of a run: what must be known before it starts, and its rows, chunk by chunk.
 
-    A trace file read in chunks (`servesim.traces.chunked`) is read again on every pass over the
-    rows, so a run holds one chunk of rows at a time. A synthetic workload (and a trace in a
-    format loaded whole) is one table, drawn in one go: each seed's results depend on its draws.
+    A trace file (`servesim.traces.chunked`) is read again, and a synthetic workload drawn again
+    from its seed, on every pass over the rows, so a run holds one chunk of rows at a time.
     """
 
     num_requests: int
@@ -88,18 +87,18 @@ def build_workload(workload: WorkloadConfig, base_dir: Path, rng_seed: int, max_
             f"({max_model_len:,}); every request with the prefix would be rejected. Use fewer tokens."
         )
     trace = workload.trace
-    source = None
-    if trace is not None:
+    if trace is None:
+        def read() -> Iterable[pd.DataFrame]:
+            return _synthetic_chunks(workload, base_dir, rng_seed)
+    else:
         source = scan_trace(_trace_path(trace, base_dir), trace.format, **_trace_options(trace))
-    if source is not None:
-        chunks = source
-        try:
-            return Workload.of_chunks(lambda: _trace_rows(chunks, workload, class_rng()))
-        except (TraceError, ConfigError):
-            assign_classes(build_table(workload, base_dir, rng_seed), workload, class_rng())  # the exact message
-            raise
-    table = assign_classes(build_table(workload, base_dir, rng_seed), workload, class_rng())
-    return Workload.of_chunks(lambda: iter((table,)))
+        assert source is not None  # the config gives a format only the options it knows
+        read = partial(iter, source)
+    try:
+        return Workload.of_chunks(lambda: _rows(read(), workload, class_rng()))
+    except (TraceError, ConfigError):
+        assign_classes(build_table(workload, base_dir, rng_seed), workload, class_rng())  # the exact message
+        raise
 
 
 def build_table(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> pd.DataFrame:
@@ -112,18 +111,19 @@ def build_table(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> pd.D
         if workload.num_requests is not None:
             table = take(table, workload.num_requests)
     else:
-        table = _synthetic(workload, base_dir, rng_seed)
+        table = pd.concat(list(_synthetic_chunks(workload, base_dir, rng_seed)))
     if workload.rate_scale != 1.0:
         table = scale_rate(table, workload.rate_scale)
     _check_last_arrival(float(table["arrival_s"].iloc[-1]))
     return table.reset_index(drop=True)
 
 
-def _trace_rows(source: Iterable[pd.DataFrame], workload: WorkloadConfig, class_rng: np.random.Generator
-                ) -> Iterator[pd.DataFrame]:
+def _rows(source: Iterable[pd.DataFrame], workload: WorkloadConfig, class_rng: np.random.Generator
+          ) -> Iterator[pd.DataFrame]:
     """`build_table`'s transformations, applied chunk by chunk: each is row by row or a running count."""
-    remaining = workload.num_requests
-    windowed = workload.start_s > 0 or workload.end_s is not None
+    is_trace = workload.trace is not None
+    remaining = workload.num_requests if is_trace else None
+    windowed = is_trace and (workload.start_s > 0 or workload.end_s is not None)
     for chunk in source:
         if windowed:
             chunk = window_rows(chunk, workload.start_s, workload.end_s)
@@ -155,31 +155,43 @@ def _trace_options(trace: TraceConfig) -> dict[str, Any]:
     return {"arrival_unit": trace.arrival_unit} if trace.arrival_unit else {}
 
 
-def _synthetic(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> pd.DataFrame:
+def _synthetic_chunks(workload: WorkloadConfig, base_dir: Path, rng_seed: int) -> Iterator[pd.DataFrame]:
+    """The synthetic requests, CHUNK_ROWS at a time, drawn from the seed's streams afresh on every call.
+
+    Each stream gives the values one draw of the whole workload would give (`ArrivalStream`,
+    `length_sampler`, `SharedPrefixes`), so the rows do not depend on the chunk size.
+    """
     arrival_rng, prompt_rng, output_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence(rng_seed).spawn(3)
     )
     n = workload.num_requests
     assert n is not None
-    if workload.arrival is None:  # closed-loop clients: the cluster sets each arrival when it is sent
-        arrivals = np.zeros(n)
-    else:
-        arrival = workload.arrival
-        arrivals = arrival_times(arrival.process, arrival.rate, n, arrival_rng, cv=arrival.cv)
+    arrival = workload.arrival
+    arrivals = None if arrival is None else ArrivalStream(arrival.process, arrival.rate, arrival_rng, cv=arrival.cv)
     prompt_spec = _resolve_spec(workload.prompt_tokens, base_dir)
     output_spec = _resolve_spec(workload.output_tokens, base_dir)
     joint_path = _joint_empirical_path(prompt_spec, output_spec)
     if joint_path is not None:
-        prompts, outputs = sample_length_pairs(joint_path, n, prompt_rng)
+        pairs = length_pair_sampler(joint_path)
     else:
-        prompts = sample_lengths(prompt_spec, n, prompt_rng, origin="workload.prompt_tokens")
-        outputs = sample_lengths(output_spec, n, output_rng, origin="workload.output_tokens")
-    table = pd.DataFrame({"arrival_s": arrivals, "prompt_tokens": prompts, "output_tokens": outputs})
+        prompts = length_sampler(prompt_spec, origin="workload.prompt_tokens")
+        outputs = length_sampler(output_spec, origin="workload.output_tokens")
     prefix = workload.shared_prefix
+    prefixes = None
     if prefix is not None:
         prefix_rng = np.random.default_rng(np.random.SeedSequence(rng_seed, spawn_key=(6,)))
-        table = add_shared_prefixes(table, prefix.num_groups, prefix.tokens, prefix.share, prefix_rng)
-    return table
+        prefixes = SharedPrefixes(prefix.num_groups, prefix.tokens, prefix.share, prefix_rng, n)
+    for first in range(0, n, chunked.CHUNK_ROWS):
+        size = min(chunked.CHUNK_ROWS, n - first)
+        # closed-loop clients (no arrival): the cluster sets each arrival when the request is sent
+        times = np.zeros(size) if arrivals is None else arrivals.draw(size)
+        if joint_path is not None:
+            prompt_lengths, output_lengths = pairs(prompt_rng, size)
+        else:
+            prompt_lengths, output_lengths = prompts(prompt_rng, size), outputs(output_rng, size)
+        table = pd.DataFrame({"arrival_s": times, "prompt_tokens": prompt_lengths, "output_tokens": output_lengths},
+                             index=pd.RangeIndex(first, first + size))
+        yield table if prefixes is None else prefixes.add(table)
 
 
 def _resolve(base_dir: Path, path: str | None) -> Path:

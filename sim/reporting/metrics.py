@@ -2,8 +2,8 @@
 
 Per-token gaps are pooled as (values, weight) chunks, so a decode stretch of K iterations for B
 requests costs one array, not B x K floats; gaps and the time series spill to files as they grow
-(`gap_store`, `spill`), so memory does not grow with the run. Iteration records (opt-in) stay
-in memory.
+(`gap_store`, `spill`), and so do iteration records (opt-in, `iteration_records`), so memory
+does not grow with the run.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from servesim.sim.reporting.gap_store import GapStore
+from servesim.sim.reporting.iteration_records import IterationRecorder
 from servesim.sim.reporting.spill import ParquetSpill, read_table, typed_frame
 
 REPLICA_SERIES_COLUMNS = (
@@ -28,8 +29,6 @@ REPLICA_SERIES_COLUMNS = (
     "kv_used_blocks",
     "kv_total_blocks",
 )
-ITERATION_COLUMNS = ("replica", "start_s", "end_s", "batch_size", "num_tokens", "num_prefill_tokens", "num_decodes")
-
 
 SYSTEM_SERIES_COLUMNS = ("time_s", "num_in_system")
 SERIES_DTYPES = {"time_s": "float64", **{name: "int64" for name in REPLICA_SERIES_COLUMNS[1:] + ("num_in_system",)}}
@@ -53,8 +52,7 @@ class MetricsRecorder:
                                           typed_frame(REPLICA_SERIES_COLUMNS, SERIES_DTYPES))
         self._system_rows = ParquetSpill(directory / "system_series.parquet",
                                          typed_frame(SYSTEM_SERIES_COLUMNS, SERIES_DTYPES))
-        self._iteration_rows: list[tuple] = []
-        self._iteration_chunks: list[pd.DataFrame] = []
+        self._iterations = IterationRecorder(directory / "iterations.parquet") if record_iterations else None
         self._finished = False
 
     def gap_sink(self) -> list[float]:
@@ -93,23 +91,19 @@ class MetricsRecorder:
         return self._system_rows.path
 
     def add_iteration(self, row: tuple) -> None:
-        self._iteration_rows.append(row)
+        """A row of ITERATION_COLUMNS (only when recording iterations)."""
+        assert self._iterations is not None
+        self._iterations.add(row)
 
     def add_iteration_stretch(self, replica: int, starts: np.ndarray, ends: np.ndarray, batch_size: int) -> None:
-        n = len(starts)
-        self._iteration_chunks.append(
-            pd.DataFrame(
-                {
-                    "replica": np.full(n, replica),
-                    "start_s": starts,
-                    "end_s": ends,
-                    "batch_size": np.full(n, batch_size),
-                    "num_tokens": np.full(n, batch_size),
-                    "num_prefill_tokens": np.zeros(n, dtype=np.int64),
-                    "num_decodes": np.full(n, batch_size),
-                }
-            )
-        )
+        assert self._iterations is not None
+        self._iterations.add_stretch(replica, starts, ends, batch_size)
+
+    @property
+    def iterations_path(self) -> Path | None:
+        """`iterations.parquet`, sorted and complete (None unless recording iterations)."""
+        self.finish()
+        return self._iterations.close() if self._iterations is not None else None
 
     def token_gaps(self) -> tuple[np.ndarray, np.ndarray]:
         """All inter-token gaps of the run as (values, weights), read back into memory."""
@@ -123,9 +117,7 @@ class MetricsRecorder:
         return read_table(self.system_series_path)
 
     def iterations(self) -> pd.DataFrame:
-        frames = [pd.DataFrame(self._iteration_rows, columns=list(ITERATION_COLUMNS))] + self._iteration_chunks
-        frames = [f for f in frames if len(f)]
-        if not frames:
-            return pd.DataFrame(columns=list(ITERATION_COLUMNS))
-        frame = pd.concat(frames, ignore_index=True)
-        return frame.sort_values(["start_s", "replica"], kind="stable", ignore_index=True)
+        """Every iteration of the run, in (start_s, replica) order."""
+        path = self.iterations_path
+        assert path is not None, "iterations are recorded only with record_iterations"
+        return read_table(path)

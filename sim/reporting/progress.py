@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TextIO
+from typing import Protocol, TextIO
 
 import simpy
 
@@ -77,6 +77,21 @@ class RunExtent:
         sim = f"sim {now:,.1f}/{self.last_arrival_s:,.1f} s" if self.last_arrival_s else f"sim {now:,.1f} s"
         return f"{sim}, {num_done:,}/{self.num_requests:,} {done}"
 
+    @staticmethod
+    def rate(num_done: int, elapsed: float) -> str:
+        """Requests per wall second: `1,234 req/s`."""
+        return f"{num_done / elapsed:,.0f} req/s" if elapsed > 0 else "- req/s"
+
+
+class Extent(Protocol):
+    """What a reporter shows progress through: a simulation's requests (RunExtent), a sweep's points, ..."""
+
+    def fraction(self, num_done: int, now: float) -> float: ...
+
+    def describe(self, num_done: int, now: float, done: str) -> str: ...
+
+    def rate(self, num_done: int, elapsed: float) -> str: ...
+
 
 def format_duration(seconds: float) -> str:
     """A wall duration for a human: `4.2 s`, `42 s`, `12 min`, `1.5 h`."""
@@ -91,25 +106,32 @@ def format_duration(seconds: float) -> str:
 
 @dataclass
 class ProgressReporter:
-    """Shows one simulation's progress; called through `progress(num_done, now)`."""
+    """Shows one simulation's progress (or a sweep's); called through `progress(num_done, now)`.
 
-    extent: RunExtent
+    `delay_s` is how long a bar waits before it first shows; `check_every` how many calls pass
+    between two readings of the clock (a sweep, called once a point, reads it every time).
+    """
+
+    extent: Extent
     mode: ProgressMode
     stream: TextIO
     label: str = ""
     interval_s: float = DEFAULT_INTERVAL_S
     clock: Callable[[], float] = field(default_factory=lambda: wall_clock)
+    delay_s: float = BAR_DELAY_S
+    check_every: int = CHECK_EVERY
     started: float = field(init=False)
     num_done: int = field(init=False, default=0)
     now: float = field(init=False, default=0.0)
     num_shown: int = field(init=False, default=0)
     _due: float = field(init=False)
-    _countdown: int = field(init=False, default=CHECK_EVERY)
+    _countdown: int = field(init=False)
     _width: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.started = self.clock()
-        self._due = self.started + (BAR_DELAY_S if self.mode is ProgressMode.BAR else self.interval_s)
+        self._due = self.started + (self.delay_s if self.mode is ProgressMode.BAR else self.interval_s)
+        self._countdown = self.check_every
 
     def __call__(self, num_done: int, now: float) -> None:
         self.num_done = num_done
@@ -117,7 +139,7 @@ class ProgressReporter:
         self._countdown -= 1
         if self._countdown:
             return
-        self._countdown = CHECK_EVERY
+        self._countdown = self.check_every
         tick = self.clock()
         if tick < self._due:
             return
@@ -142,6 +164,13 @@ class ProgressReporter:
         if self.num_shown and self.mode is ProgressMode.BAR:
             self.stream.write("\n")
             self.stream.flush()
+            self._width = 0
+
+    def note(self, text: str) -> None:
+        """A line of its own (a failure, say): the bar's line is ended first and drawn again below it."""
+        self.abandon()
+        self.stream.write(text + "\n")
+        self.stream.flush()
 
     def _show(self, tick: float) -> None:
         elapsed = tick - self.started
@@ -162,9 +191,8 @@ class ProgressReporter:
         return f"{self.label}: " if self.label else ""
 
     def _numbers(self, elapsed: float, done: str) -> str:
-        """Simulated time, requests done and requests per wall second."""
-        rate = f"{self.num_done / elapsed:,.0f} req/s" if elapsed > 0 else "- req/s"
-        return f"{self.extent.describe(self.num_done, self.now, done)}, {rate}"
+        """Simulated time, requests done and requests per wall second (a sweep: points, time a point)."""
+        return f"{self.extent.describe(self.num_done, self.now, done)}, {self.extent.rate(self.num_done, elapsed)}"
 
     @staticmethod
     def _bar(share: float) -> str:

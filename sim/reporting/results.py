@@ -48,7 +48,11 @@ class RunResult:
     config: ExperimentConfig
     summary: dict[str, Any]
     files: RunFiles
-    iterations: pd.DataFrame | None
+
+    @property
+    def iterations(self) -> pd.DataFrame | None:
+        """One row per iteration (None unless `output.iterations`)."""
+        return read_table(self.files.iterations) if self.files.iterations is not None else None
 
     @property
     def requests(self) -> pd.DataFrame:
@@ -85,6 +89,7 @@ class RunFiles:
     replica_series: Path
     system_series: Path
     gaps: GapStore
+    iterations: Path | None = None
     keep_alive: object = None
     tables: Mapping[str, Path] = field(default_factory=dict)
     """Further tables of this run by name, written as `<name>.parquet` (a disaggregated run's transfers)."""
@@ -149,12 +154,11 @@ def write_run_files(result: RunResult, directory: Path, plots: bool) -> None:
     write_benchmark_serving(result, directory)
     files = result.files
     for name, path in (("requests", files.requests), ("replica_series", files.replica_series),
-                       ("system_series", files.system_series)):
-        copyfile(path, directory / f"{name}.parquet")
+                       ("system_series", files.system_series), ("iterations", files.iterations)):
+        if path is not None:
+            copyfile(path, directory / f"{name}.parquet")
     for name, path in files.tables.items():
         copyfile(path, directory / f"{name}.parquet")
-    if result.iterations is not None:
-        result.iterations.to_parquet(directory / "iterations.parquet", index=False)
     if plots:
         from servesim.sim.reporting.plots import write_plots
 

@@ -1,4 +1,4 @@
-"""`simrun sweep CONFIG`: run every point of a config's `sweep:` block, with a progress bar over points.
+"""`simrun sweep CONFIG`: run every point of a config's `sweep:` block, with progress over points.
 
 Exit status: 0 when every point ran, 1 when some failed (the others still ran and are in the
 table), 2 for bad input (nothing run), 128 + signal number when interrupted (finished points kept).
@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from servesim.sim.sweeps.progress import SweepProgress
+from servesim.sim.reporting.progress import ProgressMode, ProgressReporter
+from servesim.sim.sweeps.progress import PointsExtent, SweepProgress
 
 if TYPE_CHECKING:
     from servesim.sim.experiment.config import ExperimentConfig
@@ -33,7 +34,8 @@ def add_command(sub: Any) -> None:
     sweep.add_argument("--backend", choices=("local", "ray"), default="local",
                        help="local processes (default) or a Ray cluster (pip install 'servesim[ray]')")
     sweep.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray instance)")
-    sweep.add_argument("--quiet", action="store_true", help="no progress bar or progress lines")
+    sweep.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+                       help="no progress bar (terminal) and no progress lines (pipe or log) on stderr")
     sweep.add_argument("--debug", action="store_true", help="show tracebacks")
     sweep.set_defaults(handler=run_command)
 
@@ -78,12 +80,13 @@ def validate_sweep(config: ExperimentConfig, base_dir: Path, origin: str) -> str
 
 
 class PointsProgress(SweepProgress):
-    """A bar over points with an ETA in a terminal; one line per finished point otherwise (logs, CI)."""
+    """In a terminal, the bar `simrun run` draws (`sim.reporting.progress`), over points; one line per
+    finished point otherwise (logs, CI)."""
 
     def __init__(self, stream: TextIO, clock: Any = time.monotonic) -> None:
         self.stream = stream
         self.clock = clock
-        self.bar: Any = None
+        self.bar: ProgressReporter | None = None
         self.total = 0
         self.done = 0
         self.started = 0.0
@@ -92,9 +95,9 @@ class PointsProgress(SweepProgress):
     def begin(self, num_points: int, num_resumed: int) -> None:
         self.total, self.done, self.started = num_points, num_resumed, self.clock()
         if self.stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=num_points, initial=num_resumed, unit="point", desc="sweep", file=self.stream)
+            self.bar = ProgressReporter(PointsExtent(num_points, num_resumed), ProgressMode.BAR, self.stream, "sweep",
+                                        clock=self.clock, delay_s=0.0, check_every=1)
+            self.bar(num_resumed, 0.0)
         elif num_resumed:
             print(f"sweep: {num_resumed} of {num_points} points finished earlier, skipped", file=self.stream)
 
@@ -103,19 +106,22 @@ class PointsProgress(SweepProgress):
         self.run_here += 1
         status = "ok" if row.error is None else "FAILED"
         if self.bar is not None:
-            self.bar.update(1)
             if row.error is not None:
-                self.bar.write(f"{row.point.name} ({row.point.label}) failed", file=self.stream)
+                self.bar.note(f"{row.point.name} ({row.point.label}) failed")
+            self.bar(self.done, 0.0)
             return
         elapsed = self.clock() - self.started
         remaining = elapsed / self.run_here * (self.total - self.done)
         print(f"sweep: [{self.done}/{self.total}] {row.point.name} {status} ({row.point.label}); "
               f"elapsed {_clock(elapsed)}, eta {_clock(remaining)}", file=self.stream, flush=True)
 
-
     def end(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        if self.bar is None:
+            return
+        if self.done == self.total:
+            self.bar.finish()
+        else:
+            self.bar.abandon()
 
 
 def _clock(seconds: float) -> str:

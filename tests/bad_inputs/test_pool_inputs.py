@@ -46,6 +46,9 @@ def _refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], config: dict[st
     ({"pools": [PREFILL, {**DECODE, "scheduler": {"name": "vllm", "max_num_seqs": 0}}]},
      ("cluster.pools[dec].scheduler", "max_num_seqs")),
     ({"pools": [PREFILL, DECODE], "transfer": {"name": "teleport"}}, ("cluster.transfer", "teleport")),
+    ({"pools": [PREFILL, DECODE], "topology": {"inter_node": {"gbps": 0}}}, ("cluster.topology.inter_node.gbps",)),
+    ({"pools": [PREFILL, {**DECODE, "parallel": {"tp": 4}}], "topology": {"devices_per_node": 2}},
+     ("cluster.pools[dec]", "devices_per_node")),
 ])
 def test_a_malformed_pool_list_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                           cluster: dict[str, Any], fragments: tuple[str, ...]) -> None:

@@ -22,6 +22,7 @@ from servesim.policies import (
     PreemptionMode,
     ScheduleDecision,
     SchedulerPolicy,
+    SplitView,
     TransferDecision,
     TransferPolicy,
     all_policies,
@@ -292,6 +293,28 @@ def check_transfer(policy: Any, replica: FakeReplica, now: float) -> Any:
     return plans
 
 
+def check_split(policy: Any, replica: FakeReplica, now: float) -> Any:
+    """A share from 0 to 1, above 0 with a prefill batch and below 1 with a decode batch; the
+    replica's queues give the loads (its running and waiting requests)."""
+    shares = []
+    decodes = sum(1 for r in replica.running if r.num_generated)
+    queued = sum(r.num_tokens - r.num_computed_tokens for r in [*replica.running, *replica.waiting])
+
+    def predict(prefill_shares: Any) -> tuple[Any, Any]:
+        prefill_shares = np.asarray(prefill_shares, dtype=float)
+        return 0.1 / prefill_shares, 0.01 / (1 - prefill_shares)
+
+    for current in (0.0, 0.5, 1.0):
+        for prefill_tokens, num_decodes in ((queued, decodes), (0, decodes), (queued, 0), (1, 1)):
+            split = SplitView(current, prefill_tokens, num_decodes, max(queued, prefill_tokens), predict)
+            share = policy.prefill_share(split, now)
+            assert isinstance(share, float) and 0 <= share <= 1, f"prefill_share returned {share!r}"
+            assert not (prefill_tokens and share <= 0), f"share {share} leaves a running prefill no SMs"
+            assert not (num_decodes and share >= 1), f"share {share} leaves a running decode no SMs"
+            shares.append(share)
+    return shares
+
+
 CHECKS: dict[str, Callable[[Any, FakeReplica, float], Any]] = {
     "scheduler": check_schedule,
     "queue": check_queue,
@@ -300,6 +323,7 @@ CHECKS: dict[str, Callable[[Any, FakeReplica, float], Any]] = {
     "eviction": check_eviction,
     "router": check_router,
     "transfer": check_transfer,
+    "split": check_split,
 }
 
 

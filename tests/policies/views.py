@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from servesim.hwmodels import ConstantCostModel, CostModel
-from servesim.policies.views import blocks_for
+from servesim.policies.views import blocks_for, tokens_left
 
 
 @dataclass
@@ -23,6 +23,7 @@ class FakeRequest:
     slo_class: str = "default"
     ttft_deadline_s: float = math.inf
     prefix_group: int | None = None
+    session_id: str | None = None
     num_computed_tokens: int = 0
     num_generated: int = 0
     num_blocks: int = 0
@@ -80,10 +81,17 @@ class FakeReplica:
     hardware: str = "h100-sxm"
     nodes: tuple[int, ...] = (0,)
 
+    def _outstanding(self) -> list[FakeRequest]:
+        held = [request for iteration in self.suspended for request, _ in iteration.entries]
+        return self.running + self.waiting + held
+
     @property
     def num_outstanding(self) -> int:
-        held = sum(len(iteration.entries) for iteration in self.suspended)
-        return len(self.running) + len(self.waiting) + held
+        return len(self._outstanding())
+
+    @property
+    def outstanding_tokens(self) -> int:
+        return sum(tokens_left(request) for request in self._outstanding())
 
 
 def waiting(request_id: int, prompt: int = 16, output: int = 8, arrival_s: float = 0.0,

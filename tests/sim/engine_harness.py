@@ -44,6 +44,7 @@ def run_engine(
     prefix_caching: bool = False,
     eviction: str = "lru",
     router: str = "round_robin",
+    router_params: dict | None = None,
     seed: int = 0,
     lockstep: bool = False,
     async_scheduling: bool = False,
@@ -58,7 +59,7 @@ def run_engine(
     metrics = MetricsRecorder(record_iterations=record_iterations)
     requests = [s if isinstance(s, Request) else Request(i, *s) for i, s in enumerate(specs)]
     rng = np.random.default_rng(seed)
-    cluster = Cluster(env, create_policy("router", router, {}, rng=rng), requests, metrics)
+    cluster = Cluster(env, create_policy("router", router, router_params or {}, rng=rng), requests, metrics)
     group = DataParallelGroup(env, LockstepPricing(cost_model)) if lockstep else None
     for replica_id in range(replicas):
         pre = create_policy("preemption", preemption_name, preemption or {}, rng=rng)

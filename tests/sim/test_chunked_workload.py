@@ -1,5 +1,6 @@
 """A trace read in chunks gives the run exactly the requests the whole table gave, one chunk at a time."""
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -106,7 +107,7 @@ def test_a_long_csv_trace_runs_without_its_rows_ever_held_whole(tmp_path, monkey
     monkeypatch.setattr(chunked, "CHUNK_ROWS", chunk_rows)
     monkeypatch.setattr(chunked, "csv_chunks", counted)
     monkeypatch.setattr(workload_module, "load_trace", whole_file)
-    monkeypatch.setattr(chunked, "load_canonical_csv", whole_file)
+    monkeypatch.setitem(chunked.FORMATS, "csv", replace(chunked.FORMATS["csv"], load=whole_file))
     prepared = prepare(config_for(path))
     assert run_extent(prepared).num_requests == rows
     assert run_extent(prepared).last_arrival_s == arrivals[-1]

@@ -4,7 +4,7 @@ import pytest
 from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.experiment.loading import validate_config
-from servesim.sim.experiment.variants import CLASS_KEY, summary_metric_paths
+from servesim.sim.experiment.variants import CLASS_KEY, DISAGGREGATED_SECTIONS, summary_metric_paths
 from servesim.sim.runner import run_experiment
 
 BASE = {
@@ -34,7 +34,17 @@ def test_the_metric_paths_are_exactly_the_numbers_of_a_real_summary():
     what_was_run = ("run.cost_model.", "run.replicas", "run.parallel.")  # not figures
     real = {p.replace("classes.gold.", f"classes.{CLASS_KEY}.") for p in numeric_paths(summary)
             if ".free." not in p and not p.startswith(what_was_run)}
-    assert real == set(summary_metric_paths())
+    disaggregated = tuple(f"{section}." for section in DISAGGREGATED_SECTIONS)
+    assert real == {path for path in summary_metric_paths() if not path.startswith(disaggregated)}
+
+
+def test_a_disaggregated_runs_claimable_figures_are_in_its_summary():
+    pools = [{"name": "p", "role": "prefill"}, {"name": "d", "role": "decode"}]
+    data = {k: v for k, v in BASE.items() if k != "variants"}
+    config = ExperimentConfig.model_validate({**data, "cluster": {"pools": pools}})
+    summary = run_experiment(config).summary
+    for section, keys in DISAGGREGATED_SECTIONS.items():
+        assert all(isinstance(summary[section][key], (int, float)) for key in keys)
 
 
 @pytest.mark.parametrize("metric", ["ttft_s.p99", "slo.goodput_requests_per_s", "classes.gold.e2e_s.p50",

@@ -166,6 +166,7 @@ def build_requests(specs):
         if group is not None:
             request.prefix_hashes = tuple(100 * group + k for k in range(4))
             request.prefix_block_tokens = 8
+            request.session_id = f"session-{group}"
         if timeout is not None:
             request.timeout_at_s = arrival + timeout
         requests.append(request)

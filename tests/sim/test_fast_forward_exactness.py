@@ -16,6 +16,8 @@ from servesim.sim.engine.request import Request
 from tests.sim.engine_harness import run_engine
 from tests.sim.test_engine_properties import assert_same_results, build_requests, requests_with_prefixes
 
+ROUTERS = ["round_robin", "least_outstanding", "least_outstanding_tokens", "least_kv", "power_of_two",
+           "session_affinity", "prefix_affinity"]
 FAST_FORWARDED = ["vllm", "sarathi", "orca", "batchllm", "laps", "past_future", "flowprefill", "sjf", "srpt", "edf",
                   "priority"]
 
@@ -55,7 +57,7 @@ def test_static_batching_is_stepped():
         "prefix_caching": st.booleans(),
         "preemption_name": st.sampled_from(["recompute", "swap"]),
         "host_blocks": st.integers(0, 20),
-        "router": st.sampled_from(["round_robin", "least_outstanding"]),
+        "router": st.sampled_from(ROUTERS),
     }),
     st.integers(1, 6), st.integers(1, 48), st.booleans(),
     st.builds(ConstantCostModel, st.floats(0.001, 0.1), st.floats(0, 0.002)),
@@ -63,6 +65,8 @@ def test_static_batching_is_stepped():
 def test_fast_forward_gives_the_same_results_as_stepping_for_every_scheduler(
         specs, scheduler, options, max_seqs, max_tokens, preemptive, cost_model):
     params = scheduler_params(scheduler, max_seqs, max_tokens, preemptive)
+    if create_policy("router", options["router"], {}).reads_progress:
+        options["progress_observed"] = True  # hiding progress from a router that reads it changes its choices
     runs = [run_engine(build_requests(specs), cost_model, scheduler_name=scheduler, scheduler=params,
                        swap_block_s=0.002, fast_forward=fast_forward, **options)
             for fast_forward in (False, True)]
@@ -107,9 +111,15 @@ def test_a_router_reading_progress_sees_what_stepping_shows(specs, replicas, asy
     assert logs[0] == logs[1]
 
 
-def test_builtin_routers_read_no_progress_and_plug_ins_are_assumed_to():
+def test_builtin_routers_declare_what_they_read_and_plug_ins_are_assumed_to_read_progress():
     assert create_policy("router", "round_robin", {}).reads_progress is False
     assert create_policy("router", "least_outstanding", {}).reads_progress is False
+    assert create_policy("router", "power_of_two", {}).reads_progress is False
+    assert create_policy("router", "session_affinity", {}).reads_progress is False
+    # Tokens left, KV blocks and cache contents change while requests decode.
+    assert create_policy("router", "least_outstanding_tokens", {}).reads_progress is True
+    assert create_policy("router", "least_kv", {}).reads_progress is True
+    assert create_policy("router", "prefix_affinity", {}).reads_progress is True
     assert ProgressLog(RouterPolicy.Params()).reads_progress is True
 
 

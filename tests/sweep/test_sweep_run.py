@@ -202,7 +202,9 @@ def test_progress_bar_in_a_terminal_counts_resumed_points(tmp_path):
     stream = Terminal()
     run_sweep(config, tmp_path, tmp_path / "out", jobs=1, progress=PointsProgress(stream))
     drawn = stream.getvalue()
-    assert "sweep:  67%" in drawn and "2/3" in drawn and "3/3" in drawn and "point" in drawn
+    assert "sweep: [....................] 0.0% eta ?, 2/3 points done, - a point" in drawn
+    assert "sweep: [####################] finished in" in drawn and "3/3 points done" in drawn
+    assert drawn.endswith("a point\n")
 
 
 def test_simrun_validate_checks_every_point_of_a_sweep(tmp_path, capsys):

@@ -142,9 +142,9 @@ def test_a_field_only_some_later_rows_have_is_the_error_the_whole_file_gives(tmp
     assert str(chunked.value) == str(whole.value)
 
 
-def test_formats_read_whole_are_not_scanned(tmp_path):
-    assert scan_trace(tmp_path / "t.csv", "azure") is None
-    assert scan_trace(tmp_path / "t.jsonl", "mooncake") is None
+def test_options_a_format_does_not_know_are_left_to_load_trace(tmp_path):
+    assert scan_trace(tmp_path / "t.csv", "csv", block_tokens=4) is None
+    assert scan_trace(tmp_path / "t.csv", "no-such-format") is None
 
 
 def test_parquet_errors_name_the_row_and_the_file(tmp_path):
