@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from servesim.sim.api import run_experiment
 from servesim.sim.experiment.loading import validate_config
+from servesim.sim.reporting.headline import headline
 from servesim.sim.reporting.results import RunResult
 
 EAGER = {"interval_s": 0.02, "cooldown_s": 0.0, "prefill_tokens_high": 200, "decode_seqs_high": 2}
@@ -102,6 +103,8 @@ def test_a_shifting_mix_moves_instances_to_prefill_then_back_to_decode() -> None
     _check_run(result, 2, 2)
     final = result.summary["role_switching"]["final_roles"]
     assert sum(n for roles in final.values() for n in roles.values()) == 4
+    to_prefill = int((switches["to_role"] == "prefill").sum())
+    assert f"role switches (queue_pressure): {len(switches)} ({to_prefill} to prefill, " in headline(result.summary)
 
 
 def test_a_switch_pays_its_drain_and_then_switch_s() -> None:
