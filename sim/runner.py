@@ -42,6 +42,7 @@ from servesim.sim.engine.placement import Placement
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
 from servesim.sim.engine.replica import Replica, ReplicaSetup
 from servesim.sim.engine.request import Request
+from servesim.sim.engine.role_switching import RoleSwitcher
 from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, service_classes
@@ -57,9 +58,11 @@ from servesim.sim.reporting.pools_summary import disaggregation_summary, pools_s
 from servesim.sim.reporting.progress import RunExtent, run_with_heartbeat
 from servesim.sim.reporting.request_records import RequestRecorder
 from servesim.sim.reporting.results import RunFiles, RunResult
+from servesim.sim.reporting.role_summary import role_switching_summary, write_role_tables
 from servesim.sim.reporting.spill import read_table
 from servesim.sim.reporting.steady_state import steady_state
 from servesim.sim.reporting.summary import summarize, summarize_classes
+from servesim.sim.role_setup import check_switchable_pools, role_switcher
 from servesim.traces import TraceError
 
 
@@ -114,7 +117,9 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     classes = service_classes(config, workload.class_names)
     topology = None
     if is_disaggregated(config):
-        max_model_len = check_decode_pools([(pool.spec, pool.capacity) for pool in pools], workload, max_model_len)
+        checked = [(pool.spec, pool.capacity) for pool in pools]
+        check = check_decode_pools if config.cluster.role_switching is None else check_switchable_pools
+        max_model_len = check(checked, workload, max_model_len)
         topology = build_topology(config, [(pool.spec, pool.hardware, pool.plan) for pool in pools])
     first = pools[0]
     return PreparedRun(config, model, first.hardware, first.plan, first.cost_model, first.capacity, max_model_len,
@@ -322,9 +327,12 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     records = RequestRecorder(metrics.directory / "requests.parquet", prepared.classes, stream_out_s)
     num_requests = len(prepared.workload)
     cluster: Cluster  # made below; on_done runs only once the simulation has started
+    switcher: RoleSwitcher | None = None
 
     def on_done(request: Request) -> None:
         records.record(request)
+        if switcher is not None:
+            switcher.request_done(request)
         if progress is not None:
             progress(cluster.num_done, env.now)
 
@@ -366,6 +374,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         if prepared.topology is not None:
             transfer = _policy(config.cluster.transfer, "transfer", random_stream(config.seed, 8))
             disaggregation = disaggregate(env, prepared, cluster.replicas, transfer)
+            if config.cluster.role_switching is not None:
+                switcher = role_switcher(env, config, cluster, disaggregation)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
     if progress is None:
@@ -379,6 +389,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     if network is not None and has_traffic(network):
         write_link_series(network, metrics.directory / "links.parquet")
         tables["links"] = metrics.directory / "links.parquet"
+    if switcher is not None:
+        tables |= write_role_tables(switcher, metrics.directory)
     files = RunFiles(records.close(num_requests), metrics.replica_series_path, metrics.system_series_path,
                      metrics.gaps, metrics.iterations_path, keep_alive=metrics, tables=tables)
     table = read_table(files.requests)
@@ -406,6 +418,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         summary["disaggregation"] = disaggregation_summary(config.cluster.transfer.name, table, files.tables)
     if network is not None and has_traffic(network):
         summary["network"] = network_summary(network)
+    if switcher is not None and config.cluster.role_switching is not None:
+        summary["role_switching"] = role_switching_summary(config.cluster.role_switching, switcher)
     auto = config.cost_model.kind == "auto"
     summary["run"] = {
         "wall_s": time.perf_counter() - started,

@@ -154,6 +154,8 @@ class Replica:
         """Prefill pools: takes a request whose prompt is done, which leaves the batch holding its KV."""
         self.on_decision: Callable[[], None] | None = None
         """Decode pools: called before each decision, when this replica's free blocks are exact."""
+        self.on_empty: Callable[[], None] | None = None
+        """Dynamic roles: called whenever this replica runs out of work, before it waits for more."""
         self.view = ReplicaView(self)
         self._host_view = KvView(self.host)
         self._decide = decision_source(self, scheduler, DecisionChecker(self, scheduler))
@@ -241,6 +243,8 @@ class Replica:
             if not self._running and not self.waiting:
                 if self.promote_staged():
                     continue
+                if self.on_empty is not None:
+                    self.on_empty()
                 yield from self._idle(None)
                 continue
             decision = self._decide(env.now)

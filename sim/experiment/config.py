@@ -223,6 +223,23 @@ class PoolConfig(Section):
                                    "(the rest: the top-level `memory`, key by key)")
 
 
+class RoleSwitchingConfig(Section):
+    """Dynamic roles (xLLM): prefill and decode instances switch roles as the load shifts."""
+
+    policy: Literal["queue_pressure"] = Field("queue_pressure", description="the role-switching policy")
+    interval_s: float = Field(1.0, gt=0, description="how often the policy is asked (seconds of simulated time)")
+    switch_s: float = Field(0.0, ge=0, description="fixed cost of a switch, paid after the drain (weights stay)")
+    window_s: float = Field(10.0, gt=0, description="the recent SLO attainment covers requests that ended this "
+                            "long ago at most")
+    prefill_tokens_high: int = Field(16384, ge=0, description="queue_pressure: queued prompt tokens per prefill "
+                                     "instance above which the prefill side is under pressure")
+    decode_seqs_high: int = Field(128, ge=1, description="queue_pressure: decoding requests per decode instance "
+                                  "above which the decode side is under pressure")
+    kv_high: float = Field(0.9, gt=0, le=1, description="queue_pressure: a decode instance's KV use above which the "
+                           "decode side is under pressure")
+    cooldown_s: float = Field(5.0, ge=0, description="queue_pressure: least time between two switches")
+
+
 class ClusterConfig(Section):
     replicas: int = Field(
         1, ge=1, le=MAX_REPLICAS,
@@ -237,6 +254,10 @@ class ClusterConfig(Section):
     transfer: TransferSpec = Field(
         default_factory=TransferSpec, description="prefill -> decode: which decode replica, and how the KV moves"
     )
+    role_switching: RoleSwitchingConfig | None = Field(
+        None, description="dynamic roles: prefill and decode instances switch under load shifts (see the README's "
+        "\"Dynamic roles\")"
+    )
     topology: TopologyConfig = Field(
         default_factory=TopologyConfig, description="nodes and links between devices (default: the hardware entry's)")
 
@@ -248,6 +269,8 @@ class ClusterConfig(Section):
         data: dict[str, Any] = handler(self)
         if self.topology == TopologyConfig():
             data.pop("topology", None)
+        if self.role_switching is None:
+            data.pop("role_switching", None)
         if self.pools is None:
             data.pop("pools", None)
             if self.transfer == TransferSpec():
@@ -277,6 +300,14 @@ class ClusterConfig(Section):
         problems = pool_problems(self.pools)
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _roles_to_switch(self) -> ClusterConfig:
+        if self.role_switching is not None and not any(p.role == "prefill" for p in self.pools or ()):
+            raise ValueError("cluster.role_switching switches instances between prefill and decode pools, but the "
+                             "cluster has none; give `cluster.pools` a prefill and a decode pool, or remove "
+                             "cluster.role_switching")
         return self
 
 
