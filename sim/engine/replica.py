@@ -126,6 +126,8 @@ class Replica:
         """A decode stretch waits unobserved: an arrival here interrupts it (`sim.engine.stretch`)."""
         self._staged: list[Request] = []
         """Arrivals during the running step: with async scheduling the next step was planned without them."""
+        self._unseen: list[Request] = []
+        """Arrivals queued since the loop last decided: it takes them in at its next decision."""
         self._stepping = False
         self.waiting: deque[Request] = deque()
         self._running: list[Request] = []
@@ -212,6 +214,7 @@ class Replica:
             self._staged.append(request)
             return
         self.waiting.append(request)
+        self._unseen.append(request)
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
         elif self._should_interrupt(request):
@@ -247,6 +250,8 @@ class Replica:
                     self.on_empty()
                 yield from self._idle(None)
                 continue
+            self._pick_up(self._unseen)
+            self._unseen.clear()
             decision = self._decide(env.now)
             promoted = self.promote_staged()
             self._preempt(decision.preempted)
@@ -316,9 +321,16 @@ class Replica:
         """Async scheduling: the step just planned did not see the staged arrivals; the next one will."""
         if not self._staged:
             return False
+        self._pick_up(self._staged)
         self.waiting.extend(self._staged)
         self._staged.clear()
         return True
+
+    def _pick_up(self, arrivals: list[Request]) -> None:
+        """Stamp `arrivals` as taken in now (`Request.picked_up_s`)."""
+        now = self.env.now
+        for request in arrivals:
+            request.picked_up_s = now
 
     def _note_idle(self, now: float) -> None:
         self._idle_decisions += 1

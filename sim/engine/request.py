@@ -60,6 +60,9 @@ class Request:
     num_cached_tokens: int = 0
     num_preemptions: int = 0
     num_swaps: int = 0
+    picked_up_s: float = math.nan
+    """When the engine took it in: its arrival at an idle engine, else the end of the step running
+    then (vLLM's busy loop reads its input queue between steps and stamps `queued_ts` there)."""
     first_scheduled_s: float = math.nan
     first_token_s: float = math.nan
     last_token_s: float = math.nan

@@ -29,11 +29,11 @@ from servesim.sim.reporting.summary import slo_met
 
 REQUEST_COLUMNS = (
     "request_id", "replica", "state", "reject_reason", "arrival_s", "prompt_tokens", "output_tokens", "priority",
-    "slo_class", "first_scheduled_s", "first_token_s", "finish_s", "max_tbt_s", "num_preemptions", "num_swaps",
-    "cached_tokens",
+    "slo_class", "picked_up_s", "first_scheduled_s", "first_token_s", "finish_s", "max_tbt_s", "num_preemptions",
+    "num_swaps", "cached_tokens",
 )
 _TEXT_COLUMNS = ("state", "reject_reason", "slo_class")
-_FLOAT_COLUMNS = ("arrival_s", "first_scheduled_s", "first_token_s", "finish_s", "max_tbt_s")
+_FLOAT_COLUMNS = ("arrival_s", "picked_up_s", "first_scheduled_s", "first_token_s", "finish_s", "max_tbt_s")
 REQUEST_DTYPES = {name: "str" if name in _TEXT_COLUMNS else "float64" if name in _FLOAT_COLUMNS else "int64"
                   for name in REQUEST_COLUMNS}
 
@@ -102,7 +102,7 @@ def request_row(request: Request, stream_out_s: float = 0.0) -> tuple:
     return (
         request.request_id, request.replica_id, request.state.value, request.reject_reason, request.arrival_s,
         request.prompt_tokens, request.output_tokens, request.priority, request.slo_class,
-        request.first_scheduled_s, request.first_token_s + shift, request.finish_s + shift,
+        request.picked_up_s, request.first_scheduled_s, request.first_token_s + shift, request.finish_s + shift,
         request.max_tbt_s if request.output_tokens > 1 else np.nan, request.num_preemptions, request.num_swaps,
         request.num_cached_tokens,
     )

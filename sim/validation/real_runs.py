@@ -18,7 +18,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -61,6 +61,9 @@ class EngineSettings(BaseModel):
     link_gbps: float | None = Field(None, gt=0, description="bandwidth (GB/s per direction) of the link between "
                                     "the run's GPUs, as recorded for its box")
     link_latency_us: float | None = Field(None, ge=0, description="latency of that link per collective step")
+    latencies_from: Literal["arrival", "pickup"] = Field(
+        "arrival", description="what the real latencies count from: the request's arrival at the engine, or the "
+                               "step boundary at which the engine's loop took it in (vLLM's `queued_ts`)")
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,7 @@ def _vllm_settings(meta: dict[str, Any], run_dir: Path) -> dict[str, Any]:
         "prefix_caching": kv.get("enable_prefix_caching"),
         "link_gbps": cluster.get("link_bw"),
         "link_latency_us": None if cluster.get("link_latency") is None else cluster["link_latency"] / 1000,
+        "latencies_from": "pickup",
     }
     return {key: value for key, value in settings.items() if value is not None}
 

@@ -154,7 +154,23 @@ def replay(run: RealRun, options: ReplayOptions, work_dir: Path, progress: Progr
     notes[0] += f", cost model {prepared.cost_model.describe()['kind']}"  # what `auto` chose, as `simrun run` does
     with progress.reporter(run_extent(prepared)) as callback:
         result = simulate(prepared, callback)
-    return Replay(run, config, result, comparison(run.requests, result.requests), notes)
+    return Replay(run, config, result, comparison(run.requests, counted_as_real(result.requests, run)), notes)
+
+
+def counted_as_real(simulated: pd.DataFrame, run: RealRun) -> pd.DataFrame:
+    """The simulated requests with latencies counted from the moment the real ones count from.
+
+    vLLM stamps `queued_ts` when its busy loop takes a request from its input queue, between two
+    steps, so the real latencies leave out the wait for the step running at the arrival; the
+    replay's arrival is that stamp, and its engine waits for its own step boundary too. Counting
+    the simulated latencies from the replayed engine's pickup (`picked_up_s`) leaves the same wait
+    out of both.
+    """
+    if run.settings.latencies_from == "arrival":
+        return simulated
+    counted = simulated.copy()
+    counted["arrival_s"] = counted["picked_up_s"].fillna(counted["arrival_s"])
+    return counted
 
 
 def write_trace(run: RealRun, path: Path) -> None:

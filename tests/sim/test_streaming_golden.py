@@ -23,6 +23,8 @@ from servesim.sim.reporting.results import write_results
 
 GOLDEN = Path(__file__).parents[1] / "data" / "streaming_golden"
 TABLES = ("requests.parquet", "replica_series.parquet", "system_series.parquet")
+ADDED_SINCE = {"requests.parquet": ["picked_up_s"]}
+"""Columns added after the goldens were recorded (each with its own tests): left out of the comparison."""
 RUN_DEPENDENT = {
     "summary.json": ("run", ("wall_s", "version")),
     "benchmark_serving.json": (None, ("servesim_version",)),
@@ -48,7 +50,8 @@ def test_outputs_equal_the_golden_run(run: str, tiny: bool, tmp_path: Path, monk
     out = write_results(result, tmp_path / run, plots=False)
     golden = GOLDEN / run
     for name in TABLES:
-        pd.testing.assert_frame_equal(pd.read_parquet(out / name), pd.read_parquet(golden / name), check_exact=True)
+        written = pd.read_parquet(out / name).drop(columns=ADDED_SINCE.get(name, []))
+        pd.testing.assert_frame_equal(written, pd.read_parquet(golden / name), check_exact=True)
     for name in RUN_DEPENDENT:
         assert _comparable(name, (out / name).read_text()) == _comparable(name, (golden / name).read_text()), name
     if tiny:
