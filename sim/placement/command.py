@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from servesim.sim.sweeps.command import add_many_runs_arguments
+
 if TYPE_CHECKING:
     from servesim.sim.experiment.config import ExperimentConfig
 
@@ -21,18 +23,7 @@ EXIT_CANDIDATES_FAILED = 1
 def add_command(sub: Any) -> None:
     """Register `plan` on simrun's subcommands."""
     plan = sub.add_parser("plan", help="search pool sizes and parallel plans for the most goodput per GPU")
-    plan.add_argument("config", type=Path, help="experiment YAML file with a plan: block")
-    plan.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                      help="override a config key (repeatable), also in the plan, e.g. --set plan.gpus=16")
-    plan.add_argument("-o", "--output", help="results directory (default: output.dir or results/<name>); rerun "
-                      "into it to resume")
-    plan.add_argument("--jobs", type=int, help="local worker processes (default: one per CPU)")
-    plan.add_argument("--backend", choices=("local", "ray"), default="local",
-                      help="local processes (default) or a Ray cluster (pip install 'servesim[ray]')")
-    plan.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray instance)")
-    plan.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
-                      help="no progress bar (terminal) and no progress lines (pipe or log) on stderr")
-    plan.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_many_runs_arguments(plan, "plan", "also in the plan, e.g. --set plan.gpus=16")
     plan.set_defaults(handler=run_command)
 
 
@@ -40,14 +31,10 @@ def run_command(args: argparse.Namespace) -> int:
     from servesim.sim.experiment.loading import load_config
     from servesim.sim.placement.run import run_plan
     from servesim.sim.placement.table import format_table
-    from servesim.sim.reporting.output_target import check_directory_name
-    from servesim.sim.sweeps.command import PointsProgress
+    from servesim.sim.sweeps.command import PointsProgress, output_directory
 
     config, base_dir = load_config(args.config, args.overrides)
-    output = args.output if args.output is not None else config.output.dir
-    if output is None:
-        check_directory_name(config.name, "experiment name:")
-        output = str(Path("results", config.name))
+    output = output_directory(args, config)
     progress = None if args.quiet else PointsProgress(sys.stderr, what="plan", unit="candidate")
     try:
         report = run_plan(config, base_dir, output, jobs=args.jobs, backend=args.backend, address=args.address,

@@ -25,31 +25,45 @@ EXIT_POINTS_FAILED = 1
 def add_command(sub: Any) -> None:
     """Register `sweep` on simrun's subcommands."""
     sweep = sub.add_parser("sweep", help="run every point of a config's sweep: block into one table")
-    sweep.add_argument("config", type=Path, help="experiment YAML file with a sweep: block")
-    sweep.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
-                       help="override a config key (repeatable), also inside the sweep, e.g. --set sweep.seeds=[0,1]")
-    sweep.add_argument("-o", "--output", help="sweep directory (default: output.dir or results/<name>); rerun "
-                       "into it to resume")
-    sweep.add_argument("--jobs", type=int, help="local worker processes (default: one per CPU)")
-    sweep.add_argument("--backend", choices=("local", "ray"), default="local",
-                       help="local processes (default) or a Ray cluster (pip install 'servesim[ray]')")
-    sweep.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray instance)")
-    sweep.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
-                       help="no progress bar (terminal) and no progress lines (pipe or log) on stderr")
-    sweep.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_many_runs_arguments(sweep, "sweep", "also inside the sweep, e.g. --set sweep.seeds=[0,1]")
     sweep.set_defaults(handler=run_command)
+
+
+def add_many_runs_arguments(parser: argparse.ArgumentParser, block: str, set_example: str) -> None:
+    """The arguments of the commands that run many simulations into one resumable directory
+    (`sweep`, `plan`): the config with its `block:`, overrides, output, workers, backend, progress."""
+    parser.add_argument("config", type=Path, help=f"experiment YAML file with a {block}: block")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help=f"override a config key (repeatable), {set_example}")
+    parser.add_argument("-o", "--output", help="results directory (default: output.dir or results/<name>); rerun "
+                        "into it to resume")
+    parser.add_argument("--jobs", type=int, help="local worker processes (default: one per CPU)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local processes (default) or a Ray cluster (pip install 'servesim[ray]')")
+    parser.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray instance)")
+    parser.add_argument("-q", "--quiet", "--no-progress", dest="quiet", action="store_true",
+                        help="no progress bar (terminal) and no progress lines (pipe or log) on stderr")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def output_directory(args: argparse.Namespace, config: ExperimentConfig) -> str:
+    """`-o`, else the config's `output.dir`, else `results/<name>` (the name checked as a folder name)."""
+    from servesim.sim.reporting.output_target import check_directory_name
+
+    if args.output is not None:
+        return str(args.output)
+    if config.output.dir is not None:
+        return str(config.output.dir)
+    check_directory_name(config.name, "experiment name:")
+    return str(Path("results", config.name))
 
 
 def run_command(args: argparse.Namespace) -> int:
     from servesim.sim.experiment.loading import load_config
-    from servesim.sim.reporting.output_target import check_directory_name
     from servesim.sim.sweeps.run import run_sweep
 
     config, base_dir = load_config(args.config, args.overrides)
-    output = args.output if args.output is not None else config.output.dir
-    if output is None:
-        check_directory_name(config.name, "experiment name:")
-        output = str(Path("results", config.name))
+    output = output_directory(args, config)
     progress = SweepProgress() if args.quiet else PointsProgress(sys.stderr)
     try:
         report = run_sweep(config, base_dir, output, jobs=args.jobs, backend=args.backend, address=args.address,
