@@ -10,6 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from servesim.sim.cli import main
 
 EXIT_USER_ERROR = 2
@@ -52,3 +54,15 @@ def tree(path: Path) -> dict[str, bytes]:
     if not path.exists():
         return {}
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def assert_run_refused(tmp_path: Path, capsys, config: dict, fragments) -> None:
+    """`simrun run` of `config` exits 2 with each fragment in its error (a config's problems may be
+    listed on the lines below the error line) and leaves `tmp_path` as it was."""
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
+    before = tree(tmp_path)
+    outcome = simrun_in_process(["run", str(tmp_path / "exp.yaml"), "-o", str(tmp_path / "out")], capsys)
+    assert_user_error(outcome)
+    for fragment in fragments:
+        assert fragment.lower() in outcome.stderr.lower(), (fragment, outcome.stderr)
+    assert tree(tmp_path) == before

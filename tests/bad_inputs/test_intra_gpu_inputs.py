@@ -1,8 +1,7 @@
 """A bad `engine.intra_gpu_split`: exit 2, one paragraph naming the key and the fix, nothing written."""
 import pytest
-import yaml
 
-from tests.bad_inputs.harness import assert_user_error, simrun_in_process, tree
+from tests.bad_inputs.harness import assert_run_refused
 
 BASE = {
     "name": "split",
@@ -31,10 +30,4 @@ BASE = {
      ["engine.intra_gpu_split", "ep_across_replicas"]),
 ])
 def test_a_bad_split_exits_2_before_simulating(tmp_path, capsys, changes, fragments):
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({**BASE, **changes}))
-    before = tree(tmp_path)
-    outcome = simrun_in_process(["run", str(tmp_path / "exp.yaml"), "-o", str(tmp_path / "out")], capsys)
-    assert_user_error(outcome)
-    for fragment in fragments:
-        assert fragment.lower() in outcome.stderr.lower(), (fragment, outcome.stderr)
-    assert tree(tmp_path) == before
+    assert_run_refused(tmp_path, capsys, {**BASE, **changes}, fragments)

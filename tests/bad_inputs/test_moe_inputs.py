@@ -1,8 +1,7 @@
 """Bad `cost_model.moe` sections and layered-prefill settings: exit 2, one paragraph naming the key, nothing written."""
 import pytest
-import yaml
 
-from tests.bad_inputs.harness import assert_user_error, simrun_in_process, tree
+from tests.bad_inputs.harness import assert_run_refused
 
 MOE = {
     "name": "moe", "model": "qwen3-30b-a3b", "hardware": "h100-sxm", "cost_model": {"kind": "roofline"},
@@ -13,13 +12,7 @@ MOE = {
 
 
 def refused(tmp_path, capsys, config, *fragments):
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
-    before = tree(tmp_path)
-    outcome = simrun_in_process(["run", str(tmp_path / "exp.yaml"), "-o", str(tmp_path / "out")], capsys)
-    assert_user_error(outcome)
-    for fragment in fragments:  # a validation error lists its problems below its first line
-        assert fragment.lower() in outcome.stderr.lower(), (fragment, outcome.stderr)
-    assert tree(tmp_path) == before
+    assert_run_refused(tmp_path, capsys, config, fragments)
 
 
 def with_moe(moe, **changes):

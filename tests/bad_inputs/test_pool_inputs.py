@@ -5,9 +5,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.bad_inputs.harness import assert_user_error, simrun_in_process, tree
+from tests.bad_inputs.harness import assert_run_refused
 
 PREFILL = {"name": "pre", "role": "prefill", "replicas": 1}
 DECODE = {"name": "dec", "role": "decode", "replicas": 1}
@@ -25,13 +24,7 @@ def _config(cluster: dict[str, Any], **top: Any) -> dict[str, Any]:
 
 
 def _refused(tmp_path: Path, capsys: pytest.CaptureFixture[str], config: dict[str, Any], *fragments: str) -> None:
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
-    before = tree(tmp_path)
-    outcome = simrun_in_process(["run", str(tmp_path / "exp.yaml"), "-o", str(tmp_path / "out")], capsys)
-    assert_user_error(outcome)
-    for fragment in fragments:  # a config's problems are listed one per line below the error line
-        assert fragment.lower() in outcome.stderr.lower(), (fragment, outcome.stderr)
-    assert tree(tmp_path) == before
+    assert_run_refused(tmp_path, capsys, config, fragments)
 
 
 @pytest.mark.parametrize("cluster, fragments", [

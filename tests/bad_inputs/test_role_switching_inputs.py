@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.bad_inputs.harness import assert_user_error, simrun_in_process, tree
+from tests.bad_inputs.harness import assert_run_refused, assert_user_error, simrun_in_process
 
 POOLS = [{"name": "pre", "role": "prefill", "replicas": 1}, {"name": "dec", "role": "decode", "replicas": 1}]
 WORKLOAD = {
@@ -31,13 +31,7 @@ def test_bad_role_switching_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
                                        fragments: tuple[str, ...]) -> None:
     config = {"name": "bad_roles", "model": "llama-3.1-8b", "cost_model": {"kind": "roofline"}, "cluster": cluster,
               "workload": WORKLOAD}
-    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config))
-    before = tree(tmp_path)
-    outcome = simrun_in_process(["run", str(tmp_path / "exp.yaml"), "-o", str(tmp_path / "out")], capsys)
-    assert_user_error(outcome)
-    for fragment in fragments:
-        assert fragment.lower() in outcome.stderr.lower(), (fragment, outcome.stderr)
-    assert tree(tmp_path) == before
+    assert_run_refused(tmp_path, capsys, config, fragments)
 
 
 def test_a_prefill_pool_that_could_not_decode_the_longest_prompt_is_refused(
