@@ -16,7 +16,7 @@ import pandas as pd
 from servesim.sim.engine.disaggregation import BACKPRESSURE_COLUMNS, TRANSFER_COLUMNS, Disaggregation
 from servesim.sim.engine.replica import Replica
 from servesim.sim.experiment.pools import describe
-from servesim.sim.reporting.spill import read_table, typed_frame
+from servesim.sim.reporting.spill import read_table, write_typed_tables
 from servesim.sim.reporting.summary import latency_block
 
 if TYPE_CHECKING:
@@ -30,13 +30,8 @@ DTYPES = {name: "str" if name in _TEXT else "int64" if name in _INTS else "bool"
 
 def write_disaggregation_tables(disaggregation: Disaggregation, directory: Path) -> dict[str, Path]:
     """The run's transfers and decode queues as Parquet files in `directory`."""
-    paths = {}
-    for name, columns, rows in (("transfers", TRANSFER_COLUMNS, disaggregation.transfers),
-                                ("decode_queue", BACKPRESSURE_COLUMNS, disaggregation.backpressure)):
-        path = directory / f"{name}.parquet"
-        typed_frame(columns, DTYPES)(rows).to_parquet(path, index=False)
-        paths[name] = path
-    return paths
+    return write_typed_tables(directory, (("transfers", TRANSFER_COLUMNS, disaggregation.transfers),
+                                          ("decode_queue", BACKPRESSURE_COLUMNS, disaggregation.backpressure)), DTYPES)
 
 
 def pools_summary(pools: Sequence[PreparedPool], replicas: Sequence[Replica], requests: pd.DataFrame,

@@ -13,7 +13,7 @@ import numpy as np
 
 from servesim.sim.engine.role_switching import COUNT_COLUMNS, SWITCH_COLUMNS, RoleSwitcher
 from servesim.sim.experiment.config import RoleSwitchingConfig
-from servesim.sim.reporting.spill import typed_frame
+from servesim.sim.reporting.spill import write_typed_tables
 from servesim.sim.reporting.summary import latency_block
 
 _TEXT = ("pool", "from_role", "to_role", "role")
@@ -24,13 +24,8 @@ DTYPES = {name: "str" if name in _TEXT else "int64" if name in _INTS else "float
 
 def write_role_tables(switcher: RoleSwitcher, directory: Path) -> dict[str, Path]:
     """The run's role switches and role counts as Parquet files in `directory`."""
-    paths = {}
-    for name, columns, rows in (("role_switches", SWITCH_COLUMNS, switcher.switches),
-                                ("role_counts", COUNT_COLUMNS, switcher.counts)):
-        path = directory / f"{name}.parquet"
-        typed_frame(columns, DTYPES)(rows).to_parquet(path, index=False)
-        paths[name] = path
-    return paths
+    return write_typed_tables(directory, (("role_switches", SWITCH_COLUMNS, switcher.switches),
+                                          ("role_counts", COUNT_COLUMNS, switcher.counts)), DTYPES)
 
 
 def role_switching_summary(settings: RoleSwitchingConfig, switcher: RoleSwitcher) -> dict[str, Any]:

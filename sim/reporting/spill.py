@@ -6,7 +6,7 @@ of rows is in memory; the file is the table (read back only when someone asks fo
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -64,6 +64,17 @@ def typed_frame(columns: tuple[str, ...], dtypes: Mapping[str, str]) -> Callable
         return pd.DataFrame(rows, columns=list(columns)).astype({name: dtypes[name] for name in columns})
 
     return frame
+
+
+def write_typed_tables(directory: Path, tables: Iterable[tuple[str, tuple[str, ...], list[tuple]]],
+                       dtypes: Mapping[str, str]) -> dict[str, Path]:
+    """Each (name, columns, rows) as `<name>.parquet` in `directory`, typed by `dtypes`; their paths by name."""
+    paths = {}
+    for name, columns, rows in tables:
+        path = directory / f"{name}.parquet"
+        typed_frame(columns, dtypes)(rows).to_parquet(path, index=False)
+        paths[name] = path
+    return paths
 
 
 def read_table(path: Path) -> pd.DataFrame:
