@@ -147,6 +147,8 @@ class Replica:
         self.placement = setup.placement
         self.num_inbound = 0
         """Requests on their way here from a prefill replica (`sim.engine.disaggregation`)."""
+        self._receives_kv = False
+        """Some requests arrived with their KV (`receive`): they wait holding device blocks."""
         self.idle_s = 0.0
         """Simulated seconds spent waiting for work (the current wait excluded)."""
         self._idle_since = INFINITY
@@ -196,6 +198,7 @@ class Replica:
         request.state = RequestState.WAITING
         self.outstanding_tokens += request.tokens_left
         self._idle_decisions = 0
+        self._receives_kv = True
         self._enqueue(request)
 
     def notify(self) -> None:
@@ -252,6 +255,8 @@ class Replica:
                 continue
             self._pick_up(self._unseen)
             self._unseen.clear()
+            if self._receives_kv:
+                self._resident_first()
             decision = self._decide(env.now)
             promoted = self.promote_staged()
             self._preempt(decision.preempted)
@@ -272,6 +277,23 @@ class Replica:
             self._stepping = True
             yield from self.run_step(step)
             self._stepping = False
+
+    def _resident_first(self) -> None:
+        """Keep the waiting requests that hold device blocks (their KV arrived from a prefill
+        replica) ahead of those that hold none, each in its order. A preempted request goes back
+        to the front of the queue; behind it, received requests could hold the very blocks it
+        needs, and with nothing running none would ever be freed. A received request needs no
+        new block for its first decode step (its reservation covers it), so it can always go."""
+        waiting = self.waiting
+        holds_none = False
+        for request in waiting:
+            if not request.num_blocks:
+                holds_none = True
+            elif holds_none:
+                ordered = sorted(waiting, key=lambda queued: not queued.num_blocks)
+                waiting.clear()
+                waiting.extend(ordered)
+                return
 
     def prepare_step(self, decision: CheckedDecision, promoted: bool) -> PreparedStep:
         """The checked decision made ready to run: admissions, KV blocks and the batch's shape."""

@@ -133,6 +133,39 @@ def test_unified_pools_of_different_hardware_share_the_arrivals() -> None:
     assert set(series["replica"]) == {0, 1, 2}
 
 
+SHORT_DECODE = {"memory": {"num_kv_blocks": 45}}
+FAST_LINK = {"devices_per_node": 2, "inter_node": {"gbps": 50.0, "latency_us": 5.0}}
+
+
+def test_a_request_preempted_on_the_decode_replica_lets_the_received_ones_behind_it_go_first() -> None:
+    """Request 1 is preempted (recompute) on the 45-block decode replica; request 2 lands while
+    it waits, holding its blocks, and request 1 at the head of the queue needs more than are left:
+    if it stayed there, nothing would run again (the run used to end stuck). Request 2 goes first."""
+    rows = [(0.07, 418, 20), (0.19, 248, 22), (0.19, 458, 30)]
+    result = _run(_pd(prefill={"memory": {"num_kv_blocks": 200}}, decode=SHORT_DECODE), rows,
+                  transfer={"name": "layerwise", "layer_groups": 1}, topology=FAST_LINK, memory={"max_model_len": 1000})
+    requests = result.requests.set_index("request_id")
+    assert (requests["state"] == "finished").all()
+    assert requests.loc[1, "num_preemptions"] == 1
+    assert requests.loc[2, "first_token_s"] > requests.loc[1, "first_token_s"]
+    assert requests.loc[2, "finish_s"] < requests.loc[1, "finish_s"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(st.tuples(st.floats(0, 0.2), st.integers(100, 500), st.integers(2, 30)), min_size=2, max_size=6),
+    transfer=st.sampled_from([{"name": "after_prefill"}, {"name": "layerwise", "layer_groups": 1}]),
+    decode_blocks=st.integers(45, 70),
+)
+def test_a_decode_replica_short_of_memory_serves_every_request(rows: list[tuple[float, int, int]],
+                                                                transfer: dict[str, Any], decode_blocks: int) -> None:
+    """Bursts of long prompts into one small decode replica, which preempts while requests land
+    holding their KV: every request ends, none is left on its way or queued (the run checks)."""
+    result = _run(_pd(prefill={"memory": {"num_kv_blocks": 200}}, decode={"memory": {"num_kv_blocks": decode_blocks}}),
+                  sorted(rows), transfer=transfer, topology=FAST_LINK, memory={"max_model_len": 1000})
+    assert (result.requests["state"] == "finished").all()
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.lists(st.tuples(st.floats(0, 0.5), st.integers(1, 700), st.integers(1, 30)), min_size=1, max_size=10),
