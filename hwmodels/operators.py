@@ -12,8 +12,10 @@ Conventions and approximations:
   of hidden state and residual.
 - TP: two all-reduces of the hidden state per layer; the embedding's all-reduce and the gather of
   logits are not modelled. EP (ep divides tp): a dispatch and a combine all-to-all per MoE layer.
-- MoE routing is uniform: T tokens picking k of E experts touch E(1-(1-k/E)^T) distinct experts
-  on average, and each touched expert's weights are read once.
+- MoE routing is uniform by default: T tokens picking k of E experts touch E(1-(1-k/E)^T) distinct
+  experts on average, and each touched expert's weights are read once. With an `ExpertRouting`
+  (`hwmodels.moe_routing`) the experts' work is the most loaded EP rank's; with an expert cache
+  (`hwmodels.expert_cache`) the experts missing from device memory are first copied from the host.
 - Every batch entry samples a token (LM head and sampling run for all entries), which slightly
   overcounts intermediate prefill chunks.
 - Decode attention is one paged kernel over all decodes, each decode reading at least a tile of
@@ -32,7 +34,9 @@ from typing import Any
 import numpy as np
 
 from servesim.hwmodels.dtypes import DTYPE_BYTES, weight_element_bytes
+from servesim.hwmodels.expert_cache import ExpertCacheEstimate
 from servesim.hwmodels.model_spec import ModelSpec, ceil_div
+from servesim.hwmodels.moe_routing import ExpertRouting
 from servesim.hwmodels.shapes import BatchShape, ParallelPlan
 
 LOGIT_BYTES = 4  # logits and router scores are float32
@@ -42,7 +46,7 @@ LOGIT_BYTES = 4  # logits and router scores are float32
 LAYER_OPERATORS = (
     "input_norm", "attn_qkv_proj", "attn_rope", "kv_cache_write", "attn_prefill", "attn_decode",
     "attn_out_proj", "tp_all_reduce", "post_norm", "mlp_gate_up", "mlp_act", "mlp_down", "moe_router",
-    "ep_all_to_all", "moe_experts", "moe_shared_experts", "moe_combine",
+    "ep_all_to_all", "moe_expert_load", "moe_experts", "moe_shared_experts", "moe_combine",
 )
 
 
@@ -51,6 +55,7 @@ class OpKind(Enum):
     ALL_REDUCE = "all_reduce"
     SEND_RECV = "send_recv"
     ALL_TO_ALL = "all_to_all"
+    HOST_COPY = "host_copy"
     OVERHEAD = "overhead"
 
 
@@ -144,14 +149,18 @@ def attention_work(model: ModelSpec, tp: int, decode_tile_positions: float = 0.0
 class OperatorBuilder:
     """Builds the operator invocations of one iteration of one model under one parallel plan."""
 
-    def __init__(self, model: ModelSpec, plan: ParallelPlan, decode_tile_positions: float = 0.0) -> None:
+    def __init__(self, model: ModelSpec, plan: ParallelPlan, decode_tile_positions: float = 0.0,
+                 routing: ExpertRouting | None = None, cache: ExpertCacheEstimate | None = None) -> None:
         if min(plan.tp, plan.pp, plan.ep) < 1:
             raise ValueError(f"parallel plan {plan}: tp, pp and ep must be >= 1")
         if plan.ep > 1 and (not model.is_moe or plan.tp % plan.ep):
             raise ValueError(
                 f"parallel plan {plan}: ep > 1 needs a MoE model and must divide tp (EP reuses the TP group)"
             )
+        if routing is not None and routing.num_ranks != plan.ep:
+            raise ValueError(f"expert routing over {routing.num_ranks} ranks under a plan with ep={plan.ep}")
         self.model, self.plan = model, plan
+        self.routing, self.cache = routing, cache
         self.params = model.layer_params(plan.tp)
         self.attention = attention_work(model, plan.tp, decode_tile_positions)
         self._weight = weight_element_bytes(model.weight_dtype)
@@ -257,13 +266,22 @@ class OperatorBuilder:
     def _moe_ops(self, t: int) -> list[Operator]:
         m, p, act = self.model, self.params, self._act
         layers, h, k, experts = m.num_moe_layers, m.hidden_size, m.experts_per_token, m.num_experts
-        touched = experts * (1.0 - (1.0 - k / experts) ** t)
-        expert_act = t * k * (2 * h + 3 * self._moe_inter) * act
+        touched: Any
+        pairs: Any
+        if self.routing is None:
+            touched, pairs = experts * (1.0 - (1.0 - k / experts) ** t), t * k
+        else:  # the most loaded rank, its experts sharded over tp/ep devices: ep x a balanced device's share
+            ep = self.plan.ep
+            touched, pairs = ep * self.routing.max_rank_touched(t), ep * self.routing.max_rank_pairs(t)
+        expert_act = pairs * (2 * h + 3 * self._moe_inter) * act
         router_bytes = p.router * act + t * h * act + t * experts * LOGIT_BYTES
         ops = [Operator("moe_router", layers, 2.0 * t * p.router, router_bytes)]
         ops += self._all_to_all(t, layers)
+        if self.cache is not None:
+            loaded = self.cache.misses(t) * p.expert * self._weight
+            ops.append(Operator("moe_expert_load", layers, 0.0, loaded, OpKind.HOST_COPY))
         expert_bytes = touched * p.expert * self._weight + expert_act
-        ops.append(Operator("moe_experts", layers, 2.0 * t * k * p.expert, expert_bytes, weight_gemm=True))
+        ops.append(Operator("moe_experts", layers, 2.0 * pairs * p.expert, expert_bytes, weight_gemm=True))
         if m.num_shared_experts:
             shared_act = t * (2 * h + 3 * m.num_shared_experts * self._moe_inter) * act
             ops.append(Operator("moe_shared_experts", layers, 2.0 * t * p.shared_experts,

@@ -28,8 +28,10 @@ from servesim.hwmodels.cost_model import CostModel, IterationCost, OperatorTime
 from servesim.hwmodels.dtypes import canonical_dtype
 from servesim.hwmodels.efficiency import EfficiencyCurve, family_curves
 from servesim.hwmodels.errors import CatalogError
+from servesim.hwmodels.expert_cache import ExpertCacheEstimate
 from servesim.hwmodels.hardware_spec import HardwareSpec
 from servesim.hwmodels.model_spec import ModelSpec
+from servesim.hwmodels.moe_routing import ExpertRouting
 from servesim.hwmodels.operators import Operator, OperatorBuilder, OpKind
 from servesim.hwmodels.shapes import BatchShape, ParallelPlan
 
@@ -64,6 +66,8 @@ class RooflineCostModel(CostModel):
         iteration_overhead_s: float = DEFAULT_ITERATION_OVERHEAD_S,
         compute_efficiency: float | None = None,
         memory_efficiency: float | None = None,
+        routing: ExpertRouting | None = None,
+        cache: ExpertCacheEstimate | None = None,
     ) -> None:
         self.model, self.hardware, self.plan = model, hardware, plan
         for key, value in (("compute_efficiency", compute_efficiency), ("memory_efficiency", memory_efficiency)):
@@ -78,7 +82,7 @@ class RooflineCostModel(CostModel):
         self.dtype = canonical_dtype(dtype) or dtype
         curve = self._curve_source()
         decode_curve = curve("attn_decode", model.kv_dtype)
-        self.ops = OperatorBuilder(model, plan, decode_curve.tile_positions)
+        self.ops = OperatorBuilder(model, plan, decode_curve.tile_positions, routing, cache)
         flops_per_s, bytes_per_s = hardware.peak_flops(model.activation_dtype), hardware.memory_bandwidth_gbps * 1e9
         # Kernel-time functions with the device's rates folded in (the hot path calls them).
         self._gemm_s = curve("gemm", self.dtype).pricer(hardware.peak_flops(self.dtype), bytes_per_s)
@@ -139,8 +143,24 @@ class RooflineCostModel(CostModel):
         if op.kind is OpKind.ALL_REDUCE:
             return 2 * (n - 1) / n * op.bytes_moved / link + 2 * (n - 1) * self._latency_s
         if op.kind is OpKind.ALL_TO_ALL:
+            if n > self.hardware.devices_per_node:
+                return self._all_to_all_across_nodes_s(n, op.bytes_moved)
             return (n - 1) / n * op.bytes_moved / link + (n - 1) * self._latency_s
+        if op.kind is OpKind.HOST_COPY:
+            return op.bytes_moved / (self.hardware.host_link_gbps * 1e9)
         return op.bytes_moved / link + self._latency_s
+
+    def _all_to_all_across_nodes_s(self, n: int, nbytes: Any) -> Any:
+        """An all-to-all over `n` devices spanning nodes: of each device's `nbytes`, the share for
+        its node's other devices crosses the intra-node link and the share for other nodes its own
+        inter-node link (NIC), both at once; the slower part sets the time, plus a latency step per
+        peer on each link."""
+        hardware = self.hardware
+        per_node = hardware.devices_per_node
+        intra_s = (per_node - 1) / n * nbytes / hardware.collective_bytes_per_s(per_node)
+        inter_s = (n - per_node) / n * nbytes / (hardware.inter_node_link_gbps * 1e9)
+        return (np.maximum(intra_s, inter_s) + (per_node - 1) * self._latency_s
+                + (n - per_node) * hardware.inter_node_latency_us * 1e-6)
 
     def breakdown(self, batch: BatchShape) -> IterationCost:
         return IterationCost(tuple(
@@ -210,6 +230,11 @@ class RooflineCostModel(CostModel):
         return self._linear_seconds(size, size) + self._decode_seconds(size, context_sums)
 
     def describe(self) -> dict[str, Any]:
+        moe: dict[str, Any] = {}
+        if self.ops.routing is not None:
+            moe["moe_routing"] = self.ops.routing.describe()
+        if self.ops.cache is not None:
+            moe["moe_offload"] = self.ops.cache.describe()
         return {
             "kind": "roofline",
             "hardware": self.hardware.name,
@@ -224,4 +249,5 @@ class RooflineCostModel(CostModel):
             "compute_efficiency": self.compute_efficiency,
             "memory_efficiency": self.memory_efficiency,
             "iteration_overhead_s": self.iteration_overhead_s,
+            **moe,
         }

@@ -22,6 +22,22 @@ class ParallelPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class LayerSlice:
+    """A prompt that runs through one group of layers this iteration (layered prefill): its
+    `new_tokens` after `context_len` cached ones, through group `group` of the model's layers cut
+    into `num_groups` contiguous groups (so a scheduler needs no knowledge of the model)."""
+
+    new_tokens: int
+    context_len: int
+    group: int
+    num_groups: int
+
+    def layers(self, num_layers: int) -> tuple[int, int]:
+        """The [first, end) layers of its group in a model of `num_layers` layers."""
+        return self.group * num_layers // self.num_groups, (self.group + 1) * num_layers // self.num_groups
+
+
+@dataclass(frozen=True, slots=True)
 class BatchShape:
     """One iteration: for each batch entry, the new tokens computed and the context before them.
 
@@ -31,6 +47,9 @@ class BatchShape:
 
     new_tokens: tuple[int, ...]
     context_lens: tuple[int, ...]
+    layer_slices: tuple[LayerSlice, ...] = ()
+    """Prompts that run through only some layers this iteration (layered prefill); the entries
+    above run through all of them. Only `LayerSliceCostModel` prices these."""
 
     def __post_init__(self) -> None:
         if len(self.new_tokens) != len(self.context_lens):

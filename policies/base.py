@@ -86,6 +86,9 @@ class SchedulerPolicy(Policy, ABC):
         super().__init__(params, rng)
         self.preemption = preemption
 
+    uses_layer_slices: ClassVar[bool] = False
+    """True if its decisions carry `layer_slices` (layered prefill): the engine then prices them."""
+
     @abstractmethod
     def schedule(self, replica: ReplicaView, now: float) -> ScheduleDecision:
         """The batch for the iteration starting at `now`."""

@@ -20,6 +20,7 @@ from servesim.sim.runner import prepare, simulate
 if TYPE_CHECKING:
     import pandas as pd
 
+    from servesim.sim.placement.run import PlanReport
     from servesim.sim.sweeps.backends import Backend
 
 ConfigSource = ExperimentConfig | Mapping[str, Any] | str | os.PathLike[str]
@@ -96,6 +97,25 @@ def sweep(
     return run_sweep(resolved, _base_dir(config, base_dir), output, jobs=jobs, backend=backend, address=address).table
 
 
+def plan(
+    config: ConfigSource,
+    output: str | os.PathLike[str],
+    base_dir: str | os.PathLike[str] | None = None,
+    *,
+    overrides: Overrides = (),
+    jobs: int | None = None,
+    backend: Backend = "local",
+    address: str | None = None,
+) -> PlanReport:
+    """Search the config's `plan:` block into `output` (reusing an earlier search's candidates there), as
+    `simrun plan` does; the report holds `.table` (one row per candidate), `.probes` and `.best` (a dict,
+    None if no candidate met the target). `jobs=1` runs in this process."""
+    from servesim.sim.placement.run import run_plan
+
+    resolved = load_config(config, overrides)
+    return run_plan(resolved, _base_dir(config, base_dir), output, jobs=jobs, backend=backend, address=address)
+
+
 def _override_strings(overrides: Overrides) -> list[str]:
     if isinstance(overrides, Mapping):
         # JSON is YAML, so each value reads back exactly as given.
@@ -113,4 +133,4 @@ def _base_dir(config: ConfigSource, base_dir: str | os.PathLike[str] | None) -> 
     return Path(".")
 
 
-__all__ = ["RunResult", "load_config", "run_experiment", "run_variants", "sweep", "write_results"]
+__all__ = ["RunResult", "load_config", "plan", "run_experiment", "run_variants", "sweep", "write_results"]

@@ -22,6 +22,7 @@ from servesim.profiler.commands import add_commands as add_profile_commands
 from servesim.sim import __version__
 from servesim.sim.errors import UserInputError
 from servesim.sim.experiment.config import ExperimentConfig
+from servesim.sim.placement.command import add_command as add_plan_command
 from servesim.sim.reporting.output_target import OutputTarget
 from servesim.sim.reporting.progress import ProgressOptions, add_progress_flags, options_from_args
 from servesim.sim.sweeps.command import add_command as add_sweep_command
@@ -134,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("list", help="show catalog models and hardware and registered policies")
     listing.set_defaults(handler=_list)
     add_sweep_command(sub)
+    add_plan_command(sub)
     add_profile_commands(sub)
     return parser
 
@@ -208,6 +210,7 @@ def _run_variants(config: ExperimentConfig, base_dir: Path, target: OutputTarget
 
 def _validate(args: argparse.Namespace) -> int:
     from servesim.sim.experiment.loading import load_config
+    from servesim.sim.placement.command import validate_plan
     from servesim.sim.runner import prepare
     from servesim.sim.sweeps.command import validate_sweep
 
@@ -217,6 +220,9 @@ def _validate(args: argparse.Namespace) -> int:
             config, base_dir = load_config(path, args.overrides)
             if config.sweep is not None:
                 print(f"{path}: ok ({validate_sweep(config, base_dir, str(path))})")
+                continue
+            if config.plan is not None:
+                print(f"{path}: ok ({validate_plan(config, base_dir)})")
                 continue
             prepared = prepare(config, base_dir)
             target = _output_target(args.output, config, args.overwrite)

@@ -10,7 +10,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,15 @@ import simpy
 from servesim.hwmodels import ConstantCostModel, CostModel, ParallelPlan
 from servesim.hwmodels.catalog import CatalogError, HardwareSpec, ModelSpec, load_hardware, load_model
 from servesim.hwmodels.expert_parallel import DataParallelExpertCostModel
+from servesim.hwmodels.expert_traffic import ExpertTraffic, ExpertTrafficMeter
+from servesim.hwmodels.layer_slices import LayerSliceCostModel
 from servesim.hwmodels.plan_rules import plan_problems
 from servesim.hwmodels.roofline import DEFAULT_ITERATION_OVERHEAD_S, RooflineCostModel
 from servesim.hwmodels.tables import TableRangeWarning
 from servesim.hwmodels.tables.loading import table_cost_model
 from servesim.hwmodels.tables.shipped import auto_cost_model_kind
 from servesim.policies import PolicyError, create_policy, validate_params
+from servesim.policies.registry import get_policy
 from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from servesim.sim import __version__
 from servesim.sim.engine.cluster import ClosedLoop, Cluster
@@ -39,11 +42,13 @@ from servesim.sim.engine.placement import Placement
 from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
 from servesim.sim.engine.replica import Replica, ReplicaSetup
 from servesim.sim.engine.request import Request
+from servesim.sim.engine.role_switching import RoleSwitcher
 from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, service_classes
-from servesim.sim.experiment.config import ExperimentConfig, ParallelConfig, PolicySpec
+from servesim.sim.experiment.config import ExperimentConfig, ParallelConfig, PolicySpec, TopologyConfig
 from servesim.sim.experiment.intra_gpu import check_intra_gpu, device_factory, intra_gpu_summary, share_model
+from servesim.sim.experiment.moe import MoeSetup, moe_setup, offloaded_weight_bytes
 from servesim.sim.experiment.pools import ResolvedPool, is_disaggregated, pool_error, resolved_pools
 from servesim.sim.experiment.workload import Workload, build_workload, request_stream, think_times
 from servesim.sim.network.results import has_traffic, network_summary, write_link_series
@@ -53,9 +58,11 @@ from servesim.sim.reporting.pools_summary import disaggregation_summary, pools_s
 from servesim.sim.reporting.progress import RunExtent, run_with_heartbeat
 from servesim.sim.reporting.request_records import RequestRecorder
 from servesim.sim.reporting.results import RunFiles, RunResult
+from servesim.sim.reporting.role_summary import role_switching_summary, write_role_tables
 from servesim.sim.reporting.spill import read_table
 from servesim.sim.reporting.steady_state import steady_state
 from servesim.sim.reporting.summary import summarize, summarize_classes
+from servesim.sim.role_setup import check_switchable_pools, role_switcher
 from servesim.traces import TraceError
 
 
@@ -70,6 +77,8 @@ class PreparedPool:
     capacity: KvCapacity
     max_model_len: int
     api: ApiServerPath | None
+    expert_traffic: ExpertTraffic | None = None
+    """A MoE model's expert weights read and loaded per iteration (the summary's `moe` block)."""
 
 
 @dataclass
@@ -108,7 +117,9 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     classes = service_classes(config, workload.class_names)
     topology = None
     if is_disaggregated(config):
-        max_model_len = check_decode_pools([(pool.spec, pool.capacity) for pool in pools], workload, max_model_len)
+        checked = [(pool.spec, pool.capacity) for pool in pools]
+        check = check_decode_pools if config.cluster.role_switching is None else check_switchable_pools
+        max_model_len = check(checked, workload, max_model_len)
         topology = build_topology(config, [(pool.spec, pool.hardware, pool.plan) for pool in pools])
     first = pools[0]
     return PreparedRun(config, model, first.hardware, first.plan, first.cost_model, first.capacity, max_model_len,
@@ -127,6 +138,8 @@ def _prepare_pool(config: ExperimentConfig, pool: ResolvedPool, model: ModelSpec
         scheduler_params = _lookup_policy(
             lambda: validate_params("scheduler", pool.scheduler.name, pool.scheduler.params())
         )
+        moe = moe_setup(config.cost_model.moe, model, [plan, *_experts_plan(parallel, pool.replicas, model, plan)],
+                        base_dir, config.cost_model.kind)
         capacity = kv_capacity(
             model,
             hardware,
@@ -134,14 +147,43 @@ def _prepare_pool(config: ExperimentConfig, pool: ResolvedPool, model: ModelSpec
             pool.memory,
             max_batched_tokens=getattr(scheduler_params, "max_num_batched_tokens", DEFAULT_MAX_NUM_BATCHED_TOKENS),
             max_num_seqs=getattr(scheduler_params, "max_num_seqs", DEFAULT_MAX_NUM_SEQS),
+            offloaded_bytes=offloaded_weight_bytes(model, plan, moe),
         )
         check_pool_blocks(capacity, pool.replicas)
         max_model_len = model_len(pool.memory, model)
-        kernels = _cost_model(config, model, hardware, plan, base_dir, parallel, pool.replicas)
+        kernels = _cost_model(config, model, hardware, plan, base_dir, parallel, pool.replicas, moe)
+        if getattr(get_policy("scheduler", pool.scheduler.name).cls, "uses_layer_slices", False):
+            kernels = _layered(config, pool, model, kernels, scheduler_params)
         cost_model, api = _engine_time(config, kernels, hardware.name, getattr(scheduler_params, "max_num_seqs", 256))
     except ConfigError as exc:
         raise ConfigError(pool_error(pool, str(exc))) from None
-    return PreparedPool(pool, hardware, plan, cost_model, capacity, max_model_len, api)
+    return PreparedPool(pool, hardware, plan, cost_model, capacity, max_model_len, api,
+                        _expert_traffic(model, plan, moe))
+
+
+def _layered(config: ExperimentConfig, pool: ResolvedPool, model: ModelSpec, kernels: CostModel, params: Any
+             ) -> CostModel:
+    """Kernel times for a scheduler that runs prompts through groups of layers (layered prefill)."""
+    groups = getattr(params, "num_layer_groups", 1)
+    if groups > model.num_layers:
+        raise ConfigError(f"scheduler.num_layer_groups: {groups} is more groups than the {model.num_layers} layers "
+                          f"of {model.name}; use at most {model.num_layers}")
+    if pool.parallel.ep_across_replicas and pool.replicas > 1:
+        raise ConfigError(f"scheduler: {pool.scheduler.name} runs prompts through groups of layers, which the "
+                          "data-parallel lockstep of cluster.parallel.ep_across_replicas does not model; turn one off")
+    if config.engine.intra_gpu_split is not None:
+        raise ConfigError(f"scheduler: {pool.scheduler.name} runs prompts through groups of layers, which the "
+                          "prefill and decode loops of engine.intra_gpu_split do not model; turn one off")
+    return LayerSliceCostModel(kernels, model.num_layers)
+
+
+def _expert_traffic(model: ModelSpec, plan: ParallelPlan, moe: MoeSetup | None) -> ExpertTraffic | None:
+    if not model.is_moe:
+        return None
+    if moe is None:
+        return ExpertTraffic(model)
+    routing = moe.routing(plan.ep)
+    return ExpertTraffic(model, routing, moe.cache(routing))
 
 
 def _engine_time(config: ExperimentConfig, kernels: CostModel, hardware: str, max_num_seqs: int
@@ -198,30 +240,50 @@ def _model_ref(config: ExperimentConfig, base_dir: Path) -> str | Path:
     return path if path.is_absolute() else base_dir / path
 
 
+def _experts_plan(parallel: ParallelConfig, replicas: int, model: ModelSpec, plan: ParallelPlan
+                  ) -> list[ParallelPlan]:
+    """The plan a MoE model's experts run under when they are split over all DP ranks, or none."""
+    if parallel.ep_across_replicas and replicas > 1 and model.is_moe:
+        devices = plan.tp * replicas
+        return [ParallelPlan(tp=devices, pp=plan.pp, ep=devices)]
+    return []
+
+
+def _with_nodes(hardware: HardwareSpec, topology: TopologyConfig) -> HardwareSpec:
+    """`hardware` with `cluster.topology`'s nodes and inter-node links, where an EP group's all-to-all
+    crosses nodes (its intra-node link stays `cost_model.link_gbps`'s, as the TP collectives')."""
+    inter = topology.inter_node
+    if topology.devices_per_node is None and inter.gbps is None and inter.latency_us is None:
+        return hardware
+    return replace(
+        hardware, devices_per_node=topology.devices_per_node or hardware.devices_per_node,
+        inter_node_link_gbps=inter.gbps or hardware.inter_node_link_gbps,
+        inter_node_latency_us=hardware.inter_node_latency_us if inter.latency_us is None else inter.latency_us)
+
+
 def _cost_model(
     config: ExperimentConfig, model: ModelSpec, hardware: HardwareSpec, plan: ParallelPlan, base_dir: Path,
-    parallel: ParallelConfig, replicas: int,
+    parallel: ParallelConfig, replicas: int, moe: MoeSetup | None = None,
 ) -> CostModel:
     spec = config.cost_model
     if spec.kind == "constant":
         return ConstantCostModel(spec.iteration_s, spec.per_token_s)
     overhead_s = DEFAULT_ITERATION_OVERHEAD_S if spec.iteration_overhead_s is None else spec.iteration_overhead_s
     own_link = spec.link_gbps is not None or spec.link_latency_us is not None
-    hardware = hardware.with_link(spec.link_gbps, spec.link_latency_us)
-    experts = None
-    if parallel.ep_across_replicas and replicas > 1 and model.is_moe:
-        devices = plan.tp * replicas
-        experts = ParallelPlan(tp=devices, pp=plan.pp, ep=devices)
-    kind = spec.kind
+    hardware = _with_nodes(hardware.with_link(spec.link_gbps, spec.link_latency_us), config.cluster.topology)
+    experts = next(iter(_experts_plan(parallel, replicas, model, plan)), None)
+    kind = "roofline" if moe is not None else spec.kind
     if kind == "auto":  # tables the config names, else the shipped ones where they cover the run
         tp_degrees = {p.tp for p in (plan, experts) if p is not None}
         named = spec.tables is not None or spec.source is not None
         kind = "table" if named else auto_cost_model_kind(hardware.name, model.name, tp_degrees)
 
     def kernels(plan: ParallelPlan) -> CostModel:
+        routing = moe.routing(plan.ep) if moe is not None else None
         roofline = RooflineCostModel(model, hardware, plan, iteration_overhead_s=overhead_s,
                                      compute_efficiency=spec.compute_efficiency,
-                                     memory_efficiency=spec.memory_efficiency)
+                                     memory_efficiency=spec.memory_efficiency, routing=routing,
+                                     cache=moe.cache(routing) if moe is not None and routing is not None else None)
         if kind == "table":
             with warnings.catch_warnings():
                 if spec.kind == "auto":  # the headline and summary name the roofline-priced operators
@@ -265,9 +327,12 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     records = RequestRecorder(metrics.directory / "requests.parquet", prepared.classes, stream_out_s)
     num_requests = len(prepared.workload)
     cluster: Cluster  # made below; on_done runs only once the simulation has started
+    switcher: RoleSwitcher | None = None
 
     def on_done(request: Request) -> None:
         records.record(request)
+        if switcher is not None:
+            switcher.request_done(request)
         if progress is not None:
             progress(cluster.num_done, env.now)
 
@@ -282,7 +347,11 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         lockstep = lockstep_group(env, prepared.cost_model)
         split = config.engine.intra_gpu_split
         placements = pool_placements(prepared)
+        meters: dict[str, ExpertTrafficMeter] = {}
         for pool in prepared.pools:
+            meter = None
+            if pool.expert_traffic is not None:
+                meter = meters[pool.spec.name] = ExpertTrafficMeter(pool.expert_traffic)
             sm_shares = None if split is None else share_model(split, pool.cost_model, prepared.model, pool.hardware,
                                                                pool.plan)
             for _ in range(pool.spec.replicas):
@@ -290,7 +359,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
                 rng = random_stream(config.seed, 4, replica_id)
                 preemption = _policy(config.preemption, "preemption", rng)
                 scheduler = _policy(pool.spec.scheduler, "scheduler", rng, preemption=preemption)
-                setup = _replica_setup(prepared, pool, env, rng, lockstep, placements[replica_id])
+                setup = _replica_setup(prepared, pool, env, rng, lockstep, placements[replica_id], meter)
                 replica: Replica
                 if split is None or sm_shares is None:
                     replica = Replica(env, replica_id, scheduler, pool.cost_model, setup, metrics,
@@ -305,6 +374,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         if prepared.topology is not None:
             transfer = _policy(config.cluster.transfer, "transfer", random_stream(config.seed, 8))
             disaggregation = disaggregate(env, prepared, cluster.replicas, transfer)
+            if config.cluster.role_switching is not None:
+                switcher = role_switcher(env, config, cluster, disaggregation)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
     if progress is None:
@@ -318,6 +389,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     if network is not None and has_traffic(network):
         write_link_series(network, metrics.directory / "links.parquet")
         tables["links"] = metrics.directory / "links.parquet"
+    if switcher is not None:
+        tables |= write_role_tables(switcher, metrics.directory)
     files = RunFiles(records.close(num_requests), metrics.replica_series_path, metrics.system_series_path,
                      metrics.gaps, metrics.iterations_path, keep_alive=metrics, tables=tables)
     table = read_table(files.requests)
@@ -337,12 +410,16 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         summary["intra_gpu"] = intra_gpu_summary(config.engine.intra_gpu_split, cluster.replicas)
     summary["memory"] = {"kv_blocks_per_replica": prepared.capacity.num_blocks, **prepared.capacity.as_dict()}
     summary["cache"] = _cache_summary(table, cluster)
+    if meters:
+        summary["moe"] = _moe_summary(meters)
     if config.cluster.pools is not None:
         summary["pools"] = pools_summary(prepared.pools, cluster.replicas, table, files.tables, env.now)
     if disaggregation is not None:
         summary["disaggregation"] = disaggregation_summary(config.cluster.transfer.name, table, files.tables)
     if network is not None and has_traffic(network):
         summary["network"] = network_summary(network)
+    if switcher is not None and config.cluster.role_switching is not None:
+        summary["role_switching"] = role_switching_summary(config.cluster.role_switching, switcher)
     auto = config.cost_model.kind == "auto"
     summary["run"] = {
         "wall_s": time.perf_counter() - started,
@@ -370,7 +447,8 @@ def _policy(spec: PolicySpec, kind: str, rng: np.random.Generator, **collaborato
 
 
 def _replica_setup(prepared: PreparedRun, pool: PreparedPool, env: simpy.Environment, rng: np.random.Generator,
-                   lockstep: DataParallelGroup | None, placement: Placement) -> ReplicaSetup:
+                   lockstep: DataParallelGroup | None, placement: Placement, meter: ExpertTrafficMeter | None
+                   ) -> ReplicaSetup:
     config = prepared.config
     capacity = pool.capacity
     block_size = pool.spec.memory.block_size
@@ -383,7 +461,17 @@ def _replica_setup(prepared: PreparedRun, pool: PreparedPool, env: simpy.Environ
     return ReplicaSetup(kv, BlockPool(capacity.swap_blocks, block_size), prepared.max_model_len, swap_block_s,
                         config.simulation.fast_forward,
                         async_scheduling=config.engine.async_scheduling and config.cost_model.kind != "constant",
-                        lockstep=lockstep, placement=placement)
+                        lockstep=lockstep, expert_meter=meter, placement=placement)
+
+
+def _moe_summary(meters: dict[str, ExpertTrafficMeter]) -> dict[str, Any]:
+    """The summary's `moe` block: one pool's, or with several pools the expert reads summed and each
+    pool's block under `pools`."""
+    blocks = {name: meter.summary() for name, meter in meters.items()}
+    if len(blocks) == 1:
+        return next(iter(blocks.values()))
+    return {key: sum(block[key] for block in blocks.values()) for key in ("expert_weight_bytes_read", "expert_reads")
+            } | {"pools": blocks}
 
 
 def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:
@@ -399,13 +487,17 @@ def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:
 
 
 def _check_invariants(cluster: Cluster, disaggregation: Disaggregation | None) -> None:
-    """Nothing left in the replicas or on its way between them, and every KV block back; whether
-    every request ended (none lost) is checked when the request table is closed (`RequestRecorder.close`)."""
+    """Nothing left in the replicas or on its way between them, no token counted outstanding, and
+    every KV block back; whether every request ended (none lost) is checked when the request table
+    is closed (`RequestRecorder.close`)."""
     if disaggregation is not None and disaggregation.num_in_flight:
         raise EngineInvariantError(f"{disaggregation.num_in_flight} request(s) still on their way from a prefill "
                                    "to a decode replica at the end")
     for replica in cluster.replicas:
         replica.check_drained()
+        if replica.outstanding_tokens:
+            raise EngineInvariantError(f"replica {replica.replica_id}: {replica.outstanding_tokens} tokens still "
+                                       "counted outstanding at the end (routers read this count)")
     for replica in cluster.replicas:
         for pool in (replica.kv, replica.host):
             pool.check_conservation()

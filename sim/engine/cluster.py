@@ -69,6 +69,8 @@ class Cluster:
         self._upcoming: list[float] = []
         """Times at which a request already on its way (sent, or in the API server) enters next."""
         self.num_done = 0
+        self.on_change: Callable[[], None] | None = None
+        """Called as a request enters the engine (before it is routed) and as one ends (dynamic roles)."""
         self.process = env.process(self._arrivals() if closed_loop is None else self._first_sends(closed_loop))
 
     def add_replica(self, replica: Replica, entry: bool = True) -> None:
@@ -78,6 +80,13 @@ class Cluster:
         if entry:
             self._entries.append(replica)
             self._views = tuple(r.view for r in self._entries)
+
+    def set_entry(self, replica: Replica, entry: bool) -> None:
+        """Let `replica` take arrivals or not (dynamic roles); entries stay in replica order."""
+        others = [r for r in self._entries if r is not replica]
+        self._entries = sorted([*others, replica], key=lambda r: r.replica_id) if entry else others
+        self._views = tuple(r.view for r in self._entries)
+        replica.progress_observed = entry and self.router.reads_progress
 
     def next_arrival_s(self) -> float:
         """When the next request enters the engine at the earliest (infinity when none will)."""
@@ -92,6 +101,8 @@ class Cluster:
         self.num_done += 1
         self.metrics.sample_system(self.env.now, self._num_in_system)
         self._on_done(request)
+        if self.on_change is not None:
+            self.on_change()
         loop = self._closed_loop
         if loop is not None and self._next is not None:
             think_s = float(loop.think_times_s[self._num_sent])
@@ -142,6 +153,8 @@ class Cluster:
             self._enter(request)
 
     def _enter(self, request: Request) -> None:
+        if self.on_change is not None:
+            self.on_change()
         self._entries[self._route(request)].submit(request)
 
     def _after(self, delay_s: float, action: Callable[[], None]) -> None:

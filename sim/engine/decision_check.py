@@ -12,10 +12,12 @@ what the request has left and, summed, within the scheduler's own `max_num_batch
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from servesim.hwmodels.shapes import LayerSlice
 from servesim.policies import ScheduleDecision, SchedulerPolicy
 from servesim.policies.contract import PolicyContractError, contract_violation, is_count, is_finite_number
 from servesim.sim.engine.iteration import Iteration
@@ -41,6 +43,7 @@ class CheckedDecision:
     padding: list[tuple[int, int]]
     wake_at: float | None
     resume: Iteration | None
+    layer_slices: Mapping[int, LayerSlice] | None = None
 
 
 class DecisionChecker:
@@ -68,7 +71,10 @@ class DecisionChecker:
         wake_at = decision.wake_at
         if wake_at is not None and not (is_finite_number(wake_at) and wake_at > now):
             raise self.violation(now, f"wake_at={wake_at!r} must be a finite time strictly after now ({now!r})")
-        return CheckedDecision(entries, preempted, padding, wake_at, resume)
+        slices = decision.layer_slices
+        if slices:
+            self._layer_slices(slices, entries, now)
+        return CheckedDecision(entries, preempted, padding, wake_at, resume, slices)
 
     def _held(self) -> set[int]:
         """Requests inside suspended iterations: running, but not the scheduler's to touch."""
@@ -202,6 +208,23 @@ class DecisionChecker:
                     and pair[0] >= 1 and pair[1] >= 0):
                 raise self.violation(now, f"padding entry {pair!r} is not a (new tokens >= 1, context >= 0) pair")
         return padding
+
+    def _layer_slices(self, slices: Any, entries: list[tuple[Request, int]], now: float) -> None:
+        """Slices of scheduled requests only, from a scheduler that declares them, each well formed."""
+        if not self.scheduler.uses_layer_slices:
+            raise self.violation(now, "returned layer_slices but does not declare uses_layer_slices = True, so the "
+                                 "engine would price its prompts through every layer")
+        if not isinstance(slices, dict):
+            raise self.violation(now, f"decision.layer_slices is {type(slices).__name__}, not a dict")
+        scheduled = {request.request_id for request, _ in entries}
+        for request_id, piece in slices.items():
+            if request_id not in scheduled:
+                raise self.violation(now, f"layer_slices names request {request_id!r}, which is not scheduled")
+            if not (isinstance(piece, LayerSlice) and is_count(piece.new_tokens) and is_count(piece.context_len)
+                    and is_count(piece.group) and is_count(piece.num_groups) and piece.new_tokens >= 1
+                    and piece.group < piece.num_groups):
+                raise self.violation(now, f"layer_slices[{request_id}] = {piece!r} is not a LayerSlice of >= 1 new "
+                                     "tokens in a group 0 <= group < num_groups")
 
     def _resume(self, decision: ScheduleDecision, now: float) -> Iteration | None:
         view = decision.resume

@@ -32,6 +32,7 @@ from servesim.policies.contract import contract_violation, is_count, policy_rais
 from servesim.policies.views import blocks_for
 from servesim.sim.engine.replica import Replica
 from servesim.sim.engine.request import Request
+from servesim.sim.engine.views import ReplicaView
 from servesim.sim.network import Network
 
 TRANSFER_COLUMNS = (
@@ -81,13 +82,12 @@ class Disaggregation:
         self.policy = policy
         self.network = network
         self.kv_bytes_per_token = kv_bytes_per_token
-        self.decode_replicas = list(decode_replicas)
-        self._decode_views = tuple(replica.view for replica in self.decode_replicas)
+        self.decode_replicas: list[Replica] = []
+        self._decode_views: tuple[ReplicaView, ...] = ()
         self._handoffs: dict[int, Handoff] = {}
         self._queues: dict[int, deque[Handoff]] = {}
-        for replica in self.decode_replicas:
-            self._queues[replica.replica_id] = deque()
-            replica.on_decision = partial(self._reserve, replica)
+        for replica in decode_replicas:
+            self.attach_decode(replica)
         self.transfers: list[tuple] = []
         """One row of TRANSFER_COLUMNS per request that landed on a decode replica."""
         self.backpressure: list[tuple] = []
@@ -96,6 +96,33 @@ class Disaggregation:
     def attach_prefill(self, replica: Replica) -> None:
         replica.on_step = partial(self._step_started, replica)
         replica.on_prefilled = partial(self._prefilled, replica)
+
+    def detach_prefill(self, replica: Replica) -> None:
+        """A drained prefill replica (dynamic roles) no longer hands requests off."""
+        replica.on_step = replica.on_prefilled = None
+
+    def attach_decode(self, replica: Replica) -> None:
+        """Offer `replica` to the transfer policy as a decode destination (in replica order)."""
+        self._queues.setdefault(replica.replica_id, deque())
+        replica.on_decision = partial(self._reserve, replica)
+        self.decode_replicas = sorted([*self.decode_replicas, replica], key=lambda r: r.replica_id)
+        self._decode_views = tuple(r.view for r in self.decode_replicas)
+
+    def withdraw_decode(self, replica: Replica) -> None:
+        """Offer `replica` no more (dynamic roles); it still takes the requests already planned for it."""
+        self.decode_replicas.remove(replica)
+        self._decode_views = tuple(r.view for r in self.decode_replicas)
+
+    def detach_decode(self, replica: Replica) -> None:
+        """A withdrawn decode replica whose queue is empty stops reserving blocks."""
+        replica.on_decision = None
+
+    def num_waiting_for_blocks(self, replica: Replica) -> int:
+        return len(self._queues.get(replica.replica_id, ()))
+
+    def holds_kv_of(self, source: Replica) -> bool:
+        """Whether a request prefilled (or prefilling) on `source` has not landed on its decode replica yet."""
+        return any(handoff.source is source for handoff in self._handoffs.values())
 
     @property
     def num_in_flight(self) -> int:

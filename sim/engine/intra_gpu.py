@@ -162,6 +162,7 @@ class IntraGpuReplica(Replica):
             yield self.device.run(loop.phase, step.shape)
             loop.busy = frozenset()
             self._apply(step.entries, began)
+            self.meter_experts(step.shape)
             loop.num_iterations += 1
             self.num_iterations += 1
             self._wake_other(loop)

@@ -62,7 +62,7 @@ class EngineOverheadCostModel(CostModel):
 
     def graph_padded(self, batch: BatchShape) -> BatchShape:
         """`batch` as it runs: a decode-only batch padded to its captured graph size."""
-        if not len(self.capture_sizes) or not batch.num_entries:
+        if not len(self.capture_sizes) or not batch.num_entries or batch.layer_slices:
             return batch
         if batch.new_tokens.count(1) != len(batch.new_tokens) or min(batch.context_lens) < 1:
             return batch

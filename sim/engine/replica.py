@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from servesim.hwmodels import BatchShape, CostModel
+from servesim.hwmodels import BatchShape, CostModel, LayerSlice
+from servesim.hwmodels.expert_traffic import ExpertTrafficMeter
 from servesim.policies import PreemptionMode, SchedulerPolicy
 from servesim.policies.contract import contract_violation, policy_raised
 from servesim.policies.views import is_decode, new_blocks_needed
@@ -76,6 +77,8 @@ class ReplicaSetup:
     """Plan each step while the previous one runs (vLLM >= 0.14): an arrival waits one extra step."""
     lockstep: DataParallelGroup | None = None
     """The data-parallel group whose ranks step together (no fast-forward, no interrupted iterations)."""
+    expert_meter: ExpertTrafficMeter | None = None
+    """Counts a MoE model's expert weights read and loaded over the iterations applied."""
     placement: Placement = Placement()
     """Its pool, role, hardware, devices and nodes, as routers and transfer policies see them."""
 
@@ -106,6 +109,7 @@ class Replica:
         self.next_arrival_s = next_arrival_s
         self.on_done = on_done
         self._lockstep = setup.lockstep
+        self.expert_meter = setup.expert_meter
         self._rank = setup.lockstep.join() if setup.lockstep is not None else 0
         self.fast_forward = setup.fast_forward and scheduler.stable_under_decode and setup.lockstep is None
         self._fast_forward_needs_empty_queue = not scheduler.stable_while_waiting
@@ -150,6 +154,8 @@ class Replica:
         """Prefill pools: takes a request whose prompt is done, which leaves the batch holding its KV."""
         self.on_decision: Callable[[], None] | None = None
         """Decode pools: called before each decision, when this replica's free blocks are exact."""
+        self.on_empty: Callable[[], None] | None = None
+        """Dynamic roles: called whenever this replica runs out of work, before it waits for more."""
         self.view = ReplicaView(self)
         self._host_view = KvView(self.host)
         self._decide = decision_source(self, scheduler, DecisionChecker(self, scheduler))
@@ -237,6 +243,8 @@ class Replica:
             if not self._running and not self.waiting:
                 if self.promote_staged():
                     continue
+                if self.on_empty is not None:
+                    self.on_empty()
                 yield from self._idle(None)
                 continue
             decision = self._decide(env.now)
@@ -263,13 +271,18 @@ class Replica:
     def prepare_step(self, decision: CheckedDecision, promoted: bool) -> PreparedStep:
         """The checked decision made ready to run: admissions, KV blocks and the batch's shape."""
         entries, news, contexts, all_decode = self._admit_and_allocate(decision)
-        self._sample(len(news), sum(news))
+        slices = self._slices(decision)
+        sliced = decision.layer_slices
+        if slices and sliced:  # their entries computed tokens too
+            self._sample(len(news) + len(slices), sum(news) + sum(n for r, n in entries if r.request_id in sliced))
+        else:
+            self._sample(len(news), sum(news))
         self.num_engine_steps += 1
         swap_s = self._take_swap_seconds()
         stretchable = (self.fast_forward and all_decode and not decision.preempted and not decision.padding
-                       and not swap_s and not promoted and len(entries) == len(self._running)
+                       and not swap_s and not promoted and not slices and len(entries) == len(self._running)
                        and not (self.waiting and self._fast_forward_needs_empty_queue))
-        return PreparedStep(entries, BatchShape(news, contexts), swap_s, stretchable)
+        return PreparedStep(entries, BatchShape(news, contexts, slices), swap_s, stretchable)
 
     def run_step(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
         """Run a prepared step: a fast-forwarded stretch if it may be one, else one iteration."""
@@ -283,6 +296,7 @@ class Replica:
         if self._lockstep is not None:
             yield from self._lockstep.step(self._rank, RankPlan(step.shape, step.swap_s))
             self._apply(step.entries, began)
+            self.meter_experts(step.shape)
             self.num_iterations += 1
             return
         total_s = step.swap_s + self.cost_model.iteration_time(step.shape)
@@ -295,6 +309,7 @@ class Replica:
         else:
             yield env.timeout(total_s)
             self._apply(step.entries, began)
+            self.meter_experts(step.shape)
             self.num_iterations += 1
 
     def promote_staged(self) -> bool:
@@ -380,6 +395,7 @@ class Replica:
                 return
         self.in_flight = None
         self._apply(iteration.entries, iteration.began_s)
+        self.meter_experts(iteration.shape)
         self.num_iterations += 1
 
     def _resume(self, iteration: Iteration) -> Generator[simpy.Event, None, None]:
@@ -425,6 +441,7 @@ class Replica:
         block_size = kv.block_size
         running_state = RequestState.RUNNING
         add_new, add_context = news.append, contexts.append
+        sliced = decision.layer_slices
         for index, (request, num_new) in enumerate(entries):
             if request.state is not running_state:
                 self._admit(request)
@@ -438,12 +455,22 @@ class Replica:
             need = new_blocks_needed(request, num_new, block_size)
             if need:
                 allocate(request, need, kv, self.scheduler, self.env.now)
+            if sliced and request.request_id in sliced:
+                continue  # priced as its layer slice
             add_new(num_new)
             add_context(request.num_computed_tokens)
         for num_new, context in decision.padding:
             news.append(num_new)
             contexts.append(context)
         return entries, tuple(news), tuple(contexts), all_decode
+
+    @staticmethod
+    def _slices(decision: CheckedDecision) -> tuple[LayerSlice, ...]:
+        """The decision's layer slices in entry order (layered prefill)."""
+        sliced = decision.layer_slices
+        if not sliced:
+            return ()
+        return tuple(sliced[request.request_id] for request, _ in decision.entries if request.request_id in sliced)
 
     def _admit(self, request: Request) -> None:
         """Admission, with what only the simulator models: swapping in, reusing cached prefixes."""
@@ -464,6 +491,11 @@ class Replica:
             (self.env.now, self.replica_id, len(self.waiting), len(self._running), batch_size, batch_tokens,
              self.kv.num_used_blocks, self.kv.num_blocks)
         )
+
+    def meter_experts(self, shape: BatchShape) -> None:
+        """Count a MoE model's expert weights read (and loaded) by an iteration just applied."""
+        if self.expert_meter is not None:
+            self.expert_meter.add(shape)
 
     def _apply(self, entries: list[tuple[Request, int]], began_s: float) -> None:
         now = self.env.now

@@ -237,6 +237,8 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
         if need > 0:
             kv.allocate(request.request_id, need)
             request.num_blocks += need
+    if replica.expert_meter is not None:
+        replica.expert_meter.add_decodes(len(running), steps)
     replica.outstanding_tokens -= steps * len(running)
     metrics = replica.metrics
     metrics.add_gaps(np.array(first_gaps))  # an array: 8 bytes a gap, where a list of floats takes 32

@@ -61,7 +61,9 @@ def kv_capacity(
     memory: MemoryConfig,
     max_batched_tokens: int,
     max_num_seqs: int,
+    offloaded_bytes: int = 0,
 ) -> KvCapacity:
+    """`offloaded_bytes`: weights per device that live in host memory instead (offloaded experts)."""
     kv_per_token = model.kv_bytes_per_token_per_device(plan)
     block_bytes = memory.block_size * kv_per_token
     budget = int(hardware.memory_gib * GIB * memory.gpu_memory_utilization)
@@ -72,7 +74,7 @@ def kv_capacity(
             f"({memory.gpu_memory_utilization:.0%} of {hardware.memory_gib:g} GiB); "
             "a real overhead is about 1 GiB"
         )
-    weights = model.weight_bytes_per_device(plan)
+    weights = model.weight_bytes_per_device(plan) - offloaded_bytes
     activations = activation_bytes(model, plan, max_batched_tokens, max_num_seqs)
     overhead = int(memory.overhead_gib * GIB)
     if activations >= budget:

@@ -77,6 +77,42 @@ class ModelRef(Section):
         return self
 
 
+class ExpertOffloadConfig(Section):
+    gpu_experts: int = Field(ge=1, description="experts of each MoE layer kept in device memory (fewer than the "
+                             "model's experts); the others wait in host memory")
+    policy: Literal["lru"] = Field("lru", description="which resident expert a miss replaces")
+
+
+class MoeConfig(Section):
+    """How a MoE model's tokens spread over its experts, and where the experts live (roofline)."""
+
+    routing: Literal["uniform", "zipf", "trace"] = Field(
+        "uniform", description="expert popularity: uniform, Zipf-skewed (`zipf_s`), or counts from a routing `trace`"
+    )
+    zipf_s: float = Field(1.2, gt=0, description="zipf: popularity of the i-th most popular expert ~ 1 / i^zipf_s")
+    trace: str | None = Field(
+        None, description="trace: CSV of expert counts, `expert,count` or `layer,expert,count` rows (relative to the "
+        "config file)"
+    )
+    seed: int = Field(0, ge=0, description="zipf: which experts are the popular ones (a shuffle seeded by this)")
+    placement: list[Annotated[int, Field(ge=0)]] | None = Field(
+        None, description="the EP rank of each expert, in expert order (default: dealt round-robin)"
+    )
+    locality: float = Field(
+        0.0, ge=0, le=1, description="probability that a token's expert choice repeats its previous step's (what "
+        "an expert cache hits)"
+    )
+    offload: ExpertOffloadConfig | None = Field(
+        None, description="keep only some experts per layer in device memory, the rest in host memory"
+    )
+
+    @model_validator(mode="after")
+    def _trace_given(self) -> MoeConfig:
+        if (self.routing == "trace") != (self.trace is not None):
+            raise ValueError("give `trace` (a CSV path) exactly when routing is `trace`")
+        return self
+
+
 class CostModelConfig(Section):
     kind: Literal["auto", "roofline", "constant", "table"] = Field(
         "auto", description="how iteration times are predicted; auto: the measured tables (as `table`) when the "
@@ -114,8 +150,21 @@ class CostModelConfig(Section):
         None, ge=0, description="roofline, table: latency of that link per collective step (default: the hardware "
         "entry's); see link_gbps"
     )
+    moe: MoeConfig | None = Field(
+        None, description="roofline: MoE expert routing, EP placement and expert offloading (default: uniform "
+        "routing, every expert on the device)"
+    )
     iteration_s: float = Field(0.01, gt=0, description="constant: seconds per iteration")
     per_token_s: float = Field(0.0, ge=0, description="constant: extra seconds per new token in the batch")
+
+    @model_serializer(mode="wrap")
+    def _omit_absent_moe(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without a `moe` section the key is not written (nor hashed), so a config that does not
+        use it resolves and hashes as it did before the key existed."""
+        data: dict[str, Any] = handler(self)
+        if self.moe is None:
+            data.pop("moe", None)
+        return data
 
 
 class ParallelConfig(Section):
@@ -174,6 +223,23 @@ class PoolConfig(Section):
                                    "(the rest: the top-level `memory`, key by key)")
 
 
+class RoleSwitchingConfig(Section):
+    """Dynamic roles (xLLM): prefill and decode instances switch roles as the load shifts."""
+
+    policy: Literal["queue_pressure"] = Field("queue_pressure", description="the role-switching policy")
+    interval_s: float = Field(1.0, gt=0, description="how often the policy is asked (seconds of simulated time)")
+    switch_s: float = Field(0.0, ge=0, description="fixed cost of a switch, paid after the drain (weights stay)")
+    window_s: float = Field(10.0, gt=0, description="the recent SLO attainment covers requests that ended this "
+                            "long ago at most")
+    prefill_tokens_high: int = Field(16384, ge=0, description="queue_pressure: queued prompt tokens per prefill "
+                                     "instance above which the prefill side is under pressure")
+    decode_seqs_high: int = Field(128, ge=1, description="queue_pressure: decoding requests per decode instance "
+                                  "above which the decode side is under pressure")
+    kv_high: float = Field(0.9, gt=0, le=1, description="queue_pressure: a decode instance's KV use above which the "
+                           "decode side is under pressure")
+    cooldown_s: float = Field(5.0, ge=0, description="queue_pressure: least time between two switches")
+
+
 class ClusterConfig(Section):
     replicas: int = Field(
         1, ge=1, le=MAX_REPLICAS,
@@ -188,6 +254,10 @@ class ClusterConfig(Section):
     transfer: TransferSpec = Field(
         default_factory=TransferSpec, description="prefill -> decode: which decode replica, and how the KV moves"
     )
+    role_switching: RoleSwitchingConfig | None = Field(
+        None, description="dynamic roles: prefill and decode instances switch under load shifts (see the README's "
+        "\"Dynamic roles\")"
+    )
     topology: TopologyConfig = Field(
         default_factory=TopologyConfig, description="nodes and links between devices (default: the hardware entry's)")
 
@@ -199,6 +269,8 @@ class ClusterConfig(Section):
         data: dict[str, Any] = handler(self)
         if self.topology == TopologyConfig():
             data.pop("topology", None)
+        if self.role_switching is None:
+            data.pop("role_switching", None)
         if self.pools is None:
             data.pop("pools", None)
             if self.transfer == TransferSpec():
@@ -228,6 +300,14 @@ class ClusterConfig(Section):
         problems = pool_problems(self.pools)
         if problems:
             raise ValueError("; ".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _roles_to_switch(self) -> ClusterConfig:
+        if self.role_switching is not None and not any(p.role == "prefill" for p in self.pools or ()):
+            raise ValueError("cluster.role_switching switches instances between prefill and decode pools, but the "
+                             "cluster has none; give `cluster.pools` a prefill and a decode pool, or remove "
+                             "cluster.role_switching")
         return self
 
 
@@ -507,6 +587,55 @@ class SweepConfig(Section):
         return self
 
 
+PlanMode = Literal["unified", "disaggregated"]
+PLAN_MODES: tuple[PlanMode, ...] = ("unified", "disaggregated")
+
+
+class PlanConfig(Section):
+    """A placement search for `simrun plan` (see `sim.placement`): which pools and plans to try on a GPU budget."""
+
+    gpus: int = Field(ge=1, le=MAX_REPLICAS, description="GPU budget: a candidate uses at most this many devices")
+    tp: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1, 2, 4, 8], description="tensor-parallel degrees tried (for each pool)"
+    )
+    pp: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=lambda: [1], description="pipeline-parallel degrees tried (for each pool)"
+    )
+    modes: list[PlanMode] = Field(
+        default_factory=lambda: list(PLAN_MODES), description="unified: replicas that prefill and decode; "
+        "disaggregated: a prefill pool and a decode pool, each with its own plan and count"
+    )
+    use_all_gpus: bool = Field(False, description="try only candidates that use exactly `gpus` devices")
+    max_rate: float | None = Field(
+        None, gt=0, description="highest arrival rate (requests/s) tried on a candidate using all `gpus`; one "
+        "with fewer GPUs up to its share, so all meet the same per-GPU ceiling (default: 4 x the workload's rate "
+        "x gpus)"
+    )
+    min_rate: float | None = Field(
+        None, gt=0, description="lowest arrival rate tried on a candidate using all `gpus`, scaled likewise "
+        "(default: max_rate / 256)"
+    )
+    tolerance: float = Field(0.05, gt=0, description="each candidate's rate search stops when its bracket is "
+                             "this narrow (relative)")
+
+    @model_validator(mode="after")
+    def _searchable(self) -> PlanConfig:
+        for key, values in (("tp", self.tp), ("pp", self.pp), ("modes", self.modes)):
+            if not values:
+                raise ValueError(f"plan.{key}: empty list; give at least one value")
+            if len(set(values)) != len(values):
+                raise ValueError(f"plan.{key}: {values} repeats a value; list each once")
+        if self.min_rate is not None and self.max_rate is not None and self.min_rate >= self.max_rate:
+            raise ValueError(f"plan.min_rate ({self.min_rate:g}) must be below plan.max_rate ({self.max_rate:g})")
+        smallest = min(self.tp) * min(self.pp) * (2 if self.modes == ["disaggregated"] else 1)
+        if smallest > self.gpus:
+            raise ValueError(f"plan.gpus: {self.gpus} GPU(s) cannot hold the smallest candidate ({smallest} GPUs: "
+                             f"tp {min(self.tp)} x pp {min(self.pp)}"
+                             f"{' for each of two pools' if self.modes == ['disaggregated'] else ''}); "
+                             "raise plan.gpus or add smaller degrees to plan.tp / plan.pp")
+        return self
+
+
 class ExperimentConfig(Section):
     name: str = Field("experiment", description="experiment name, used for the default results directory")
     seed: int = Field(0, ge=0, description="seed of every random generator of the run")
@@ -538,6 +667,10 @@ class ExperimentConfig(Section):
         None, description="run the experiment at many points (a grid over keys, zipped lists, named variants, "
         "seeds) with `simrun sweep`"
     )
+    plan: PlanConfig | None = Field(
+        None, description="search pool sizes and parallel plans for a GPU budget with `simrun plan` (ignored by "
+        "`simrun run`)"
+    )
 
     @model_validator(mode="after")
     def _pool_memory_valid(self) -> ExperimentConfig:
@@ -551,6 +684,14 @@ class ExperimentConfig(Section):
             raise ValueError("a config with a `sweep` cannot also have top-level `variants` or a `claim`; put named "
                              "runs under sweep.variants and compare them in the sweep's table")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_plan(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A config without a plan dumps (and hashes, in `config.yaml` and `summary.json`) as before plans existed."""
+        data: dict[str, Any] = handler(self)
+        if self.plan is None:
+            data.pop("plan", None)
+        return data
 
     @model_validator(mode="after")
     def _prefix_affinity_needs_a_prefix_cache(self) -> ExperimentConfig:

@@ -33,6 +33,8 @@ def cost_model_label(cost: dict[str, Any], hardware: str, model: str, tp: int) -
         label = f"profiled tables {cost['tables']}"
         missing = cost.get("roofline_operators") or []
         return label + (f"; roofline for {', '.join(missing)} (not in the tables)" if missing else "")
+    if "moe_routing" in cost:
+        return f"roofline (cost_model.moe: experts priced for {cost['moe_routing']['routing']} routing)"
     if cost.get("chosen_by") == "auto":
         calibrated = "" if str(cost.get("efficiency", "")).startswith("flat shares") else "calibrated "
         return f"{calibrated}roofline (no shipped table for {hardware}/{model} at TP{tp})"
@@ -72,7 +74,8 @@ def headline(summary: dict[str, Any], out_dir: Path | None = None) -> str:
 
 
 def pool_lines(summary: dict[str, Any]) -> list[str]:
-    """With `cluster.pools`: each pool's size and busy share; with a prefill pool, its KV transfers."""
+    """With `cluster.pools`: each pool's size and busy share; with a prefill pool, its KV transfers; with
+    dynamic roles, its switches."""
     lines = []
     if "pools" in summary:
         pools = [f"{name} ({pool['role']}) {pool['replicas']} x {pool['hardware']} TP{pool['parallel']['tp']} "
@@ -86,4 +89,10 @@ def pool_lines(summary: dict[str, Any]) -> list[str]:
                      f"{moved['kv_bytes'] / 1e9:,.2f} GB; "
                      f"added to TTFT: mean {_ms(moved['handoff_s']['mean'])} ms ({share} of TTFT); "
                      f"waiting for decode blocks: p99 {_ms(moved['decode_wait_s']['p99'])} ms")
+    roles = summary.get("role_switching")
+    if roles is not None:
+        to_prefill = sum(1 for switch in roles["switches"] if switch["to"] == "prefill")
+        lines.append(f"role switches ({roles['policy']}): {roles['num_switches']} ({to_prefill} to prefill, "
+                     f"{roles['num_switches'] - to_prefill} to decode); drain: p50 {_ms(roles['drain_s']['p50'])} ms, "
+                     f"max {_ms(roles['drain_s']['max'])} ms")
     return lines

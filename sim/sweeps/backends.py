@@ -11,13 +11,24 @@ import multiprocessing
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from servesim.sim.errors import UserInputError
 from servesim.sim.sweeps.points import PointOutcome, PointTask, describe_error, run_point
 
 Backend = Literal["local", "ray"]
 BACKENDS: tuple[Backend, ...] = ("local", "ray")
+
+
+class NamedTask(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+TaskT = TypeVar("TaskT", bound=NamedTask)
+OutcomeT = TypeVar("OutcomeT")
+Crashed = Callable[[str, str], OutcomeT]
+"""The outcome of a task whose worker died (killed, out of memory), from its name and the error."""
 
 
 def default_jobs() -> int:
@@ -42,32 +53,40 @@ def check_options(backend: Backend, jobs: int | None, address: str | None) -> No
 
 def run_tasks(tasks: Sequence[PointTask], backend: Backend = "local", jobs: int | None = None,
               address: str | None = None) -> Generator[PointOutcome, None, None]:
-    """Run every task and yield each outcome as it finishes."""
+    """Run every sweep point and yield each outcome as it finishes."""
+    yield from run_work(tasks, run_point, _crashed_point, backend, jobs, address)
+
+
+def run_work(tasks: Sequence[TaskT], work: Callable[[TaskT], OutcomeT], crashed: Crashed[OutcomeT],
+             backend: Backend = "local", jobs: int | None = None,
+             address: str | None = None) -> Generator[OutcomeT, None, None]:
+    """Run `work` (a picklable top-level function) on every task; yield each outcome as it finishes."""
     check_options(backend, jobs, address)
     if not tasks:
         return
     if backend == "ray":
-        yield from _run_on_ray(tasks, address)
+        yield from _run_on_ray(tasks, work, crashed, address)
         return
     jobs = default_jobs() if jobs is None else jobs
     if jobs == 1 or len(tasks) <= 1:
         for task in tasks:
-            yield run_point(task)
+            yield work(task)
         return
-    yield from _run_in_processes(tasks, min(jobs, len(tasks)))
+    yield from _run_in_processes(tasks, work, crashed, min(jobs, len(tasks)))
 
 
-def _run_in_processes(tasks: Sequence[PointTask], jobs: int) -> Iterator[PointOutcome]:
+def _run_in_processes(tasks: Sequence[TaskT], work: Callable[[TaskT], OutcomeT], crashed: Crashed[OutcomeT],
+                      jobs: int) -> Iterator[OutcomeT]:
     """A pool of spawned processes (no state inherited from a fork: safe with threads and notebooks)."""
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
     finished = False
     try:
-        names = {pool.submit(run_point, task): task.name for task in tasks}
+        names = {pool.submit(work, task): task.name for task in tasks}
         pending = set(names)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
-                yield _outcome(names[future], future.result)
+                yield _outcome(names[future], future.result, crashed)
         finished = True
     finally:
         pool.shutdown(wait=finished, cancel_futures=True)
@@ -75,12 +94,16 @@ def _run_in_processes(tasks: Sequence[PointTask], jobs: int) -> Iterator[PointOu
             _stop_workers(pool)
 
 
-def _outcome(name: str, get: Callable[[], PointOutcome]) -> PointOutcome:
-    """The point's outcome, or its failure when the worker itself died (killed, out of memory)."""
+def _crashed_point(name: str, error: str) -> PointOutcome:
+    return PointOutcome(name, error=error)
+
+
+def _outcome(name: str, get: Callable[[], OutcomeT], crashed: Crashed[OutcomeT]) -> OutcomeT:
+    """The task's outcome, or its failure when the worker itself died (killed, out of memory)."""
     try:
         return get()
     except Exception as exc:
-        return PointOutcome(name, error=describe_error(exc))
+        return crashed(name, describe_error(exc))
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -93,8 +116,9 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         process.terminate()
 
 
-def _run_on_ray(tasks: Sequence[PointTask], address: str | None) -> Iterator[PointOutcome]:
-    """One Ray task per point; connects to `address` (or RAY_ADDRESS, or starts a local instance)."""
+def _run_on_ray(tasks: Sequence[TaskT], work: Callable[[TaskT], OutcomeT], crashed: Crashed[OutcomeT],
+                address: str | None) -> Iterator[OutcomeT]:
+    """One Ray task per task; connects to `address` (or RAY_ADDRESS, or starts a local instance)."""
     ray = _import_ray()
     started_here = not ray.is_initialized()
     if started_here:
@@ -103,14 +127,14 @@ def _run_on_ray(tasks: Sequence[PointTask], address: str | None) -> Iterator[Poi
         except ConnectionError as exc:
             raise UserInputError(f"cannot connect to the Ray cluster at {address!r} ({exc}); check --address "
                                  f"(e.g. ray://head:10001 or auto) and that the cluster is up") from None
-    remote = ray.remote(num_cpus=1)(run_point)
+    remote = ray.remote(num_cpus=1)(work)
     names = {remote.remote(task): task.name for task in tasks}
     pending: list[Any] = list(names)
     try:
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                yield _outcome(names[ref], functools.partial(ray.get, ref))
+                yield _outcome(names[ref], functools.partial(ray.get, ref), crashed)
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)

@@ -81,11 +81,16 @@ def validate_sweep(config: ExperimentConfig, base_dir: Path, origin: str) -> str
 
 class PointsProgress(SweepProgress):
     """In a terminal, the bar `simrun run` draws (`sim.reporting.progress`), over points; one line per
-    finished point otherwise (logs, CI)."""
+    finished point otherwise (logs, CI).
 
-    def __init__(self, stream: TextIO, clock: Any = time.monotonic) -> None:
+    `what` names the command in its lines and `unit` what it counts (`simrun plan` counts candidates).
+    """
+
+    def __init__(self, stream: TextIO, clock: Any = time.monotonic, what: str = "sweep", unit: str = "point") -> None:
         self.stream = stream
         self.clock = clock
+        self.what = what
+        self.unit = unit
         self.bar: ProgressReporter | None = None
         self.total = 0
         self.done = 0
@@ -95,24 +100,29 @@ class PointsProgress(SweepProgress):
     def begin(self, num_points: int, num_resumed: int) -> None:
         self.total, self.done, self.started = num_points, num_resumed, self.clock()
         if self.stream.isatty():
-            self.bar = ProgressReporter(PointsExtent(num_points, num_resumed), ProgressMode.BAR, self.stream, "sweep",
-                                        clock=self.clock, delay_s=0.0, check_every=1)
+            self.bar = ProgressReporter(PointsExtent(num_points, num_resumed, self.unit), ProgressMode.BAR, self.stream,
+                                        self.what, clock=self.clock, delay_s=0.0, check_every=1)
             self.bar(num_resumed, 0.0)
         elif num_resumed:
-            print(f"sweep: {num_resumed} of {num_points} points finished earlier, skipped", file=self.stream)
+            print(f"{self.what}: {num_resumed} of {num_points} {self.unit}s finished earlier, skipped",
+                  file=self.stream)
 
     def advance(self, row: PointRow) -> None:
+        self.finished(row.point.name, row.point.label, row.error)
+
+    def finished(self, name: str, label: str, error: str | None) -> None:
+        """One more point is done (`error` None when it succeeded)."""
         self.done += 1
         self.run_here += 1
-        status = "ok" if row.error is None else "FAILED"
+        status = "ok" if error is None else "FAILED"
         if self.bar is not None:
-            if row.error is not None:
-                self.bar.note(f"{row.point.name} ({row.point.label}) failed")
+            if error is not None:
+                self.bar.note(f"{name} ({label}) failed")
             self.bar(self.done, 0.0)
             return
         elapsed = self.clock() - self.started
         remaining = elapsed / self.run_here * (self.total - self.done)
-        print(f"sweep: [{self.done}/{self.total}] {row.point.name} {status} ({row.point.label}); "
+        print(f"{self.what}: [{self.done}/{self.total}] {name} {status} ({label}); "
               f"elapsed {_clock(elapsed)}, eta {_clock(remaining)}", file=self.stream, flush=True)
 
     def end(self) -> None:

@@ -32,16 +32,17 @@ class PointsExtent:
 
     num_points: int
     num_resumed: int
+    unit: str = "point"
 
     def fraction(self, num_done: int, now: float) -> float:
         to_run = self.num_points - self.num_resumed
         return (num_done - self.num_resumed) / to_run if to_run > 0 else 1.0
 
     def describe(self, num_done: int, now: float, done: str = "done") -> str:
-        """`3/12 points done`."""
-        return f"{num_done:,}/{self.num_points:,} points {done.split()[-1]}"
+        """`3/12 points done` (`candidates` for a placement search)."""
+        return f"{num_done:,}/{self.num_points:,} {self.unit}s {done.split()[-1]}"
 
     def rate(self, num_done: int, elapsed: float) -> str:
         """Wall time a point: `41 s a point`."""
         run_here = num_done - self.num_resumed
-        return f"{format_duration(elapsed / run_here)} a point" if run_here > 0 else "- a point"
+        return f"{format_duration(elapsed / run_here)} a {self.unit}" if run_here > 0 else f"- a {self.unit}"

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from servesim.hwmodels import ConstantCostModel
+from servesim.hwmodels import ConstantCostModel, CostModel
+from servesim.hwmodels.layer_slices import LayerSliceCostModel
 from servesim.policies import create_policy, registry
 from servesim.policies.base import RouterPolicy
 from servesim.policies.registry import register
@@ -19,7 +20,7 @@ from tests.sim.test_engine_properties import assert_same_results, build_requests
 ROUTERS = ["round_robin", "least_outstanding", "least_outstanding_tokens", "least_kv", "power_of_two",
            "session_affinity", "prefix_affinity"]
 FAST_FORWARDED = ["vllm", "sarathi", "orca", "batchllm", "laps", "past_future", "flowprefill", "sjf", "srpt", "edf",
-                  "priority"]
+                  "priority", "layered_prefill"]
 
 
 def scheduler_params(name: str, max_seqs: int, max_tokens: int, preemptive: bool) -> dict:
@@ -28,7 +29,14 @@ def scheduler_params(name: str, max_seqs: int, max_tokens: int, preemptive: bool
         params["preemptive"] = preemptive
     if name == "past_future":
         params["min_history"] = 2
+    if name == "layered_prefill":
+        params.update(chunked_prefill=False, num_layer_groups=3)
     return params
+
+
+def priced_for(scheduler: str, cost_model: ConstantCostModel) -> CostModel:
+    """Layered prefill's slices priced through their layers (a model of 6 layers), as the runner does."""
+    return LayerSliceCostModel(cost_model, 6) if scheduler == "layered_prefill" else cost_model
 
 
 @pytest.mark.parametrize("name", FAST_FORWARDED)
@@ -67,7 +75,8 @@ def test_fast_forward_gives_the_same_results_as_stepping_for_every_scheduler(
     params = scheduler_params(scheduler, max_seqs, max_tokens, preemptive)
     if create_policy("router", options["router"], {}).reads_progress:
         options["progress_observed"] = True  # hiding progress from a router that reads it changes its choices
-    runs = [run_engine(build_requests(specs), cost_model, scheduler_name=scheduler, scheduler=params,
+    runs = [run_engine(build_requests(specs), priced_for(scheduler, cost_model), scheduler_name=scheduler,
+                       scheduler=params,
                        swap_block_s=0.002, fast_forward=fast_forward, **options)
             for fast_forward in (False, True)]
     assert_same_results(*runs)

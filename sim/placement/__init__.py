@@ -1,0 +1,1 @@
+"""Placement search (`simrun plan`): the pools and parallel plans with the most goodput per GPU on a budget."""
