@@ -450,6 +450,8 @@ class Replica:
         return mode
 
     def _preempt(self, preempted: list[Request]) -> None:
+        if not preempted:
+            return
         left_before = sum(request.tokens_left for request in preempted)
         self._pending_swap_blocks += preempt(preempted, self._running, self.waiting, self.kv, self.host,
                                              self._preemption_mode)
