@@ -341,7 +341,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         closed_loop = None
         if config.workload.clients is not None:
             closed_loop = ClosedLoop(config.workload.clients.concurrency,
-                                     think_times(config.workload, num_requests, random_stream(config.seed, 7)))
+                                     think_times(config.workload, random_stream(config.seed, 7)))
         requests = request_stream(prepared.workload.chunks(), prepared.classes)
         cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
         lockstep = lockstep_group(env, prepared.cost_model)
