@@ -99,6 +99,8 @@ class Cluster:
         self._num_in_system -= 1
         self.num_done += 1
         self.metrics.sample_system(self.env.now, self._num_in_system)
+        if self.metrics.tokens is not None:
+            self.metrics.tokens.ended(request)
         self._on_done(request)
         if self.on_change is not None:
             self.on_change()
