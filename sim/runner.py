@@ -62,6 +62,7 @@ from servesim.sim.reporting.role_summary import role_switching_summary, write_ro
 from servesim.sim.reporting.spill import read_table
 from servesim.sim.reporting.steady_state import steady_state
 from servesim.sim.reporting.summary import summarize, summarize_classes
+from servesim.sim.reporting.token_records import TokenRecorder
 from servesim.sim.role_setup import check_switchable_pools, role_switcher
 from servesim.traces import TraceError
 
@@ -325,6 +326,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     metrics = MetricsRecorder(record_iterations=config.output.iterations)
     stream_out_s = prepared.api.stream_out_s if prepared.api is not None else 0.0
     records = RequestRecorder(metrics.directory / "requests.parquet", prepared.classes, stream_out_s)
+    if config.output.per_token:
+        metrics.tokens = TokenRecorder(metrics.directory / "tokens.parquet", stream_out_s)
     num_requests = len(prepared.workload)
     cluster: Cluster  # made below; on_done runs only once the simulation has started
     switcher: RoleSwitcher | None = None
@@ -341,7 +344,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         closed_loop = None
         if config.workload.clients is not None:
             closed_loop = ClosedLoop(config.workload.clients.concurrency,
-                                     think_times(config.workload, num_requests, random_stream(config.seed, 7)))
+                                     think_times(config.workload, random_stream(config.seed, 7)))
         requests = request_stream(prepared.workload.chunks(), prepared.classes)
         cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
         lockstep = lockstep_group(env, prepared.cost_model)
@@ -391,6 +394,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         tables["links"] = metrics.directory / "links.parquet"
     if switcher is not None:
         tables |= write_role_tables(switcher, metrics.directory)
+    if metrics.tokens is not None:
+        tables["tokens"] = metrics.tokens.close()
     files = RunFiles(records.close(num_requests), metrics.replica_series_path, metrics.system_series_path,
                      metrics.gaps, metrics.iterations_path, keep_alive=metrics, tables=tables)
     table = read_table(files.requests)
