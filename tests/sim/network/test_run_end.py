@@ -19,7 +19,8 @@ TRANSFERS = [
 
 def network_with_transfers() -> tuple[simpy.Environment, Network, list[float]]:
     topology = Topology.build([PoolShape("p", load_hardware("h100-sxm"), 16, 1)], devices_per_node=2,
-                              intra_node=LinkConfig(gbps=1, latency_us=0), inter_node=LinkConfig(gbps=0.3, latency_us=0))
+                              intra_node=LinkConfig(gbps=1, latency_us=0),
+                              inter_node=LinkConfig(gbps=0.3, latency_us=0))
     env = simpy.Environment()
     network = Network(env, topology)
     ends: list[float] = []
