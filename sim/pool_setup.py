@@ -20,14 +20,21 @@ from servesim.sim.engine.placement import Placement
 from servesim.sim.engine.replica import Replica
 from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.capacity import KvCapacity
-from servesim.sim.experiment.config import ExperimentConfig
-from servesim.sim.experiment.pools import ResolvedPool
+from servesim.sim.experiment.config import ExperimentConfig, TopologyConfig
+from servesim.sim.experiment.pools import ResolvedPool, is_disaggregated
 from servesim.sim.experiment.workload import Workload
 from servesim.sim.network import Network, PoolShape, Topology
 from servesim.sim.network.config import topology_for
 
 if TYPE_CHECKING:
     from servesim.sim.runner import PreparedRun
+
+
+def has_network(config: ExperimentConfig) -> bool:
+    """Whether the run has a network: a disaggregated one, or one whose `cluster.topology` sets a key.
+    Others keep the hardware entry's host link for swapping, priced into the iteration, so their
+    results stay as they were."""
+    return is_disaggregated(config) or config.cluster.topology != TopologyConfig()
 
 
 def build_topology(config: ExperimentConfig, pools: Sequence[tuple[ResolvedPool, HardwareSpec, ParallelPlan]]
@@ -78,10 +85,9 @@ def pool_placements(prepared: PreparedRun) -> list[Placement]:
     return placements
 
 
-def disaggregate(env: simpy.Environment, prepared: PreparedRun, replicas: Sequence[Replica],
+def disaggregate(env: simpy.Environment, prepared: PreparedRun, network: Network, replicas: Sequence[Replica],
                  policy: TransferPolicy) -> Disaggregation:
     """The hand-off between the prefill and decode replicas, over the run's network."""
-    network = Network(env, prepared.topology)
     decode = [replica for replica in replicas if replica.placement.role == "decode"]
     disaggregation = Disaggregation(env, policy, network, prepared.model.kv_bytes_per_token, decode)
     for replica in replicas:

@@ -35,6 +35,7 @@ from servesim.sim import __version__
 from servesim.sim.engine.cluster import ClosedLoop, Cluster
 from servesim.sim.engine.disaggregation import Disaggregation
 from servesim.sim.engine.dp_group import DataParallelGroup, lockstep_group
+from servesim.sim.engine.host_swap import HostPorts
 from servesim.sim.engine.intra_gpu import IntraGpuReplica
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.overheads import ApiServerPath, EngineOverheadCostModel, fitted_overheads, vllm_capture_sizes
@@ -51,11 +52,12 @@ from servesim.sim.experiment.intra_gpu import check_intra_gpu, device_factory, i
 from servesim.sim.experiment.moe import MoeSetup, moe_setup, offloaded_weight_bytes
 from servesim.sim.experiment.pools import ResolvedPool, is_disaggregated, pool_error, resolved_pools
 from servesim.sim.experiment.workload import Workload, build_workload, request_stream, think_times
+from servesim.sim.network import Network, run_to_last_event
 from servesim.sim.network.results import has_traffic, network_summary, write_link_series
-from servesim.sim.pool_setup import build_topology, check_decode_pools, disaggregate, pool_placements
+from servesim.sim.pool_setup import build_topology, check_decode_pools, disaggregate, has_network, pool_placements
 from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.reporting.pools_summary import disaggregation_summary, pools_summary, write_disaggregation_tables
-from servesim.sim.reporting.progress import RunExtent, run_with_heartbeat
+from servesim.sim.reporting.progress import EVENTS_PER_BEAT, RunExtent, run_with_heartbeat
 from servesim.sim.reporting.request_records import RequestRecorder
 from servesim.sim.reporting.results import RunFiles, RunResult
 from servesim.sim.reporting.role_summary import role_switching_summary, write_role_tables
@@ -98,7 +100,7 @@ class PreparedRun:
     api: ApiServerPath | None = None
     pools: tuple[PreparedPool, ...] = ()
     topology: Any = None
-    """The network's topology, for a disaggregated run (`servesim.sim.network`)."""
+    """The network's topology (`servesim.sim.network`): a disaggregated run's, or one that sets `cluster.topology`."""
 
 
 def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun:
@@ -121,6 +123,7 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
         checked = [(pool.spec, pool.capacity) for pool in pools]
         check = check_decode_pools if config.cluster.role_switching is None else check_switchable_pools
         max_model_len = check(checked, workload, max_model_len)
+    if has_network(config):
         topology = build_topology(config, [(pool.spec, pool.hardware, pool.plan) for pool in pools])
     first = pools[0]
     return PreparedRun(config, model, first.hardware, first.plan, first.cost_model, first.capacity, max_model_len,
@@ -350,6 +353,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         lockstep = lockstep_group(env, prepared.cost_model)
         split = config.engine.intra_gpu_split
         placements = pool_placements(prepared)
+        network = Network(env, prepared.topology) if prepared.topology is not None else None
         meters: dict[str, ExpertTrafficMeter] = {}
         for pool in prepared.pools:
             meter = None
@@ -362,7 +366,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
                 rng = random_stream(config.seed, 4, replica_id)
                 preemption = _policy(config.preemption, "preemption", rng)
                 scheduler = _policy(pool.spec.scheduler, "scheduler", rng, preemption=preemption)
-                setup = _replica_setup(prepared, pool, env, rng, lockstep, placements[replica_id], meter)
+                setup = _replica_setup(prepared, pool, env, rng, lockstep, placements[replica_id], meter, network)
                 replica: Replica
                 if split is None or sm_shares is None:
                     replica = Replica(env, replica_id, scheduler, pool.cost_model, setup, metrics,
@@ -374,21 +378,17 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
                                               device_factory(env, split, sm_shares, rng))
                 cluster.add_replica(replica, entry=pool.spec.is_entry)
         disaggregation = None
-        if prepared.topology is not None:
+        if network is not None and is_disaggregated(config):
             transfer = _policy(config.cluster.transfer, "transfer", random_stream(config.seed, 8))
-            disaggregation = disaggregate(env, prepared, cluster.replicas, transfer)
+            disaggregation = disaggregate(env, prepared, network, cluster.replicas, transfer)
             if config.cluster.role_switching is not None:
                 switcher = role_switcher(env, config, cluster, disaggregation)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
-    if progress is None:
-        env.run()
-    else:
-        run_with_heartbeat(env, lambda: progress(cluster.num_done, env.now))
+    end_s = _run(env, network, None if progress is None else lambda: progress(cluster.num_done, env.now))
     _check_invariants(cluster, disaggregation)
     metrics.finish()
     tables = write_disaggregation_tables(disaggregation, metrics.directory) if disaggregation is not None else {}
-    network = disaggregation.network if disaggregation is not None else None
     if network is not None and has_traffic(network):
         write_link_series(network, metrics.directory / "links.parquet")
         tables["links"] = metrics.directory / "links.parquet"
@@ -399,7 +399,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     files = RunFiles(records.close(num_requests), metrics.replica_series_path, metrics.system_series_path,
                      metrics.gaps, metrics.iterations_path, keep_alive=metrics, tables=tables)
     table = read_table(files.requests)
-    summary = summarize(table, metrics.gaps, config.slo, env.now)
+    summary = summarize(table, metrics.gaps, config.slo, end_s)
     summary["classes"] = summarize_classes(table, prepared.classes)
     workload = config.workload
     if workload.clients is not None or workload.warmup_s is not None or workload.warmup_requests is not None:
@@ -418,11 +418,11 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     if meters:
         summary["moe"] = _moe_summary(meters)
     if config.cluster.pools is not None:
-        summary["pools"] = pools_summary(prepared.pools, cluster.replicas, table, files.tables, env.now)
+        summary["pools"] = pools_summary(prepared.pools, cluster.replicas, table, files.tables, end_s)
     if disaggregation is not None:
         summary["disaggregation"] = disaggregation_summary(config.cluster.transfer.name, table, files.tables)
     if network is not None and has_traffic(network):
-        summary["network"] = network_summary(network)
+        summary["network"] = network_summary(network, end_s)
     if switcher is not None and config.cluster.role_switching is not None:
         summary["role_switching"] = role_switching_summary(config.cluster.role_switching, switcher)
     auto = config.cost_model.kind == "auto"
@@ -440,6 +440,17 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     return RunResult(config, summary, files)
 
 
+def _run(env: simpy.Environment, network: Network | None, beat: Callable[[], None] | None) -> float:
+    """Simulate to the end; returns the time of the last real event (a network's stale timers do not count)."""
+    if network is not None:
+        return run_to_last_event(env, network, beat, EVENTS_PER_BEAT)
+    if beat is None:
+        env.run()
+    else:
+        run_with_heartbeat(env, beat)
+    return float(env.now)
+
+
 def run_extent(prepared: PreparedRun) -> RunExtent:
     """What a run will simulate, for its progress: the number of requests and the last arrival."""
     workload = prepared.workload
@@ -452,8 +463,8 @@ def _policy(spec: PolicySpec, kind: str, rng: np.random.Generator, **collaborato
 
 
 def _replica_setup(prepared: PreparedRun, pool: PreparedPool, env: simpy.Environment, rng: np.random.Generator,
-                   lockstep: DataParallelGroup | None, placement: Placement, meter: ExpertTrafficMeter | None
-                   ) -> ReplicaSetup:
+                   lockstep: DataParallelGroup | None, placement: Placement, meter: ExpertTrafficMeter | None,
+                   network: Network | None) -> ReplicaSetup:
     config = prepared.config
     capacity = pool.capacity
     block_size = pool.spec.memory.block_size
@@ -463,10 +474,11 @@ def _replica_setup(prepared: PreparedRun, pool: PreparedPool, env: simpy.Environ
     else:
         kv = BlockPool(capacity.num_blocks, block_size)
     swap_block_s = capacity.block_bytes / (pool.hardware.host_link_gbps * 1e9)
+    host_ports = HostPorts(network, placement.devices, capacity.block_bytes) if network is not None else None
     return ReplicaSetup(kv, BlockPool(capacity.swap_blocks, block_size), prepared.max_model_len, swap_block_s,
                         config.simulation.fast_forward,
                         async_scheduling=config.engine.async_scheduling and config.cost_model.kind != "constant",
-                        lockstep=lockstep, expert_meter=meter, placement=placement)
+                        lockstep=lockstep, expert_meter=meter, placement=placement, host_ports=host_ports)
 
 
 def _moe_summary(meters: dict[str, ExpertTrafficMeter]) -> dict[str, Any]:

@@ -159,6 +159,8 @@ class IntraGpuReplica(Replica):
             loop.busy = frozenset(id(r) for r, _ in step.entries)
             if step.swap_s:
                 yield env.timeout(step.swap_s)
+            if step.host_copies is not None:
+                yield from self.copy_host(step.host_copies)
             yield self.device.run(loop.phase, step.shape)
             loop.busy = frozenset()
             self._apply(step.entries, began)

@@ -33,6 +33,7 @@ from servesim.sim.engine.bookkeeping import (
 )
 from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
 from servesim.sim.engine.dp_group import DataParallelGroup, RankPlan
+from servesim.sim.engine.host_swap import HostPorts, SwapCopies
 from servesim.sim.engine.iteration import Iteration
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.placement import Placement
@@ -61,6 +62,8 @@ class PreparedStep:
     """Seconds of swapping in or out before the batch's kernels run."""
     stretchable: bool
     """Every running request decodes and nothing else happens: it may be fast-forwarded."""
+    host_copies: SwapCopies | None = None
+    """Swap copies to run over the network's host ports before the batch (then `swap_s` is 0)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class ReplicaSetup:
     """Counts a MoE model's expert weights read and loaded over the iterations applied."""
     placement: Placement = Placement()
     """Its pool, role, hardware, devices and nodes, as routers and transfer policies see them."""
+    host_ports: HostPorts | None = None
+    """The devices' host ports on the run's network: swaps run over them instead (`sim.engine.host_swap`)."""
 
 
 class Replica:
@@ -105,6 +110,7 @@ class Replica:
         self.host = setup.host
         self.max_model_len = setup.max_model_len
         self.swap_block_s = setup.swap_block_s
+        self.host_ports = setup.host_ports
         self.metrics = metrics
         self.next_arrival_s = next_arrival_s
         self.on_done = on_done
@@ -136,7 +142,8 @@ class Replica:
         self.in_flight: Iteration | None = None
         self._interrupting = False
         self._wake: simpy.Event | None = None
-        self._pending_swap_blocks = 0
+        self._pending_swap_in = 0
+        self._pending_swap_out = 0
         self._timeouts: list[tuple[float, int, Request]] = []
         """(timeout, id, request) of queued requests that may give up, earliest first."""
         self.gap_sink = metrics.gap_sink()
@@ -305,11 +312,12 @@ class Replica:
         else:
             self._sample(len(news), sum(news))
         self.num_engine_steps += 1
-        swap_s = self._take_swap_seconds()
+        swap_s, host_copies = self._take_swaps()
         stretchable = (self.fast_forward and all_decode and not decision.preempted and not decision.padding
-                       and not swap_s and not promoted and not slices and len(entries) == len(self._running)
+                       and not swap_s and host_copies is None and not promoted and not slices
+                       and len(entries) == len(self._running)
                        and not (self.waiting and self._fast_forward_needs_empty_queue))
-        return PreparedStep(entries, BatchShape(news, contexts, slices), swap_s, stretchable)
+        return PreparedStep(entries, BatchShape(news, contexts, slices), swap_s, stretchable, host_copies)
 
     def run_step(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
         """Run a prepared step: a fast-forwarded stretch if it may be one, else one iteration."""
@@ -320,6 +328,8 @@ class Replica:
                 self.num_iterations += steps
                 return
         began = env.now
+        if step.host_copies is not None:
+            yield from self.copy_host(step.host_copies)
         if self._lockstep is not None:
             yield from self._lockstep.step(self._rank, RankPlan(step.shape, step.swap_s))
             self._apply(step.entries, began)
@@ -328,9 +338,9 @@ class Replica:
             return
         total_s = step.swap_s + self.cost_model.iteration_time(step.shape)
         if self.on_step is not None:
-            self.on_step(step.entries, began, total_s)
+            self.on_step(step.entries, env.now, total_s)
         if self.interruptible:
-            iteration = Iteration(step.entries, step.shape, total_s, began, began_s=began)
+            iteration = Iteration(step.entries, step.shape, total_s, env.now, began_s=began)
             iteration.boundaries = self._boundaries(step.shape, step.swap_s, total_s)
             yield from self._run(iteration)
         else:
@@ -338,6 +348,11 @@ class Replica:
             self._apply(step.entries, began)
             self.meter_experts(step.shape)
             self.num_iterations += 1
+
+    def copy_host(self, copies: SwapCopies) -> Generator[simpy.Event, None, None]:
+        """A step's swap copies over the network's host ports (they precede its kernels)."""
+        assert self.host_ports is not None  # a step has host copies only with host ports (`_take_swaps`)
+        yield from self.host_ports.copy(copies)
 
     def promote_staged(self) -> bool:
         """Async scheduling: the step just planned did not see the staged arrivals; the next one will."""
@@ -453,13 +468,20 @@ class Replica:
         if not preempted:
             return
         left_before = sum(request.tokens_left for request in preempted)
-        self._pending_swap_blocks += preempt(preempted, self._running, self.waiting, self.kv, self.host,
-                                             self._preemption_mode)
+        self._pending_swap_out += preempt(preempted, self._running, self.waiting, self.kv, self.host,
+                                          self._preemption_mode)
         self.outstanding_tokens += sum(request.tokens_left for request in preempted) - left_before
 
-    def _take_swap_seconds(self) -> float:
-        blocks, self._pending_swap_blocks = self._pending_swap_blocks, 0
-        return blocks * self.swap_block_s
+    def _take_swaps(self) -> tuple[float, SwapCopies | None]:
+        """The copies pending for the next step: priced in seconds at the host link's rate, or (with
+        a network) to run over the devices' host ports."""
+        blocks_in, blocks_out = self._pending_swap_in, self._pending_swap_out
+        if not blocks_in and not blocks_out:
+            return 0.0, None
+        self._pending_swap_in = self._pending_swap_out = 0
+        if self.host_ports is None:
+            return (blocks_in + blocks_out) * self.swap_block_s, None
+        return 0.0, SwapCopies(blocks_in, blocks_out)
 
     def _admit_and_allocate(
         self, decision: CheckedDecision
@@ -513,7 +535,7 @@ class Replica:
         if request.state is RequestState.SWAPPED:
             swapped = self.host.release(request.request_id)
             allocate(request, swapped, self.kv, self.scheduler, self.env.now)
-            self._pending_swap_blocks += swapped
+            self._pending_swap_in += swapped
         elif self.kv.caches_prefixes and not request.num_computed_tokens:
             hit = self.kv.reuse(request)  # type: ignore[attr-defined]
             request.num_computed_tokens = hit.num_tokens

@@ -191,6 +191,9 @@ class TopologyConfig(Section):
     inter_node: LinkOverrideConfig = Field(
         default_factory=LinkOverrideConfig, description="each device's NIC between nodes (InfiniBand/RoCE; default: "
         "the entry's `inter_node_link_gbps`, `inter_node_latency_us`)")
+    host: LinkOverrideConfig = Field(
+        default_factory=LinkOverrideConfig, description="each device's PCIe link to host memory, which KV swapping "
+        "crosses (default: the entry's `host_link_gbps`, 6 us)")
 
     def fit_problem(self, devices_per_replica: int, what: str) -> str | None:
         """Why `devices_per_node` cannot hold one replica of `what`, or None when it can."""

@@ -11,7 +11,8 @@ def topology_for(shapes: Sequence[PoolShape], config: TopologyConfig | None = No
     """Place `shapes` with the section's overrides (None or an empty section: the entries' figures)."""
     config = config or TopologyConfig()
     return Topology.build(shapes, devices_per_node=config.devices_per_node,
-                          intra_node=_link(config.intra_node), inter_node=_link(config.inter_node))
+                          intra_node=_link(config.intra_node), inter_node=_link(config.inter_node),
+                          host=_link(config.host))
 
 
 def _link(section: LinkOverrideConfig) -> LinkConfig:

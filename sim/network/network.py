@@ -8,12 +8,16 @@ A transfer's event succeeds when its last byte arrives: its last flow ends, plus
 latency (paid once per transfer).
 
 SimPy cannot withdraw a scheduled timeout, so a stale one still advances the clock when it comes
-due: after the network's last flow only if a start sped some flow up (max-min rates can rise when
-a flow joins elsewhere) and nothing else in the simulation runs that long.
+due. It can do so past every other event only by float rounding: a timer is set for the soonest
+end; that flow is frozen at a saturated link whose flows all end no sooner, and a saturated link
+carries its bytes no faster whatever joins later, so some flow (and its transfer's delivery) ends
+at or after the timer up to rounding and the finishing tolerance. Those last ulps still make
+`env.now` after the run a few 1e-16 later than the last real event; `run_to_last_event` runs a
+simulation and returns the time of its last event that was not a stale timer.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -21,7 +25,7 @@ import simpy
 
 from servesim.sim.network.fair_share import max_min_rates
 from servesim.sim.network.link_stats import ByteCounts, LinkSample, LinkStats
-from servesim.sim.network.topology import LinkId, Topology
+from servesim.sim.network.topology import Direction, LinkId, Topology
 
 # A flow whose remaining bytes would take less than this share of the clock (at least of one second)
 # to send has finished: the timer that wakes for it lands on its end up to float rounding of `now`
@@ -76,19 +80,31 @@ class Network:
         self._samples: list[LinkSample] = []
         self._loaded: dict[int, None] = {}  # links that carried flows after the last change
         self.counts = ByteCounts()
+        self.num_stale_timers = 0
+        """Timers that came due after a later change had made them stale (they did nothing)."""
 
     def send(self, src_devices: Sequence[int], dst_devices: Sequence[int], nbytes: int, tag: str = "kv") -> simpy.Event:
         """An event that succeeds with a `TransferRecord` when the last byte arrives."""
         if not src_devices or not dst_devices:
             raise ValueError("a transfer needs at least one source and one destination device")
-        if nbytes < 0 or int(nbytes) != nbytes:
-            raise ValueError(f"a transfer carries a whole, non-negative number of bytes, got {nbytes}")
-        nbytes = int(nbytes)
+        nbytes = _whole(nbytes)
+        return self._start(self._legs(src_devices, dst_devices, nbytes), nbytes, tag)
+
+    def to_host(self, devices: Sequence[int], nbytes: int, tag: str = "swap") -> simpy.Event:
+        """Copy `nbytes` from `devices` to their nodes' host memory, each device an equal share over
+        its own host port (a replica's ranks each move their shard); succeeds as `send` does."""
+        return self._start(*self._host_legs(devices, nbytes, Direction.OUT), tag)
+
+    def from_host(self, devices: Sequence[int], nbytes: int, tag: str = "swap") -> simpy.Event:
+        """Copy `nbytes` from host memory to `devices`, as `to_host` the other way."""
+        return self._start(*self._host_legs(devices, nbytes, Direction.IN), tag)
+
+    def _start(self, legs: list[_Leg], nbytes: int, tag: str) -> simpy.Event:
+        """Start a transfer of `legs` (those that cross a link); its event succeeds when the last byte arrives."""
         now = self._env.now
         event = self._env.event()
         self.counts.add_sent(tag, nbytes)
         transfer = _Transfer(event, now, nbytes, tag, latency_s=0.0, flows_left=0)
-        legs = self._legs(src_devices, dst_devices, nbytes)
         if not legs:
             self._deliver(transfer)
             return event
@@ -117,6 +133,16 @@ class Network:
         legs = [_Leg(self.topology.path(src, dst), part, self.topology.latency_s(src, dst))
                 for (src, dst), part in zip(pairs, _split(nbytes, len(pairs)), strict=True)]
         return [leg for leg in legs if leg.path and leg.nbytes > 0]
+
+    def _host_legs(self, devices: Sequence[int], nbytes: int, direction: Direction) -> tuple[list[_Leg], int]:
+        """One flow per device over its host port, the bytes split evenly; and the bytes."""
+        if not devices:
+            raise ValueError("a copy to or from host memory needs at least one device")
+        nbytes = _whole(nbytes)
+        topology = self.topology
+        legs = [_Leg(topology.host_path(device, direction), part, topology.host_latency_s(device))
+                for device, part in zip(devices, _split(nbytes, len(devices)), strict=True)]
+        return [leg for leg in legs if leg.nbytes > 0], nbytes
 
     def utilisation_rows(self) -> list[LinkSample]:
         """Every change of a link's load, in time order."""
@@ -163,6 +189,7 @@ class Network:
 
     def _on_timer(self, generation: int, _event: simpy.Event) -> None:
         if generation != self._generation:
+            self.num_stale_timers += 1
             return
         now = self._env.now
         self._advance(now)
@@ -197,7 +224,35 @@ class Network:
         return index
 
 
+def _whole(nbytes: int) -> int:
+    if nbytes < 0 or int(nbytes) != nbytes:
+        raise ValueError(f"a transfer carries a whole, non-negative number of bytes, got {nbytes}")
+    return int(nbytes)
+
+
 def _split(nbytes: int, parts: int) -> list[int]:
     """`nbytes` in `parts` integer shares that differ by at most one byte and sum exactly."""
     base, extra = divmod(int(nbytes), parts)
     return [base + (1 if index < extra else 0) for index in range(parts)]
+
+
+def run_to_last_event(env: simpy.Environment, network: Network, beat: Callable[[], None] | None = None,
+                      every: int = 4096) -> float:
+    """Run `env` until no event is left (calling `beat()` every `every` events, if given) and return
+    the time of its last event that was not one of `network`'s stale timers: the run's real end."""
+    step = env.step
+    end = env.now
+    since_beat = 0
+    try:
+        while True:
+            stale = network.num_stale_timers
+            step()
+            if network.num_stale_timers == stale:
+                end = env.now
+            if beat is not None:
+                since_beat += 1
+                if since_beat == every:
+                    since_beat = 0
+                    beat()
+    except simpy.core.EmptySchedule:
+        return float(end)

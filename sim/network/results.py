@@ -18,10 +18,10 @@ def has_traffic(network: Network) -> bool:
     return network.counts.num_transfers > 0
 
 
-def network_summary(network: Network) -> dict[str, Any]:
+def network_summary(network: Network, end_s: float | None = None) -> dict[str, Any]:
     """Totals (bytes sent = bytes received once every transfer ended) and, per link and direction,
-    the bytes it carried, the share of the run it was busy, and its peak utilisation."""
-    now = network.now
+    the bytes it carried, the share of the run (to `end_s`, default now) it was busy, and its peak utilisation."""
+    now = network.now if end_s is None else end_s
     links = {
         f"{stats.name}/{stats.direction}": {
             "bytes": stats.bytes,

@@ -4,6 +4,9 @@ Placement (the cluster's contract): pools are placed in config order; a pool who
 differs from the previous pool's starts on a new node; a replica's devices sit inside one node
 when they fit (a replica never straddles two nodes then), else on consecutive whole nodes.
 Device ids are global and consecutive over the nodes' slots, used or not.
+
+Each device has three ports, each with a capacity per direction: its fabric port (NVLink/NVSwitch
+inside the node), its NIC (between nodes) and its host port (PCIe to the node's host memory).
 """
 from __future__ import annotations
 
@@ -13,6 +16,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from servesim.hwmodels.hardware_spec import HardwareSpec
+
+HOST_LINK_LATENCY_US = 6.0
+"""What one copy between a device and host memory pays once: the catalog has no host latency. Source:
+the DualPath paper (Wu et al., arXiv 2602.21548, 2026, Section 5.2) measured 5-7 us of overhead per
+cudaMemcpyAsync call; 6 us is its middle. `cluster.topology.host.latency_us` overrides it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +55,12 @@ class PoolShape:
 
 
 class LinkKind(str, Enum):
-    """A device's port on its node's fabric (NVLink/NVSwitch, or PCIe without it), or its NIC."""
+    """A device's port on its node's fabric (NVLink/NVSwitch, or PCIe without it), its NIC, or its
+    PCIe link to host memory (out: device to host, in: host to device)."""
 
     FABRIC = "fabric"
     NIC = "nic"
+    HOST = "host"
 
     def __str__(self) -> str:
         return self.value
@@ -81,6 +91,7 @@ class Node:
     num_devices: int
     intra_node: LinkRate
     inter_node: LinkRate
+    host: LinkRate
 
 
 @dataclass(frozen=True)
@@ -97,9 +108,11 @@ class Topology:
 
     @classmethod
     def build(cls, shapes: Sequence[PoolShape], devices_per_node: int | None = None,
-              intra_node: LinkConfig | None = None, inter_node: LinkConfig | None = None) -> Topology:
+              intra_node: LinkConfig | None = None, inter_node: LinkConfig | None = None,
+              host: LinkConfig | None = None) -> Topology:
         """Place `shapes` in order; None overrides keep each hardware entry's figures."""
-        placer = _Placer(devices_per_node, intra_node or LinkConfig(), inter_node or LinkConfig())
+        placer = _Placer(devices_per_node, intra_node or LinkConfig(), inter_node or LinkConfig(),
+                         host or LinkConfig())
         placement: dict[tuple[str, int], tuple[int, ...]] = {}
         for shape in shapes:
             if shape.replicas < 0 or shape.devices_per_replica < 1:
@@ -145,10 +158,22 @@ class Topology:
             return a.intra_node.latency_s
         return max(a.inter_node.latency_s, b.inter_node.latency_s)
 
+    def host_path(self, device: int, direction: Direction) -> tuple[LinkId, ...]:
+        """The port a copy between `device` and its node's host memory crosses (out: to the host)."""
+        self.node_of(device)  # a KeyError for a device on no node
+        return (LinkId(device, LinkKind.HOST, direction),)
+
+    def host_latency_s(self, device: int) -> float:
+        return self.node_of(device).host.latency_s
+
     def capacity(self, link: LinkId) -> float:
+        return self._rate(link).bytes_per_s
+
+    def _rate(self, link: LinkId) -> LinkRate:
         node = self.node_of(link.device)
-        rate = node.intra_node if link.kind is LinkKind.FABRIC else node.inter_node
-        return rate.bytes_per_s
+        if link.kind is LinkKind.FABRIC:
+            return node.intra_node
+        return node.inter_node if link.kind is LinkKind.NIC else node.host
 
     def link_name(self, link: LinkId) -> str:
         """A name without dots (summary key paths split on dots): node, device, port kind."""
@@ -160,6 +185,7 @@ class _Placer:
     devices_per_node: int | None
     intra_override: LinkConfig
     inter_override: LinkConfig
+    host_override: LinkConfig
     nodes: list[Node] = field(default_factory=list)
     used: int = 0
     hardware: HardwareSpec | None = None
@@ -196,5 +222,6 @@ class _Placer:
             index=len(self.nodes), hardware=hardware, first_device=first, num_devices=self._node_size(),
             intra_node=self.intra_override.resolve(hardware.intra_node_link_gbps, hardware.link_latency_us),
             inter_node=self.inter_override.resolve(hardware.inter_node_link_gbps, hardware.inter_node_latency_us),
+            host=self.host_override.resolve(hardware.host_link_gbps, HOST_LINK_LATENCY_US),
         ))
         self.used = 0
