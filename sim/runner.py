@@ -415,7 +415,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     if config.cluster.pools is not None:
         summary["pools"] = pools_summary(prepared.pools, cluster.replicas, table, files.tables, env.now)
     if disaggregation is not None:
-        summary["disaggregation"] = disaggregation_summary(config.cluster.transfer.name, table, files.tables)
+        summary["disaggregation"] = disaggregation_summary(config.cluster.transfer.name, table, files.tables,
+                                                           disaggregation)
     if network is not None and has_traffic(network):
         summary["network"] = network_summary(network)
     if switcher is not None and config.cluster.role_switching is not None:

@@ -56,8 +56,10 @@ def pools_summary(pools: Sequence[PreparedPool], replicas: Sequence[Replica], re
     return summary
 
 
-def disaggregation_summary(transfer: str, requests: pd.DataFrame, tables: Mapping[str, Path]) -> dict[str, Any]:
-    """How long KV moves took, what they added to TTFT, and how long requests waited for decode blocks."""
+def disaggregation_summary(transfer: str, requests: pd.DataFrame, tables: Mapping[str, Path],
+                           disaggregation: Disaggregation) -> dict[str, Any]:
+    """How long KV moves took, what they added to TTFT, how long requests waited for decode blocks,
+    and the layerwise transfers aborted by a preemption on the prefill side."""
     transfers = read_table(tables["transfers"])
     queue = read_table(tables["decode_queue"])
     ttft = transfers["request_id"].map(requests.set_index("request_id")["ttft_s"])
@@ -73,4 +75,6 @@ def disaggregation_summary(transfer: str, requests: pd.DataFrame, tables: Mappin
         "ttft_share": float(np.nanmean(share)) if np.isfinite(share).any() else None,
         "decode_wait_s": latency_block((transfers["reserved_s"] - transfers["queued_s"]).to_numpy()),
         "max_waiting_for_blocks": int(queue["num_waiting_for_blocks"].max()) if len(queue) else 0,
+        "aborted_transfers": disaggregation.num_aborted,
+        "aborted_kv_bytes": disaggregation.aborted_bytes,
     }
