@@ -25,6 +25,7 @@ from servesim.sim.experiment.pools import ResolvedPool
 from servesim.sim.experiment.workload import Workload
 from servesim.sim.network import Network, PoolShape, Topology
 from servesim.sim.network.config import topology_for
+from servesim.sim.reporting.pools_summary import DisaggregationRecords
 
 if TYPE_CHECKING:
     from servesim.sim.runner import PreparedRun
@@ -79,11 +80,12 @@ def pool_placements(prepared: PreparedRun) -> list[Placement]:
 
 
 def disaggregate(env: simpy.Environment, prepared: PreparedRun, replicas: Sequence[Replica],
-                 policy: TransferPolicy) -> Disaggregation:
-    """The hand-off between the prefill and decode replicas, over the run's network."""
+                 policy: TransferPolicy, records: DisaggregationRecords) -> Disaggregation:
+    """The hand-off between the prefill and decode replicas, over the run's network; its rows go to `records`."""
     network = Network(env, prepared.topology)
     decode = [replica for replica in replicas if replica.placement.role == "decode"]
-    disaggregation = Disaggregation(env, policy, network, prepared.model.kv_bytes_per_token, decode)
+    disaggregation = Disaggregation(env, policy, network, prepared.model.kv_bytes_per_token, decode,
+                                    records.transfers.append, records.decode_queue.append)
     for replica in replicas:
         if replica.placement.role == "prefill":
             disaggregation.attach_prefill(replica)

@@ -54,7 +54,11 @@ from servesim.sim.experiment.workload import Workload, build_workload, request_s
 from servesim.sim.network.results import has_traffic, network_summary, write_link_series
 from servesim.sim.pool_setup import build_topology, check_decode_pools, disaggregate, pool_placements
 from servesim.sim.reporting.metrics import MetricsRecorder
-from servesim.sim.reporting.pools_summary import disaggregation_summary, pools_summary, write_disaggregation_tables
+from servesim.sim.reporting.pools_summary import (
+    DisaggregationRecords,
+    disaggregation_summary,
+    pools_summary,
+)
 from servesim.sim.reporting.progress import RunExtent, run_with_heartbeat
 from servesim.sim.reporting.request_records import RequestRecorder
 from servesim.sim.reporting.results import RunFiles, RunResult
@@ -371,9 +375,11 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
                                               device_factory(env, split, sm_shares, rng))
                 cluster.add_replica(replica, entry=pool.spec.is_entry)
         disaggregation = None
+        handoff_records = None
         if prepared.topology is not None:
             transfer = _policy(config.cluster.transfer, "transfer", random_stream(config.seed, 8))
-            disaggregation = disaggregate(env, prepared, cluster.replicas, transfer)
+            handoff_records = DisaggregationRecords(metrics.directory)
+            disaggregation = disaggregate(env, prepared, cluster.replicas, transfer, handoff_records)
             if config.cluster.role_switching is not None:
                 switcher = role_switcher(env, config, cluster, disaggregation)
     except PolicyError as exc:
@@ -384,7 +390,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         run_with_heartbeat(env, lambda: progress(cluster.num_done, env.now))
     _check_invariants(cluster, disaggregation)
     metrics.finish()
-    tables = write_disaggregation_tables(disaggregation, metrics.directory) if disaggregation is not None else {}
+    tables = handoff_records.close() if handoff_records is not None else {}
     network = disaggregation.network if disaggregation is not None else None
     if network is not None and has_traffic(network):
         write_link_series(network, metrics.directory / "links.parquet")

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -87,7 +87,8 @@ class Disaggregation:
     """Moves prefilled requests from the prefill replicas to the decode replicas (see the module notes)."""
 
     def __init__(self, env: simpy.Environment, policy: TransferPolicy, network: Network,
-                 kv_bytes_per_token: int, decode_replicas: Sequence[Replica]) -> None:
+                 kv_bytes_per_token: int, decode_replicas: Sequence[Replica], record_transfer: Callable[[tuple], None],
+                 record_queue: Callable[[tuple], None]) -> None:
         self.env = env
         self.policy = policy
         self.network = network
@@ -98,10 +99,10 @@ class Disaggregation:
         self._queues: dict[int, deque[Handoff]] = {}
         for replica in decode_replicas:
             self.attach_decode(replica)
-        self.transfers: list[tuple] = []
-        """One row of TRANSFER_COLUMNS per request that landed on a decode replica."""
-        self.backpressure: list[tuple] = []
-        """Rows of BACKPRESSURE_COLUMNS: a decode replica's queue for blocks from `time_s` on."""
+        self._record_transfer = record_transfer
+        """Takes one row of TRANSFER_COLUMNS per request that landed on a decode replica."""
+        self._record_queue = record_queue
+        """Takes rows of BACKPRESSURE_COLUMNS: a decode replica's queue for blocks from `time_s` on."""
         self.num_aborted = 0
         """Layerwise transfers aborted because the prefill replica preempted their request."""
         self.aborted_bytes = 0
@@ -282,7 +283,7 @@ class Disaggregation:
         request.num_blocks = handoff.blocks
         request.first_token_s = request.last_token_s = now
         destination.num_inbound -= 1
-        self.transfers.append((
+        self._record_transfer((
             request.request_id, source.replica_id, source.placement.pool, destination.replica_id,
             destination.placement.pool, handoff.decision.layerwise, handoff.bytes_sent, handoff.prefill_start_s,
             handoff.prefill_end_s, handoff.queued_s, handoff.reserved_s, handoff.transfer_start_s, now,
@@ -291,4 +292,4 @@ class Disaggregation:
 
     def _sample(self, destination: Replica) -> None:
         queue = self._queues[destination.replica_id]
-        self.backpressure.append((self.env.now, destination.replica_id, len(queue)))
+        self._record_queue((self.env.now, destination.replica_id, len(queue)))
