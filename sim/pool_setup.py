@@ -63,6 +63,33 @@ def check_decode_pools(pools: Sequence[tuple[ResolvedPool, KvCapacity]], workloa
     return limit
 
 
+def check_model_lens(pools: Sequence[tuple[ResolvedPool, int]], workload: Workload) -> None:
+    """Refuse a decode pool whose `max_model_len` is below a prefill pool's when the workload has
+    requests between the two: the prefill pool would take them, and no decode replica ever could.
+    `pools` pairs each pool with its max_model_len (prompt + output)."""
+    prefill = [(pool, length) for pool, length in pools if pool.role == "prefill"]
+    for pool, length in pools:
+        if pool.role != "decode":
+            continue
+        for source, source_length in prefill:
+            if length >= source_length:
+                continue
+            count, longest = 0, 0
+            for chunk in workload.chunks():
+                total = chunk["prompt_tokens"] + chunk["output_tokens"]
+                between = (total > length) & (total <= source_length)
+                count += int(between.sum())
+                longest = max(longest, int(total[between].max()) if between.any() else 0)
+            if count:
+                raise ConfigError(
+                    f"{pool.key}.memory.max_model_len: a decode replica takes at most {length:,} tokens (prompt + "
+                    f"output) but {source.key} takes {source_length:,}, and {count:,} request(s) of the workload (the "
+                    f"longest {longest:,} tokens) lie between: the prefill pool takes them, but no decode replica could "
+                    "ever admit them; give both pools the same `memory.max_model_len` (or set it only at the top "
+                    "level)"
+                )
+
+
 def pool_placements(prepared: PreparedRun) -> list[Placement]:
     """Each replica's pool, role, hardware, devices and nodes, by replica id."""
     topology = prepared.topology

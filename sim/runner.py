@@ -52,7 +52,13 @@ from servesim.sim.experiment.moe import MoeSetup, moe_setup, offloaded_weight_by
 from servesim.sim.experiment.pools import ResolvedPool, is_disaggregated, pool_error, resolved_pools
 from servesim.sim.experiment.workload import Workload, build_workload, request_stream, think_times
 from servesim.sim.network.results import has_traffic, network_summary, write_link_series
-from servesim.sim.pool_setup import build_topology, check_decode_pools, disaggregate, pool_placements
+from servesim.sim.pool_setup import (
+    build_topology,
+    check_decode_pools,
+    check_model_lens,
+    disaggregate,
+    pool_placements,
+)
 from servesim.sim.reporting.metrics import MetricsRecorder
 from servesim.sim.reporting.pools_summary import (
     DisaggregationRecords,
@@ -121,6 +127,7 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     classes = service_classes(config, workload.class_names)
     topology = None
     if is_disaggregated(config):
+        check_model_lens([(pool.spec, pool.max_model_len) for pool in pools], workload)
         checked = [(pool.spec, pool.capacity) for pool in pools]
         check = check_decode_pools if config.cluster.role_switching is None else check_switchable_pools
         max_model_len = check(checked, workload, max_model_len)
