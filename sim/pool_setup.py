@@ -84,8 +84,8 @@ def check_model_lens(pools: Sequence[tuple[ResolvedPool, int]], workload: Worklo
                 raise ConfigError(
                     f"{pool.key}.memory.max_model_len: a decode replica takes at most {length:,} tokens (prompt + "
                     f"output) but {source.key} takes {source_length:,}, and {count:,} request(s) of the workload (the "
-                    f"longest {longest:,} tokens) lie between: the prefill pool takes them, but no decode replica could "
-                    "ever admit them; give both pools the same `memory.max_model_len` (or set it only at the top "
+                    f"longest {longest:,} tokens) lie between: the prefill pool takes them, but no decode replica "
+                    "could ever admit them; give both pools the same `memory.max_model_len` (or set it only at the top "
                     "level)"
                 )
 

@@ -29,7 +29,8 @@ def _config(pools: list[dict[str, Any]], model: str = "llama-3.1-8b") -> dict[st
 
 
 def test_a_prefill_pool_without_replicas_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert_run_refused(tmp_path, capsys, _config([{**PREFILL, "replicas": 0}, DECODE]), ("cluster.pools[pre].replicas", "at least one replica"))
+    assert_run_refused(tmp_path, capsys, _config([{**PREFILL, "replicas": 0}, DECODE]),
+                       ("cluster.pools[pre].replicas", "at least one replica"))
 
 
 def test_a_decode_pool_whose_plan_does_not_fit_the_model_names_that_pool(
@@ -42,8 +43,8 @@ def test_a_decode_pool_whose_plan_does_not_fit_the_model_names_that_pool(
 def test_a_pool_whose_memory_share_cannot_hold_the_weights_names_its_memory_key(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = _config([PREFILL, {**DECODE, "memory": {"gpu_memory_utilization": 0.1}}])
-    assert_run_refused(tmp_path, capsys, config,
-                       ("cluster.pools[dec].memory", "does not fit", "cluster.pools[dec].memory.gpu_memory_utilization"))
+    assert_run_refused(tmp_path, capsys, config, ("cluster.pools[dec].memory", "does not fit",
+                                                  "cluster.pools[dec].memory.gpu_memory_utilization"))
 
 
 def test_a_decode_pool_with_a_shorter_max_model_len_than_requests_the_prefill_pool_takes_is_refused(
