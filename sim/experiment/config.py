@@ -689,11 +689,14 @@ class ExperimentConfig(Section):
         return self
 
     @model_serializer(mode="wrap")
-    def _without_unset_plan(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A config without a plan dumps (and hashes, in `config.yaml` and `summary.json`) as before plans existed."""
+    def _without_unset_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A config without a plan or `claims` dumps (and hashes, in `config.yaml` and `summary.json`) as
+        before those keys existed."""
         data: dict[str, Any] = handler(self)
         if self.plan is None:
             data.pop("plan", None)
+        if not self.claims:
+            data.pop("claims", None)
         return data
 
     @model_validator(mode="after")

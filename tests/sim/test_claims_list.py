@@ -64,3 +64,8 @@ def test_a_bad_claim_in_the_list_is_named_by_its_index(claims, fragment):
         validate_config({**BASE, "claims": claims})
     assert fragment in str(caught.value)
 
+
+
+def test_a_config_without_claims_dumps_and_hashes_as_before_the_key_existed():
+    assert "claims" not in validate_config(BASE).model_dump()
+    assert validate_config({**BASE, "claims": [BATCHED_MORE_OUTPUT]}).model_dump()["claims"][0]["variant"] == "batched"
