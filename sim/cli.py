@@ -202,8 +202,9 @@ def _run_variants(config: ExperimentConfig, base_dir: Path, target: OutputTarget
             for name, result in results.items():
                 (staging / name).mkdir()
                 write_run_files(result, staging / name, config.output.plots)
-            (staging / "comparison.json").write_text(json_text(comparison_json(summaries, config.claim)))
-    print(comparison_table(summaries, config.claim))
+            claims = [claim for _, claim in config.stated_claims]
+            (staging / "comparison.json").write_text(json_text(comparison_json(summaries, claims)))
+    print(comparison_table(summaries, claims))
     print(f"results: {target.shown}")
     return 0
 

@@ -93,7 +93,7 @@ def max_goodput(
     base_scale = config.workload.rate_scale
 
     def probe(scale: float) -> bool:
-        data = config.model_dump(mode="json", exclude={"variants", "claim"}, exclude_none=True)
+        data = config.model_dump(mode="json", exclude={"variants", "claim", "claims"}, exclude_none=True)
         data["workload"]["rate_scale"] = base_scale * scale
         point = SweepPoint(f"probe{len(search.probes):02d}", point_label({RATE_SCALE: scale}), {RATE_SCALE: scale},
                            validate_config(data))

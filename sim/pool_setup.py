@@ -25,6 +25,7 @@ from servesim.sim.experiment.pools import ResolvedPool, is_disaggregated
 from servesim.sim.experiment.workload import Workload
 from servesim.sim.network import Network, PoolShape, Topology
 from servesim.sim.network.config import topology_for
+from servesim.sim.reporting.pools_summary import DisaggregationRecords
 
 if TYPE_CHECKING:
     from servesim.sim.runner import PreparedRun
@@ -69,6 +70,33 @@ def check_decode_pools(pools: Sequence[tuple[ResolvedPool, KvCapacity]], workloa
     return limit
 
 
+def check_model_lens(pools: Sequence[tuple[ResolvedPool, int]], workload: Workload) -> None:
+    """Refuse a decode pool whose `max_model_len` is below a prefill pool's when the workload has
+    requests between the two: the prefill pool would take them, and no decode replica ever could.
+    `pools` pairs each pool with its max_model_len (prompt + output)."""
+    prefill = [(pool, length) for pool, length in pools if pool.role == "prefill"]
+    for pool, length in pools:
+        if pool.role != "decode":
+            continue
+        for source, source_length in prefill:
+            if length >= source_length:
+                continue
+            count, longest = 0, 0
+            for chunk in workload.chunks():
+                total = chunk["prompt_tokens"] + chunk["output_tokens"]
+                between = (total > length) & (total <= source_length)
+                count += int(between.sum())
+                longest = max(longest, int(total[between].max()) if between.any() else 0)
+            if count:
+                raise ConfigError(
+                    f"{pool.key}.memory.max_model_len: a decode replica takes at most {length:,} tokens (prompt + "
+                    f"output) but {source.key} takes {source_length:,}, and {count:,} request(s) of the workload (the "
+                    f"longest {longest:,} tokens) lie between: the prefill pool takes them, but no decode replica "
+                    "could ever admit them; give both pools the same `memory.max_model_len` (or set it only at the top "
+                    "level)"
+                )
+
+
 def pool_placements(prepared: PreparedRun) -> list[Placement]:
     """Each replica's pool, role, hardware, devices and nodes, by replica id."""
     topology = prepared.topology
@@ -86,10 +114,11 @@ def pool_placements(prepared: PreparedRun) -> list[Placement]:
 
 
 def disaggregate(env: simpy.Environment, prepared: PreparedRun, network: Network, replicas: Sequence[Replica],
-                 policy: TransferPolicy) -> Disaggregation:
-    """The hand-off between the prefill and decode replicas, over the run's network."""
+                 policy: TransferPolicy, records: DisaggregationRecords) -> Disaggregation:
+    """The hand-off between the prefill and decode replicas, over the run's network; its rows go to `records`."""
     decode = [replica for replica in replicas if replica.placement.role == "decode"]
-    disaggregation = Disaggregation(env, policy, network, prepared.model.kv_bytes_per_token, decode)
+    disaggregation = Disaggregation(env, policy, network, prepared.model.kv_bytes_per_token, decode,
+                                    records.transfers.append, records.decode_queue.append)
     for replica in replicas:
         if replica.placement.role == "prefill":
             disaggregation.attach_prefill(replica)

@@ -54,9 +54,20 @@ from servesim.sim.experiment.pools import ResolvedPool, is_disaggregated, pool_e
 from servesim.sim.experiment.workload import Workload, build_workload, request_stream, think_times
 from servesim.sim.network import Network, run_to_last_event
 from servesim.sim.network.results import has_traffic, network_summary, write_link_series
-from servesim.sim.pool_setup import build_topology, check_decode_pools, disaggregate, has_network, pool_placements
+from servesim.sim.pool_setup import (
+    build_topology,
+    check_decode_pools,
+    check_model_lens,
+    disaggregate,
+    has_network,
+    pool_placements,
+)
 from servesim.sim.reporting.metrics import MetricsRecorder
-from servesim.sim.reporting.pools_summary import disaggregation_summary, pools_summary, write_disaggregation_tables
+from servesim.sim.reporting.pools_summary import (
+    DisaggregationRecords,
+    disaggregation_summary,
+    pools_summary,
+)
 from servesim.sim.reporting.progress import EVENTS_PER_BEAT, RunExtent, run_with_heartbeat
 from servesim.sim.reporting.request_records import RequestRecorder
 from servesim.sim.reporting.results import RunFiles, RunResult
@@ -120,6 +131,7 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
     classes = service_classes(config, workload.class_names)
     topology = None
     if is_disaggregated(config):
+        check_model_lens([(pool.spec, pool.max_model_len) for pool in pools], workload)
         checked = [(pool.spec, pool.capacity) for pool in pools]
         check = check_decode_pools if config.cluster.role_switching is None else check_switchable_pools
         max_model_len = check(checked, workload, max_model_len)
@@ -378,9 +390,11 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
                                               device_factory(env, split, sm_shares, rng))
                 cluster.add_replica(replica, entry=pool.spec.is_entry)
         disaggregation = None
+        handoff_records = None
         if network is not None and is_disaggregated(config):
             transfer = _policy(config.cluster.transfer, "transfer", random_stream(config.seed, 8))
-            disaggregation = disaggregate(env, prepared, network, cluster.replicas, transfer)
+            handoff_records = DisaggregationRecords(metrics.directory)
+            disaggregation = disaggregate(env, prepared, network, cluster.replicas, transfer, handoff_records)
             if config.cluster.role_switching is not None:
                 switcher = role_switcher(env, config, cluster, disaggregation)
     except PolicyError as exc:
@@ -388,7 +402,7 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     end_s = _run(env, network, None if progress is None else lambda: progress(cluster.num_done, env.now))
     _check_invariants(cluster, disaggregation)
     metrics.finish()
-    tables = write_disaggregation_tables(disaggregation, metrics.directory) if disaggregation is not None else {}
+    tables = handoff_records.close() if handoff_records is not None else {}
     if network is not None and has_traffic(network):
         write_link_series(network, metrics.directory / "links.parquet")
         tables["links"] = metrics.directory / "links.parquet"
@@ -420,7 +434,8 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     if config.cluster.pools is not None:
         summary["pools"] = pools_summary(prepared.pools, cluster.replicas, table, files.tables, end_s)
     if disaggregation is not None:
-        summary["disaggregation"] = disaggregation_summary(config.cluster.transfer.name, table, files.tables)
+        summary["disaggregation"] = disaggregation_summary(config.cluster.transfer.name, table, files.tables,
+                                                           disaggregation)
     if network is not None and has_traffic(network):
         summary["network"] = network_summary(network, end_s)
     if switcher is not None and config.cluster.role_switching is not None:

@@ -16,12 +16,22 @@ leave together at it. The request lands on the decode replica when its prefill i
 blocks are reserved and its last byte has arrived: the prefill replica then frees its copy,
 the first token (computed by the prefill) is delivered, and the request waits, holding its
 blocks, for the decode replica's scheduler.
+
+A layerwise reservation is taken while the prefill still runs, so it belongs to a prefill in
+progress: when the prefill replica preempts the request, its transfer is aborted (the decode
+blocks go back, or it leaves the queue for them; bytes already sent are wasted) and planned
+anew when the request runs again. Kept instead, a reservation whose prefill waits for prefill
+memory held by requests queued behind it for those very decode blocks would stop both sides
+for good. vLLM's push connector does the same: the decode side allocates before the prefill
+is done and frees those blocks when the transfer fails (`NixlPushConnector`, docs/design/
+nixl_kv_push_connector.md); Mooncake (Qin et al., FAST'25) avoids the hold altogether by
+receiving into the decode node's host memory.
 """
 from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -77,7 +87,8 @@ class Disaggregation:
     """Moves prefilled requests from the prefill replicas to the decode replicas (see the module notes)."""
 
     def __init__(self, env: simpy.Environment, policy: TransferPolicy, network: Network,
-                 kv_bytes_per_token: int, decode_replicas: Sequence[Replica]) -> None:
+                 kv_bytes_per_token: int, decode_replicas: Sequence[Replica], record_transfer: Callable[[tuple], None],
+                 record_queue: Callable[[tuple], None]) -> None:
         self.env = env
         self.policy = policy
         self.network = network
@@ -88,18 +99,23 @@ class Disaggregation:
         self._queues: dict[int, deque[Handoff]] = {}
         for replica in decode_replicas:
             self.attach_decode(replica)
-        self.transfers: list[tuple] = []
-        """One row of TRANSFER_COLUMNS per request that landed on a decode replica."""
-        self.backpressure: list[tuple] = []
-        """Rows of BACKPRESSURE_COLUMNS: a decode replica's queue for blocks from `time_s` on."""
+        self._record_transfer = record_transfer
+        """Takes one row of TRANSFER_COLUMNS per request that landed on a decode replica."""
+        self._record_queue = record_queue
+        """Takes rows of BACKPRESSURE_COLUMNS: a decode replica's queue for blocks from `time_s` on."""
+        self.num_aborted = 0
+        """Layerwise transfers aborted because the prefill replica preempted their request."""
+        self.aborted_bytes = 0
+        """Bytes those transfers had sent (they crossed the network for nothing)."""
 
     def attach_prefill(self, replica: Replica) -> None:
         replica.on_step = partial(self._step_started, replica)
         replica.on_prefilled = partial(self._prefilled, replica)
+        replica.on_preempted = self._preempted
 
     def detach_prefill(self, replica: Replica) -> None:
         """A drained prefill replica (dynamic roles) no longer hands requests off."""
-        replica.on_step = replica.on_prefilled = None
+        replica.on_step = replica.on_prefilled = replica.on_preempted = None
 
     def attach_decode(self, replica: Replica) -> None:
         """Offer `replica` to the transfer policy as a decode destination (in replica order)."""
@@ -174,6 +190,8 @@ class Disaggregation:
             self.env.timeout(delay).callbacks.append(partial(self._part_ready, handoff, part))
 
     def _part_ready(self, handoff: Handoff, nbytes: int, _event: simpy.Event) -> None:
+        if self._aborted(handoff):
+            return
         if handoff.reserved:
             self._send(handoff, nbytes)
         else:
@@ -228,7 +246,31 @@ class Disaggregation:
 
     def _arrived(self, handoff: Handoff, _event: simpy.Event) -> None:
         handoff.sends_in_flight -= 1
-        self._land_if_ready(handoff)
+        if not self._aborted(handoff):
+            self._land_if_ready(handoff)
+
+    def _preempted(self, requests: list[Request]) -> None:
+        """The prefill replica preempted `requests`: abort their layerwise transfers (see the module notes)."""
+        for request in requests:
+            handoff = self._handoffs.get(request.request_id)
+            if handoff is not None and handoff.decision.layerwise:
+                self._abort(handoff)
+
+    def _abort(self, handoff: Handoff) -> None:
+        request_id, destination = handoff.request.request_id, handoff.destination
+        del self._handoffs[request_id]
+        destination.num_inbound -= 1
+        self.num_aborted += 1
+        self.aborted_bytes += handoff.bytes_sent
+        if handoff.reserved:
+            destination.kv.release(request_id)
+        else:
+            self._queues[destination.replica_id].remove(handoff)
+            self._sample(destination)
+        destination.notify()  # the head of its queue may fit now
+
+    def _aborted(self, handoff: Handoff) -> bool:
+        return self._handoffs.get(handoff.request.request_id) is not handoff
 
     def _land_if_ready(self, handoff: Handoff) -> None:
         if not (handoff.prefilled and handoff.reserved) or handoff.sends_in_flight or handoff.backlog_bytes:
@@ -243,7 +285,7 @@ class Disaggregation:
         if source.metrics.tokens is not None:
             source.metrics.tokens.first_token_moved(request.request_id, now)
         destination.num_inbound -= 1
-        self.transfers.append((
+        self._record_transfer((
             request.request_id, source.replica_id, source.placement.pool, destination.replica_id,
             destination.placement.pool, handoff.decision.layerwise, handoff.bytes_sent, handoff.prefill_start_s,
             handoff.prefill_end_s, handoff.queued_s, handoff.reserved_s, handoff.transfer_start_s, now,
@@ -252,4 +294,4 @@ class Disaggregation:
 
     def _sample(self, destination: Replica) -> None:
         queue = self._queues[destination.replica_id]
-        self.backpressure.append((self.env.now, destination.replica_id, len(queue)))
+        self._record_queue((self.env.now, destination.replica_id, len(queue)))

@@ -163,6 +163,8 @@ class Replica:
         """Prefill pools: told of each step's (entries, start, seconds) as it starts (layerwise transfers)."""
         self.on_prefilled: Callable[[Request], None] | None = None
         """Prefill pools: takes a request whose prompt is done, which leaves the batch holding its KV."""
+        self.on_preempted: Callable[[list[Request]], None] | None = None
+        """Prefill pools: told of the requests each decision preempts (their layerwise transfers stop)."""
         self.on_decision: Callable[[], None] | None = None
         """Decode pools: called before each decision, when this replica's free blocks are exact."""
         self.on_empty: Callable[[], None] | None = None
@@ -471,6 +473,8 @@ class Replica:
         self._pending_swap_out += preempt(preempted, self._running, self.waiting, self.kv, self.host,
                                           self._preemption_mode)
         self.outstanding_tokens += sum(request.tokens_left for request in preempted) - left_before
+        if self.on_preempted is not None:
+            self.on_preempted(preempted)
 
     def _take_swaps(self) -> tuple[float, SwapCopies | None]:
         """The copies pending for the next step: priced in seconds at the host link's rate, or (with

@@ -541,7 +541,7 @@ class ClaimConfig(Section):
     source: str = Field("", description="the claim in words, with the paper it comes from")
 
 
-SWEEP_RESERVED_KEYS = ("name", "sweep", "variants", "claim")
+SWEEP_RESERVED_KEYS = ("name", "sweep", "variants", "claim", "claims")
 
 
 class SweepConfig(Section):
@@ -667,6 +667,9 @@ class ExperimentConfig(Section):
         "(a mapping with `name` replaces a policy section whole)",
     )
     claim: ClaimConfig | None = Field(None, description="a comparison between variants that the run checks and reports")
+    claims: list[ClaimConfig] = Field(
+        default_factory=list, description="several such comparisons, each checked and reported (after `claim`)"
+    )
     sweep: SweepConfig | None = Field(
         None, description="run the experiment at many points (a grid over keys, zipped lists, named variants, "
         "seeds) with `simrun sweep`"
@@ -684,17 +687,20 @@ class ExperimentConfig(Section):
 
     @model_validator(mode="after")
     def _sweep_alone(self) -> ExperimentConfig:
-        if self.sweep is not None and (self.variants or self.claim is not None):
-            raise ValueError("a config with a `sweep` cannot also have top-level `variants` or a `claim`; put named "
+        if self.sweep is not None and (self.variants or self.stated_claims):
+            raise ValueError("a config with a `sweep` cannot also have top-level `variants` or claims; put named "
                              "runs under sweep.variants and compare them in the sweep's table")
         return self
 
     @model_serializer(mode="wrap")
-    def _without_unset_plan(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """A config without a plan dumps (and hashes, in `config.yaml` and `summary.json`) as before plans existed."""
+    def _without_unset_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A config without a plan or `claims` dumps (and hashes, in `config.yaml` and `summary.json`) as
+        before those keys existed."""
         data: dict[str, Any] = handler(self)
         if self.plan is None:
             data.pop("plan", None)
+        if not self.claims:
+            data.pop("claims", None)
         return data
 
     @model_validator(mode="after")
@@ -705,13 +711,18 @@ class ExperimentConfig(Section):
                              "cache.prefix_caching: true, or choose a load-balancing router such as least_outstanding")
         return self
 
+    @property
+    def stated_claims(self) -> list[tuple[str, ClaimConfig]]:
+        """Every claim with the key it is stated under: `claim`, then `claims[0]`, `claims[1]`, ..."""
+        single = [("claim", self.claim)] if self.claim is not None else []
+        return single + [(f"claims[{index}]", claim) for index, claim in enumerate(self.claims)]
+
     @model_validator(mode="after")
     def _claim_names_variants(self) -> ExperimentConfig:
-        if self.claim is None:
-            return self
-        unknown = [v for v in (self.claim.variant, *self.claim.baselines) if v not in self.variants]
-        if unknown:
-            raise ValueError(
-                f"claim names variant(s) {', '.join(unknown)}; variants: {', '.join(self.variants) or 'none'}"
-            )
+        for key, claim in self.stated_claims:
+            unknown = [v for v in (claim.variant, *claim.baselines) if v not in self.variants]
+            if unknown:
+                raise ValueError(
+                    f"{key} names variant(s) {', '.join(unknown)}; variants: {', '.join(self.variants) or 'none'}"
+                )
         return self

@@ -28,7 +28,7 @@ from servesim.sim.experiment.config import (
     SweepConfig,
     TransferSpec,
 )
-from servesim.sim.experiment.variants import claim_metric_problem, variant_data
+from servesim.sim.experiment.variants import claim_metric_problems, variant_data
 
 POLICY_SECTIONS = {
     "scheduler": ("scheduler", SchedulerSpec),
@@ -120,9 +120,8 @@ def validate_config(data: Mapping[str, Any], origin: str = "<config>") -> Experi
         problems += _variant_problems(config)
     if config is not None and config.sweep is not None:
         problems += _sweep_key_problems(config.sweep)
-    claim_problem = claim_metric_problem(config) if config is not None else None
-    if claim_problem:
-        problems.append(claim_problem)
+    if config is not None:
+        problems += claim_metric_problems(config)
     if problems or config is None:
         raise ConfigError(f"{origin}: {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return config

@@ -109,7 +109,7 @@ def pool_error(pool: ResolvedPool, message: str) -> str:
     """A preparation error about one pool, with its keys spelled where this pool's settings live."""
     if pool.key == "cluster":
         return message
-    text = message.replace("cluster.parallel.", f"{pool.key}.parallel.")
+    text = message.replace("cluster.parallel.", f"{pool.key}.parallel.").replace(" memory.", f" {pool.key}.memory.")
     for section in ("memory", "scheduler", "hardware"):
         if text.startswith(f"{section}:") or text.startswith(f"{section}."):
             return f"{pool.key}.{text}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -47,7 +47,7 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
 
 def variant_data(config: ExperimentConfig) -> dict[str, dict[str, Any]]:
     """The full config data of each variant, named `<experiment>/<variant>`."""
-    base = config.model_dump(mode="json", exclude={"variants", "claim"}, exclude_none=True)
+    base = config.model_dump(mode="json", exclude={"variants", "claim", "claims"}, exclude_none=True)
     return {
         name: merge(base, {**override, "name": f"{config.name}/{name}"}) for name, override in config.variants.items()
     }
@@ -99,18 +99,21 @@ def _leaf_paths(node: Mapping[str, Any], prefix: str = "") -> list[str]:
     return paths
 
 
-def claim_metric_problem(config: ExperimentConfig) -> str | None:
-    """Why the claim's metric names no number of summary.json (None if it does)."""
-    if config.claim is None:
-        return None
-    wanted = config.claim.metric
+def claim_metric_problems(config: ExperimentConfig) -> list[str]:
+    """Why each claim whose metric names no number of summary.json cannot be checked."""
+    return [problem for key, claim in config.stated_claims
+            if (problem := claim_metric_problem(config, key, claim.metric)) is not None]
+
+
+def claim_metric_problem(config: ExperimentConfig, key: str, wanted: str) -> str | None:
+    """Why `wanted`, the metric of the claim stated under `key`, names no number of summary.json (None if it does)."""
     parts = wanted.split(".")
     classes = [c.name for c in config.workload.classes] or (
         [] if config.workload.class_by == "column" else [DEFAULT_CLASS]
     )
     if len(parts) > 1 and parts[0] == "classes":
         if classes and parts[1] not in classes:
-            return f"claim.metric: {wanted!r} names class {parts[1]!r}; the classes are {', '.join(classes)}"
+            return f"{key}.metric: {wanted!r} names class {parts[1]!r}; the classes are {', '.join(classes)}"
         parts[1] = CLASS_KEY
     generic = ".".join(parts)
     paths = summary_metric_paths()
@@ -118,11 +121,11 @@ def claim_metric_problem(config: ExperimentConfig) -> str | None:
         return None
     below = sorted({p.removeprefix(f"{generic}.").split(".")[0] for p in paths if p.startswith(f"{generic}.")})
     if below:
-        return f"claim.metric: {wanted!r} is a group of figures, not one; add one of its keys: {', '.join(below)}"
+        return f"{key}.metric: {wanted!r} is a group of figures, not one; add one of its keys: {', '.join(below)}"
     shown = [p.replace(CLASS_KEY, classes[0] if classes else CLASS_KEY) for p in paths]
     close = difflib.get_close_matches(wanted, shown, n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(map(repr, close))}?" if close else "see the README's summary.json reference"
-    return f"claim.metric: {wanted!r} is not a key path of summary.json; {hint}"
+    return f"{key}.metric: {wanted!r} is not a key path of summary.json; {hint}"
 
 
 def check_claim(claim: ClaimConfig, summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -136,27 +139,31 @@ def check_claim(claim: ClaimConfig, summaries: Mapping[str, Mapping[str, Any]]) 
     return {**claim.model_dump(mode="json"), "value": value, "baseline_values": baselines, "holds": bool(holds)}
 
 
-def comparison_json(summaries: Mapping[str, Mapping[str, Any]], claim: ClaimConfig | None) -> dict[str, Any]:
-    """What `comparison.json` holds: the compared metrics of each variant and the claim's verdict."""
-    paths = [path for path, _ in COMPARED] + ([claim.metric] if claim is not None else [])
+def comparison_json(summaries: Mapping[str, Mapping[str, Any]], claims: Sequence[ClaimConfig]) -> dict[str, Any]:
+    """What `comparison.json` holds: the compared metrics of each variant and each claim's verdict
+    (`claim` is the first one's, as when a config could state only one)."""
+    paths = [path for path, _ in COMPARED] + [claim.metric for claim in claims]
+    verdicts = [check_claim(claim, summaries) for claim in claims]
     return {
         "variants": {name: {path: metric(summary, path) for path in paths} for name, summary in summaries.items()},
-        "claim": check_claim(claim, summaries) if claim is not None else None,
+        "claim": verdicts[0] if verdicts else None,
+        "claims": verdicts,
     }
 
 
-def comparison_table(summaries: Mapping[str, Mapping[str, Any]], claim: ClaimConfig | None) -> str:
-    """The variants side by side on the usual metrics (and the claim's), then the claim's verdict."""
+def comparison_table(summaries: Mapping[str, Mapping[str, Any]], claims: Sequence[ClaimConfig]) -> str:
+    """The variants side by side on the usual metrics (and the claims'), then each claim's verdict."""
     columns = list(COMPARED)
-    if claim is not None and claim.metric not in dict(columns):
-        columns.append((claim.metric, claim.metric))
+    for claim in claims:
+        if claim.metric not in dict(columns):
+            columns.append((claim.metric, claim.metric))
     width = max(len(name) for name in [*summaries, "variant"]) + 2
     widths = [max(12, len(label) + 2) for _, label in columns]
     lines = [f"{'variant':<{width}}" + "".join(f"{label:>{w}}" for (_, label), w in zip(columns, widths, strict=True))]
     for name, summary in summaries.items():
         cells = (f"{_shown(metric(summary, path)):>{w}}" for (path, _), w in zip(columns, widths, strict=True))
         lines.append(f"{name:<{width}}" + "".join(cells))
-    if claim is not None:
+    for claim in claims:
         verdict = check_claim(claim, summaries)
         against = ", ".join(f"{n} {_shown(v)}" for n, v in verdict["baseline_values"].items())
         lines.append(

@@ -18,7 +18,7 @@ from servesim.sim.errors import ConfigError
 from servesim.sim.experiment.config import ExperimentConfig, PlanConfig
 
 MAX_CANDIDATES = 2000  # each is a goodput search of several simulations
-PLAN_KEYS = ("plan", "sweep", "variants", "claim")  # not carried into a candidate's config
+PLAN_KEYS = ("plan", "sweep", "variants", "claim", "claims")  # not carried into a candidate's config
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 `transfers.parquet` has one row per request that moved from a prefill to a decode replica;
 `decode_queue.parquet` is each decode replica's queue of requests waiting for KV blocks over
-time (the back-pressure). The summary's `pools` and `disaggregation` blocks are computed from them.
+time (the back-pressure). Both are written as the run goes (`DisaggregationRecords`); the
+summary's `pools` and `disaggregation` blocks are computed from the files.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pandas as pd
 from servesim.sim.engine.disaggregation import BACKPRESSURE_COLUMNS, TRANSFER_COLUMNS, Disaggregation
 from servesim.sim.engine.replica import Replica
 from servesim.sim.experiment.pools import describe
-from servesim.sim.reporting.spill import read_table, write_typed_tables
+from servesim.sim.reporting.spill import ParquetSpill, read_table, typed_frame
 from servesim.sim.reporting.summary import latency_block
 
 if TYPE_CHECKING:
@@ -28,10 +29,17 @@ DTYPES = {name: "str" if name in _TEXT else "int64" if name in _INTS else "bool"
           else "float64" for name in TRANSFER_COLUMNS + BACKPRESSURE_COLUMNS}
 
 
-def write_disaggregation_tables(disaggregation: Disaggregation, directory: Path) -> dict[str, Path]:
-    """The run's transfers and decode queues as Parquet files in `directory`."""
-    return write_typed_tables(directory, (("transfers", TRANSFER_COLUMNS, disaggregation.transfers),
-                                          ("decode_queue", BACKPRESSURE_COLUMNS, disaggregation.backpressure)), DTYPES)
+class DisaggregationRecords:
+    """A disaggregated run's transfers and decode-queue rows, written to Parquet row groups as they
+    come (both grow with the requests; see README, "Bounded memory")."""
+
+    def __init__(self, directory: Path) -> None:
+        self.transfers = ParquetSpill(directory / "transfers.parquet", typed_frame(TRANSFER_COLUMNS, DTYPES))
+        self.decode_queue = ParquetSpill(directory / "decode_queue.parquet", typed_frame(BACKPRESSURE_COLUMNS, DTYPES))
+
+    def close(self) -> dict[str, Path]:
+        """Write what is buffered; both files by table name."""
+        return {"transfers": self.transfers.close(), "decode_queue": self.decode_queue.close()}
 
 
 def pools_summary(pools: Sequence[PreparedPool], replicas: Sequence[Replica], requests: pd.DataFrame,
@@ -56,8 +64,10 @@ def pools_summary(pools: Sequence[PreparedPool], replicas: Sequence[Replica], re
     return summary
 
 
-def disaggregation_summary(transfer: str, requests: pd.DataFrame, tables: Mapping[str, Path]) -> dict[str, Any]:
-    """How long KV moves took, what they added to TTFT, and how long requests waited for decode blocks."""
+def disaggregation_summary(transfer: str, requests: pd.DataFrame, tables: Mapping[str, Path],
+                           disaggregation: Disaggregation) -> dict[str, Any]:
+    """How long KV moves took, what they added to TTFT, how long requests waited for decode blocks,
+    and the layerwise transfers aborted by a preemption on the prefill side."""
     transfers = read_table(tables["transfers"])
     queue = read_table(tables["decode_queue"])
     ttft = transfers["request_id"].map(requests.set_index("request_id")["ttft_s"])
@@ -73,4 +83,6 @@ def disaggregation_summary(transfer: str, requests: pd.DataFrame, tables: Mappin
         "ttft_share": float(np.nanmean(share)) if np.isfinite(share).any() else None,
         "decode_wait_s": latency_block((transfers["reserved_s"] - transfers["queued_s"]).to_numpy()),
         "max_waiting_for_blocks": int(queue["num_waiting_for_blocks"].max()) if len(queue) else 0,
+        "aborted_transfers": disaggregation.num_aborted,
+        "aborted_kv_bytes": disaggregation.aborted_bytes,
     }

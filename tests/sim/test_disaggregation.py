@@ -7,6 +7,7 @@ latency, so a 1,000-token prompt's KV takes 131.072 ms to move.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ SLOW = {"devices_per_node": 1, "inter_node": {"gbps": 1.0, "latency_us": 0.0}}
 
 
 def _run(pools: list[dict[str, Any]], rows: list[tuple[float, int, int]], transfer: dict[str, Any] | None = None,
-         topology: dict[str, Any] | None = None, **top: Any) -> RunResult:
+         topology: dict[str, Any] | None = None, progress: Callable[[int, float], None] | None = None,
+         **top: Any) -> RunResult:
     """A run of trace `rows` (arrival_s, prompt, output) through `pools` (prefill first)."""
     cluster: dict[str, Any] = {"pools": pools, "topology": SLOW if topology is None else topology}
     if transfer is not None:
@@ -41,7 +43,7 @@ def _run(pools: list[dict[str, Any]], rows: list[tuple[float, int, int]], transf
             "workload": {"trace": {"path": str(trace), "format": "csv"}},
             **top,
         })
-        return run_experiment(config)
+        return run_experiment(config, progress=progress)
 
 
 def _pd(prefill: dict[str, Any] | None = None, decode: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -202,7 +204,86 @@ def test_disaggregated_runs_keep_their_invariants(rows: list[tuple[float, int, i
     assert (transfers["decode_replica"] >= 1).all() and (transfers["prefill_replica"] == 0).all()
     if len(transfers):
         network = result.summary["network"]
-        assert network["bytes_sent"] == network["bytes_received"] == int(transfers["kv_bytes"].sum())
+        aborted = result.summary["disaggregation"]["aborted_kv_bytes"]
+        assert network["bytes_sent"] == network["bytes_received"] == int(transfers["kv_bytes"].sum()) + aborted
         assert len(result.table("links"))
     else:
         assert "network" not in result.summary
+
+
+SRPT_ONE_AT_A_TIME = {"name": "srpt", "max_num_seqs": 1, "max_num_batched_tokens": 128, "predictor": {"name": "oracle"}}
+
+
+def test_a_layerwise_prefill_preempted_gives_its_decode_blocks_back() -> None:
+    """Request 0 (600 tokens, 38 decode blocks) starts its chunked prefill and reserves 38 of the
+    decode replica's 45 blocks. Request 1 (shorter answer) displaces it (SRPT, one sequence at a
+    time), is prefilled and waits for 13 decode blocks while holding 13 of the prefill replica's
+    45: request 0 can never be prefilled again beside it. Had request 0 kept its reservation,
+    neither side would move again (the run looped on request 0's recomputation for ever); its
+    transfer is aborted instead, request 1 lands, and request 0 is planned anew when it runs again
+    (at 40 ms, once request 1's two chunks are done)."""
+    pools = _pd(prefill={"scheduler": SRPT_ONE_AT_A_TIME, "memory": {"num_kv_blocks": 45}},
+                decode={"memory": {"num_kv_blocks": 45}})
+    result = _run(pools, [(0.0, 600, 50), (0.02, 200, 5)], transfer={"name": "layerwise", "layer_groups": 1},
+                  topology=FAST_LINK, memory={"max_model_len": 1000})
+    requests = result.requests.set_index("request_id")
+    assert (requests["state"] == "finished").all()
+    assert requests.loc[0, "num_preemptions"] == 1
+    transfers = result.table("transfers").set_index("request_id")
+    assert transfers.loc[0, "prefill_start_s"] == pytest.approx(0.04)  # planned anew when it ran again
+    assert transfers.loc[0, "reserved_s"] >= requests.loc[1, "finish_s"] - 1e-9  # 32 free blocks until then
+    assert (transfers["kv_bytes"] == requests.loc[transfers.index, "prompt_tokens"] * KV_BYTES_PER_TOKEN).all()
+    summary = result.summary["disaggregation"]
+    assert summary["aborted_transfers"] == 1 and summary["aborted_kv_bytes"] > 0
+    network = result.summary["network"]
+    assert network["bytes_sent"] == int(transfers["kv_bytes"].sum()) + summary["aborted_kv_bytes"]
+
+
+PREFILL_SCHEDULERS = [
+    {"name": "vllm", "max_num_batched_tokens": 64},
+    {"name": "vllm", "max_num_batched_tokens": 128, "max_num_seqs": 2},
+    SRPT_ONE_AT_A_TIME,
+    {**SRPT_ONE_AT_A_TIME, "max_num_seqs": 2},
+    {"name": "sarathi", "max_num_batched_tokens": 64, "max_num_seqs": 8},
+]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(st.tuples(st.floats(0, 0.3), st.integers(16, 700), st.integers(1, 40)), min_size=2, max_size=10),
+    prefill_scheduler=st.sampled_from(PREFILL_SCHEDULERS),
+    preemption=st.sampled_from(["recompute", "swap"]),
+    layer_groups=st.integers(1, 4),
+    prefill_replicas=st.integers(1, 2),
+    decode_replicas=st.integers(1, 2),
+    prefill_blocks=st.integers(45, 80),
+    decode_blocks=st.integers(45, 80),
+)
+def test_layerwise_under_tight_memory_and_preemption_on_both_sides_loses_no_request(
+        rows: list[tuple[float, int, int]], prefill_scheduler: dict[str, Any], preemption: str, layer_groups: int,
+        prefill_replicas: int, decode_replicas: int, prefill_blocks: int, decode_blocks: int) -> None:
+    """Layerwise reservations are taken while prefills that may be preempted still run, on pools
+    that barely hold one long prompt: every request finishes or is rejected with a reason, and the
+    run ends with nothing on its way, every block of every replica back and each pool conserved
+    (the run checks those at its end and raises otherwise; a deadlock would leave requests behind).
+    A run that loops without end (a livelock) is stopped after 60 simulated seconds."""
+    def within_a_minute(done: int, now: float) -> None:
+        assert now < 60.0, f"{done} of {len(rows)} requests done after {now:.0f} simulated seconds"
+
+    pools = [{"name": "prefill", "role": "prefill", "replicas": prefill_replicas, "scheduler": prefill_scheduler,
+              "memory": {"num_kv_blocks": prefill_blocks}},
+             {"name": "decode", "role": "decode", "replicas": decode_replicas,
+              "memory": {"num_kv_blocks": decode_blocks}}]
+    result = _run(pools, sorted(rows), transfer={"name": "layerwise", "layer_groups": layer_groups},
+                  topology=FAST_LINK, memory={"max_model_len": 1000}, preemption={"name": preemption},
+                  progress=within_a_minute)
+    requests = result.requests
+    assert len(requests) == len(rows)
+    assert set(requests["state"]) <= {"finished", "rejected"}
+    assert requests.loc[requests["state"] == "rejected", "reject_reason"].str.len().gt(0).all()
+    moved = requests[(requests["state"] == "finished") & (requests["output_tokens"] > 1)]
+    transfers = result.table("transfers")
+    assert sorted(transfers["request_id"]) == sorted(moved["request_id"])
+    aborted = result.summary["disaggregation"]["aborted_kv_bytes"]
+    if len(transfers):
+        assert result.summary["network"]["bytes_sent"] == int(transfers["kv_bytes"].sum()) + aborted
