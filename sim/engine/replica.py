@@ -38,7 +38,7 @@ from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.placement import Placement
 from servesim.sim.engine.request import INFINITY, Request, RequestState
 from servesim.sim.engine.stretch import run_stretch
-from servesim.sim.engine.trusted import decision_source
+from servesim.sim.engine.trusted import decision_source, knows_next_decodes
 from servesim.sim.engine.views import KvView, ReplicaView
 from servesim.sim.reporting.metrics import MetricsRecorder
 
@@ -163,6 +163,7 @@ class Replica:
         self.view = ReplicaView(self)
         self._host_view = KvView(self.host)
         self._decide = decision_source(self, scheduler, DecisionChecker(self, scheduler))
+        self._knows_next_decodes = knows_next_decodes(scheduler)
         self._idle_decisions = 0
         self.process = env.process(self._loop())
 
@@ -312,7 +313,18 @@ class Replica:
         return PreparedStep(entries, BatchShape(news, contexts, slices), swap_s, stretchable)
 
     def run_step(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
-        """Run a prepared step: a fast-forwarded stretch if it may be one, else one iteration."""
+        """Run a prepared step, then each step after it whose decision is known (`_known_decodes`)."""
+        while True:
+            yield from self._run_prepared(step)
+            if not (step.stretchable and self._knows_next_decodes):
+                return
+            known = self._known_decodes(step.entries)
+            if known is None:
+                return
+            step = known
+
+    def _run_prepared(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
+        """Run one prepared step: a fast-forwarded stretch if it may be one, else one iteration."""
         env = self.env
         if step.stretchable:
             steps = yield from run_stretch(self, [request for request, _ in step.entries], step.shape.context_lens)
@@ -338,6 +350,35 @@ class Replica:
             self._apply(step.entries, began)
             self.meter_experts(step.shape)
             self.num_iterations += 1
+
+    def _known_decodes(self, batch: list[tuple[Request, int]]) -> PreparedStep | None:
+        """The step after the decode-only step `batch`, prepared without asking the scheduler, when
+        its decision is certain (`sim.engine.trusted.knows_next_decodes`): what is left of the batch
+        decodes on, each request given its next blocks. None: the loop must decide. The router must
+        not read progress (a stretch through a finish then ends as before) and no hook may act
+        before a decision. Not a decision: the engine's step count does not grow."""
+        if (self.waiting or self._staged or self._unseen or self.progress_observed
+                or self.on_decision is not None):
+            return None
+        now = self.env.now
+        if self._timeouts and self._timeouts[0][0] <= now:
+            self._drop_expired()  # nothing waits: only entries of requests scheduled since go
+        running_state = RequestState.RUNNING
+        entries = [(request, 1) for request, _ in batch if request.state is running_state]
+        if not entries or len(entries) != len(self._running):
+            return None
+        kv = self.kv
+        block_size = kv.block_size
+        needs = [new_blocks_needed(request, 1, block_size) for request, _ in entries]
+        if sum(needs) > kv.num_free_blocks:
+            return None  # the scheduler would preempt
+        for (request, _), need in zip(entries, needs, strict=True):
+            if need:
+                allocate(request, need, kv, self.scheduler, now)
+        size = len(entries)
+        self._sample(size, size)
+        contexts = tuple(request.num_computed_tokens for request, _ in entries)
+        return PreparedStep(entries, BatchShape((1,) * size, contexts, ()), 0.0, True)
 
     def promote_staged(self) -> bool:
         """Async scheduling: the step just planned did not see the staged arrivals; the next one will."""
