@@ -298,7 +298,7 @@ class Replica:
 
     def prepare_step(self, decision: CheckedDecision, promoted: bool) -> PreparedStep:
         """The checked decision made ready to run: admissions, KV blocks and the batch's shape."""
-        entries, news, contexts, all_decode = self._admit_and_allocate(decision)
+        entries, news, contexts, admitted = self._admit_and_allocate(decision)
         slices = self._slices(decision)
         sliced = decision.layer_slices
         if slices and sliced:  # their entries computed tokens too
@@ -307,9 +307,11 @@ class Replica:
             self._sample(len(news), sum(news))
         self.num_engine_steps += 1
         swap_s = self._take_swap_seconds()
-        stretchable = (self.fast_forward and all_decode and not decision.preempted and not decision.padding
+        stretchable = (self.fast_forward and not admitted and not decision.preempted and not decision.padding
                        and not swap_s and not promoted and not slices and len(entries) == len(self._running)
-                       and not (self.waiting and self._fast_forward_needs_empty_queue))
+                       and not (self.waiting and self._fast_forward_needs_empty_queue)
+                       and sum(news) == len(news)  # a decode computes one token: a prefill chunk ends it here
+                       and all(is_decode(request) for request, _ in entries))
         return PreparedStep(entries, BatchShape(news, contexts, slices), swap_s, stretchable)
 
     def run_step(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
@@ -508,12 +510,11 @@ class Replica:
         """Admit scheduled waiting requests and give every entry its KV slots.
 
         Returns the entries (an admitted request's new tokens clipped to what is left after its
-        prefix-cache hit), the batch shape (padding included), and whether every entry is a
-        running request decoding one token."""
+        prefix-cache hit), the batch shape (padding included), and whether any was admitted."""
         entries = decision.entries
         news: list[int] = []
         contexts: list[int] = []
-        all_decode = True
+        admitted = False
         kv = self.kv
         block_size = kv.block_size
         running_state = RequestState.RUNNING
@@ -522,13 +523,11 @@ class Replica:
         for index, (request, num_new) in enumerate(entries):
             if request.state is not running_state:
                 self._admit(request)
-                all_decode = False
+                admitted = True
                 left = request.num_tokens - request.num_computed_tokens
                 if num_new > left:
                     num_new = left
                     entries[index] = (request, num_new)
-            elif all_decode and not is_decode(request):
-                all_decode = False
             need = new_blocks_needed(request, num_new, block_size)
             if need:
                 allocate(request, need, kv, self.scheduler, self.env.now)
@@ -539,7 +538,7 @@ class Replica:
         for num_new, context in decision.padding:
             news.append(num_new)
             contexts.append(context)
-        return entries, tuple(news), tuple(contexts), all_decode
+        return entries, tuple(news), tuple(contexts), admitted
 
     @staticmethod
     def _slices(decision: CheckedDecision) -> tuple[LayerSlice, ...]:
