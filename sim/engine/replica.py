@@ -512,14 +512,10 @@ class Replica:
         Returns the entries (an admitted request's new tokens clipped to what is left after its
         prefix-cache hit), the batch shape (padding included), and whether any was admitted."""
         entries = decision.entries
-        news: list[int] = []
-        contexts: list[int] = []
         admitted = False
         kv = self.kv
         block_size = kv.block_size
         running_state = RequestState.RUNNING
-        add_new, add_context = news.append, contexts.append
-        sliced = decision.layer_slices
         for index, (request, num_new) in enumerate(entries):
             if request.state is not running_state:
                 self._admit(request)
@@ -531,10 +527,10 @@ class Replica:
             need = new_blocks_needed(request, num_new, block_size)
             if need:
                 allocate(request, need, kv, self.scheduler, self.env.now)
-            if sliced and request.request_id in sliced:
-                continue  # priced as its layer slice
-            add_new(num_new)
-            add_context(request.num_computed_tokens)
+        sliced = decision.layer_slices
+        priced = [entry for entry in entries if entry[0].request_id not in sliced] if sliced else entries
+        news = [num_new for _, num_new in priced]  # a layer slice is priced as such
+        contexts = [request.num_computed_tokens for request, _ in priced]
         for num_new, context in decision.padding:
             news.append(num_new)
             contexts.append(context)
