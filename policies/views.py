@@ -168,8 +168,11 @@ def blocks_for(num_tokens: int, block_size: int) -> int:
 
 def new_blocks_needed(request: RequestView, num_new_tokens: int, block_size: int) -> int:
     """Blocks `request` needs beyond those it holds to compute `num_new_tokens` more tokens."""
-    need = blocks_for(request.num_computed_tokens + num_new_tokens, block_size) - request.num_blocks
-    return need if need > 0 else 0
+    num_tokens = request.num_computed_tokens + num_new_tokens
+    held = request.num_blocks
+    if num_tokens <= held * block_size:
+        return 0  # they fit in its blocks (a decode, except at a block boundary): no division
+    return blocks_for(num_tokens, block_size) - held
 
 
 def computed_on_admission(request: RequestView, kv: KvView) -> int:

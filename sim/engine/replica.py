@@ -39,7 +39,7 @@ from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.placement import Placement
 from servesim.sim.engine.request import INFINITY, Request, RequestState
 from servesim.sim.engine.stretch import run_stretch
-from servesim.sim.engine.trusted import decision_source
+from servesim.sim.engine.trusted import decision_source, knows_next_decodes
 from servesim.sim.engine.views import KvView, ReplicaView
 from servesim.sim.reporting.metrics import MetricsRecorder
 
@@ -172,6 +172,7 @@ class Replica:
         self.view = ReplicaView(self)
         self._host_view = KvView(self.host)
         self._decide = decision_source(self, scheduler, DecisionChecker(self, scheduler))
+        self._knows_next_decodes = knows_next_decodes(scheduler)
         self._idle_decisions = 0
         self.process = env.process(self._loop())
 
@@ -306,7 +307,7 @@ class Replica:
 
     def prepare_step(self, decision: CheckedDecision, promoted: bool) -> PreparedStep:
         """The checked decision made ready to run: admissions, KV blocks and the batch's shape."""
-        entries, news, contexts, all_decode = self._admit_and_allocate(decision)
+        entries, news, contexts, admitted = self._admit_and_allocate(decision)
         slices = self._slices(decision)
         sliced = decision.layer_slices
         if slices and sliced:  # their entries computed tokens too
@@ -315,14 +316,27 @@ class Replica:
             self._sample(len(news), sum(news))
         self.num_engine_steps += 1
         swap_s, host_copies = self._take_swaps()
-        stretchable = (self.fast_forward and all_decode and not decision.preempted and not decision.padding
+        stretchable = (self.fast_forward and not admitted and not decision.preempted and not decision.padding
                        and not swap_s and host_copies is None and not promoted and not slices
                        and len(entries) == len(self._running)
-                       and not (self.waiting and self._fast_forward_needs_empty_queue))
+                       and not (self.waiting and self._fast_forward_needs_empty_queue)
+                       and sum(news) == len(news)  # a decode computes one token: a prefill chunk ends it here
+                       and all(is_decode(request) for request, _ in entries))
         return PreparedStep(entries, BatchShape(news, contexts, slices), swap_s, stretchable, host_copies)
 
     def run_step(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
-        """Run a prepared step: a fast-forwarded stretch if it may be one, else one iteration."""
+        """Run a prepared step, then each step after it whose decision is known (`_known_decodes`)."""
+        while True:
+            yield from self._run_prepared(step)
+            if not (step.stretchable and self._knows_next_decodes):
+                return
+            known = self._known_decodes(step.entries)
+            if known is None:
+                return
+            step = known
+
+    def _run_prepared(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
+        """Run one prepared step: a fast-forwarded stretch if it may be one, else one iteration."""
         env = self.env
         if step.stretchable:
             steps = yield from run_stretch(self, [request for request, _ in step.entries], step.shape.context_lens)
@@ -355,6 +369,35 @@ class Replica:
         """A step's swap copies over the network's host ports (they precede its kernels)."""
         assert self.host_ports is not None  # a step has host copies only with host ports (`_take_swaps`)
         yield from self.host_ports.copy(copies)
+
+    def _known_decodes(self, batch: list[tuple[Request, int]]) -> PreparedStep | None:
+        """The step after the decode-only step `batch`, prepared without asking the scheduler, when
+        its decision is certain (`sim.engine.trusted.knows_next_decodes`): what is left of the batch
+        decodes on, each request given its next blocks. None: the loop must decide. The router must
+        not read progress (a stretch through a finish then ends as before) and no hook may act
+        before a decision. Not a decision: the engine's step count does not grow."""
+        if (self.waiting or self._staged or self._unseen or self.progress_observed
+                or self.on_decision is not None):
+            return None
+        now = self.env.now
+        if self._timeouts and self._timeouts[0][0] <= now:
+            self._drop_expired()  # nothing waits: only entries of requests scheduled since go
+        running_state = RequestState.RUNNING
+        entries = [(request, 1) for request, _ in batch if request.state is running_state]
+        if not entries or len(entries) != len(self._running):
+            return None
+        kv = self.kv
+        block_size = kv.block_size
+        needs = [new_blocks_needed(request, 1, block_size) for request, _ in entries]
+        if sum(needs) > kv.num_free_blocks:
+            return None  # the scheduler would preempt
+        for (request, _), need in zip(entries, needs, strict=True):
+            if need:
+                allocate(request, need, kv, self.scheduler, now)
+        size = len(entries)
+        self._sample(size, size)
+        contexts = tuple(request.num_computed_tokens for request, _ in entries)
+        return PreparedStep(entries, BatchShape((1,) * size, contexts, ()), 0.0, True)
 
     def promote_staged(self) -> bool:
         """Async scheduling: the step just planned did not see the staged arrivals; the next one will."""
@@ -493,38 +536,31 @@ class Replica:
         """Admit scheduled waiting requests and give every entry its KV slots.
 
         Returns the entries (an admitted request's new tokens clipped to what is left after its
-        prefix-cache hit), the batch shape (padding included), and whether every entry is a
-        running request decoding one token."""
+        prefix-cache hit), the batch shape (padding included), and whether any was admitted."""
         entries = decision.entries
-        news: list[int] = []
-        contexts: list[int] = []
-        all_decode = True
+        admitted = False
         kv = self.kv
         block_size = kv.block_size
         running_state = RequestState.RUNNING
-        add_new, add_context = news.append, contexts.append
-        sliced = decision.layer_slices
         for index, (request, num_new) in enumerate(entries):
             if request.state is not running_state:
                 self._admit(request)
-                all_decode = False
+                admitted = True
                 left = request.num_tokens - request.num_computed_tokens
                 if num_new > left:
                     num_new = left
                     entries[index] = (request, num_new)
-            elif all_decode and not is_decode(request):
-                all_decode = False
             need = new_blocks_needed(request, num_new, block_size)
             if need:
                 allocate(request, need, kv, self.scheduler, self.env.now)
-            if sliced and request.request_id in sliced:
-                continue  # priced as its layer slice
-            add_new(num_new)
-            add_context(request.num_computed_tokens)
+        sliced = decision.layer_slices
+        priced = [entry for entry in entries if entry[0].request_id not in sliced] if sliced else entries
+        news = [num_new for _, num_new in priced]  # a layer slice is priced as such
+        contexts = [request.num_computed_tokens for request, _ in priced]
         for num_new, context in decision.padding:
             news.append(num_new)
             contexts.append(context)
-        return entries, tuple(news), tuple(contexts), all_decode
+        return entries, tuple(news), tuple(contexts), admitted
 
     @staticmethod
     def _slices(decision: CheckedDecision) -> tuple[LayerSlice, ...]:

@@ -184,6 +184,10 @@ def _steps_memory_allows(replica: Replica, requests: list[Request], contexts: tu
     """Largest k <= upper such that k decode steps fit in the free blocks (step 0 is allocated)."""
     block_size = replica.kv.block_size
     free = replica.kv.num_free_blocks
+    if len(requests) * blocks_for(upper, block_size) <= free:
+        # Each holds at least the blocks of its context c, and blocks_for(c + k) - blocks_for(c)
+        # <= blocks_for(k): the usual case, known without a pass over the batch.
+        return upper
     held = [r.num_blocks for r in requests]
 
     def extra_blocks(k: int) -> int:

@@ -66,6 +66,24 @@ class EngineSide:
         return self._replica.kv
 
 
+def knows_next_decodes(scheduler: SchedulerPolicy) -> bool:
+    """Whether the engine may take `scheduler`'s decision after a decode-only step without asking
+    it, when it is certain: nothing waits or is staged, every running request was in that step
+    (so each now decodes one token) and their next blocks fit in the free ones. The decision is
+    then the step's batch minus the requests that finished, one token each, in the same order.
+
+    True for the trusted schedulers. Why, for `vllm` (FCFS) and `sarathi` (`BudgetScheduler`):
+    with nothing waiting, neither `prefill_first`, nor displacement (`preemptive`), nor admission
+    runs; the running order is admission order, or (preemptive FCFS) a stable sort by arrival,
+    which keeps the order of what remains; Sarathi-Serve's "decodes first" is that order when
+    all decode. Each request gets `min(1, budget left)` tokens: the step before gave every one of
+    them a token, so the budget covers the fewer that remain. A victim is chosen only when a
+    request's blocks exceed what is free after those before it; the sum of all of them fits,
+    so none is. Nothing else is read: no padding, no wake-up. `tests/sim/test_known_decodes.py`
+    asks the scheduler at every such step of random runs and finds this batch."""
+    return is_trusted(scheduler)
+
+
 def decision_source(replica: Replica, scheduler: SchedulerPolicy, checker: DecisionChecker) -> Decide:
     """How `replica` gets its next decision at `now`: trusted, or through views and `checker`."""
     if not is_trusted(scheduler):

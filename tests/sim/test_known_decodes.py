@@ -1,0 +1,168 @@
+"""A trusted scheduler's decision after a decode-only step is known when nothing waits: the
+stretch runs on through finishes without asking it, and nothing else changes.
+
+The property tests ask the scheduler (on views, checked) at every step taken without it and
+find the same batch, and compare runs with and without these steps to the bit: every request's
+times, the token gaps in order, the per-iteration records and the replica time series.
+"""
+from __future__ import annotations
+
+import math
+from unittest.mock import patch
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from servesim.hwmodels import ConstantCostModel
+from servesim.policies import create_policy
+from servesim.sim.engine import replica as replica_module
+from servesim.sim.engine import trusted
+from servesim.sim.engine.bookkeeping import checked_schedule
+from servesim.sim.engine.decision_check import DecisionChecker
+from tests.sim.engine_harness import EngineRun, run_engine
+from tests.sim.test_engine_properties import build_requests, requests_with_prefixes
+
+REQUEST_FIELDS = ("state", "replica_id", "num_preemptions", "num_swaps", "num_cached_tokens", "num_generated",
+                  "picked_up_s", "first_scheduled_s", "first_token_s", "finish_s", "last_token_s", "max_tbt_s")
+
+
+def assert_identical(a: EngineRun, b: EngineRun) -> None:
+    """Bit-for-bit the same run, engine steps aside."""
+    for x, y in zip(a.requests, b.requests, strict=True):
+        for field in REQUEST_FIELDS:
+            u, v = getattr(x, field), getattr(y, field)
+            assert u == v or (isinstance(u, float) and math.isnan(u) and math.isnan(v)), (x, field, u, v)
+    for sides in zip(a.metrics.token_gaps(), b.metrics.token_gaps(), strict=True):
+        assert sides[0].tolist() == sides[1].tolist()
+    pd.testing.assert_frame_equal(a.metrics.replica_series(), b.metrics.replica_series(), check_exact=True)
+    pd.testing.assert_frame_equal(a.metrics.iterations(), b.metrics.iterations(), check_exact=True)
+    assert a.end_s == b.end_s
+    assert ([r.num_iterations for r in a.cluster.replicas] == [r.num_iterations for r in b.cluster.replicas])
+
+
+def run_both(specs, **options) -> tuple[EngineRun, EngineRun]:
+    """The run with every decision asked, and with the known ones taken without the scheduler."""
+    runs = []
+    for known in (False, True):
+        with patch.object(replica_module, "knows_next_decodes", lambda scheduler, known=known: known
+                          and trusted.knows_next_decodes(scheduler)):
+            made = build_requests(specs) if len(specs[0]) == 5 else specs  # 3-tuples: the harness makes them
+            runs.append(run_engine(made, record_iterations=True, **options))
+    return runs[0], runs[1]
+
+
+def steps(run: EngineRun) -> int:
+    return sum(r.num_engine_steps for r in run.cluster.replicas)
+
+
+def staggered_finishes() -> list[tuple[float, int, int]]:
+    # Four prompts admitted together, finishing one after another; nothing arrives later.
+    return [(0.0, 8, 10), (0.0, 8, 20), (0.0, 8, 30), (0.0, 8, 40)]
+
+
+@pytest.mark.parametrize("scheduler_name", ["vllm", "sarathi"])
+@pytest.mark.parametrize("async_scheduling", [False, True])
+def test_a_stretch_runs_on_through_finishes_without_deciding(scheduler_name, async_scheduling):
+    asked, known = run_both(staggered_finishes(), cost_model=ConstantCostModel(0.01, 0.001),
+                            scheduler_name=scheduler_name, async_scheduling=async_scheduling)
+    assert_identical(asked, known)
+    assert steps(asked) == 5  # the prompts, then a stretch up to each of the four finishes
+    assert steps(known) == 2  # the prompts, then one stretch through every finish
+    assert [r.finish_s for r in known.requests] == sorted(r.finish_s for r in known.requests)
+
+
+def test_each_finish_still_leaves_a_row_in_the_time_series():
+    _, known = run_both(staggered_finishes(), cost_model=ConstantCostModel(0.01, 0.001))
+    series = known.metrics.replica_series()
+    assert series["num_running"].tolist() == [4, 4, 3, 2, 1]
+    assert series["batch_size"].tolist() == [4, 4, 3, 2, 1]
+
+
+@pytest.mark.parametrize(("why", "options", "extra", "saved"), [
+    # Two wait for a slot and are admitted at the first two finishes; the next two need no
+    # decision, and the last leaves nothing to run.
+    ("requests wait for a sequence slot", {"scheduler": {"max_num_seqs": 3}}, [(0.0, 8, 5)], 2),
+    # Its arrival cuts the stretch and it is admitted at once; of the five finishes after, all
+    # but the last (which leaves nothing to run) need no decision.
+    ("an arrival comes during the stretch", {}, [(0.05, 8, 5)], 4),
+    ("the router reads progress", {"progress_observed": True}, [], 0),
+    ("the scheduler is not trusted", {"scheduler_name": "orca"}, [], 0),
+])
+def test_a_finish_ends_the_stretch_when_the_decision_is_not_known(why, options, extra, saved):
+    specs = sorted(staggered_finishes() + extra, key=lambda spec: spec[0])
+    asked, known = run_both(specs, cost_model=ConstantCostModel(0.01, 0.001), **options)
+    assert_identical(asked, known)
+    assert steps(asked) - steps(known) == saved, why
+
+
+def test_a_step_whose_blocks_do_not_fit_is_decided():
+    # Two long requests in a pool that cannot hold both to the end: the scheduler must preempt.
+    specs = [(0.0, 4, 3), (0.0, 4, 60), (0.0, 4, 60)]
+    asked, known = run_both(specs, cost_model=ConstantCostModel(0.01, 0.001), num_blocks=24, block_size=4)
+    assert_identical(asked, known)
+    assert sum(r.num_preemptions for r in known.requests) > 0
+
+
+def _asking_too(original):
+    """`Replica._known_decodes`, after asking the scheduler on views: a known step must be its decision."""
+
+    def known_decodes(replica, batch):
+        scheduler = replica.scheduler
+        decision = checked_schedule(scheduler, replica.view, DecisionChecker(replica, scheduler), replica.env.now)
+        step = original(replica, batch)
+        if step is not None:
+            assert [(id(r), n) for r, n in step.entries] == [(id(r), n) for r, n in decision.entries]
+            assert (decision.preempted, decision.padding, decision.wake_at, decision.resume) == ([], [], None, None)
+            assert step.shape.context_lens == tuple(r.num_computed_tokens for r, _ in step.entries)
+            replica.test_known_steps = getattr(replica, "test_known_steps", 0) + 1
+        return step
+
+    return known_decodes
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    requests_with_prefixes,
+    st.sampled_from([("vllm", {}), ("vllm", {"reserve_full_isl": False}), ("vllm", {"preemptive": True}),
+                     ("sarathi", {})]),
+    st.fixed_dictionaries({
+        "num_blocks": st.integers(6, 60),
+        "block_size": st.sampled_from([1, 2, 4, 8]),
+        "replicas": st.integers(1, 3),
+        "async_scheduling": st.booleans(),
+        "prefix_caching": st.booleans(),
+        "preemption_name": st.sampled_from(["recompute", "swap"]),
+        "host_blocks": st.integers(0, 30),
+    }),
+    st.integers(1, 8), st.integers(8, 64),
+    st.builds(ConstantCostModel, st.floats(0.001, 0.1), st.floats(0, 0.002)),
+)
+def test_known_steps_are_the_scheduler_decisions_and_change_nothing(specs, scheduler, options, max_seqs, max_tokens,
+                                                                    cost_model):
+    name, params = scheduler
+    params = {**params, "max_num_seqs": max_seqs, "max_num_batched_tokens": max(max_tokens, max_seqs)}
+    with patch.object(replica_module.Replica, "_known_decodes", _asking_too(replica_module.Replica._known_decodes)):
+        asked, known = run_both(specs, cost_model=cost_model, scheduler_name=name, scheduler=params,
+                                swap_block_s=0.002, progress_observed=False, **options)
+    assert_identical(asked, known)
+    known_steps = sum(getattr(r, "test_known_steps", 0) for r in known.cluster.replicas)
+    assert steps(asked) - steps(known) == known_steps
+
+
+def test_the_property_run_takes_known_steps():
+    # The random runs above would prove nothing if no step were ever taken without a decision.
+    with patch.object(replica_module.Replica, "_known_decodes", _asking_too(replica_module.Replica._known_decodes)):
+        asked, known = run_both([(0.1 * i, 5 + i, 4 + 3 * i) for i in range(8)], cost_model=ConstantCostModel(0.01),
+                                scheduler={"max_num_seqs": 4}, async_scheduling=True)
+    assert_identical(asked, known)
+    assert sum(getattr(r, "test_known_steps", 0) for r in known.cluster.replicas) >= 3
+
+
+def test_only_the_trusted_schedulers_know_their_next_decodes():
+    recompute = create_policy("preemption", "recompute", {})
+    assert trusted.knows_next_decodes(create_policy("scheduler", "vllm", {}, preemption=recompute))
+    assert trusted.knows_next_decodes(create_policy("scheduler", "sarathi", {}, preemption=recompute))
+    for name in ("orca", "batchllm", "past_future", "laps", "sjf"):
+        assert not trusted.knows_next_decodes(create_policy("scheduler", name, {}, preemption=recompute)), name
