@@ -100,7 +100,7 @@ def _sendable(exc: BaseException) -> BaseException:
 
 def run_workers(tasks: Sequence[ShareTask], progress: Callable[[int, float], None] | None) -> list[ShareOutcome]:
     """Run every task in its own process; their outcomes in task order. Progress is the sum of
-    requests done and the least simulated time over the workers."""
+    requests done and the least simulated time of the workers still running (the run's time)."""
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
     processes = [context.Process(target=simulate_share, args=(task, messages), name=f"servesim-worker-{task.index}",
@@ -127,7 +127,8 @@ def run_workers(tasks: Sequence[ShareTask], progress: Callable[[int, float], Non
             else:
                 done[index], now[index] = payload
             if progress is not None:
-                progress(sum(done), min(now))
+                running = [now[i] for i in range(len(tasks)) if i not in outcomes]
+                progress(sum(done), min(running) if running else max(now))
     finally:
         for process in processes:
             if process.pid is None:  # never started

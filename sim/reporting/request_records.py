@@ -40,7 +40,7 @@ class RequestRecorder:
 
     def record(self, request: Request) -> None:
         request_id = request.request_id
-        if request_id < self._next_id() or request_id in self._waiting:
+        if self._written(request_id) or request_id in self._waiting:
             raise EngineInvariantError(f"{request!r} ended twice")
         if request.state is RequestState.FINISHED and request.num_generated != request.output_tokens:
             raise EngineInvariantError(f"{request!r} finished with {request.num_generated} tokens generated")
@@ -48,6 +48,11 @@ class RequestRecorder:
         while (next_id := self._next_id()) in self._waiting:
             self._spill.append(self._waiting.pop(next_id))
             self.num_written += 1
+
+    def _written(self, request_id: int) -> bool:
+        if self._ids is None:
+            return request_id < self.num_written
+        return self.num_written > 0 and request_id <= self._ids[self.num_written - 1]
 
     def _next_id(self) -> int:
         """The id of the next row the file takes (past the last id: one that never comes)."""
