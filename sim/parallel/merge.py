@@ -7,6 +7,7 @@ the merge is as bounded as the run that wrote the tables (README, "Bounded memor
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def merged_blocks(paths: Sequence[Path], key: str, ties: Sequence[str] = (), pre
     unread is at or above it), so it is final; the table that set that bound is read further.
     """
     readers: list[Iterator[pa.Table] | None] = [_blocks(path, i, prepare) for i, path in enumerate(paths)]
-    last: list[object] = [None] * len(paths)
+    last = [math.inf] * len(paths)  # each table's key in its last row read so far
     held: list[pa.Table] = []
     to_read = list(range(len(paths)))
     while True:
@@ -50,7 +51,7 @@ def merged_blocks(paths: Sequence[Path], key: str, ties: Sequence[str] = (), pre
                 readers[index] = None
                 continue
             held.append(block)
-            last[index] = block.column(key)[-1].as_py()
+            last[index] = float(block.column(key)[-1].as_py())
         open_tables = [i for i, reader in enumerate(readers) if reader is not None]
         if not held:
             if not open_tables:
@@ -62,7 +63,7 @@ def merged_blocks(paths: Sequence[Path], key: str, ties: Sequence[str] = (), pre
             if pool.num_rows:
                 yield pool
             return
-        bound_table = min(open_tables, key=lambda i: last[i])  # type: ignore[arg-type, return-value]
+        bound_table = min(open_tables, key=lambda i: last[i])
         final = int(np.searchsorted(pool.column(key).to_numpy(), last[bound_table], side="left"))
         if final:
             yield pool.slice(0, final)

@@ -146,7 +146,7 @@ def _any_ended(processes: Sequence[Any], outcomes: dict[int, ShareOutcome]) -> b
 def _last_words(messages: Any, processes: Sequence[Any], outcomes: dict[int, ShareOutcome]) -> tuple[str, int, Any]:
     """The next message, which a worker that ended must have sent; else an error naming it."""
     try:
-        return messages.get(timeout=POLL_S)  # type: ignore[no-any-return]
+        return messages.get(timeout=POLL_S)
     except queue.Empty:
         index = next(i for i, process in enumerate(processes) if i not in outcomes and not process.is_alive())
         raise EngineInvariantError(f"worker process {index} of the parallel run ended (exit code "
