@@ -149,6 +149,8 @@ def _last_words(messages: Any, processes: Sequence[Any], outcomes: dict[int, Sha
         return messages.get(timeout=POLL_S)
     except queue.Empty:
         index = next(i for i, process in enumerate(processes) if i not in outcomes and not process.is_alive())
-        raise EngineInvariantError(f"worker process {index} of the parallel run ended (exit code "
-                                   f"{processes[index].exitcode}) without its results: killed, or out of "
-                                   "memory?") from None
+        raise EngineInvariantError(
+            f"worker process {index} of the parallel run ended (exit code {processes[index].exitcode}) without its "
+            "results: killed, out of memory, or it could not start (its error is above; a Python script that "
+            "starts a parallel run must guard its top level with `if __name__ == \"__main__\":`, as spawned "
+            "processes import it)") from None

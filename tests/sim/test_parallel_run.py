@@ -1,5 +1,9 @@
 """`simulation.workers`: a run split among processes gives the single process's results.
 
+Most tests run the workers' bodies one after another in this process (the merge and the share
+logic are what they check); one test and the CLI's (`tests/bad_inputs/test_workers_inputs.py`)
+spawn real worker processes.
+
 Compared exactly: requests.parquet, iterations.parquet, every summary figure except the wall
 time and the pooled mean gap between tokens (its sum runs in another order: equal to the last
 bits), and the token gaps as a multiset. The time series are compared in the order the merge
@@ -102,7 +106,8 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_two_worker_processes_give_the_single_process_results(case: str) -> None:
+def test_two_workers_give_the_single_process_results(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel_run, "run_workers", in_process_workers)
     serial = simulate(prepare(config(1, **CASES[case])))
     parallel = simulate(prepare(config(2, **CASES[case])))
     assert_same_results(serial, parallel)
@@ -132,10 +137,12 @@ def test_any_split_of_independent_replicas_gives_the_single_process_results(
     assert_same_results(serial, parallel)
 
 
-def test_progress_sums_the_workers_requests_and_ends_with_every_request() -> None:
+def test_worker_processes_give_the_single_process_results_and_sum_their_progress() -> None:
     calls: list[tuple[int, float]] = []
-    result = simulate(prepare(config(2, workload={"num_requests": 200})), lambda done, now: calls.append((done, now)))
-    assert calls[-1] == (200, result.summary["sim_time_s"])
+    sections = CASES["prefix-caching"]
+    parallel = simulate(prepare(config(2, **sections)), lambda done, now: calls.append((done, now)))
+    assert_same_results(simulate(prepare(config(1, **sections))), parallel)
+    assert calls[-1] == (300, parallel.summary["sim_time_s"])
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
 
 
@@ -182,3 +189,17 @@ def test_a_workers_error_is_raised_in_the_parent(tmp_path: Any) -> None:
                                       np.zeros(len(prepared.workload), dtype=np.int64), tmp_path / "missing", False)
     with pytest.raises(FileNotFoundError):
         parallel_workers.run_workers([task], None)
+
+
+def test_a_worker_that_dies_without_a_word_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    import queue
+
+    class Ended:
+        exitcode = -9
+
+        def is_alive(self) -> bool:
+            return False
+
+    monkeypatch.setattr(parallel_workers, "POLL_S", 0.01)
+    with pytest.raises(parallel_workers.EngineInvariantError, match=r"worker process 0 .*exit code -9"):
+        parallel_workers._last_words(queue.Queue(), [Ended()], {})
