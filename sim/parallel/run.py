@@ -68,15 +68,14 @@ def simulate_in_parallel(prepared: PreparedRun, workers: int,
 
     started = time.perf_counter()
     config = prepared.config
-    destinations = route_workload(prepared)
     scratch = _Scratch()
     tasks = []
     for index, replica_ids in enumerate(np.array_split(np.arange(config.cluster.replicas), workers)):
         directory = scratch.path / f"worker{index}"
         directory.mkdir()
-        tasks.append(ShareTask(index, config, prepared.base_dir, tuple(int(i) for i in replica_ids), destinations,
-                               directory, progress is not None))
-    outcomes = run_workers(tasks, progress)
+        tasks.append(ShareTask(index, config, prepared.base_dir, tuple(int(i) for i in replica_ids), directory,
+                               progress is not None))
+    outcomes = run_workers(tasks, lambda: route_workload(prepared), progress)
     files = _merged(outcomes, scratch, config.output.iterations)
     for task in tasks:
         shutil.rmtree(task.directory)

@@ -1,8 +1,9 @@
 """Worker processes: each prepares the run again, simulates its share, and reports back.
 
-Processes are spawned (no state inherited from a fork: safe with threads and notebooks). A
-worker writes its tables into a folder the parent owns and sends back only small things: its
-progress now and then, and at the end its counts or its error. A worker that dies without a
+Processes are spawned (no state inherited from a fork: safe with threads and notebooks). They
+start first and prepare the run while the parent routes the workload, then each receives every
+request's replica. A worker writes its tables into a folder the parent owns and sends back only
+small things: its progress now and then, and at the end its counts or its error. A worker that dies without a
 word (killed, out of memory) stops the run with an error naming it.
 """
 from __future__ import annotations
@@ -29,14 +30,13 @@ POLL_S = 1.0
 
 @dataclass(frozen=True)
 class ShareTask:
-    """What a worker needs: the config (prepared again in the worker), its replicas, every request's
-    replica, and the folder its tables go to."""
+    """What a worker needs besides every request's replica (sent once routed): the config (prepared
+    again in the worker), its replicas, and the folder its tables go to."""
 
     index: int
     config: ExperimentConfig
     base_dir: Path
     replica_ids: tuple[int, ...]
-    destinations: np.ndarray
     directory: Path
     report_progress: bool
 
@@ -56,19 +56,22 @@ class ShareOutcome:
     iterations: Path | None
 
 
-def simulate_share(task: ShareTask, messages: Any) -> None:
-    """A worker process's body: its share simulated, the outcome (or the error) sent to the parent."""
+def simulate_share(task: ShareTask, inbox: Any, messages: Any) -> None:
+    """A worker process's body: the run prepared, every request's replica taken from `inbox`, its
+    share simulated, the outcome (or the error) sent to the parent."""
     try:
-        messages.put(("done", task.index, _simulate(task, messages)))
+        messages.put(("done", task.index, simulate_prepared_share(task, inbox.get, messages)))
     except BaseException as exc:  # the parent re-raises it; a worker must never die silently
         messages.put(("failed", task.index, _sendable(exc)))
 
 
-def _simulate(task: ShareTask, messages: Any) -> ShareOutcome:
+def simulate_prepared_share(task: ShareTask, destinations: Callable[[], np.ndarray], messages: Any
+                            ) -> ShareOutcome:
+    """A share simulated here: `destinations()` gives every request's replica once the run is prepared."""
     from servesim.sim.runner import Share, engine_counts, prepare, run_engine
 
     prepared = prepare(task.config, task.base_dir)
-    share = Share(task.replica_ids, task.destinations, task.directory)
+    share = Share(task.replica_ids, destinations(), task.directory)
     engine = run_engine(prepared, _progress_sender(task.index, messages) if task.report_progress else None, share)
     files = engine.files
     return ShareOutcome(task.index, engine.num_requests, engine.sim_time_s, engine_counts(engine.replicas),
@@ -98,19 +101,28 @@ def _sendable(exc: BaseException) -> BaseException:
     return exc
 
 
-def run_workers(tasks: Sequence[ShareTask], progress: Callable[[int, float], None] | None) -> list[ShareOutcome]:
-    """Run every task in its own process; their outcomes in task order. Progress is the sum of
-    requests done and the least simulated time of the workers still running (the run's time)."""
+def run_workers(tasks: Sequence[ShareTask], route: Callable[[], np.ndarray],
+                progress: Callable[[int, float], None] | None) -> list[ShareOutcome]:
+    """Run every task in its own process, routing the workload (`route()`) while they start; their
+    outcomes in task order. Progress is the sum of requests done and the least simulated time of
+    the workers still running (the run's time)."""
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
-    processes = [context.Process(target=simulate_share, args=(task, messages), name=f"servesim-worker-{task.index}",
-                                 daemon=True) for task in tasks]
+    inboxes = [context.Queue() for _ in tasks]
+    for inbox in inboxes:  # a worker that failed before reading its inbox must not keep this process from exiting
+        inbox.cancel_join_thread()
+    processes = [context.Process(target=simulate_share, args=(task, inbox, messages),
+                                 name=f"servesim-worker-{task.index}", daemon=True)
+                 for task, inbox in zip(tasks, inboxes, strict=True)]
     outcomes: dict[int, ShareOutcome] = {}
     done = [0] * len(tasks)
     now = [0.0] * len(tasks)
     try:
         for process in processes:
             process.start()
+        destinations = route()
+        for inbox in inboxes:
+            inbox.put(destinations)
         while len(outcomes) < len(tasks):
             try:
                 kind, index, payload = messages.get(timeout=POLL_S)

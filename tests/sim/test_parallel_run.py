@@ -47,9 +47,10 @@ def config(workers: int | str = 1, replicas: int = 3, **sections: Any) -> Any:
     return validate_config(data, origin="test_parallel_run")
 
 
-def in_process_workers(tasks: Any, progress: Any) -> list[Any]:
+def in_process_workers(tasks: Any, route: Any, progress: Any) -> list[Any]:
     """The workers' bodies run one after another in this process (the spawned path is tested apart)."""
-    return [parallel_workers._simulate(task, None) for task in tasks]
+    destinations = route()
+    return [parallel_workers.simulate_prepared_share(task, lambda: destinations, None) for task in tasks]
 
 
 def normalised_replica_series(result: RunResult) -> pd.DataFrame:
@@ -185,10 +186,9 @@ def test_auto_falls_back_to_one_process_silently(recwarn: pytest.WarningsRecorde
 
 def test_a_workers_error_is_raised_in_the_parent(tmp_path: Any) -> None:
     prepared = prepare(config(2))
-    task = parallel_workers.ShareTask(0, prepared.config, prepared.base_dir, (0,),
-                                      np.zeros(len(prepared.workload), dtype=np.int64), tmp_path / "missing", False)
+    task = parallel_workers.ShareTask(0, prepared.config, prepared.base_dir, (0,), tmp_path / "missing", False)
     with pytest.raises(FileNotFoundError):
-        parallel_workers.run_workers([task], None)
+        parallel_workers.run_workers([task], lambda: np.zeros(len(prepared.workload), dtype=np.int64), None)
 
 
 def test_a_worker_that_dies_without_a_word_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
