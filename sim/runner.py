@@ -63,6 +63,7 @@ from servesim.sim.reporting.role_summary import role_switching_summary, write_ro
 from servesim.sim.reporting.spill import read_table
 from servesim.sim.reporting.steady_state import steady_state
 from servesim.sim.reporting.summary import summarize, summarize_classes
+from servesim.sim.reporting.token_records import TokenRecorder
 from servesim.sim.role_setup import check_switchable_pools, role_switcher
 from servesim.traces import TraceError
 
@@ -401,6 +402,8 @@ def run_engine(prepared: PreparedRun, progress: Callable[[int, float], None] | N
     owned = share.owns() if share is not None else None
     records = RequestRecorder(metrics.directory / "requests.parquet", prepared.classes, stream_out_s,
                               ids=None if owned is None else np.flatnonzero(owned))
+    if config.output.per_token:
+        metrics.tokens = TokenRecorder(metrics.directory / "tokens.parquet", stream_out_s)
     num_requests = len(prepared.workload) if owned is None else int(owned.sum())
     cluster: Cluster  # made below; on_done runs only once the simulation has started
     switcher: RoleSwitcher | None = None
@@ -417,7 +420,7 @@ def run_engine(prepared: PreparedRun, progress: Callable[[int, float], None] | N
         closed_loop = None
         if config.workload.clients is not None:
             closed_loop = ClosedLoop(config.workload.clients.concurrency,
-                                     think_times(config.workload, num_requests, random_stream(config.seed, 7)))
+                                     think_times(config.workload, random_stream(config.seed, 7)))
         requests = request_stream(prepared.workload.chunks(), prepared.classes)
         if share is None or owned is None:
             cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
@@ -448,6 +451,8 @@ def run_engine(prepared: PreparedRun, progress: Callable[[int, float], None] | N
         tables["links"] = metrics.directory / "links.parquet"
     if switcher is not None:
         tables |= write_role_tables(switcher, metrics.directory)
+    if metrics.tokens is not None:
+        tables["tokens"] = metrics.tokens.close()
     files = RunFiles(records.close(num_requests), metrics.replica_series_path, metrics.system_series_path,
                      metrics.gaps, metrics.iterations_path, keep_alive=metrics, tables=tables)
     return EngineRun(files, num_requests, env.now, cluster.replicas, lockstep, disaggregation, switcher, meters)

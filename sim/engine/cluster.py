@@ -9,10 +9,9 @@ a request enters the engine its inbound delay after the client sent it.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import simpy
 
 from servesim.policies import RouterPolicy
@@ -30,12 +29,12 @@ INFINITY = float("inf")
 class ClosedLoop:
     """N clients in a loop: send, wait for the whole answer, think, send the next request.
 
-    Requests are sent in workload order; `think_times_s[i]` is the pause before request i is
-    sent by the client whose previous request just came back (the first N go out at time 0).
+    Requests are sent in workload order; the first N go out at time 0, and each later one after
+    the next pause of `think_times_s`, by the client whose previous request just came back.
     """
 
     concurrency: int
-    think_times_s: np.ndarray
+    think_times_s: Iterator[float]
 
 
 class Cluster:
@@ -100,12 +99,14 @@ class Cluster:
         self._num_in_system -= 1
         self.num_done += 1
         self.metrics.sample_system(self.env.now, self._num_in_system)
+        if self.metrics.tokens is not None:
+            self.metrics.tokens.ended(request)
         self._on_done(request)
         if self.on_change is not None:
             self.on_change()
         loop = self._closed_loop
         if loop is not None and self._next is not None:
-            think_s = float(loop.think_times_s[self._num_sent])
+            think_s = next(loop.think_times_s)
             request = self._take()
             back_s = self._api.stream_out_s if self._api is not None else 0.0
             self._after(back_s + think_s, lambda: self._send(request))

@@ -240,6 +240,8 @@ class Disaggregation:
         source.notify()  # its scheduler may have been waiting for these blocks
         request.num_blocks = handoff.blocks
         request.first_token_s = request.last_token_s = now
+        if source.metrics.tokens is not None:
+            source.metrics.tokens.first_token_moved(request.request_id, now)
         destination.num_inbound -= 1
         self.transfers.append((
             request.request_id, source.replica_id, source.placement.pool, destination.replica_id,

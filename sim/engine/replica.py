@@ -540,6 +540,7 @@ class Replica:
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
         gaps = self.gap_sink
+        tokens = self.metrics.tokens
         hand_off = self.on_prefilled
         for request, num_new in entries:
             if is_decode(request):
@@ -560,6 +561,8 @@ class Replica:
                     if gap > request.max_tbt_s:
                         request.max_tbt_s = gap
                 request.last_token_s = now
+                if tokens is not None:
+                    tokens.add(request.request_id, now)
                 if done:
                     self.finish(request, now)
                 elif hand_off is not None:

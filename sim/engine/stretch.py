@@ -247,5 +247,7 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
     if metrics.record_iterations:
         starts = np.concatenate(([start], ends[:-1]))
         metrics.add_iteration_stretch(replica.replica_id, starts, ends, len(running))
+    if metrics.tokens is not None:
+        metrics.tokens.add_stretch([request.request_id for request in running], ends)
     for request in finished:
         replica.finish(request, last_end)

@@ -546,6 +546,7 @@ class OutputConfig(Section):
     dir: str | None = Field(None, description="results directory (default: results/<name>)")
     plots: bool = Field(True, description="write PNG plots")
     iterations: bool = Field(False, description="write iterations.parquet with one row per iteration")
+    per_token: bool = Field(False, description="write tokens.parquet with one row per output token (its emission time)")
 
 
 class ClaimConfig(Section):

@@ -1,6 +1,7 @@
 """Turns the `workload` section into the list of requests to serve, via the traces package."""
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -28,6 +29,8 @@ from servesim.traces.prefixes import SharedPrefixes
 from servesim.traces.synthetic import ArrivalStream, length_pair_sampler, length_sampler
 from servesim.traces.transforms import window_rows
 
+THINK_TIME_CHUNK = 4096
+"""Closed-loop pauses drawn at once, as clients need them."""
 MAX_ARRIVAL_S = 1e9  # about 32 years: float64 seconds still resolve well below a microsecond
 
 
@@ -256,13 +259,23 @@ def _chunk_requests(table: pd.DataFrame, first_id: int, classes: Mapping[str, Se
         yield request
 
 
-def think_times(workload: WorkloadConfig, num_requests: int, rng: np.random.Generator) -> np.ndarray:
-    """Closed loop: the pause before each request is sent (the first `concurrency` go out at once)."""
+def think_times(workload: WorkloadConfig, rng: np.random.Generator, chunk: int | None = None) -> Iterator[float]:
+    """Closed loop: the pause before each request after the first `concurrency` is sent, in
+    workload order, drawn `chunk` (default THINK_TIME_CHUNK) at a time as clients ask for them,
+    so memory does not grow with the run. Request i waits the i-th value of the seed's stream,
+    as when every pause was drawn at once: NumPy draws each value in turn however many are asked
+    for, and the first `concurrency` values are drawn and skipped (those requests go out at 0)."""
     clients = workload.clients
     assert clients is not None
     if clients.think_time == "exponential" and clients.think_time_s > 0:
-        times = rng.exponential(clients.think_time_s, num_requests)
-    else:
-        times = np.full(num_requests, clients.think_time_s)
-    times[: clients.concurrency] = 0.0
-    return times
+        return _exponential_pauses(rng, clients.think_time_s, clients.concurrency, chunk or THINK_TIME_CHUNK)
+    return itertools.repeat(float(clients.think_time_s))
+
+
+def _exponential_pauses(rng: np.random.Generator, mean_s: float, skip: int, chunk: int) -> Iterator[float]:
+    drawn = 0
+    while True:
+        values = rng.exponential(mean_s, chunk)
+        first = min(max(skip - drawn, 0), chunk)
+        drawn += chunk
+        yield from values[first:].tolist()

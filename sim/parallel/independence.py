@@ -40,4 +40,7 @@ def coupling_reasons(prepared: PreparedRun) -> list[str]:
     if any(pool.cost_model.describe().get("kind") == "table" for pool in prepared.pools):
         reasons.append("cost_model: cost tables report their lookups off the grid (summary "
                        "run.cost_model.out_of_grid) in the order the whole run makes them")
+    if config.output.per_token:
+        reasons.append("output.per_token: tokens.parquet takes each request's tokens in the order requests end "
+                       "across the whole run, which worker processes cannot merge yet")
     return reasons

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,9 @@ import pandas as pd
 from servesim.sim.reporting.gap_store import GapStore
 from servesim.sim.reporting.iteration_records import IterationRecorder
 from servesim.sim.reporting.spill import ParquetSpill, read_table, typed_frame
+
+if TYPE_CHECKING:
+    from servesim.sim.reporting.token_records import TokenRecorder
 
 REPLICA_SERIES_COLUMNS = (
     "time_s",
@@ -53,6 +57,8 @@ class MetricsRecorder:
         self._system_rows = ParquetSpill(directory / "system_series.parquet",
                                          typed_frame(SYSTEM_SERIES_COLUMNS, SERIES_DTYPES))
         self._iterations = IterationRecorder(directory / "iterations.parquet") if record_iterations else None
+        self.tokens: TokenRecorder | None = None
+        """Every token's time (`output.per_token`): set by whoever runs the engine, read where tokens are emitted."""
         self._finished = False
 
     def gap_sink(self) -> list[float]:

@@ -15,6 +15,7 @@ from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
 from servesim.sim.engine.replica import Replica, ReplicaSetup
 from servesim.sim.engine.request import Request
 from servesim.sim.reporting.metrics import MetricsRecorder
+from servesim.sim.reporting.token_records import TokenRecorder
 
 
 @dataclass
@@ -49,14 +50,18 @@ def run_engine(
     lockstep: bool = False,
     async_scheduling: bool = False,
     progress_observed: bool | None = None,
+    record_tokens: bool = False,
 ) -> EngineRun:
     """Serve requests given as (arrival_s, prompt_tokens, output_tokens) or as Request objects.
 
     `lockstep`: the replicas are the data-parallel ranks of one engine, stepping together.
     `progress_observed` overrides what the router declares (whether decode stretches show their
-    progress at every arrival), to test both ways of fast-forwarding with any router."""
+    progress at every arrival), to test both ways of fast-forwarding with any router.
+    `record_tokens`: every token's time goes to `metrics.tokens` (`output.per_token`)."""
     env = simpy.Environment()
     metrics = MetricsRecorder(record_iterations=record_iterations)
+    if record_tokens:
+        metrics.tokens = TokenRecorder(metrics.directory / "tokens.parquet")
     requests = [s if isinstance(s, Request) else Request(i, *s) for i, s in enumerate(specs)]
     rng = np.random.default_rng(seed)
     cluster = Cluster(env, create_policy("router", router, router_params or {}, rng=rng), requests, metrics)

@@ -1,6 +1,8 @@
 """Closed-loop clients (`workload.clients`) and the steady-state summary block."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,7 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servesim.sim.errors import ConfigError
+from servesim.sim.experiment import workload as workload_module
 from servesim.sim.experiment.loading import validate_config
+from servesim.sim.experiment.workload import think_times
 from servesim.sim.reporting.steady_state import steady_state
 from servesim.sim.runner import run_experiment
 
@@ -107,3 +111,28 @@ def test_summary_has_steady_state_with_warmup_and_with_clients_only() -> None:
     assert "steady_state" not in run_experiment(validate_config(open_loop)).summary
     open_loop["workload"]["warmup_s"] = 1.0
     assert run_experiment(validate_config(open_loop)).summary["steady_state"]["window_s"][0] == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 300), st.integers(1, 64), st.integers(0, 2**32 - 1))
+def test_think_times_drawn_in_chunks_are_the_values_drawn_all_at_once(concurrency: int, n: int, chunk: int,
+                                                                      seed: int) -> None:
+    clients = {"concurrency": concurrency, "think_time_s": 0.7, "think_time": "exponential"}
+    workload = validate_config(_config(clients)).workload
+    # before chunking: one draw for every request, the first `concurrency` unused (sent at time 0)
+    all_at_once = np.random.default_rng(seed).exponential(0.7, concurrency + n)[concurrency:]
+    pauses = think_times(workload, np.random.default_rng(seed), chunk)
+    assert list(itertools.islice(pauses, n)) == all_at_once.tolist()
+
+
+def test_fixed_think_times_are_the_same_pause_for_every_request() -> None:
+    workload = validate_config(_config({"concurrency": 3, "think_time_s": 0.25})).workload
+    assert list(itertools.islice(think_times(workload, np.random.default_rng(0)), 5)) == [0.25] * 5
+
+
+def test_a_closed_loop_run_is_the_same_whatever_the_think_time_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = validate_config(_config({"concurrency": 3, "think_time_s": 0.2, "think_time": "exponential"},
+                                     num_requests=40))
+    default = run_experiment(config).requests
+    monkeypatch.setattr(workload_module, "THINK_TIME_CHUNK", 4)  # 10 chunks over the run
+    pd.testing.assert_frame_equal(run_experiment(config).requests, default, check_exact=True)

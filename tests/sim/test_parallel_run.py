@@ -160,6 +160,7 @@ def test_only_round_robin_routes_without_reading_the_replicas() -> None:
     ({"model": "mixtral-8x7b", "cluster": {"replicas": 3, "parallel": {"tp": 2}}}, "MoE"),
     ({"cost_model": {"kind": "table"}}, "cost tables"),
     ({"cluster": {"replicas": 1}}, "1 replica"),
+    ({"output": {"per_token": True}}, "output.per_token"),
     ({"cluster": {"replicas": None, "pools": [{"name": "a", "replicas": 2}, {"name": "b", "replicas": 1}]}},
      "cluster.pools"),
 ])
