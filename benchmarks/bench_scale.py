@@ -12,9 +12,11 @@ Each prints wall seconds (simulation alone and whole, imports included), simulat
 and iterations per wall second, peak resident memory, and the ratio of the simulation's wall
 time to the README's previous figure. Every benchmark runs in a fresh process, so that peak
 memory is its own; `--quick` runs each at a tenth of its size (1% for cluster64), `--share F`
-at the fraction F of it.
+at the fraction F of it. `--workers N` simulates the replicas in N processes
+(`simulation.workers`); the CPU seconds printed are then those of every process.
 
     python benchmarks/bench_scale.py [cluster4 cluster64 azure8] [--quick | --share F] [--no-fast-forward]
+                                     [--workers N]
 """
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ PREVIOUS_SIMULATION_S = {"cluster4": 71.5, "cluster64": None, "azure8": 17.1}
 QUICK_SHARE = {"cluster4": 0.1, "cluster64": 0.01, "azure8": 0.1}
 
 
-def synthetic_cluster(num_requests: int, replicas: int, fast_forward: bool) -> dict:
+def synthetic_cluster(num_requests: int, replicas: int, fast_forward: bool, workers: int) -> dict:
     """(b) and (c): bench_core's workload and replica, `replicas` of them, one request per second each."""
     return {
         "name": f"bench_scale_{replicas}",
@@ -54,12 +56,12 @@ def synthetic_cluster(num_requests: int, replicas: int, fast_forward: bool) -> d
             "output_tokens": {"dist": "fixed", "value": 256},
             "num_requests": num_requests,
         },
-        "simulation": {"fast_forward": fast_forward},
+        "simulation": {"fast_forward": fast_forward, "workers": workers},
         "output": {"plots": False},
     }
 
 
-def azure_cluster(num_requests: int | None, fast_forward: bool, path: Path) -> tuple[dict, str]:
+def azure_cluster(num_requests: int | None, fast_forward: bool, workers: int, path: Path) -> tuple[dict, str]:
     """(d): the Azure conversation trace on 8 replicas with prefix caching, and which trace it is."""
     if path.is_file():
         trace, label = {"path": str(path), "format": "azure"}, "full Azure 2023 conversation trace"
@@ -73,25 +75,27 @@ def azure_cluster(num_requests: int | None, fast_forward: bool, path: Path) -> t
         "cluster": {"replicas": 8},
         "cache": {"prefix_caching": True},
         "workload": {"trace": trace, **({"num_requests": num_requests} if num_requests else {})},
-        "simulation": {"fast_forward": fast_forward},
+        "simulation": {"fast_forward": fast_forward, "workers": workers},
         "output": {"plots": False},
     }
     return config, label
 
 
-def build(name: str, share: float, fast_forward: bool, azure_trace: Path) -> tuple[dict, str]:
+def build(name: str, share: float, fast_forward: bool, workers: int, azure_trace: Path) -> tuple[dict, str]:
     if name == "cluster4":
-        return synthetic_cluster(int(100_000 * share), 4, fast_forward), "100,000 requests, 4 replicas"
+        return synthetic_cluster(int(100_000 * share), 4, fast_forward, workers), "100,000 requests, 4 replicas"
     if name == "cluster64":
-        return synthetic_cluster(int(1_000_000 * share), 64, fast_forward), "1,000,000 requests, 64 replicas"
-    return azure_cluster(int(AZURE_TRACE_REQUESTS * share) if share < 1 else None, fast_forward, azure_trace)
+        return (synthetic_cluster(int(1_000_000 * share), 64, fast_forward, workers),
+                "1,000,000 requests, 64 replicas")
+    return azure_cluster(int(AZURE_TRACE_REQUESTS * share) if share < 1 else None, fast_forward, workers,
+                         azure_trace)
 
 
-def run_one(name: str, share: float, fast_forward: bool, azure_trace: Path) -> None:
+def run_one(name: str, share: float, fast_forward: bool, workers: int, azure_trace: Path) -> None:
     """Run one benchmark in this process and print its figures."""
     from servesim.sim.experiment.loading import validate_config
 
-    raw, label = build(name, share, fast_forward, azure_trace)
+    raw, label = build(name, share, fast_forward, workers, azure_trace)
     config = validate_config(raw, origin=f"bench_scale {name}")
     run = measure(config, START)
     previous = PREVIOUS_SIMULATION_S[name]
@@ -110,6 +114,8 @@ def main() -> None:
     parser.add_argument("--no-fast-forward", action="store_true", help="simulate every iteration as its own step")
     parser.add_argument("--azure-trace", type=Path, default=FULL_AZURE_TRACE,
                         help="the Azure 2023 conversation trace CSV for azure8")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="simulate the replicas in N processes (simulation.workers; default 1)")
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     unknown = [name for name in args.benchmarks if name not in QUICK_SHARE]
@@ -118,15 +124,18 @@ def main() -> None:
     args.benchmarks = args.benchmarks or list(QUICK_SHARE)
     if args.share is not None and not 0 < args.share <= 1:
         parser.error(f"--share must be a fraction in (0, 1], not {args.share}")
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, not {args.workers}")
     if args.in_process:
         for name in args.benchmarks:
             share = args.share or (QUICK_SHARE[name] if args.quick else 1.0)
-            run_one(name, share, not args.no_fast_forward, args.azure_trace)
+            run_one(name, share, not args.no_fast_forward, args.workers, args.azure_trace)
         return
     for name in args.benchmarks:
         command = [sys.executable, __file__, name, "--in-process", "--azure-trace", str(args.azure_trace)]
         command += ["--quick"] * args.quick + ["--no-fast-forward"] * args.no_fast_forward
         command += ["--share", str(args.share)] if args.share is not None else []
+        command += ["--workers", str(args.workers)]
         subprocess.run(command, check=True)
 
 

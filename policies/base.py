@@ -150,6 +150,14 @@ class RouterPolicy(Policy, ABC):
         arrival: results are identical, only faster."""
         return True
 
+    @property
+    def depends_on_replicas(self) -> bool:
+        """True if `route` may read the replicas' views (their load, memory, cache) or anything else
+        that the replicas change. False promises that its choice depends only on the sequence of
+        requests routed so far and the number of replicas: then replicas that nothing else couples
+        can be simulated in separate processes (`simulation.workers`) with identical results."""
+        return True
+
 
 @dataclass(frozen=True, slots=True)
 class TransferDecision:

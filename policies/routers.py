@@ -39,6 +39,11 @@ class RoundRobinRouterPolicy(RouterPolicy):
     def reads_progress(self) -> bool:
         return False
 
+    @property
+    def depends_on_replicas(self) -> bool:
+        """Only the count of replicas and of earlier arrivals decide."""
+        return False
+
     def route(self, request: RequestView, replicas: Sequence[ReplicaView], now: float) -> int:
         chosen = self._next % len(replicas)
         self._next = chosen + 1

@@ -94,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-o", "--output", help="results directory (default: output.dir or results/<name>)")
     _add_overwrite_flag(run)
     run.add_argument("--seed", type=int, help="override the experiment seed")
+    run.add_argument("--workers", metavar="N", help="processes that simulate the replicas at once, a number or "
+                     "`auto` (one per CPU): the same results, when nothing couples the replicas (simulation.workers)")
     add_progress_flags(run)
     run.add_argument("--debug", action="store_true", help="show tracebacks")
     run.set_defaults(handler=_run)
@@ -168,6 +170,7 @@ def _run(args: argparse.Namespace) -> int:
 
     progress = options_from_args(args)
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
+    overrides += [f"simulation.workers={args.workers}"] if args.workers is not None else []
     config, base_dir = load_config(args.config, overrides)
     target = _output_target(args.output, config, args.overwrite)
     if config.variants:

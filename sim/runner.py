@@ -44,6 +44,7 @@ from servesim.sim.engine.prefix_cache import PrefixCachingBlockPool
 from servesim.sim.engine.replica import Replica, ReplicaSetup
 from servesim.sim.engine.request import Request
 from servesim.sim.engine.role_switching import RoleSwitcher
+from servesim.sim.engine.share_cluster import ShareCluster
 from servesim.sim.errors import ConfigError, EngineInvariantError
 from servesim.sim.experiment.capacity import KvCapacity, check_pool_blocks, kv_capacity, model_len
 from servesim.sim.experiment.classes import ServiceClass, service_classes
@@ -112,6 +113,8 @@ class PreparedRun:
     pools: tuple[PreparedPool, ...] = ()
     topology: Any = None
     """The network's topology (`servesim.sim.network`): a disaggregated run's, or one that sets `cluster.topology`."""
+    base_dir: Path = Path(".")
+    """The folder the config's relative paths start from (a worker process prepares the run again)."""
 
 
 def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun:
@@ -139,7 +142,8 @@ def prepare(config: ExperimentConfig, base_dir: Path = Path(".")) -> PreparedRun
         topology = build_topology(config, [(pool.spec, pool.hardware, pool.plan) for pool in pools])
     first = pools[0]
     return PreparedRun(config, model, first.hardware, first.plan, first.cost_model, first.capacity, max_model_len,
-                       workload, classes, next(pool.api for pool in pools if pool.spec.is_entry), pools, topology)
+                       workload, classes, next(pool.api for pool in pools if pool.spec.is_entry), pools, topology,
+                       base_dir.resolve())
 
 
 def _prepare_pool(config: ExperimentConfig, pool: ResolvedPool, model: ModelSpec, base_dir: Path) -> PreparedPool:
@@ -333,17 +337,92 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
     thousand events (see `servesim.sim.reporting.progress`); it never changes the results.
     Requests are made as they arrive and leave only their row behind when they end; rows, token
     gaps and time series go to files in a temporary folder that the result keeps (see README,
-    "Bounded memory").
+    "Bounded memory"). With `simulation.workers` above 1 and replicas that nothing couples, the
+    replicas are simulated in that many processes and their outputs merged (`servesim.sim.parallel`).
     """
-    config = prepared.config
+    from servesim.sim.parallel.run import simulate_in_parallel, workers_to_use
+
+    workers = workers_to_use(prepared)
+    if workers > 1:
+        return simulate_in_parallel(prepared, workers, progress)
     started = time.perf_counter()
+    engine = run_engine(prepared, progress)
+    config = prepared.config
+    files = engine.files
+    table = read_table(files.requests)
+    replicas = engine.replicas
+    engine_block = engine_counts(replicas)
+    if engine.lockstep is not None:
+        engine_block["dp_lockstep"] = engine.lockstep.describe()
+    middle: dict[str, Any] = {}
+    if config.engine.intra_gpu_split is not None:
+        middle["intra_gpu"] = intra_gpu_summary(config.engine.intra_gpu_split, replicas)
+    tail: dict[str, Any] = {}
+    if engine.meters:
+        tail["moe"] = _moe_summary(engine.meters)
+    if config.cluster.pools is not None:
+        tail["pools"] = pools_summary(prepared.pools, replicas, table, files.tables, engine.sim_time_s)
+    disaggregation = engine.disaggregation
+    if disaggregation is not None:
+        tail["disaggregation"] = disaggregation_summary(config.cluster.transfer.name, table, files.tables,
+                                                        disaggregation)
+    network = engine.network
+    if network is not None and has_traffic(network):
+        tail["network"] = network_summary(network, engine.sim_time_s)
+    if engine.switcher is not None and config.cluster.role_switching is not None:
+        tail["role_switching"] = role_switching_summary(config.cluster.role_switching, engine.switcher)
+    prefix_caching = any(r.kv.caches_prefixes for r in replicas)
+    summary = run_summary(prepared, table, files, engine.sim_time_s, engine_block, prefix_caching, len(replicas),
+                          started, middle, tail)
+    return RunResult(config, summary, files)
+
+
+@dataclass
+class EngineRun:
+    """A finished simulation before its summary: its files and what the summary reads off the engine."""
+
+    files: RunFiles
+    num_requests: int
+    sim_time_s: float
+    """Time of the last real event (a network's stale timers do not count)."""
+    replicas: list[Replica]
+    lockstep: DataParallelGroup | None
+    disaggregation: Disaggregation | None
+    network: Network | None
+    switcher: RoleSwitcher | None
+    meters: dict[str, ExpertTrafficMeter]
+
+
+@dataclass(frozen=True)
+class Share:
+    """The part of a run one worker process simulates (`servesim.sim.parallel`): some replicas and
+    the requests routed to them. Every arrival still passes through its cluster, so the replicas see
+    the same next arrival times, in the same event order, as in the whole run."""
+
+    replica_ids: tuple[int, ...]
+    destinations: np.ndarray
+    """The replica of every request of the run, by request id (routed once, before the workers start)."""
+    directory: Path
+    """Where its tables go (the parent process's folder, which outlives the worker)."""
+
+    def owns(self) -> np.ndarray:
+        """By request id: whether this share simulates the request."""
+        return np.isin(self.destinations, self.replica_ids)
+
+
+def run_engine(prepared: PreparedRun, progress: Callable[[int, float], None] | None = None,
+               share: Share | None = None) -> EngineRun:
+    """Simulate the whole run, or with `share` only its replicas (a worker process's part)."""
+    config = prepared.config
     env = simpy.Environment()
-    metrics = MetricsRecorder(record_iterations=config.output.iterations)
+    metrics = MetricsRecorder(config.output.iterations, share.directory if share is not None else None)
     stream_out_s = prepared.api.stream_out_s if prepared.api is not None else 0.0
-    records = RequestRecorder(metrics.directory / "requests.parquet", prepared.classes, stream_out_s)
+    owned = share.owns() if share is not None else None
+    records = RequestRecorder(metrics.directory / "requests.parquet", prepared.classes, stream_out_s,
+                              ids=None if owned is None else np.flatnonzero(owned))
     if config.output.per_token:
         metrics.tokens = TokenRecorder(metrics.directory / "tokens.parquet", stream_out_s)
-    num_requests = len(prepared.workload)
+    num_requests = len(prepared.workload) if owned is None else int(owned.sum())
     cluster: Cluster  # made below; on_done runs only once the simulation has started
     switcher: RoleSwitcher | None = None
 
@@ -361,34 +440,15 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
             closed_loop = ClosedLoop(config.workload.clients.concurrency,
                                      think_times(config.workload, random_stream(config.seed, 7)))
         requests = request_stream(prepared.workload.chunks(), prepared.classes)
-        cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
+        if share is None or owned is None:
+            cluster = Cluster(env, router, requests, metrics, on_done, prepared.api, closed_loop)
+        else:
+            cluster = ShareCluster(env, router, requests, metrics, on_done, prepared.api,
+                                   share.destinations, owned)
         lockstep = lockstep_group(env, prepared.cost_model)
-        split = config.engine.intra_gpu_split
-        placements = pool_placements(prepared)
         network = Network(env, prepared.topology) if prepared.topology is not None else None
-        meters: dict[str, ExpertTrafficMeter] = {}
-        for pool in prepared.pools:
-            meter = None
-            if pool.expert_traffic is not None:
-                meter = meters[pool.spec.name] = ExpertTrafficMeter(pool.expert_traffic)
-            sm_shares = None if split is None else share_model(split, pool.cost_model, prepared.model, pool.hardware,
-                                                               pool.plan)
-            for _ in range(pool.spec.replicas):
-                replica_id = len(cluster.replicas)
-                rng = random_stream(config.seed, 4, replica_id)
-                preemption = _policy(config.preemption, "preemption", rng)
-                scheduler = _policy(pool.spec.scheduler, "scheduler", rng, preemption=preemption)
-                setup = _replica_setup(prepared, pool, env, rng, lockstep, placements[replica_id], meter, network)
-                replica: Replica
-                if split is None or sm_shares is None:
-                    replica = Replica(env, replica_id, scheduler, pool.cost_model, setup, metrics,
-                                      cluster.next_arrival_s, cluster.request_done)
-                else:
-                    decode_scheduler = _policy(pool.spec.scheduler, "scheduler", rng, preemption=preemption)
-                    replica = IntraGpuReplica(env, replica_id, (scheduler, decode_scheduler), pool.cost_model, setup,
-                                              metrics, cluster.next_arrival_s, cluster.request_done,
-                                              device_factory(env, split, sm_shares, rng))
-                cluster.add_replica(replica, entry=pool.spec.is_entry)
+        meters = _add_replicas(prepared, env, cluster, metrics, lockstep, network,
+                               None if share is None else frozenset(share.replica_ids))
         disaggregation = None
         handoff_records = None
         if network is not None and is_disaggregated(config):
@@ -412,47 +472,85 @@ def simulate(prepared: PreparedRun, progress: Callable[[int, float], None] | Non
         tables["tokens"] = metrics.tokens.close()
     files = RunFiles(records.close(num_requests), metrics.replica_series_path, metrics.system_series_path,
                      metrics.gaps, metrics.iterations_path, keep_alive=metrics, tables=tables)
-    table = read_table(files.requests)
-    summary = summarize(table, metrics.gaps, config.slo, end_s)
+    return EngineRun(files, num_requests, end_s, cluster.replicas, lockstep, disaggregation, network, switcher, meters)
+
+
+def _add_replicas(prepared: PreparedRun, env: simpy.Environment, cluster: Cluster, metrics: MetricsRecorder,
+                  lockstep: DataParallelGroup | None, network: Network | None, owned: frozenset[int] | None
+                  ) -> dict[str, ExpertTrafficMeter]:
+    """Every pool's replicas (only those in `owned`, if given), each with its own policies; the
+    pools' expert-traffic meters. A replica's id, and so its random generator, is its place in the
+    whole cluster."""
+    config = prepared.config
+    split = config.engine.intra_gpu_split
+    placements = pool_placements(prepared)
+    meters: dict[str, ExpertTrafficMeter] = {}
+    replica_id = -1
+    for pool in prepared.pools:
+        meter = None
+        if pool.expert_traffic is not None:
+            meter = meters[pool.spec.name] = ExpertTrafficMeter(pool.expert_traffic)
+        sm_shares = None if split is None else share_model(split, pool.cost_model, prepared.model, pool.hardware,
+                                                           pool.plan)
+        for _ in range(pool.spec.replicas):
+            replica_id += 1
+            if owned is not None and replica_id not in owned:
+                continue
+            rng = random_stream(config.seed, 4, replica_id)
+            preemption = _policy(config.preemption, "preemption", rng)
+            scheduler = _policy(pool.spec.scheduler, "scheduler", rng, preemption=preemption)
+            setup = _replica_setup(prepared, pool, env, rng, lockstep, placements[replica_id], meter, network)
+            replica: Replica
+            if split is None or sm_shares is None:
+                replica = Replica(env, replica_id, scheduler, pool.cost_model, setup, metrics,
+                                  cluster.next_arrival_s, cluster.request_done)
+            else:
+                decode_scheduler = _policy(pool.spec.scheduler, "scheduler", rng, preemption=preemption)
+                replica = IntraGpuReplica(env, replica_id, (scheduler, decode_scheduler), pool.cost_model, setup,
+                                          metrics, cluster.next_arrival_s, cluster.request_done,
+                                          device_factory(env, split, sm_shares, rng))
+            cluster.add_replica(replica, entry=pool.spec.is_entry)
+    return meters
+
+
+def engine_counts(replicas: list[Replica]) -> dict[str, Any]:
+    """The summary's `engine` block: iterations, engine steps and interrupts of every replica."""
+    return {
+        "iterations": sum(r.num_iterations for r in replicas),
+        "engine_steps": sum(r.num_engine_steps for r in replicas),
+        "interrupts": sum(r.num_interrupts for r in replicas),
+    }
+
+
+def run_summary(prepared: PreparedRun, table: pd.DataFrame, files: RunFiles, sim_time_s: float,
+                engine: dict[str, Any], prefix_caching: bool, num_replicas: int, started: float,
+                middle: dict[str, Any] | None = None, tail: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`summary.json` of a run from its request table, token gaps and engine counts; `middle` and
+    `tail` are the blocks only some runs have (after `engine`, and after `cache`)."""
+    config = prepared.config
+    summary = summarize(table, files.gaps, config.slo, sim_time_s)
     summary["classes"] = summarize_classes(table, prepared.classes)
     workload = config.workload
     if workload.clients is not None or workload.warmup_s is not None or workload.warmup_requests is not None:
         summary["steady_state"] = steady_state(table, workload.warmup_s, workload.warmup_requests)
-    summary["engine"] = {
-        "iterations": sum(r.num_iterations for r in cluster.replicas),
-        "engine_steps": sum(r.num_engine_steps for r in cluster.replicas),
-        "interrupts": sum(r.num_interrupts for r in cluster.replicas),
-    }
-    if lockstep is not None:
-        summary["engine"]["dp_lockstep"] = lockstep.describe()
-    if config.engine.intra_gpu_split is not None:
-        summary["intra_gpu"] = intra_gpu_summary(config.engine.intra_gpu_split, cluster.replicas)
+    summary["engine"] = engine
+    summary |= middle or {}
     summary["memory"] = {"kv_blocks_per_replica": prepared.capacity.num_blocks, **prepared.capacity.as_dict()}
-    summary["cache"] = _cache_summary(table, cluster)
-    if meters:
-        summary["moe"] = _moe_summary(meters)
-    if config.cluster.pools is not None:
-        summary["pools"] = pools_summary(prepared.pools, cluster.replicas, table, files.tables, end_s)
-    if disaggregation is not None:
-        summary["disaggregation"] = disaggregation_summary(config.cluster.transfer.name, table, files.tables,
-                                                           disaggregation)
-    if network is not None and has_traffic(network):
-        summary["network"] = network_summary(network, end_s)
-    if switcher is not None and config.cluster.role_switching is not None:
-        summary["role_switching"] = role_switching_summary(config.cluster.role_switching, switcher)
+    summary["cache"] = _cache_summary(table, prefix_caching)
+    summary |= tail or {}
     auto = config.cost_model.kind == "auto"
     summary["run"] = {
         "wall_s": time.perf_counter() - started,
         "seed": config.seed,
         "model": prepared.model.name,
         "hardware": prepared.hardware.name,
-        "replicas": len(cluster.replicas),
+        "replicas": num_replicas,
         "parallel": {"tp": prepared.plan.tp, "pp": prepared.plan.pp},
         "cost_model": {**prepared.cost_model.describe(), **({"chosen_by": "auto"} if auto else {})},
         "config_hash": config_hash(config),
         "version": __version__,
     }
-    return RunResult(config, summary, files)
+    return summary
 
 
 def _run(env: simpy.Environment, network: Network | None, beat: Callable[[], None] | None) -> float:
@@ -506,11 +604,11 @@ def _moe_summary(meters: dict[str, ExpertTrafficMeter]) -> dict[str, Any]:
             } | {"pools": blocks}
 
 
-def _cache_summary(table: pd.DataFrame, cluster: Cluster) -> dict[str, Any]:
+def _cache_summary(table: pd.DataFrame, prefix_caching: bool) -> dict[str, Any]:
     prompt_tokens = float(table["prompt_tokens"].sum())
     hit_tokens = float(table["cached_tokens"].sum())
     return {
-        "prefix_caching": any(r.kv.caches_prefixes for r in cluster.replicas),
+        "prefix_caching": prefix_caching,
         "hit_tokens": int(hit_tokens),
         "hit_rate": hit_tokens / prompt_tokens if prompt_tokens else 0.0,
         "num_swaps": int(table["num_swaps"].sum()),
@@ -540,7 +638,11 @@ def _check_invariants(cluster: Cluster, disaggregation: Disaggregation | None) -
 
 
 def config_hash(config: ExperimentConfig) -> str:
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    """A fingerprint of what the run computes: `simulation.workers` is left out, as it changes only
+    how many processes compute the same results."""
+    data = config.model_dump(mode="json")
+    data["simulation"].pop("workers", None)
+    canonical = json.dumps(data, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -549,4 +651,4 @@ def run_experiment(config: ExperimentConfig, base_dir: Path = Path("."),
     return simulate(prepare(config, base_dir), progress)
 
 
-__all__ = ["PreparedRun", "RunResult", "prepare", "run_experiment", "run_extent", "simulate"]
+__all__ = ["PreparedRun", "RunResult", "Share", "prepare", "run_engine", "run_experiment", "run_extent", "simulate"]

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from servesim.sim.experiment.pools import pool_key, pool_memory, pool_problems
 
@@ -488,6 +496,17 @@ class SimulationConfig(Section):
         description="simulate stable decode-only stretches in one step "
         "(same results up to float rounding, much faster)",
     )
+    workers: int | Literal["auto"] = Field(
+        1, description="processes that simulate the replicas at once when nothing couples them (`auto`: one per "
+        "CPU); otherwise the run stays in one process and says why. Results are the same",
+    )
+
+    @field_validator("workers")
+    @classmethod
+    def _workers_positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1, or `auto` (one process per CPU)")
+        return value
 
 
 class EngineConfig(Section):

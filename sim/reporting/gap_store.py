@@ -8,6 +8,7 @@ The pooled order is every single, then every stretch entry, in the order they ca
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ SPILL_ENTRIES = 1 << 16
 SPILL_CHUNKS = 4096
 """Stretch arrays buffered before they are appended, however short they are."""
 _ITEM_BYTES = 8
+_FILES = ("gaps_single.f64", "gaps_stretch_values.f64", "gaps_stretch_weights.f64")
+"""The files of a store's folder: single gaps, stretch entries' values and their weights."""
 
 
 class GapStore:
@@ -28,9 +31,7 @@ class GapStore:
         self._chunk_values: list[np.ndarray] = []
         self._chunk_weights: list[int] = []
         self._num_buffered_chunk = 0
-        self._singles_path = directory / "gaps_single.f64"
-        self._values_path = directory / "gaps_stretch_values.f64"
-        self._weights_path = directory / "gaps_stretch_weights.f64"
+        self._singles_path, self._values_path, self._weights_path = (directory / name for name in _FILES)
         for path in (self._singles_path, self._values_path, self._weights_path):
             path.write_bytes(b"")
         self._num_singles_on_disk = 0
@@ -53,6 +54,17 @@ class GapStore:
         """Everything to disk: reading back then sees every gap."""
         self._spill_singles()
         self._spill_chunks()
+
+    def extend_from(self, directory: Path) -> None:
+        """Append the gaps a finished store wrote to `directory` (a worker process's, in a parallel
+        run): its singles after this store's singles, its stretch entries after its stretch entries."""
+        self.finish()
+        for mine, name in zip((self._singles_path, self._values_path, self._weights_path), _FILES, strict=True):
+            with mine.open("ab") as out, (directory / name).open("rb") as theirs:
+                shutil.copyfileobj(theirs, out)
+        singles, values, _ = (directory / name for name in _FILES)
+        self._num_singles_on_disk += singles.stat().st_size // _ITEM_BYTES
+        self._num_chunk_on_disk += values.stat().st_size // _ITEM_BYTES
 
     @property
     def num_entries(self) -> int:

@@ -2,12 +2,16 @@
 
 Requests end out of order, but the table is in id (workload) order. A row waits until every
 request with a lower id has ended, so only the rows of requests that overtook a still
-unfinished one are held in memory; the rest are already in the file's row groups.
+unfinished one are held in memory; the rest are already in the file's row groups. A worker
+process that simulates some of the replicas (`servesim.sim.parallel`) records only the ids it
+is given, in the same way.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+
+import numpy as np
 
 from servesim.sim.engine.request import Request, RequestState
 from servesim.sim.errors import EngineInvariantError
@@ -19,12 +23,15 @@ from servesim.sim.reporting.spill import ParquetSpill
 class RequestRecorder:
     """Takes each request as it ends (finished, rejected or dropped), keeps its row, not the request."""
 
-    def __init__(self, path: Path, classes: Mapping[str, ServiceClass], stream_out_s: float = 0.0) -> None:
+    def __init__(self, path: Path, classes: Mapping[str, ServiceClass], stream_out_s: float = 0.0,
+                 ids: np.ndarray | None = None) -> None:
         self._spill = ParquetSpill(path, lambda rows: request_frame(rows, classes))
         self._stream_out_s = stream_out_s
         self._waiting: dict[int, tuple] = {}
+        self._ids = None if ids is None else ids.tolist()
+        """The ids recorded, ascending (None: every id from 0)."""
         self.num_written = 0
-        """Rows in the file: requests 0 to num_written - 1 have all ended."""
+        """Rows in the file: the first num_written requests (of `ids`) have all ended."""
 
     @property
     def num_held(self) -> int:
@@ -33,20 +40,31 @@ class RequestRecorder:
 
     def record(self, request: Request) -> None:
         request_id = request.request_id
-        if request_id < self.num_written or request_id in self._waiting:
+        if self._written(request_id) or request_id in self._waiting:
             raise EngineInvariantError(f"{request!r} ended twice")
         if request.state is RequestState.FINISHED and request.num_generated != request.output_tokens:
             raise EngineInvariantError(f"{request!r} finished with {request.num_generated} tokens generated")
         self._waiting[request_id] = request_row(request, self._stream_out_s)
-        while self.num_written in self._waiting:
-            self._spill.append(self._waiting.pop(self.num_written))
+        while (next_id := self._next_id()) in self._waiting:
+            self._spill.append(self._waiting.pop(next_id))
             self.num_written += 1
+
+    def _written(self, request_id: int) -> bool:
+        if self._ids is None:
+            return request_id < self.num_written
+        return self.num_written > 0 and request_id <= self._ids[self.num_written - 1]
+
+    def _next_id(self) -> int:
+        """The id of the next row the file takes (past the last id: one that never comes)."""
+        if self._ids is None:
+            return self.num_written
+        return self._ids[self.num_written] if self.num_written < len(self._ids) else -1
 
     def close(self, num_requests: int) -> Path:
         """The complete table; an error if any of the `num_requests` requests never ended."""
         if self.num_written != num_requests:
             never = num_requests - self.num_written - len(self._waiting)
             raise EngineInvariantError(
-                f"{never} request(s) never finished, first request {self.num_written} (of {num_requests})"
+                f"{never} request(s) never finished, first request {self._next_id()} (of {num_requests})"
             )
         return self._spill.close()
