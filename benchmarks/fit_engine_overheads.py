@@ -13,9 +13,11 @@ switched on in turn with its share of the stage-0 error removed:
   2. + asynchronous scheduling (arrivals wait one extra step)
   3. + per-iteration CPU term, fitted (grid search)
   4. + per-sequence CPU term, fitted jointly with the per-iteration term (grid search)
+  5. + host time of a step that does not run as one full CUDA graph (a prefill chunk in it),
+     fitted jointly with the other two on a coarser grid
 
-Then leave-one-run-out: for each run, the two terms fitted on the others and the held-out run's
-error with them. `--exclude RUN` leaves a run out of the fit (say why when quoting the result).
+Then leave-one-run-out: for each run, the three terms fitted on the others and the held-out
+run's error with them. `--exclude RUN` leaves a run out of the fit (say why when quoting the result).
 
 The API server's inbound per-prompt-token term is the slope of (engine queue time - client send
 time) over prompt tokens: the two clocks differ by an unknown constant, so the fixed part and
@@ -44,16 +46,21 @@ from servesim.sim.validation.replay import ReplayOptions, replay
 OVERHEADS_FILE = Path(__file__).resolve().parents[1] / "sim" / "engine" / "engine_overheads.yaml"
 PER_ITERATION_GRID_S = (0.0, 0.25e-3, 0.5e-3, 1e-3, 1.5e-3, 2e-3, 3e-3, 5e-3)
 PER_SEQUENCE_GRID_S = (0.0, 2.5e-6, 5e-6, 10e-6, 20e-6, 40e-6)
-STAGES = ("kernels only", "+ CUDA-graph padding", "+ async scheduling", "+ per-iteration CPU", "+ per-sequence CPU")
+JOINT_GRID_S = ((0.0, 0.25e-3, 0.5e-3), (0.0, 5e-6, 10e-6), (0.0, 2e-3, 4e-3, 6e-3, 8e-3))
+"""Stage 5's grid: per-iteration, per-sequence and per-eager-step seconds (coarser: 45 settings)."""
+STAGES = ("kernels only", "+ CUDA-graph padding", "+ async scheduling", "+ per-iteration CPU", "+ per-sequence CPU",
+          "+ eager-step host time")
 
 
-def stage_overrides(stage: int, per_iteration_s: float = 0.0, per_sequence_s: float = 0.0) -> list[str]:
+def stage_overrides(stage: int, per_iteration_s: float = 0.0, per_sequence_s: float = 0.0,
+                    per_eager_s: float = 0.0) -> list[str]:
     return [
         "engine.version=none",
         f"engine.cuda_graphs={'true' if stage >= 1 else 'false'}",
         f"engine.async_scheduling={'true' if stage >= 2 else 'false'}",
         f"engine.cpu_per_iteration_s={per_iteration_s}",
         f"engine.cpu_per_sequence_s={per_sequence_s}",
+        f"engine.cpu_per_eager_iteration_s={per_eager_s}",
     ]
 
 
@@ -64,20 +71,28 @@ class RunErrors:
         self.runs = {run.name: run for run in runs}
         self.error = cache(self._error)
 
-    def _error(self, name: str, stage: int, per_iteration_s: float, per_sequence_s: float) -> float:
-        options = ReplayOptions(overrides=stage_overrides(stage, per_iteration_s, per_sequence_s))
+    def _error(self, name: str, stage: int, per_iteration_s: float, per_sequence_s: float,
+               per_eager_s: float = 0.0) -> float:
+        options = ReplayOptions(overrides=stage_overrides(stage, per_iteration_s, per_sequence_s, per_eager_s))
         with tempfile.TemporaryDirectory() as work:
             table = replay(self.runs[name], options, Path(work)).table.dropna(subset=["target"])
         return float(np.mean(np.abs(table["rel_error"].to_numpy(float))))
 
-    def mean(self, names: list[str], stage: int, per_iteration_s: float = 0.0, per_sequence_s: float = 0.0) -> float:
-        return float(np.mean([self.error(name, stage, per_iteration_s, per_sequence_s) for name in names]))
+    def mean(self, names: list[str], stage: int, per_iteration_s: float = 0.0, per_sequence_s: float = 0.0,
+             per_eager_s: float = 0.0) -> float:
+        return float(np.mean([self.error(name, stage, per_iteration_s, per_sequence_s, per_eager_s)
+                              for name in names]))
 
-    def fit(self, names: list[str], with_sequence: bool = True) -> tuple[float, float, float]:
-        """(per-iteration s, per-sequence s, error) minimising the mean error over `names` on the grid."""
-        sequences = PER_SEQUENCE_GRID_S if with_sequence else (0.0,)
-        grid = itertools.product(PER_ITERATION_GRID_S, sequences)
-        return min(((it, seq, self.mean(names, 2, it, seq)) for it, seq in grid), key=lambda found: found[2])
+    def fit(self, names: list[str], with_sequence: bool = True, with_eager: bool = False
+            ) -> tuple[float, float, float, float]:
+        """(per-iteration s, per-sequence s, per-eager-step s, error) minimising the mean error over
+        `names` on the grid (`JOINT_GRID_S` with the eager-step term)."""
+        if with_eager:
+            grid = itertools.product(*JOINT_GRID_S)
+        else:
+            grid = itertools.product(PER_ITERATION_GRID_S, PER_SEQUENCE_GRID_S if with_sequence else (0.0,), (0.0,))
+        return min(((it, seq, eager, self.mean(names, 2, it, seq, eager)) for it, seq, eager in grid),
+                   key=lambda found: found[3])
 
 
 def api_per_prompt_token_s(root: Path) -> float:
@@ -108,9 +123,10 @@ def main() -> None:
     names = [run.name for run in runs if run.name not in args.exclude]
     engines = sorted({run.settings.engine for run in runs})
     trail = [errors.mean(names, stage) for stage in range(3)]
-    per_iteration_only, _, err3 = errors.fit(names, with_sequence=False)
-    per_iteration, per_sequence, err4 = errors.fit(names)
-    trail += [err3, err4]
+    per_iteration_only, _, _, err3 = errors.fit(names, with_sequence=False)
+    per_iteration_pair, per_sequence_pair, _, err4 = errors.fit(names)
+    per_iteration, per_sequence, per_eager, err5 = errors.fit(names, with_eager=True)
+    trail += [err3, err4, err5]
     print(f"fitted on {', '.join(names)} ({', '.join(engines)})")
     print("mean |error| over the targeted figures, by stage (share of the stage-0 error removed)")
     for k, (name, value) in enumerate(zip(STAGES, trail, strict=True)):
@@ -118,20 +134,23 @@ def main() -> None:
         print(f"  {k}. {name:<24}{value:8.2%}{removed}")
     api_slope = api_per_prompt_token_s(args.runs)
     print(f"fitted: cpu_per_iteration_s={per_iteration:.6f} cpu_per_sequence_s={per_sequence:.2e} "
-          f"(per-iteration alone: {per_iteration_only:.6f}) api_per_prompt_token_s={api_slope:.2e} "
-          "(0: not resolved; fixed and stream-out terms not identifiable: 0)")
+          f"cpu_per_eager_iteration_s={per_eager:.6f} (per-iteration alone: {per_iteration_only:.6f}; "
+          f"without the eager-step term: {per_iteration_pair:.6f}, {per_sequence_pair:.2e}) "
+          f"api_per_prompt_token_s={api_slope:.2e} (0: not resolved; fixed and stream-out terms not identifiable: 0)")
     print("per run with the fitted set | leave-one-run-out (fitted on the other runs):")
     for run in runs:
         others = [name for name in names if name != run.name]
-        held_it, held_seq, _ = errors.fit(others)
-        print(f"  {run.name:<42} {errors.error(run.name, 2, per_iteration, per_sequence):7.2%} | "
-              f"{errors.error(run.name, 2, held_it, held_seq):7.2%} (per-iteration {held_it * 1e3:.2f} ms, "
-              f"per-sequence {held_seq * 1e6:.1f} us; kernels only {errors.error(run.name, 2, 0.0, 0.0):.2%})")
+        held_it, held_seq, held_eager, _ = errors.fit(others, with_eager=True)
+        print(f"  {run.name:<42} {errors.error(run.name, 2, per_iteration, per_sequence, per_eager):7.2%} | "
+              f"{errors.error(run.name, 2, held_it, held_seq, held_eager):7.2%} (per-iteration "
+              f"{held_it * 1e3:.2f} ms, per-sequence {held_seq * 1e6:.1f} us, per eager step "
+              f"{held_eager * 1e3:.1f} ms; kernels only {errors.error(run.name, 2, 0.0, 0.0):.2%})")
     if args.write:
         source = (f"benchmarks/fit_engine_overheads.py on {', '.join(names)} (real_vllm_runs, {', '.join(engines)}), "
                   "shipped tables where they exist, calibrated roofline elsewhere; shared by every GPU")
         write_default(engines[0].replace("vllm ", "vllm-").rsplit(".", 1)[0], {
             "cpu_per_iteration_s": round(per_iteration, 6), "cpu_per_sequence_s": round(per_sequence, 8),
+            "cpu_per_eager_iteration_s": round(per_eager, 6),
             "api_fixed_s": 0.0, "api_per_prompt_token_s": round(api_slope, 10), "api_stream_out_s": 0.0,
             "source": source,
         })

@@ -216,6 +216,8 @@ def _engine_time(config: ExperimentConfig, kernels: CostModel, hardware: str, ma
     sizes = tuple(engine.cuda_graph_sizes or vllm_capture_sizes(max_num_seqs)) if engine.cuda_graphs else ()
     per_iteration = fitted.cpu_per_iteration_s if engine.cpu_per_iteration_s is None else engine.cpu_per_iteration_s
     per_sequence = fitted.cpu_per_sequence_s if engine.cpu_per_sequence_s is None else engine.cpu_per_sequence_s
+    per_eager = (fitted.cpu_per_eager_iteration_s if engine.cpu_per_eager_iteration_s is None
+                 else engine.cpu_per_eager_iteration_s)
     api = None
     if engine.api_server:
         api = ApiServerPath(*(fitted_value if value is None else value for value, fitted_value in (
@@ -223,9 +225,9 @@ def _engine_time(config: ExperimentConfig, kernels: CostModel, hardware: str, ma
             (engine.api_per_prompt_token_s, fitted.api_per_prompt_token_s),
             (engine.api_stream_out_s, fitted.api_stream_out_s),
         )))
-    if not sizes and not per_iteration and not per_sequence:
+    if not sizes and not per_iteration and not per_sequence and not per_eager:
         return kernels, api
-    return EngineOverheadCostModel(kernels, sizes, per_iteration, per_sequence), api
+    return EngineOverheadCostModel(kernels, sizes, per_iteration, per_sequence, per_eager), api
 
 
 def _lookup(key: str, load: Callable[[], Any]) -> Any:

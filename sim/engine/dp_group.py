@@ -72,8 +72,10 @@ class LockstepPricing:
     only when the step runs as a graph on every rank). The experts then see the tokens all ranks
     gathered (`DataParallelExpertCostModel.regathered_s`), and their all-gather and reduce-scatter
     last as long as the busiest link's share of them (`exchanged_tokens`: unequal batches move
-    the largest rank's tokens through the smallest rank's link). The step is the slowest rank's
-    time plus the DP synchronisation.
+    the largest rank's tokens through the smallest rank's link). The ranks take the lowest
+    CUDA-graph mode among them (`coordinate_batch_across_dp`), so when one rank's step does not
+    run as a full graph, every rank pays the host time of a step launched layer by layer. The
+    step is the slowest rank's time plus the DP synchronisation.
     """
 
     def __init__(self, cost_model: CostModel) -> None:
@@ -97,9 +99,12 @@ class LockstepPricing:
         seen = [(graphs.graph_padded(shape) if graphs is not None else shape).num_tokens for shape in shapes]
         gathered = sum(seen)
         exchanged = exchanged_tokens(seen)
+        eager = graphs is not None and not all(graphs.runs_as_graph(shape) for shape in shapes)
         slowest = 0.0
         for plan, shape, num_tokens in zip(plans, shapes, seen, strict=True):
             seconds = self.cost_model.iteration_time(shape) + (plan.swap_s if plan is not None else 0.0)
+            if eager and graphs is not None:  # the ranks agree on the lowest graph mode: none runs a full graph
+                seconds += graphs.per_eager_iteration_s - graphs.eager_s(shape)
             if self.split is not None:
                 seconds += self.split.regathered_s(num_tokens, gathered, exchanged)
             slowest = max(slowest, seconds)

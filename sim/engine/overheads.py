@@ -4,7 +4,9 @@ Three small pieces, each switchable from the `engine` config section:
 
 - `EngineOverheadCostModel` wraps any cost model: decode-only batches are padded up to the next
   CUDA-graph capture size (eager, unpadded, above the largest), and a CPU term per iteration and
-  per sequence is added (scheduling, input preparation, sampling, detokenisation).
+  per sequence is added (scheduling, input preparation, sampling, detokenisation), plus a host
+  term for every step that does not run as one full CUDA graph (its kernels launched layer by
+  layer).
 - `ApiServerPath`: the API server's per-request path, a fixed plus a per-prompt-token delay
   before the engine sees a request (tokenisation, queueing into the engine core) and a fixed
   delay on the way out (detokenising and streaming a token back).
@@ -39,16 +41,22 @@ class EngineOverheadCostModel(CostModel):
 
     A padded slot decodes a dummy token with the shortest real context, so a stretch of decodes
     pads the same way at every step and `stretch_of_decodes` equals pricing step by step.
+
+    vLLM 0.19 replays a decode-only batch up to the largest capture size as one full CUDA graph;
+    any other step (a prefill chunk in it, or more decodes than the largest size) runs piecewise
+    or eager, the host launching its kernels layer by layer. `per_eager_iteration_s` is that
+    host time where the previous step's GPU work does not hide it, added to such steps only.
     """
 
     def __init__(self, inner: CostModel, capture_sizes: tuple[int, ...] = (), per_iteration_s: float = 0.0,
-                 per_sequence_s: float = 0.0) -> None:
+                 per_sequence_s: float = 0.0, per_eager_iteration_s: float = 0.0) -> None:
         self.inner = inner
         self.capture_sizes = np.asarray(sorted(capture_sizes), dtype=np.int64)
         self._padded_sizes: dict[int, int] = {}
         """`padded_size` by batch size: asked at every step, answered from a handful of sizes."""
         self.per_iteration_s = per_iteration_s
         self.per_sequence_s = per_sequence_s
+        self.per_eager_iteration_s = per_eager_iteration_s
 
     def padded_size(self, num_decodes: int) -> int:
         """The captured graph size a decode-only batch of `num_decodes` runs as (itself above the largest)."""
@@ -59,6 +67,16 @@ class EngineOverheadCostModel(CostModel):
                 sizes[np.searchsorted(sizes, num_decodes)])
             self._padded_sizes[num_decodes] = padded
         return padded
+
+    def runs_as_graph(self, batch: BatchShape) -> bool:
+        """Whether `batch` replays as one full CUDA graph: decodes only, no more than the largest size."""
+        sizes = self.capture_sizes
+        return (bool(len(sizes)) and 0 < batch.num_entries <= sizes[-1] and min(batch.context_lens) >= 1
+                and batch.new_tokens.count(1) == batch.num_entries)
+
+    def eager_s(self, batch: BatchShape) -> float:
+        """The host time of launching `batch` layer by layer: 0 when it replays as one full graph."""
+        return 0.0 if self.runs_as_graph(batch) else self.per_eager_iteration_s
 
     def graph_padded(self, batch: BatchShape) -> BatchShape:
         """`batch` as it runs: a decode-only batch padded to its captured graph size."""
@@ -78,16 +96,20 @@ class EngineOverheadCostModel(CostModel):
     def breakdown(self, batch: BatchShape) -> IterationCost:
         kernels = self.inner.breakdown(self.graph_padded(batch)).operators
         cpu = (OperatorTime("engine_cpu_iteration", 1, self.per_iteration_s),
-               OperatorTime("engine_cpu_sequences", batch.num_entries, self.per_sequence_s))
+               OperatorTime("engine_cpu_sequences", batch.num_entries, self.per_sequence_s),
+               OperatorTime("engine_cpu_eager_launch", 1, self.eager_s(batch)))
         return IterationCost(kernels + cpu)
 
     def iteration_time(self, batch: BatchShape) -> float:
-        return self.inner.iteration_time(self.graph_padded(batch)) + self._cpu_s(batch.num_entries)
+        return (self.inner.iteration_time(self.graph_padded(batch)) + self._cpu_s(batch.num_entries)
+                + self.eager_s(batch))
 
     def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
         extra = self.padded_size(len(contexts)) - len(contexts)
         padded = np.concatenate((contexts, np.full(extra, contexts.min(), dtype=contexts.dtype))) if extra else contexts
-        return self.inner.decode_stretch_times(padded, num_steps) + self._cpu_s(len(contexts))
+        as_graph = len(self.capture_sizes) and len(contexts) <= self.capture_sizes[-1]
+        eager = 0.0 if as_graph else self.per_eager_iteration_s
+        return self.inner.decode_stretch_times(padded, num_steps) + self._cpu_s(len(contexts)) + eager
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -96,6 +118,7 @@ class EngineOverheadCostModel(CostModel):
                 "cuda_graph_max_size": int(self.capture_sizes[-1]) if len(self.capture_sizes) else None,
                 "cpu_per_iteration_s": self.per_iteration_s,
                 "cpu_per_sequence_s": self.per_sequence_s,
+                "cpu_per_eager_iteration_s": self.per_eager_iteration_s,
             },
         }
 
@@ -123,6 +146,7 @@ class FittedOverheads:
     api_per_prompt_token_s: float
     api_stream_out_s: float
     source: str
+    cpu_per_eager_iteration_s: float = 0.0
 
 
 def fitted_overheads(hardware: str, engine: str) -> FittedOverheads:

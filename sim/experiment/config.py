@@ -527,6 +527,10 @@ class EngineConfig(Section):
     cpu_per_sequence_s: float | None = Field(
         None, ge=0, description="CPU seconds per batch entry per step (default: fitted)"
     )
+    cpu_per_eager_iteration_s: float | None = Field(
+        None, ge=0, description="host seconds added to a step that does not run as one full CUDA graph "
+        "(a prefill chunk in it, or more decodes than the largest capture size; default: fitted)"
+    )
     api_server: bool = Field(
         True, description="model the API server's path in front of the engine (latencies then count from the client)"
     )

@@ -47,6 +47,21 @@ def test_batches_are_padded_to_the_largest_rank_only_when_every_rank_fits_a_cuda
     assert LockstepPricing(COST).rank_shapes([RankPlan(small), RankPlan(mixed)]) == [small, mixed]
 
 
+def test_when_one_rank_runs_without_a_full_graph_every_rank_pays_the_eager_host_time() -> None:
+    """The ranks agree on the lowest CUDA-graph mode (`coordinate_batch_across_dp`): a prefill on
+    one rank makes the other rank's decodes launch layer by layer too."""
+    pricing = LockstepPricing(EngineOverheadCostModel(COST, capture_sizes=(1, 2, 4, 8), per_eager_iteration_s=0.05))
+    assert pricing.step_s([RankPlan(decodes(3)), RankPlan(decodes(5))]) == pytest.approx(0.018 + DP_SYNC_S)
+    small_prefill = RankPlan(BatchShape((2,), (0,)))  # both ranks padded to 8 tokens, both launched eager
+    assert pricing.step_s([RankPlan(decodes(8)), small_prefill]) == pytest.approx(0.018 + 0.05 + DP_SYNC_S)
+    large = RankPlan(BatchShape((100,), (0,)))
+    assert pricing.step_s([RankPlan(decodes(5)), large]) == pytest.approx(0.110 + 0.05 + DP_SYNC_S)
+    # the decode rank, slowed by a swap, is the slowest and pays the eager time beside the prefill
+    slow_decodes = RankPlan(decodes(8), swap_s=0.1)
+    assert pricing.step_s([slow_decodes, RankPlan(BatchShape((9,), (0,)))]) == pytest.approx(
+        0.118 + 0.05 + DP_SYNC_S)
+
+
 def test_the_experts_see_the_tokens_every_rank_gathered() -> None:
     """Unpadded (no graphs): a 600-token rank beside an idle one gathers 601 tokens, not 2 x 600."""
     model = load_model("qwen3-30b-a3b")

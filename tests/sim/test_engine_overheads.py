@@ -44,6 +44,33 @@ def test_cpu_terms_add_per_step_and_per_sequence_and_show_in_the_breakdown() -> 
     assert model.describe()["engine_overheads"]["cpu_per_sequence_s"] == 0.0001
 
 
+def test_only_steps_that_do_not_replay_a_full_cuda_graph_pay_the_eager_host_time() -> None:
+    """A decode-only batch up to the largest capture size is one graph launch; a prefill chunk or
+    more decodes than the largest size launch layer by layer and pay `per_eager_iteration_s`."""
+    model = EngineOverheadCostModel(ConstantCostModel(0.01, 0.001), capture_sizes=(1, 2, 4, 8),
+                                    per_eager_iteration_s=0.005)
+    assert model.iteration_time(BatchShape((1,) * 5, (10,) * 5)) == pytest.approx(0.01 + 8 * 0.001)
+    assert model.iteration_time(BatchShape((1,) * 9, (10,) * 9)) == pytest.approx(0.01 + 9 * 0.001 + 0.005)
+    mixed = BatchShape((1, 1, 100), (10, 20, 0))
+    assert model.iteration_time(mixed) == pytest.approx(0.01 + 102 * 0.001 + 0.005)
+    assert model.breakdown(mixed).seconds == pytest.approx(model.iteration_time(mixed))
+    assert model.breakdown(mixed).by_operator()["engine_cpu_eager_launch"] == pytest.approx(0.005)
+    assert model.describe()["engine_overheads"]["cpu_per_eager_iteration_s"] == 0.005
+    without_graphs = EngineOverheadCostModel(ConstantCostModel(0.01), per_eager_iteration_s=0.005)
+    assert without_graphs.iteration_time(BatchShape((1,), (10,))) == pytest.approx(0.015)  # every step eager
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(1, 4000), min_size=1, max_size=40), st.integers(1, 20), st.sampled_from([0.0, 0.004]))
+def test_a_stretch_pays_the_eager_host_time_as_its_steps_do(contexts: list[int], steps: int, eager_s: float) -> None:
+    model = EngineOverheadCostModel(ConstantCostModel(0.01, 0.001), vllm_capture_sizes(8),
+                                    per_eager_iteration_s=eager_s)
+    stretch = model.decode_stretch_times(np.array(contexts), steps)
+    one_by_one = [model.iteration_time(BatchShape((1,) * len(contexts), tuple(c + k for c in contexts)))
+                  for k in range(steps)]
+    assert stretch == pytest.approx(one_by_one, rel=1e-9)
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.integers(1, 4000), min_size=1, max_size=40), st.integers(1, 20))
 def test_a_padded_stretch_equals_pricing_step_by_step(contexts: list[int], steps: int) -> None:
@@ -122,6 +149,15 @@ def test_the_constant_cost_model_stays_an_idealised_server() -> None:
 def test_fitted_sets_fall_back_to_the_engine_default() -> None:
     assert fitted_overheads("no-such-gpu", "vllm-0.19") == fitted_overheads("default", "vllm-0.19")
     assert fitted_overheads("h100-sxm", "none").cpu_per_iteration_s == 0.0
+    assert fitted_overheads("h100-sxm", "none").cpu_per_eager_iteration_s == 0.0
+
+
+def test_the_eager_step_term_defaults_to_the_fitted_set_and_a_config_overrides_it() -> None:
+    fitted = fitted_overheads("h100-sxm", "vllm-0.19").cpu_per_eager_iteration_s
+    described = prepare(validate_config(_config())).cost_model.describe()["engine_overheads"]
+    assert described["cpu_per_eager_iteration_s"] == fitted
+    overridden = prepare(validate_config(_config(cpu_per_eager_iteration_s=0.003))).cost_model
+    assert overridden.describe()["engine_overheads"]["cpu_per_eager_iteration_s"] == 0.003
 
 
 def test_api_server_terms_shift_latencies_as_the_client_sees_them() -> None:

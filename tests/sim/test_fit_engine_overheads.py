@@ -25,12 +25,21 @@ def test_the_shared_fit_minimises_the_mean_over_the_runs_fitted_on() -> None:
     lands between them; `b` alone gets its own optimum, and the per-iteration-only fit has no
     per-sequence term."""
     errors = fit.RunErrors([])
-    wanted = {"a": (1e-3, 0.0), "b": (3e-3, 10e-6)}
-    errors.error = lambda name, stage, it, seq: abs(it - wanted[name][0]) * 100 + abs(seq - wanted[name][1]) * 1e3
-    assert errors.fit(["b"])[:2] == (3e-3, 10e-6)
-    it, seq, _ = errors.fit(["a", "b"])
+    wanted = {"a": (1e-3, 0.0, 0.0), "b": (3e-3, 10e-6, 0.0)}
+    errors.error = lambda name, stage, it, seq, eager=0.0: (
+        abs(it - wanted[name][0]) * 100 + abs(seq - wanted[name][1]) * 1e3 + abs(eager - wanted[name][2]) * 10)
+    assert errors.fit(["b"])[:3] == (3e-3, 10e-6, 0.0)
+    it, seq, _, _ = errors.fit(["a", "b"])
     assert 1e-3 <= it <= 3e-3
     assert errors.fit(["a", "b"], with_sequence=False)[1] == 0.0
+    wanted["b"] = (0.25e-3, 5e-6, 4e-3)
+    assert errors.fit(["b"], with_eager=True)[:3] == (0.25e-3, 5e-6, 4e-3)
+    assert errors.fit(["b"])[2] == 0.0  # the two-term fit leaves the eager-step term out
+
+
+def test_the_eager_step_term_is_a_stage_override() -> None:
+    assert "engine.cpu_per_eager_iteration_s=0.004" in fit.stage_overrides(2, 0.0, 0.0, 0.004)
+    assert "engine.cpu_per_eager_iteration_s=0.0" in fit.stage_overrides(2)
 
 
 def _run(folder: Path, slope_s: float) -> None:

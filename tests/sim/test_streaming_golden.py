@@ -6,10 +6,11 @@ Each run is compared with the default spill sizes and with tiny ones, so that ro
 gap spills and block-wise statistics all cross many boundaries. The files were re-recorded
 when fast-forward became exact for closed-loop clients (a stretch used to miss a client's send
 during it; they are now the stepped engine's outputs, which fast-forward reproduces up to the
-order in which token gaps are summed), when the vLLM 0.19 engine-overhead set was refitted, and
-when requests.parquet gained `picked_up_s` (every other column unchanged). Their engine steps
-were lowered when decode stretches ran on through finishes without a decision (every other
-figure and table unchanged).
+order in which token gaps are summed), when the vLLM 0.19 engine-overhead set was refitted, when
+requests.parquet gained `picked_up_s` (every other column unchanged), and when that set gained the
+host time of a step launched layer by layer (`cpu_per_eager_iteration_s`) and was refitted. Their
+engine steps were lowered when decode stretches ran on through finishes without a decision (every
+other figure and table unchanged).
 """
 from __future__ import annotations
 
