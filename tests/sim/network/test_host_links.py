@@ -2,8 +2,6 @@
 network's invariants with host copies among the transfers."""
 from __future__ import annotations
 
-from collections import defaultdict
-
 import pytest
 import simpy
 from hypothesis import given, settings
@@ -12,6 +10,7 @@ from hypothesis import strategies as st
 from servesim.hwmodels.catalog import load_hardware
 from servesim.sim.network import LinkConfig, Network, PoolShape, Topology
 from servesim.sim.network.topology import HOST_LINK_LATENCY_US, Direction, LinkId, LinkKind
+from tests.sim.network.link_checks import assert_loads_add_up
 from tests.sim.network.test_network import GB, make_network
 
 H100 = load_hardware("h100-sxm")
@@ -122,17 +121,7 @@ def test_bytes_are_conserved_and_no_link_exceeds_its_capacity_with_host_copies(t
     host_bytes = sum(nbytes for _, kind, _, _, nbytes in transfers if kind != "send")
     carried_by_host_ports = sum(s.bytes for s in network.link_stats() if s.name.endswith("/host"))
     assert network.counts.sent.get("swap", 0) == host_bytes == carried_by_host_ports
-    rows = network.utilisation_rows()
-    assert all(0.0 <= row.utilisation <= 1.0 + 1e-9 for row in rows)
-    series = defaultdict(list)
-    for row in rows:
-        series[(row.link, row.direction)].append(row)
-    for stats in network.link_stats():
-        samples = series[(stats.name, stats.direction)]
-        assert samples[-1].flows == 0
-        carried = sum(a.utilisation * stats.capacity_bytes_per_s * (b.time_s - a.time_s)
-                      for a, b in zip(samples, samples[1:], strict=False))
-        assert carried == pytest.approx(stats.bytes, rel=1e-6, abs=1.0)
+    assert_loads_add_up(network)
 
 
 def test_the_fabric_only_network_of_the_other_tests_has_host_ports_too() -> None:

@@ -1,8 +1,6 @@
 """The SimPy network against closed forms, and its invariants over random transfer sets."""
 from __future__ import annotations
 
-from collections import defaultdict
-
 import pytest
 import simpy
 from hypothesis import given, settings
@@ -10,6 +8,7 @@ from hypothesis import strategies as st
 
 from servesim.hwmodels.catalog import load_hardware
 from servesim.sim.network import LinkConfig, Network, PoolShape, Topology, TransferRecord
+from tests.sim.network.link_checks import assert_loads_add_up
 
 GB = 10**9
 INTRA_LATENCY_S = 1e-3
@@ -115,18 +114,8 @@ def test_bytes_are_conserved_and_no_link_exceeds_its_capacity(transfers) -> None
     assert totals["bytes_sent"] == totals["bytes_received"] == sum(t[3] for t in transfers)
     assert totals["num_transfers"] == len(transfers)
     rows = network.utilisation_rows()
-    assert all(0.0 <= row.utilisation <= 1.0 + 1e-9 for row in rows)
     assert [row.time_s for row in rows] == sorted(row.time_s for row in rows)
-    # integrating each link's load over time gives the bytes it carried
-    series = defaultdict(list)
-    for row in rows:
-        series[(row.link, row.direction)].append(row)
-    for stats in network.link_stats():
-        samples = series[(stats.name, stats.direction)]
-        assert samples[-1].flows == 0
-        carried = sum(a.utilisation * stats.capacity_bytes_per_s * (b.time_s - a.time_s)
-                      for a, b in zip(samples, samples[1:], strict=False))
-        assert carried == pytest.approx(stats.bytes, rel=1e-6, abs=1.0)
+    assert_loads_add_up(network)
     assert len(done) == len(transfers)
     for index, (at, src, dst, _) in enumerate(transfers):
         record = done[index]
