@@ -1,19 +1,16 @@
 """The routers inside the engine: the replica's count of tokens left stays exact, and each router's
 defining behaviour shows in a run."""
-from contextlib import contextmanager
-from unittest.mock import patch
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from servesim.hwmodels import ConstantCostModel
-from servesim.policies import registry
 from servesim.policies.base import RouterPolicy
-from servesim.policies.registry import register
 from servesim.policies.views import tokens_left
 from servesim.sim.engine.request import Request
 from tests.sim.engine_harness import run_engine
 from tests.sim.test_engine_properties import build_requests, requests_with_prefixes
+from tests.sim.test_fast_forward_exactness import registered
 
 STEP = ConstantCostModel(0.01, 0.0005)
 
@@ -32,14 +29,6 @@ class TokenAudit(RouterPolicy):
             outstanding = list(replica.waiting) + list(replica._running) + list(replica._staged)
             self.seen.append((view.outstanding_tokens, sum(tokens_left(r) for r in outstanding)))
         return min(range(len(replicas)), key=lambda i: (replicas[i].outstanding_tokens, i))
-
-
-@contextmanager
-def registered(kind, name, cls):
-    registry.all_policies()
-    with patch.object(registry, "_REGISTRY", dict(registry._REGISTRY)):
-        register(kind, name)(cls)
-        yield
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
