@@ -71,8 +71,7 @@ class EngineOverheadCostModel(CostModel):
     def runs_as_graph(self, batch: BatchShape) -> bool:
         """Whether `batch` replays as one full CUDA graph: decodes only, no more than the largest size."""
         sizes = self.capture_sizes
-        return (bool(len(sizes)) and 0 < batch.num_entries <= sizes[-1] and min(batch.context_lens) >= 1
-                and batch.new_tokens.count(1) == batch.num_entries)
+        return bool(len(sizes)) and _decodes_only(batch) and batch.num_entries <= sizes[-1]
 
     def eager_s(self, batch: BatchShape) -> float:
         """The host time of launching `batch` layer by layer: 0 when it replays as one full graph."""
@@ -80,9 +79,7 @@ class EngineOverheadCostModel(CostModel):
 
     def graph_padded(self, batch: BatchShape) -> BatchShape:
         """`batch` as it runs: a decode-only batch padded to its captured graph size."""
-        if not len(self.capture_sizes) or not batch.num_entries or batch.layer_slices:
-            return batch
-        if batch.new_tokens.count(1) != len(batch.new_tokens) or min(batch.context_lens) < 1:
+        if not len(self.capture_sizes) or not _decodes_only(batch):
             return batch
         extra = self.padded_size(batch.num_entries) - batch.num_entries
         if not extra:
@@ -121,6 +118,13 @@ class EngineOverheadCostModel(CostModel):
                 "cpu_per_eager_iteration_s": self.per_eager_iteration_s,
             },
         }
+
+
+def _decodes_only(batch: BatchShape) -> bool:
+    """One new token on a context of at least one for every entry, and no layer slice: the batch a
+    CUDA graph is captured for."""
+    return (bool(batch.num_entries) and not batch.layer_slices and min(batch.context_lens) >= 1
+            and batch.new_tokens.count(1) == batch.num_entries)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from servesim.hwmodels import BatchShape, ConstantCostModel, ParallelPlan, RooflineCostModel, load_hardware, load_model
+from servesim.hwmodels.shapes import LayerSlice
 from servesim.policies import create_policy
 from servesim.sim.engine.cluster import Cluster
 from servesim.sim.engine.kv_memory import BlockPool
@@ -56,6 +57,9 @@ def test_only_steps_that_do_not_replay_a_full_cuda_graph_pay_the_eager_host_time
     assert model.breakdown(mixed).seconds == pytest.approx(model.iteration_time(mixed))
     assert model.breakdown(mixed).by_operator()["engine_cpu_eager_launch"] == pytest.approx(0.005)
     assert model.describe()["engine_overheads"]["cpu_per_eager_iteration_s"] == 0.005
+    sliced = BatchShape((1,) * 5, (10,) * 5, (LayerSlice(512, 0, 0, 4),))  # a prompt's layer group beside decodes
+    assert not model.runs_as_graph(sliced) and model.graph_padded(sliced) is sliced
+    assert model.eager_s(sliced) == 0.005
     without_graphs = EngineOverheadCostModel(ConstantCostModel(0.01), per_eager_iteration_s=0.005)
     assert without_graphs.iteration_time(BatchShape((1,), (10,))) == pytest.approx(0.015)  # every step eager
 
