@@ -146,8 +146,8 @@ class Replica:
         self._pending_swap_out = 0
         self._timeouts: list[tuple[float, int, Request]] = []
         """(timeout, id, request) of queued requests that may give up, earliest first."""
-        self.gap_sink = metrics.gap_sink()
-        """Where the stepped path's single inter-token gaps go."""
+        self.add_step_gaps = metrics.gaps.add_step
+        """Where a stepped iteration's inter-token gaps go."""
         self.num_iterations = 0
         self.num_engine_steps = 0
         self.num_interrupts = 0
@@ -607,9 +607,9 @@ class Replica:
         num_decodes = 0
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
-        gaps = self.gap_sink
         tokens = self.metrics.tokens
         hand_off = self.on_prefilled
+        gaps: list[float] = []
         for request, num_new in entries:
             if is_decode(request):
                 num_decodes += 1
@@ -638,6 +638,8 @@ class Replica:
                     request.state = RequestState.TRANSFERRING
                     self.outstanding_tokens -= request.tokens_left
                     hand_off(request)
+        if gaps:
+            self.add_step_gaps(gaps)
         self.outstanding_tokens -= num_prefill_tokens + num_decodes
         if self.metrics.record_iterations:
             self.metrics.add_iteration(
