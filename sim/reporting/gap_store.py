@@ -38,6 +38,8 @@ class GapStore:
             path.write_bytes(b"")
         self._num_steps_on_disk = 0
         self._num_chunk_on_disk = 0
+        self._last_read: tuple[int, int, np.ndarray, np.ndarray] | None = None
+        """The block read last, kept until the files grow: the summary reads each block several times."""
 
     def add_step(self, gaps: list[float]) -> None:
         """One step's gaps, a request's each: stored as runs of equal values (mostly one run)."""
@@ -76,6 +78,7 @@ class GapStore:
         for mine, name in zip(self._paths, _FILES, strict=True):
             with mine.open("ab") as out, (directory / name).open("rb") as theirs:
                 shutil.copyfileobj(theirs, out)
+        self._last_read = None
         steps, _, values, _ = (directory / name for name in _FILES)
         self._num_steps_on_disk += steps.stat().st_size // _ITEM_BYTES
         self._num_chunk_on_disk += values.stat().st_size // _ITEM_BYTES
@@ -85,7 +88,16 @@ class GapStore:
         return self._num_steps_on_disk + self._num_chunk_on_disk
 
     def read(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """Values and weights of pooled entries [start, stop) (after `finish`)."""
+        """Values and weights of pooled entries [start, stop) (after `finish`), read-only."""
+        last = self._last_read
+        if last is not None and last[0] == start and last[1] == stop:
+            return last[2], last[3]
+        values, weights = self._read_files(start, stop)
+        values.flags.writeable = weights.flags.writeable = False
+        self._last_read = (start, stop, values, weights)
+        return values, weights
+
+    def _read_files(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         steps = self._num_steps_on_disk
         step_values, step_counts, stretch_values, stretch_weights = self._paths
         values = []
@@ -108,6 +120,7 @@ class GapStore:
     def _spill_steps(self) -> None:
         if not self._step_values:
             return
+        self._last_read = None
         _append(self._paths[0], np.asarray(self._step_values, dtype=np.float64))
         _append(self._paths[1], np.asarray(self._step_counts, dtype=np.float64))
         self._num_steps_on_disk += len(self._step_values)
@@ -116,6 +129,7 @@ class GapStore:
     def _spill_chunks(self) -> None:
         if not self._chunk_values:
             return
+        self._last_read = None
         _append(self._paths[2], np.concatenate(self._chunk_values))
         lengths = [len(values) for values in self._chunk_values]
         _append(self._paths[3], np.repeat(np.asarray(self._chunk_weights, dtype=np.float64), lengths))
