@@ -39,7 +39,7 @@ from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.placement import Placement
 from servesim.sim.engine.request import INFINITY, Request, RequestState
 from servesim.sim.engine.stretch import run_stretch
-from servesim.sim.engine.trusted import decision_source, knows_next_decodes
+from servesim.sim.engine.trusted import decision_source, known_next_batch
 from servesim.sim.engine.views import KvView, ReplicaView
 from servesim.sim.reporting.metrics import MetricsRecorder
 
@@ -146,8 +146,8 @@ class Replica:
         self._pending_swap_out = 0
         self._timeouts: list[tuple[float, int, Request]] = []
         """(timeout, id, request) of queued requests that may give up, earliest first."""
-        self.gap_sink = metrics.gap_sink()
-        """Where the stepped path's single inter-token gaps go."""
+        self.add_step_gaps = metrics.gaps.add_step
+        """Where a stepped iteration's inter-token gaps go."""
         self.num_iterations = 0
         self.num_engine_steps = 0
         self.num_interrupts = 0
@@ -172,7 +172,7 @@ class Replica:
         self.view = ReplicaView(self)
         self._host_view = KvView(self.host)
         self._decide = decision_source(self, scheduler, DecisionChecker(self, scheduler))
-        self._knows_next_decodes = knows_next_decodes(scheduler)
+        self._next_batch = known_next_batch(scheduler, self) if self.fast_forward else None
         self._idle_decisions = 0
         self.process = env.process(self._loop())
 
@@ -325,12 +325,12 @@ class Replica:
         return PreparedStep(entries, BatchShape(news, contexts, slices), swap_s, stretchable, host_copies)
 
     def run_step(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
-        """Run a prepared step, then each step after it whose decision is known (`_known_decodes`)."""
+        """Run a prepared step, then each step after it whose decision is known (`_known_step`)."""
         while True:
             yield from self._run_prepared(step)
-            if not (step.stretchable and self._knows_next_decodes):
+            if self._next_batch is None:
                 return
-            known = self._known_decodes(step.entries)
+            known = self._known_step()
             if known is None:
                 return
             step = known
@@ -370,34 +370,40 @@ class Replica:
         assert self.host_ports is not None  # a step has host copies only with host ports (`_take_swaps`)
         yield from self.host_ports.copy(copies)
 
-    def _known_decodes(self, batch: list[tuple[Request, int]]) -> PreparedStep | None:
-        """The step after the decode-only step `batch`, prepared without asking the scheduler, when
-        its decision is certain (`sim.engine.trusted.knows_next_decodes`): what is left of the batch
-        decodes on, each request given its next blocks. None: the loop must decide. The router must
-        not read progress (a stretch through a finish then ends as before) and no hook may act
-        before a decision. Not a decision: the engine's step count does not grow."""
+    def _known_step(self) -> PreparedStep | None:
+        """The next step, prepared without asking the scheduler, when its decision is certain
+        (`sim.engine.trusted.known_next_batch`): each running request computes what it has left,
+        within the token budget, and gets its blocks. None: the loop must decide. Nothing may
+        wait or be staged, the router must not read progress (a stretch through a finish then
+        ends as before) and no hook may act before a decision. Not a decision: the engine's step
+        count does not grow."""
         if (self.waiting or self._staged or self._unseen or self.progress_observed
-                or self.on_decision is not None):
+                or self.on_decision is not None or self._pending_swap_in or self._pending_swap_out):
             return None
         now = self.env.now
         if self._timeouts and self._timeouts[0][0] <= now:
             self._drop_expired()  # nothing waits: only entries of requests scheduled since go
-        running_state = RequestState.RUNNING
-        entries = [(request, 1) for request, _ in batch if request.state is running_state]
-        if not entries or len(entries) != len(self._running):
+        if not self._running:
+            return None
+        assert self._next_batch is not None  # only asked when the scheduler is trusted
+        entries = self._next_batch(now)
+        if entries is None:
             return None
         kv = self.kv
         block_size = kv.block_size
-        needs = [new_blocks_needed(request, 1, block_size) for request, _ in entries]
+        needs = [new_blocks_needed(request, num_new, block_size) for request, num_new in entries]
         if sum(needs) > kv.num_free_blocks:
             return None  # the scheduler would preempt
         for (request, _), need in zip(entries, needs, strict=True):
             if need:
                 allocate(request, need, kv, self.scheduler, now)
-        size = len(entries)
-        self._sample(size, size)
+        self._idle_decisions = 0
+        news = tuple(num_new for _, num_new in entries)
+        size, tokens = len(news), sum(news)
+        self._sample(size, tokens)
         contexts = tuple(request.num_computed_tokens for request, _ in entries)
-        return PreparedStep(entries, BatchShape((1,) * size, contexts, ()), 0.0, True)
+        stretchable = tokens == size and all(is_decode(request) for request, _ in entries)
+        return PreparedStep(entries, BatchShape(news, contexts, ()), 0.0, stretchable)
 
     def promote_staged(self) -> bool:
         """Async scheduling: the step just planned did not see the staged arrivals; the next one will."""
@@ -601,9 +607,9 @@ class Replica:
         num_decodes = 0
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
-        gaps = self.gap_sink
         tokens = self.metrics.tokens
         hand_off = self.on_prefilled
+        gaps: list[float] = []
         for request, num_new in entries:
             if is_decode(request):
                 num_decodes += 1
@@ -632,6 +638,8 @@ class Replica:
                     request.state = RequestState.TRANSFERRING
                     self.outstanding_tokens -= request.tokens_left
                     hand_off(request)
+        if gaps:
+            self.add_step_gaps(gaps)
         self.outstanding_tokens -= num_prefill_tokens + num_decodes
         if self.metrics.record_iterations:
             self.metrics.add_iteration(

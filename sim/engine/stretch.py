@@ -245,7 +245,7 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
         replica.expert_meter.add_decodes(len(running), steps)
     replica.outstanding_tokens -= steps * len(running)
     metrics = replica.metrics
-    metrics.add_gaps(np.array(first_gaps))  # an array: 8 bytes a gap, where a list of floats takes 32
+    metrics.gaps.add_step(first_gaps)
     if inner is not None:
         metrics.add_gaps(inner, weight=len(running))
     if metrics.record_iterations:

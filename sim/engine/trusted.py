@@ -21,6 +21,7 @@ from servesim.policies import SchedulerPolicy
 from servesim.policies.contract import policy_raised
 from servesim.policies.preemption import RecomputePreemptionPolicy, SwapPreemptionPolicy
 from servesim.policies.queues import FcfsQueuePolicy
+from servesim.policies.schedulers.budget import BudgetScheduler
 from servesim.policies.schedulers.sarathi import SarathiSchedulerPolicy
 from servesim.policies.schedulers.vllm import VllmSchedulerPolicy
 from servesim.sim.engine.bookkeeping import checked_schedule
@@ -28,8 +29,11 @@ from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
 
 if TYPE_CHECKING:
     from servesim.sim.engine.replica import Replica
+    from servesim.sim.engine.request import Request
 
 Decide = Callable[[float], CheckedDecision]
+NextBatch = Callable[[float], "list[tuple[Request, int]] | None"]
+"""The batch a trusted scheduler would decide at `now`, each request with its tokens; None: ask it."""
 
 _TRUSTED_PREEMPTION = (RecomputePreemptionPolicy, SwapPreemptionPolicy)
 
@@ -66,22 +70,43 @@ class EngineSide:
         return self._replica.kv
 
 
-def knows_next_decodes(scheduler: SchedulerPolicy) -> bool:
-    """Whether the engine may take `scheduler`'s decision after a decode-only step without asking
-    it, when it is certain: nothing waits or is staged, every running request was in that step
-    (so each now decodes one token) and their next blocks fit in the free ones. The decision is
-    then the step's batch minus the requests that finished, one token each, in the same order.
+def known_next_batch(scheduler: SchedulerPolicy, replica: Replica) -> NextBatch | None:
+    """How the engine may take `scheduler`'s next batch on `replica` without asking it; None for a
+    scheduler that is not trusted.
 
-    True for the trusted schedulers. Why, for `vllm` (FCFS) and `sarathi` (`BudgetScheduler`):
-    with nothing waiting, neither `prefill_first`, nor displacement (`preemptive`), nor admission
-    runs; the running order is admission order, or (preemptive FCFS) a stable sort by arrival,
-    which keeps the order of what remains; Sarathi-Serve's "decodes first" is that order when
-    all decode. Each request gets `min(1, budget left)` tokens: the step before gave every one of
-    them a token, so the budget covers the fewer that remain. A victim is chosen only when a
-    request's blocks exceed what is free after those before it; the sum of all of them fits,
-    so none is. Nothing else is read: no padding, no wake-up. `tests/sim/test_known_decodes.py`
-    asks the scheduler at every such step of random runs and finds this batch."""
-    return is_trusted(scheduler)
+    The batch is certain when nothing waits or is staged (the caller checks) and the blocks it
+    needs fit in the free ones (the caller checks that too). Why, for `vllm` (FCFS) and `sarathi`
+    (`BudgetScheduler.schedule`): with nothing waiting, neither `prefill_first`, nor displacement
+    (`preemptive`), nor admission runs; a victim is chosen only when a request's blocks exceed
+    what is free after those before it, and the sum of all of them fits, so none is. What is left
+    is `_schedule_running` without preemption: each running request in the scheduler's own
+    `order_running` computes the tokens it has not computed yet, cut to the token budget left.
+    The function returns that batch, or None when the budget runs out before the last request
+    (the scheduler then leaves requests out: let it decide). It is asked after every step, so a
+    prompt's later chunks beside the running decodes, and the decodes after it, need no decision.
+    Nothing else is read: no padding, no wake-up. `tests/sim/test_known_decodes.py` asks the
+    scheduler at every step taken this way in random runs and finds this batch."""
+    if not is_trusted(scheduler):
+        return None
+    assert isinstance(scheduler, BudgetScheduler)  # both trusted schedulers are
+    side = EngineSide(replica)
+    order_running = scheduler.order_running
+    budget = scheduler.params.max_num_batched_tokens
+
+    def next_batch(now: float) -> list[tuple[Request, int]] | None:
+        left = budget
+        entries: list[tuple[Request, int]] = []
+        for request in order_running(side, now):  # type: ignore[arg-type]
+            if left <= 0:
+                return None
+            num_new = request.num_tokens - request.num_computed_tokens
+            if num_new > left:
+                num_new = left
+            left -= num_new
+            entries.append((request, num_new))  # type: ignore[arg-type]
+        return entries
+
+    return next_batch
 
 
 def decision_source(replica: Replica, scheduler: SchedulerPolicy, checker: DecisionChecker) -> Decide:

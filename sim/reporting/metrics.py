@@ -61,10 +61,6 @@ class MetricsRecorder:
         """Every token's time (`output.per_token`): set by whoever runs the engine, read where tokens are emitted."""
         self._finished = False
 
-    def gap_sink(self) -> list[float]:
-        """The list single inter-token gaps are appended to (the engine's hottest path)."""
-        return self.gaps.singles
-
     def add_gaps(self, seconds: np.ndarray, weight: int = 1) -> None:
         """`seconds` each observed `weight` times (a stretch's gaps, shared by its whole batch)."""
         if len(seconds):
@@ -73,7 +69,7 @@ class MetricsRecorder:
     def sample_replica(self, row: tuple) -> None:
         """A row of REPLICA_SERIES_COLUMNS: the state of a replica from `time_s` on."""
         self._replica_rows.append(row)
-        self.gaps.spill_if_full()  # once per engine step: bounds the singles the replicas append
+        self.gaps.spill_if_full()  # once per engine step: bounds the step entries the replicas add
 
     def sample_system(self, time_s: float, num_in_system: int) -> None:
         self._system_rows.append((time_s, num_in_system))

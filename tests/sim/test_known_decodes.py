@@ -46,8 +46,8 @@ def run_both(specs, **options) -> tuple[EngineRun, EngineRun]:
     """The run with every decision asked, and with the known ones taken without the scheduler."""
     runs = []
     for known in (False, True):
-        with patch.object(replica_module, "knows_next_decodes", lambda scheduler, known=known: known
-                          and trusted.knows_next_decodes(scheduler)):
+        with patch.object(replica_module, "known_next_batch", lambda scheduler, replica, known=known:
+                          trusted.known_next_batch(scheduler, replica) if known else None):
             made = build_requests(specs) if len(specs[0]) == 5 else specs  # 3-tuples: the harness makes them
             runs.append(run_engine(made, record_iterations=True, **options))
     return runs[0], runs[1]
@@ -69,7 +69,7 @@ def test_a_stretch_runs_on_through_finishes_without_deciding(scheduler_name, asy
                             scheduler_name=scheduler_name, async_scheduling=async_scheduling)
     assert_identical(asked, known)
     assert steps(asked) == 5  # the prompts, then a stretch up to each of the four finishes
-    assert steps(known) == 2  # the prompts, then one stretch through every finish
+    assert steps(known) == 1  # the prompts; their first decodes and a stretch through every finish are known
     assert [r.finish_s for r in known.requests] == sorted(r.finish_s for r in known.requests)
 
 
@@ -81,12 +81,12 @@ def test_each_finish_still_leaves_a_row_in_the_time_series():
 
 
 @pytest.mark.parametrize(("why", "options", "extra", "saved"), [
-    # Two wait for a slot and are admitted at the first two finishes; the next two need no
-    # decision, and the last leaves nothing to run.
-    ("requests wait for a sequence slot", {"scheduler": {"max_num_seqs": 3}}, [(0.0, 8, 5)], 2),
-    # Its arrival cuts the stretch and it is admitted at once; of the five finishes after, all
-    # but the last (which leaves nothing to run) need no decision.
-    ("an arrival comes during the stretch", {}, [(0.05, 8, 5)], 4),
+    # Two wait for a slot and are decided in at the first two finishes; the step after the
+    # prompts and the next two finishes need no decision, and the last leaves nothing to run.
+    ("requests wait for a sequence slot", {"scheduler": {"max_num_seqs": 3}}, [(0.0, 8, 5)], 3),
+    # Its arrival cuts the stretch and it is admitted at once: only the two admissions are
+    # decided (the steps after each, and the five finishes but the last, are known).
+    ("an arrival comes during the stretch", {}, [(0.05, 8, 5)], 6),
     ("the router reads progress", {"progress_observed": True}, [], 0),
     ("the scheduler is not trusted", {"scheduler_name": "orca"}, [], 0),
 ])
@@ -106,12 +106,12 @@ def test_a_step_whose_blocks_do_not_fit_is_decided():
 
 
 def _asking_too(original):
-    """`Replica._known_decodes`, after asking the scheduler on views: a known step must be its decision."""
+    """`Replica._known_step`, after asking the scheduler on views: a known step must be its decision."""
 
-    def known_decodes(replica, batch):
+    def known_step(replica):
         scheduler = replica.scheduler
         decision = checked_schedule(scheduler, replica.view, DecisionChecker(replica, scheduler), replica.env.now)
-        step = original(replica, batch)
+        step = original(replica)
         if step is not None:
             assert [(id(r), n) for r, n in step.entries] == [(id(r), n) for r, n in decision.entries]
             assert (decision.preempted, decision.padding, decision.wake_at, decision.resume) == ([], [], None, None)
@@ -119,7 +119,7 @@ def _asking_too(original):
             replica.test_known_steps = getattr(replica, "test_known_steps", 0) + 1
         return step
 
-    return known_decodes
+    return known_step
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -143,7 +143,7 @@ def test_known_steps_are_the_scheduler_decisions_and_change_nothing(specs, sched
                                                                     cost_model):
     name, params = scheduler
     params = {**params, "max_num_seqs": max_seqs, "max_num_batched_tokens": max(max_tokens, max_seqs)}
-    with patch.object(replica_module.Replica, "_known_decodes", _asking_too(replica_module.Replica._known_decodes)):
+    with patch.object(replica_module.Replica, "_known_step", _asking_too(replica_module.Replica._known_step)):
         asked, known = run_both(specs, cost_model=cost_model, scheduler_name=name, scheduler=params,
                                 swap_block_s=0.002, progress_observed=False, **options)
     assert_identical(asked, known)
@@ -153,16 +153,30 @@ def test_known_steps_are_the_scheduler_decisions_and_change_nothing(specs, sched
 
 def test_the_property_run_takes_known_steps():
     # The random runs above would prove nothing if no step were ever taken without a decision.
-    with patch.object(replica_module.Replica, "_known_decodes", _asking_too(replica_module.Replica._known_decodes)):
+    with patch.object(replica_module.Replica, "_known_step", _asking_too(replica_module.Replica._known_step)):
         asked, known = run_both([(0.1 * i, 5 + i, 4 + 3 * i) for i in range(8)], cost_model=ConstantCostModel(0.01),
                                 scheduler={"max_num_seqs": 4}, async_scheduling=True)
     assert_identical(asked, known)
     assert sum(getattr(r, "test_known_steps", 0) for r in known.cluster.replicas) >= 3
 
 
-def test_only_the_trusted_schedulers_know_their_next_decodes():
+def test_only_the_trusted_schedulers_know_their_next_batch():
     recompute = create_policy("preemption", "recompute", {})
-    assert trusted.knows_next_decodes(create_policy("scheduler", "vllm", {}, preemption=recompute))
-    assert trusted.knows_next_decodes(create_policy("scheduler", "sarathi", {}, preemption=recompute))
+    for name in ("vllm", "sarathi"):
+        assert trusted.known_next_batch(create_policy("scheduler", name, {}, preemption=recompute), None) is not None
     for name in ("orca", "batchllm", "past_future", "laps", "sjf"):
-        assert not trusted.knows_next_decodes(create_policy("scheduler", name, {}, preemption=recompute)), name
+        policy = create_policy("scheduler", name, {}, preemption=recompute)
+        assert trusted.known_next_batch(policy, None) is None, name
+
+
+@pytest.mark.parametrize("scheduler_name", ["vllm", "sarathi"])
+def test_a_prompts_later_chunks_beside_decodes_need_no_decision(scheduler_name):
+    # Two decode while a 40-token prompt arrives; a budget of 12 gives it 10 tokens a step.
+    specs = [(0.0, 4, 30), (0.0, 4, 30), (0.05, 40, 5)]
+    asked, known = run_both(specs, cost_model=ConstantCostModel(0.01, 0.001), scheduler_name=scheduler_name,
+                            scheduler={"max_num_batched_tokens": 12, "max_num_seqs": 4})
+    assert_identical(asked, known)
+    chunks = known.metrics.iterations().query("num_prefill_tokens > 0 and num_decodes > 0")
+    assert chunks["num_prefill_tokens"].tolist() == [10, 10, 10, 10]
+    assert steps(known) == 2  # the two admissions
+

@@ -58,7 +58,7 @@ def test_gaps_of_several_stores_pool_into_one(tmp_path: Path) -> None:
     for i, name in enumerate(("a", "b")):
         (tmp_path / name).mkdir()
         store = GapStore(tmp_path / name)
-        store.singles.extend([0.1 * (i + 1), 0.2 * (i + 1)])
+        store.add_step([0.1 * (i + 1), 0.2 * (i + 1)])
         store.add(np.array([1.0 + i]), weight=3)
         store.finish()
         stores.append(store)

@@ -9,8 +9,11 @@ during it; they are now the stepped engine's outputs, which fast-forward reprodu
 order in which token gaps are summed), when the vLLM 0.19 engine-overhead set was refitted, when
 requests.parquet gained `picked_up_s` (every other column unchanged), and when that set gained the
 host time of a step launched layer by layer (`cpu_per_eager_iteration_s`) and was refitted. Their
-engine steps were lowered when decode stretches ran on through finishes without a decision (every
-other figure and table unchanged).
+engine steps were lowered when decode stretches ran on through finishes without a decision, and
+again when every step a trusted scheduler's decision is certain for (a prompt's later chunks
+beside decodes too) was taken without one (every other figure and table unchanged). The mean and
+standard deviation of the token gaps moved in their last bit when a step's equal gaps became one
+weighted entry (the same gaps, summed in another grouping).
 """
 from __future__ import annotations
 
