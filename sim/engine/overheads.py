@@ -40,7 +40,8 @@ class EngineOverheadCostModel(CostModel):
     """`inner`'s kernel times plus CUDA-graph padding and the engine's CPU time per step.
 
     A padded slot decodes a dummy token with the shortest real context, so a stretch of decodes
-    pads the same way at every step and `stretch_of_decodes` equals pricing step by step.
+    pads the same way at every step and `stretch_of_decodes` equals pricing step by step; from the
+    batch's context sum alone, each padded slot adds the shortest context to it.
 
     vLLM 0.19 replays a decode-only batch up to the largest capture size as one full CUDA graph;
     any other step (a prefill chunk in it, or more decodes than the largest size) runs piecewise
