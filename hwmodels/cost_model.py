@@ -74,19 +74,32 @@ class CostModel(ABC):
         """Seconds for one iteration; implementations memoise this, the engine's hot path."""
         return self.breakdown(batch).seconds
 
-    def decode_stretch_times(self, context_lens: np.ndarray, num_steps: int) -> np.ndarray:
+    def decode_stretch_times(self, context_lens: Any, num_steps: int, first_step: int = 0) -> np.ndarray:
         """Times of `num_steps` consecutive decode-only iterations of one fixed set of requests.
 
-        Step k (from 0) decodes every request with context `context_lens + k`. A stretch of real
-        decodes (every context at least 1) goes to `stretch_of_decodes`, which implementations
-        vectorise; anything else is priced step by step.
+        Step k (from `first_step`) decodes every request with context `context_lens + k`. A stretch
+        of real decodes (every context at least 1) goes to `stretch_of_decodes_by_sum` where the
+        model prices it from the batch's size, context sum and shortest context alone (cheap, as
+        the engine prices many short stretches), else to `stretch_of_decodes`, which
+        implementations vectorise; anything else is priced step by step.
         """
         contexts = np.asarray(context_lens, dtype=np.int64)
         if num_steps <= 0:
             return np.empty(0)
-        if contexts.size and contexts.min() > 0:
-            return self.stretch_of_decodes(contexts, num_steps)
-        return self._step_by_step(contexts, num_steps)
+        shortest = int(np.minimum.reduce(contexts)) + first_step if contexts.size else 0
+        if shortest > 0:
+            size = int(contexts.size)
+            context_sum = int(np.add.reduce(contexts)) + size * first_step
+            times = self.stretch_of_decodes_by_sum(size, context_sum, shortest, num_steps)
+            return self.stretch_of_decodes(contexts + first_step, num_steps) if times is None else times
+        return self._step_by_step(contexts + first_step, num_steps)
+
+    def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
+                                  ) -> np.ndarray | None:
+        """`decode_stretch_times` of `num_decodes` decodes whose contexts sum to `context_sum` at the
+        first step, the shortest being `shortest` >= 1; None where the model needs the contexts
+        themselves. Must equal `stretch_of_decodes` on any such contexts."""
+        return None
 
     def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
         """`decode_stretch_times` for non-empty contexts >= 1; must equal pricing step by step."""
@@ -127,8 +140,9 @@ class ConstantCostModel(CostModel):
     def iteration_time(self, batch: BatchShape) -> float:
         return self.iteration_s + self.per_token_s * batch.num_tokens
 
-    def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
-        return np.full(num_steps, self.iteration_s + self.per_token_s * len(contexts))
+    def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
+                                  ) -> np.ndarray:
+        return np.full(num_steps, self.iteration_s + self.per_token_s * num_decodes)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "constant", "iteration_s": self.iteration_s, "per_token_s": self.per_token_s}

@@ -124,6 +124,11 @@ class DataParallelExpertCostModel(CostModel):
     def iteration_time(self, batch: BatchShape) -> float:
         return self.local.iteration_time(batch) + self._delta(batch.num_tokens)
 
+    def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
+                                  ) -> np.ndarray | None:
+        local = self.local.stretch_of_decodes_by_sum(num_decodes, context_sum, shortest, num_steps)
+        return None if local is None else local + self._delta(num_decodes)
+
     def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
         return self.local.decode_stretch_times(contexts, num_steps) + self._delta(len(contexts))
 

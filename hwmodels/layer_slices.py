@@ -51,6 +51,10 @@ class LayerSliceCostModel(CostModel):
         layers = tuple(OperatorTime(name, self.num_layers, layer_s[name] / self.num_layers) for name in order)
         return IterationCost(head + layers + tail)
 
+    def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
+                                  ) -> np.ndarray | None:
+        return self.inner.stretch_of_decodes_by_sum(num_decodes, context_sum, shortest, num_steps)
+
     def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
         return self.inner.decode_stretch_times(contexts, num_steps)
 

@@ -196,8 +196,11 @@ class RooflineCostModel(CostModel):
 
     def _decode_seconds(self, num_decodes: Any, context_sum: Any) -> Any:
         """All layers' decode attention for `num_decodes` decodes with contexts summing to `context_sum`."""
+        return self._decode_positions_seconds(num_decodes, context_sum + num_decodes)
+
+    def _decode_positions_seconds(self, num_decodes: Any, positions: Any) -> Any:
+        """`_decode_seconds` from the KV positions the decodes read: their context sum plus one each."""
         pair_flops, position_bytes, query_bytes = self._decode_work
-        positions = context_sum + num_decodes
         nbytes = position_bytes * positions + query_bytes * num_decodes
         return self._layers * self._decode_s(pair_flops * positions, nbytes)
 
@@ -223,11 +226,13 @@ class RooflineCostModel(CostModel):
         table.extend(priced.tolist())
         return table[count]
 
-    def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
-        """Vectorised: only decode attention changes over a stretch (context sum grows by B a step)."""
-        size = int(contexts.size)
-        context_sums = float(contexts.sum()) + size * np.arange(num_steps, dtype=np.float64)
-        return self._linear_seconds(size, size) + self._decode_seconds(size, context_sums)
+    def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
+                                  ) -> np.ndarray:
+        """Vectorised: only decode attention changes over a stretch (the positions it reads grow by B a
+        step; whole numbers, so one `arange` gives them exactly)."""
+        first = context_sum + num_decodes
+        positions = np.arange(first, first + num_decodes * num_steps, num_decodes, dtype=np.float64)
+        return self._linear_seconds(num_decodes, num_decodes) + self._decode_positions_seconds(num_decodes, positions)
 
     def describe(self) -> dict[str, Any]:
         moe: dict[str, Any] = {}

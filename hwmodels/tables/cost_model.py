@@ -205,12 +205,13 @@ class TableCostModel(CostModel):
             seconds += self._decode_seconds(num_decodes, decode_sum)
         return seconds
 
-    def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
+    def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
+                                  ) -> np.ndarray:
         """Vectorised: only decode attention changes over a stretch (mean context grows by 1 a step)."""
-        size = int(contexts.size)
+        size = num_decodes
         base = self._linear_seconds(size, size)
         self._count_linear(size, size, num_steps - 1)  # `_linear_seconds` counted the first step
-        means = float(contexts.sum()) / size + np.arange(num_steps, dtype=np.float64)
+        means = float(context_sum) / size + np.arange(num_steps, dtype=np.float64)
         surface = self._surfaces.get("attn_decode")
         if surface is not None:
             self._count("attn_decode", int(surface.outside(size, means).sum()))

@@ -40,7 +40,8 @@ class EngineOverheadCostModel(CostModel):
     """`inner`'s kernel times plus CUDA-graph padding and the engine's CPU time per step.
 
     A padded slot decodes a dummy token with the shortest real context, so a stretch of decodes
-    pads the same way at every step and `stretch_of_decodes` equals pricing step by step.
+    pads the same way at every step and `stretch_of_decodes` equals pricing step by step; from the
+    batch's context sum alone, each padded slot adds the shortest context to it.
 
     vLLM 0.19 replays a decode-only batch up to the largest capture size as one full CUDA graph;
     any other step (a prefill chunk in it, or more decodes than the largest size) runs piecewise
@@ -101,12 +102,25 @@ class EngineOverheadCostModel(CostModel):
         return (self.inner.iteration_time(self.graph_padded(batch)) + self._cpu_s(batch.num_entries)
                 + self.eager_s(batch))
 
+    def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
+                                  ) -> np.ndarray | None:
+        padded = self.padded_size(num_decodes)
+        kernels = self.inner.stretch_of_decodes_by_sum(padded, context_sum + (padded - num_decodes) * shortest,
+                                                      shortest, num_steps)
+        return None if kernels is None else self._with_host_s(kernels, num_decodes)
+
     def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
         extra = self.padded_size(len(contexts)) - len(contexts)
         padded = np.concatenate((contexts, np.full(extra, contexts.min(), dtype=contexts.dtype))) if extra else contexts
-        as_graph = len(self.capture_sizes) and len(contexts) <= self.capture_sizes[-1]
-        eager = 0.0 if as_graph else self.per_eager_iteration_s
-        return self.inner.decode_stretch_times(padded, num_steps) + self._cpu_s(len(contexts)) + eager
+        return self._with_host_s(self.inner.decode_stretch_times(padded, num_steps), len(contexts))
+
+    def _with_host_s(self, kernels: np.ndarray, num_decodes: int) -> np.ndarray:
+        """A stretch's kernel times plus the engine's CPU time and, for a batch above the largest
+        captured size, the eager host time (adding 0.0 to a positive time changes nothing)."""
+        times = kernels + self._cpu_s(num_decodes)
+        if not len(self.capture_sizes) or num_decodes > self.capture_sizes[-1]:
+            times += self.per_eager_iteration_s
+        return times
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -137,8 +137,10 @@ def _run_unobserved(replica: Replica, requests: list[Request], contexts: tuple[i
 def _segment(replica: Replica, context_array: np.ndarray, done: int, count: int, now: float,
              ) -> tuple[np.ndarray, np.ndarray]:
     """End times and durations of the stretch's iterations `done` to `done + count` from `now`."""
-    times = replica.cost_model.decode_stretch_times(context_array + done, count)
-    return np.cumsum(np.concatenate(([now], times)))[1:], times  # summed in stepping's order: same rounding
+    times = replica.cost_model.decode_stretch_times(context_array, count, done)
+    ends = times.copy()
+    ends[0] += now
+    return ends.cumsum(out=ends), times  # summed in stepping's order, now + t0 + t1 ...: same rounding
 
 
 def _priced(times: np.ndarray, index: int) -> float | None:
@@ -156,7 +158,7 @@ def _one_more(replica: Replica, requests: list[Request], contexts: tuple[int, ..
     env = replica.env
     start = env.now
     if seconds is None:
-        seconds = float(replica.cost_model.decode_stretch_times(np.asarray(contexts, dtype=np.int64) + done, 1)[0])
+        seconds = float(replica.cost_model.decode_stretch_times(contexts, 1, done)[0])
     _allocate_for(replica, requests, contexts, done + 1)
     yield env.timeout(seconds)
     _apply(replica, requests, contexts, done, start, np.array([env.now]))
