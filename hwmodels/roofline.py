@@ -176,23 +176,31 @@ class RooflineCostModel(CostModel):
             seconds = self._linear_seconds(num_tokens, num_entries)
         if num_entries and num_tokens == num_entries and 0 not in new and 0 not in contexts:
             return float(seconds + self._decode_seconds(num_entries, sum(contexts)))
-        num_decodes = decode_sum = 0
-        prefill = 0.0
-        work, tile = self.ops.attention, self._chunk_tile_bytes
-        # A chunk costs at least what the decode kernel takes for its work as one sequence (one
-        # KV tile), so a decode that becomes a two-token chunk never gets cheaper (the decode
-        # curve is subadditive).
-        for n, c in zip(new, contexts, strict=True):  # the decode/prefill split of BatchShape, inlined for speed
-            if n == 1 and c > 0:
-                num_decodes += 1
-                decode_sum += c
-            else:
-                flops, nbytes = work.prefill(n, c)
-                prefill += max(self._prefill_s(flops, nbytes), self._decode_s(flops, nbytes + tile))
+        if num_entries and new[-1] != 1 and new.count(1) == num_entries - 1 and contexts.count(0) == (contexts[-1] == 0):
+            # Decodes and one chunk after them (chunked prefill's usual step): the loop's sums
+            # without the loop.
+            num_decodes, decode_sum = num_entries - 1, sum(contexts) - contexts[-1]
+            prefill = 0.0 + self._chunk_seconds(new[-1], contexts[-1])
+        else:
+            num_decodes = decode_sum = 0
+            prefill = 0.0
+            for n, c in zip(new, contexts, strict=True):  # the decode/prefill split of BatchShape, inlined for speed
+                if n == 1 and c > 0:
+                    num_decodes += 1
+                    decode_sum += c
+                else:
+                    prefill += self._chunk_seconds(n, c)
         seconds += self._layers * prefill
         if num_decodes:
             seconds += self._decode_seconds(num_decodes, decode_sum)
         return float(seconds)
+
+    def _chunk_seconds(self, num_new: int, context: int) -> float:
+        """One layer's attention for a prefill chunk. It costs at least what the decode kernel takes
+        for its work as one sequence (one KV tile), so a decode that becomes a two-token chunk
+        never gets cheaper (the decode curve is subadditive)."""
+        flops, nbytes = self.ops.attention.prefill(num_new, context)
+        return max(self._prefill_s(flops, nbytes), self._decode_s(flops, nbytes + self._chunk_tile_bytes))
 
     def _decode_seconds(self, num_decodes: Any, context_sum: Any) -> Any:
         """All layers' decode attention for `num_decodes` decodes with contexts summing to `context_sum`."""

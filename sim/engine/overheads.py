@@ -82,6 +82,10 @@ class EngineOverheadCostModel(CostModel):
         """`batch` as it runs: a decode-only batch padded to its captured graph size."""
         if not len(self.capture_sizes) or not _decodes_only(batch):
             return batch
+        return self._padded(batch)
+
+    def _padded(self, batch: BatchShape) -> BatchShape:
+        """A decode-only `batch` padded to its captured graph size."""
         extra = self.padded_size(batch.num_entries) - batch.num_entries
         if not extra:
             return batch
@@ -99,8 +103,15 @@ class EngineOverheadCostModel(CostModel):
         return IterationCost(kernels + cpu)
 
     def iteration_time(self, batch: BatchShape) -> float:
-        return (self.inner.iteration_time(self.graph_padded(batch)) + self._cpu_s(batch.num_entries)
-                + self.eager_s(batch))
+        """`graph_padded`'s kernels, the CPU time and `eager_s`, asking once whether it is a graph's batch."""
+        sizes = self.capture_sizes
+        if len(sizes) and _decodes_only(batch):
+            kernels = self.inner.iteration_time(self._padded(batch))
+            eager = 0.0 if batch.num_entries <= sizes[-1] else self.per_eager_iteration_s
+        else:
+            kernels = self.inner.iteration_time(batch)
+            eager = self.per_eager_iteration_s
+        return kernels + self._cpu_s(batch.num_entries) + eager
 
     def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
                                   ) -> np.ndarray | None:
@@ -137,8 +148,8 @@ class EngineOverheadCostModel(CostModel):
 def _decodes_only(batch: BatchShape) -> bool:
     """One new token on a context of at least one for every entry, and no layer slice: the batch a
     CUDA graph is captured for."""
-    return (bool(batch.num_entries) and not batch.layer_slices and min(batch.context_lens) >= 1
-            and batch.new_tokens.count(1) == batch.num_entries)
+    return (bool(batch.num_entries) and not batch.layer_slices and batch.new_tokens.count(1) == batch.num_entries
+            and min(batch.context_lens) >= 1)
 
 
 @dataclass(frozen=True)
