@@ -176,7 +176,8 @@ class Cluster:
             chosen = self.router.route(request.view, views, now)
         except Exception as exc:
             raise policy_raised(self.router, "router.route", now, exc) from exc
-        if not is_count(chosen) or not 0 <= chosen < len(views):
+        # a plain int, the usual answer, passes without is_count's isinstance checks
+        if (type(chosen) is not int and not is_count(chosen)) or not 0 <= chosen < len(views):
             raise contract_violation(self.router, "router.route", now,
                                  f"returned {chosen!r}; it must be a replica index from 0 to {len(views) - 1}")
         return int(chosen)

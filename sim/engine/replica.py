@@ -38,7 +38,7 @@ from servesim.sim.engine.iteration import Iteration
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.placement import Placement
 from servesim.sim.engine.request import INFINITY, Request, RequestState
-from servesim.sim.engine.stretch import run_stretch
+from servesim.sim.engine.stretch import cut_stretch, run_stretch
 from servesim.sim.engine.trusted import decision_source, known_next_batch
 from servesim.sim.engine.views import KvView, ReplicaView
 from servesim.sim.reporting.metrics import MetricsRecorder
@@ -129,7 +129,7 @@ class Replica:
         """Whether anyone (the router) reads this replica's progress at an arrival: a decode stretch
         then shows it at every arrival; otherwise it applies its iterations only when it must."""
         self.stretch_interruptible = False
-        """A decode stretch waits unobserved: an arrival here interrupts it (`sim.engine.stretch`)."""
+        """A decode stretch waits unobserved: an arrival here cuts it short (`sim.engine.stretch.cut_stretch`)."""
         self._staged: list[Request] = []
         """Arrivals during the running step: with async scheduling the next step was planned without them."""
         self._unseen: list[Request] = []
@@ -214,15 +214,13 @@ class Replica:
     def notify(self) -> None:
         """Bring this replica to its next decision now: wake it, or cut its fast-forwarded stretch."""
         if self.stretch_interruptible:
-            self.stretch_interruptible = False
-            self.process.interrupt()
+            cut_stretch(self)
         elif self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
     def _enqueue(self, request: Request) -> None:
         if self.stretch_interruptible:
-            self.stretch_interruptible = False
-            self.process.interrupt()
+            cut_stretch(self)
         if self.async_scheduling and self._stepping:
             self._staged.append(request)
             return

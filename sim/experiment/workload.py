@@ -13,7 +13,7 @@ import pandas as pd
 
 from servesim.sim.engine.request import Request
 from servesim.sim.errors import ConfigError
-from servesim.sim.experiment.classes import ServiceClass, assign_classes
+from servesim.sim.experiment.classes import DEFAULT_CLASS, ServiceClass, assign_classes
 from servesim.sim.experiment.config import TraceConfig, WorkloadConfig
 from servesim.traces import (
     TraceError,
@@ -241,21 +241,26 @@ def _chunk_requests(table: pd.DataFrame, first_id: int, classes: Mapping[str, Se
     arrivals = table["arrival_s"].to_numpy(dtype=float).tolist()
     prompts = table["prompt_tokens"].to_numpy(dtype=np.int64).tolist()
     outputs = table["output_tokens"].to_numpy(dtype=np.int64).tolist()
+    class_names, priorities, sessions = column["slo_class"], column["priority"], column["session_id"]
+    hashes, block_tokens = column["prefix_hashes"], column["prefix_block_tokens"]
+    # without a class column every request is of the default class: looked up once, not per row
+    service = classes[DEFAULT_CLASS] if class_names is None and arrivals else None
     for i, (arrival, prompt, output) in enumerate(zip(arrivals, prompts, outputs, strict=True)):
         request = Request(first_id + i, arrival, prompt, output)
-        if column["slo_class"] is not None:
-            request.slo_class = str(column["slo_class"][i])
-        service = classes[request.slo_class]
-        request.priority = int(column["priority"][i]) if column["priority"] is not None else service.priority
+        if class_names is not None:
+            request.slo_class = str(class_names[i])
+            service = classes[request.slo_class]
+        assert service is not None
+        request.priority = int(priorities[i]) if priorities is not None else service.priority
         if service.ttft_s is not None:
             request.ttft_deadline_s = arrival + service.ttft_s
         if service.timeout_s is not None:
             request.timeout_at_s = arrival + service.timeout_s
-        if column["session_id"] is not None:
-            request.session_id = column["session_id"][i]
-        if column["prefix_hashes"] is not None and column["prefix_block_tokens"] is not None:
-            request.prefix_hashes = tuple(column["prefix_hashes"][i])
-            request.prefix_block_tokens = int(column["prefix_block_tokens"][i])
+        if sessions is not None:
+            request.session_id = sessions[i]
+        if hashes is not None and block_tokens is not None:
+            request.prefix_hashes = tuple(hashes[i])
+            request.prefix_block_tokens = int(block_tokens[i])
         yield request
 
 

@@ -44,9 +44,15 @@ class RequestRecorder:
             raise EngineInvariantError(f"{request!r} ended twice")
         if request.state is RequestState.FINISHED and request.num_generated != request.output_tokens:
             raise EngineInvariantError(f"{request!r} finished with {request.num_generated} tokens generated")
-        self._waiting[request_id] = request_row(request, self._stream_out_s)
-        while (next_id := self._next_id()) in self._waiting:
-            self._spill.append(self._waiting.pop(next_id))
+        row = request_row(request, self._stream_out_s)
+        if request_id != self._next_id():
+            self._waiting[request_id] = row
+            return
+        self._spill.append(row)
+        self.num_written += 1
+        waiting = self._waiting
+        while waiting and (next_id := self._next_id()) in waiting:
+            self._spill.append(waiting.pop(next_id))
             self.num_written += 1
 
     def _written(self, request_id: int) -> bool:

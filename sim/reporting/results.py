@@ -24,7 +24,7 @@ from servesim.sim.reporting.gap_store import GapStore
 from servesim.sim.reporting.json_output import json_text
 from servesim.sim.reporting.output_dir import ResultsClaim, claim_output
 from servesim.sim.reporting.output_target import resolve_target
-from servesim.sim.reporting.spill import read_table
+from servesim.sim.reporting.spill import read_table, typed_frame
 from servesim.sim.reporting.summary import slo_met
 
 REQUEST_COLUMNS = (
@@ -36,6 +36,7 @@ _TEXT_COLUMNS = ("state", "reject_reason", "slo_class")
 _FLOAT_COLUMNS = ("arrival_s", "picked_up_s", "first_scheduled_s", "first_token_s", "finish_s", "max_tbt_s")
 REQUEST_DTYPES = {name: "str" if name in _TEXT_COLUMNS else "float64" if name in _FLOAT_COLUMNS else "int64"
                   for name in REQUEST_COLUMNS}
+_typed_requests = typed_frame(REQUEST_COLUMNS, REQUEST_DTYPES)
 
 
 @dataclass
@@ -110,7 +111,7 @@ def request_row(request: Request, stream_out_s: float = 0.0) -> tuple:
 
 def request_frame(rows: list[tuple], classes: Mapping[str, ServiceClass]) -> pd.DataFrame:
     """Rows of REQUEST_COLUMNS with their derived latencies (see the README); works on any chunk."""
-    table = pd.DataFrame(rows, columns=list(REQUEST_COLUMNS)).astype(REQUEST_DTYPES)
+    table = _typed_requests(rows)
     finished = table["state"] == "finished"
     table["queue_s"] = (table["first_scheduled_s"] - table["arrival_s"]).where(finished)
     table["ttft_s"] = (table["first_token_s"] - table["arrival_s"]).where(finished)
