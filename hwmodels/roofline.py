@@ -176,7 +176,8 @@ class RooflineCostModel(CostModel):
             seconds = self._linear_seconds(num_tokens, num_entries)
         if num_entries and num_tokens == num_entries and 0 not in new and 0 not in contexts:
             return float(seconds + self._decode_seconds(num_entries, sum(contexts)))
-        if num_entries and new[-1] != 1 and new.count(1) == num_entries - 1 and contexts.count(0) == (contexts[-1] == 0):
+        if (num_entries and new[-1] != 1 and new.count(1) == num_entries - 1
+                and contexts.count(0) == (contexts[-1] == 0)):
             # Decodes and one chunk after them (chunked prefill's usual step): the loop's sums
             # without the loop.
             num_decodes, decode_sum = num_entries - 1, sum(contexts) - contexts[-1]

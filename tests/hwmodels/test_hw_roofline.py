@@ -183,8 +183,8 @@ def test_random_batches_are_positive_finite_consistent_and_monotone(entries: lis
 
 
 @settings(max_examples=150, deadline=None)
-@given(decodes=st.lists(st.integers(1, 20000), max_size=40), chunk=st.tuples(st.integers(0, 700), st.integers(0, 20000)),
-       which=st.integers(0, len(SETUPS) - 1))
+@given(decodes=st.lists(st.integers(1, 20000), max_size=40),
+       chunk=st.tuples(st.integers(0, 700), st.integers(0, 20000)), which=st.integers(0, len(SETUPS) - 1))
 def test_decodes_then_one_chunk_cost_what_the_chunk_anywhere_else_costs(decodes: list, chunk: tuple,
                                                                         which: int) -> None:
     # The chunk last takes the shortcut; first, the general loop: the same float either way.
