@@ -33,6 +33,7 @@ from servesim.policies.registry import get_policy
 from servesim.policies.schedulers.budget import DEFAULT_MAX_NUM_BATCHED_TOKENS, DEFAULT_MAX_NUM_SEQS
 from servesim.sim import __version__
 from servesim.sim.engine.cluster import ClosedLoop, Cluster
+from servesim.sim.engine.collector import simulation_collector
 from servesim.sim.engine.disaggregation import Disaggregation
 from servesim.sim.engine.dp_group import DataParallelGroup, lockstep_group
 from servesim.sim.engine.host_swap import HostPorts
@@ -461,7 +462,8 @@ def run_engine(prepared: PreparedRun, progress: Callable[[int, float], None] | N
                 switcher = role_switcher(env, config, cluster, disaggregation)
     except PolicyError as exc:
         raise ConfigError(str(exc)) from None
-    end_s = _run(env, network, None if progress is None else lambda: progress(cluster.num_done, env.now))
+    with simulation_collector():
+        end_s = _run(env, network, None if progress is None else lambda: progress(cluster.num_done, env.now))
     _check_invariants(cluster, disaggregation)
     metrics.finish()
     tables = handoff_records.close() if handoff_records is not None else {}
