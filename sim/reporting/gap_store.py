@@ -44,6 +44,10 @@ class GapStore:
     def add_step(self, gaps: list[float]) -> None:
         """One step's gaps, a request's each: stored as runs of equal values (mostly one run)."""
         values, counts = self._step_values, self._step_counts
+        if gaps and gaps.count(gaps[0]) == len(gaps):  # the usual step: one run, counted in C
+            values.append(gaps[0])
+            counts.append(len(gaps))
+            return
         last = None
         for gap in gaps:
             if gap == last:
