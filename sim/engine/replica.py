@@ -372,10 +372,11 @@ class Replica:
         """The next step, prepared without asking the scheduler, when its decision is certain
         (`sim.engine.trusted.known_next_batch`): each running request computes what it has left,
         within the token budget, and gets its blocks. None: the loop must decide. Nothing may
-        wait or be staged, the router must not read progress (a stretch through a finish then
-        ends as before) and no hook may act before a decision. Not a decision: the engine's step
-        count does not grow."""
-        if (self.waiting or self._staged or self._unseen or self.progress_observed
+        wait (arrivals staged during the step may: the decision would not see them either, and
+        they are promoted as it would promote them), the router must not read progress (a stretch
+        through a finish then ends as before) and no hook may act before a decision. Not a
+        decision: the engine's step count does not grow."""
+        if (self.waiting or self._unseen or self.progress_observed
                 or self.on_decision is not None or self._pending_swap_in or self._pending_swap_out):
             return None
         now = self.env.now
@@ -392,6 +393,7 @@ class Replica:
         needs = [new_blocks_needed(request, num_new, block_size) for request, num_new in entries]
         if sum(needs) > kv.num_free_blocks:
             return None  # the scheduler would preempt
+        promoted = self.promote_staged()
         for (request, _), need in zip(entries, needs, strict=True):
             if need:
                 allocate(request, need, kv, self.scheduler, now)
@@ -400,7 +402,7 @@ class Replica:
         size, tokens = len(news), sum(news)
         self._sample(size, tokens)
         contexts = tuple(request.num_computed_tokens for request, _ in entries)
-        stretchable = tokens == size and all(is_decode(request) for request, _ in entries)
+        stretchable = not promoted and tokens == size and all(is_decode(request) for request, _ in entries)
         return PreparedStep(entries, BatchShape(news, contexts, ()), 0.0, stretchable)
 
     def promote_staged(self) -> bool:

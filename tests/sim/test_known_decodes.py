@@ -180,3 +180,16 @@ def test_a_prompts_later_chunks_beside_decodes_need_no_decision(scheduler_name):
     assert chunks["num_prefill_tokens"].tolist() == [10, 10, 10, 10]
     assert steps(known) == 2  # the two admissions
 
+
+
+def test_an_arrival_staged_during_a_known_step_is_promoted_as_a_decision_would():
+    # Asynchronous scheduling: the third request arrives during a known step of the second's
+    # prompt chunks, so the next step was planned without it. That step is known all the same
+    # (it promotes the arrival). Decided: the three admissions, and one step while the third
+    # waits for the budget the second's chunks take.
+    specs = [(0.0, 4, 30), (0.005, 40, 5), (0.035, 8, 5)]
+    asked, known = run_both(specs, cost_model=ConstantCostModel(0.01, 0.001), async_scheduling=True,
+                            scheduler={"max_num_batched_tokens": 12, "max_num_seqs": 4})
+    assert_identical(asked, known)
+    assert known.requests[2].picked_up_s > specs[2][0]  # it waited for the step's end
+    assert steps(known) == 4
