@@ -12,9 +12,9 @@ host time of a step launched layer by layer (`cpu_per_eager_iteration_s`) and wa
 engine steps were lowered when decode stretches ran on through finishes without a decision, and
 again when every step a trusted scheduler's decision is certain for (a prompt's later chunks
 beside decodes too, and a step that promotes arrivals staged during the step before) was taken
-without one (every other figure and table unchanged). The mean and
-standard deviation of the token gaps moved in their last bit when a step's equal gaps became one
-weighted entry (the same gaps, summed in another grouping).
+without one (every other figure and table unchanged). The mean and standard deviation of the
+token gaps moved in their last bit when a step's equal gaps became one weighted entry (the same
+gaps, summed in another grouping).
 """
 from __future__ import annotations
 
