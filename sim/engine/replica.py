@@ -390,7 +390,16 @@ class Replica:
             return None
         kv = self.kv
         block_size = kv.block_size
-        needs = [new_blocks_needed(request, num_new, block_size) for request, num_new in entries]
+        needs = []
+        news = []
+        contexts = []
+        decodes_only = True
+        for request, num_new in entries:  # one pass: blocks, shape, and whether all decode
+            needs.append(new_blocks_needed(request, num_new, block_size))
+            news.append(num_new)
+            contexts.append(request.num_computed_tokens)
+            if decodes_only and not (num_new == 1 and is_decode(request)):
+                decodes_only = False
         if sum(needs) > kv.num_free_blocks:
             return None  # the scheduler would preempt
         promoted = self.promote_staged()
@@ -398,12 +407,8 @@ class Replica:
             if need:
                 allocate(request, need, kv, self.scheduler, now)
         self._idle_decisions = 0
-        news = tuple(num_new for _, num_new in entries)
-        size, tokens = len(news), sum(news)
-        self._sample(size, tokens)
-        contexts = tuple(request.num_computed_tokens for request, _ in entries)
-        stretchable = not promoted and tokens == size and all(is_decode(request) for request, _ in entries)
-        return PreparedStep(entries, BatchShape(news, contexts, ()), 0.0, stretchable)
+        self._sample(len(news), sum(news))
+        return PreparedStep(entries, BatchShape(tuple(news), tuple(contexts), ()), 0.0, decodes_only and not promoted)
 
     def promote_staged(self) -> bool:
         """Async scheduling: the step just planned did not see the staged arrivals; the next one will."""
