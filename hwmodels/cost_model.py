@@ -78,10 +78,10 @@ class CostModel(ABC):
         """Times of `num_steps` consecutive decode-only iterations of one fixed set of requests.
 
         Step k (from `first_step`) decodes every request with context `context_lens + k`. A stretch
-        of real decodes (every context at least 1) goes to `stretch_of_decodes_by_sum` where the
-        model prices it from the batch's size, context sum and shortest context alone (cheap, as
-        the engine prices many short stretches), else to `stretch_of_decodes`, which
-        implementations vectorise; anything else is priced step by step.
+        of real decodes (every context at least 1) goes to `stretch_of_decodes_by_sum`, which
+        models vectorise from the batch's size, context sum and shortest context alone (cheap, as
+        the engine prices many short stretches); anything else, or a model without it, is priced
+        step by step.
         """
         contexts = np.asarray(context_lens, dtype=np.int64)
         if num_steps <= 0:
@@ -91,19 +91,16 @@ class CostModel(ABC):
             size = int(contexts.size)
             context_sum = int(np.add.reduce(contexts)) + size * first_step
             times = self.stretch_of_decodes_by_sum(size, context_sum, shortest, num_steps)
-            return self.stretch_of_decodes(contexts + first_step, num_steps) if times is None else times
+            if times is not None:
+                return times
         return self._step_by_step(contexts + first_step, num_steps)
 
     def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
                                   ) -> np.ndarray | None:
         """`decode_stretch_times` of `num_decodes` decodes whose contexts sum to `context_sum` at the
-        first step, the shortest being `shortest` >= 1; None where the model needs the contexts
-        themselves. Must equal `stretch_of_decodes` on any such contexts."""
+        first step, the shortest being `shortest` >= 1; None where the model cannot price it so
+        (then it is priced step by step). Must equal pricing step by step on any such contexts."""
         return None
-
-    def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
-        """`decode_stretch_times` for non-empty contexts >= 1; must equal pricing step by step."""
-        return self._step_by_step(contexts, num_steps)
 
     def _step_by_step(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
         times = np.empty(num_steps)

@@ -129,9 +129,6 @@ class DataParallelExpertCostModel(CostModel):
         local = self.local.stretch_of_decodes_by_sum(num_decodes, context_sum, shortest, num_steps)
         return None if local is None else local + self._delta(num_decodes)
 
-    def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
-        return self.local.decode_stretch_times(contexts, num_steps) + self._delta(len(contexts))
-
     def describe(self) -> dict[str, Any]:
         experts = self.experts.describe()
         return {**self.local.describe(), "expert_parallel_across_replicas": {

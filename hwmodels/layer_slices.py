@@ -55,9 +55,6 @@ class LayerSliceCostModel(CostModel):
                                   ) -> np.ndarray | None:
         return self.inner.stretch_of_decodes_by_sum(num_decodes, context_sum, shortest, num_steps)
 
-    def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
-        return self.inner.decode_stretch_times(contexts, num_steps)
-
     def describe(self) -> dict[str, Any]:
         return {**self.inner.describe(), "layered_prefill": "prompts priced through their layer group"}
 

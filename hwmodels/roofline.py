@@ -181,7 +181,7 @@ class RooflineCostModel(CostModel):
             # Decodes and one chunk after them (chunked prefill's usual step): the loop's sums
             # without the loop.
             num_decodes, decode_sum = num_entries - 1, sum(contexts) - contexts[-1]
-            prefill = 0.0 + self._chunk_seconds(new[-1], contexts[-1])
+            prefill = self._chunk_seconds(new[-1], contexts[-1])
         else:
             num_decodes = decode_sum = 0
             prefill = 0.0

@@ -40,8 +40,8 @@ class EngineOverheadCostModel(CostModel):
     """`inner`'s kernel times plus CUDA-graph padding and the engine's CPU time per step.
 
     A padded slot decodes a dummy token with the shortest real context, so a stretch of decodes
-    pads the same way at every step and `stretch_of_decodes` equals pricing step by step; from the
-    batch's context sum alone, each padded slot adds the shortest context to it.
+    pads the same way at every step and a stretch priced from the batch's context sum alone
+    equals pricing step by step: each padded slot adds the shortest context to the sum.
 
     vLLM 0.19 replays a decode-only batch up to the largest capture size as one full CUDA graph;
     any other step (a prefill chunk in it, or more decodes than the largest size) runs piecewise
@@ -115,19 +115,13 @@ class EngineOverheadCostModel(CostModel):
 
     def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
                                   ) -> np.ndarray | None:
+        """The padded batch's kernels, the CPU time and, above the largest captured size, the eager
+        host time (adding 0.0 to a positive time would change nothing, so it is left out)."""
         padded = self.padded_size(num_decodes)
         kernels = self.inner.stretch_of_decodes_by_sum(padded, context_sum + (padded - num_decodes) * shortest,
                                                       shortest, num_steps)
-        return None if kernels is None else self._with_host_s(kernels, num_decodes)
-
-    def stretch_of_decodes(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
-        extra = self.padded_size(len(contexts)) - len(contexts)
-        padded = np.concatenate((contexts, np.full(extra, contexts.min(), dtype=contexts.dtype))) if extra else contexts
-        return self._with_host_s(self.inner.decode_stretch_times(padded, num_steps), len(contexts))
-
-    def _with_host_s(self, kernels: np.ndarray, num_decodes: int) -> np.ndarray:
-        """A stretch's kernel times plus the engine's CPU time and, for a batch above the largest
-        captured size, the eager host time (adding 0.0 to a positive time changes nothing)."""
+        if kernels is None:
+            return None
         times = kernels + self._cpu_s(num_decodes)
         if not len(self.capture_sizes) or num_decodes > self.capture_sizes[-1]:
             times += self.per_eager_iteration_s

@@ -269,7 +269,7 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
         replica.expert_meter.add_decodes(len(running), steps)
     replica.outstanding_tokens -= steps * len(running)
     metrics = replica.metrics
-    metrics.gaps.add_step(first_gaps)
+    replica.add_step_gaps(first_gaps)
     if inner is not None:
         metrics.add_gaps(inner, weight=len(running))
     if metrics.record_iterations:

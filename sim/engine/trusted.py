@@ -74,11 +74,12 @@ def known_next_batch(scheduler: SchedulerPolicy, replica: Replica) -> NextBatch 
     """How the engine may take `scheduler`'s next batch on `replica` without asking it; None for a
     scheduler that is not trusted.
 
-    The batch is certain when nothing waits or is staged (the caller checks) and the blocks it
-    needs fit in the free ones (the caller checks that too). Why, for `vllm` (FCFS) and `sarathi`
-    (`BudgetScheduler.schedule`): with nothing waiting, neither `prefill_first`, nor displacement
-    (`preemptive`), nor admission runs; a victim is chosen only when a request's blocks exceed
-    what is free after those before it, and the sum of all of them fits, so none is. What is left
+    The batch is certain when nothing waits (arrivals staged during the step may: the step was
+    planned without them) and the blocks it needs fit in the free ones; the caller checks both.
+    Why, for `vllm` (FCFS) and `sarathi` (`BudgetScheduler.schedule`): with nothing waiting,
+    neither `prefill_first`, nor displacement (`preemptive`), nor admission runs; a victim is
+    chosen only when a request's blocks exceed what is free after those before it, and the sum
+    of all of them fits, so none is. What is left
     is `_schedule_running` without preemption: each running request in the scheduler's own
     `order_running` computes the tokens it has not computed yet, cut to the token budget left.
     The function returns that batch, or None when the budget runs out before the last request
