@@ -37,9 +37,10 @@ from servesim.sim.engine.host_swap import HostPorts, SwapCopies
 from servesim.sim.engine.iteration import Iteration
 from servesim.sim.engine.kv_memory import BlockPool
 from servesim.sim.engine.placement import Placement
+from servesim.sim.engine.prompt_chunks import run_prompt_chunks
 from servesim.sim.engine.request import INFINITY, Request, RequestState
 from servesim.sim.engine.stretch import cut_stretch, run_stretch
-from servesim.sim.engine.trusted import decision_source, known_next_batch
+from servesim.sim.engine.trusted import decision_source, known_next_batch, known_prompt_chunk
 from servesim.sim.engine.views import KvView, ReplicaView
 from servesim.sim.reporting.metrics import MetricsRecorder
 
@@ -173,6 +174,7 @@ class Replica:
         self._host_view = KvView(self.host)
         self._decide = decision_source(self, scheduler, DecisionChecker(self, scheduler))
         self._next_batch = known_next_batch(scheduler, self) if self.fast_forward else None
+        self.prompt_chunk = known_prompt_chunk(scheduler, self) if self.fast_forward else None
         self._idle_decisions = 0
         self.process = env.process(self._loop())
 
@@ -309,9 +311,9 @@ class Replica:
         slices = self._slices(decision)
         sliced = decision.layer_slices
         if slices and sliced:  # their entries computed tokens too
-            self._sample(len(news) + len(slices), sum(news) + sum(n for r, n in entries if r.request_id in sliced))
+            self.sample(len(news) + len(slices), sum(news) + sum(n for r, n in entries if r.request_id in sliced))
         else:
-            self._sample(len(news), sum(news))
+            self.sample(len(news), sum(news))
         self.num_engine_steps += 1
         swap_s, host_copies = self._take_swaps()
         stretchable = (self.fast_forward and not admitted and not decision.preempted and not decision.padding
@@ -338,6 +340,11 @@ class Replica:
         env = self.env
         if step.stretchable:
             steps = yield from run_stretch(self, [request for request, _ in step.entries], step.shape.context_lens)
+            if steps:
+                self.num_iterations += steps
+                return
+        elif self.prompt_chunk is not None:
+            steps = yield from run_prompt_chunks(self, step)
             if steps:
                 self.num_iterations += steps
                 return
@@ -407,8 +414,20 @@ class Replica:
             if need:
                 allocate(request, need, kv, self.scheduler, now)
         self._idle_decisions = 0
-        self._sample(len(news), sum(news))
+        self.sample(len(news), sum(news))
         return PreparedStep(entries, BatchShape(tuple(news), tuple(contexts), ()), 0.0, decodes_only and not promoted)
+
+    def has_arrivals(self) -> bool:
+        """Requests the scheduler has not seen wait: queued, not yet taken in, or staged."""
+        return bool(self.waiting or self._unseen or self._staged)
+
+    def prompt_chunks_unobserved(self) -> bool:
+        """Whether a prompt's known chunks may run without the decodes beside them showing their
+        tokens at each step (`sim.engine.prompt_chunks`): a trusted scheduler, nothing new waiting,
+        and no router, interruption or hook that would look in between."""
+        return not (self.prompt_chunk is None or self.progress_observed or self.interruptible
+                    or self.on_step is not None or self.on_prefilled is not None
+                    or self.on_decision is not None or self.has_arrivals())
 
     def promote_staged(self) -> bool:
         """Async scheduling: the step just planned did not see the staged arrivals; the next one will."""
@@ -506,7 +525,7 @@ class Replica:
     def _resume(self, iteration: Iteration) -> Generator[simpy.Event, None, None]:
         self.suspended.remove(iteration)
         iteration.resume_at(self.env.now)
-        self._sample(len(iteration.entries), iteration.shape.num_tokens)
+        self.sample(len(iteration.entries), iteration.shape.num_tokens)
         yield from self._run(iteration)
 
     def _preemption_mode(self, request: Request) -> PreemptionMode:
@@ -595,7 +614,8 @@ class Replica:
             request.num_cached_tokens += hit.num_tokens
         admit(request, self.waiting, self._running, self.env.now)
 
-    def _sample(self, batch_size: int, batch_tokens: int) -> None:
+    def sample(self, batch_size: int, batch_tokens: int) -> None:
+        """The replica's state as a step of `batch_size` entries and `batch_tokens` tokens starts."""
         self.metrics.sample_replica(
             (self.env.now, self.replica_id, len(self.waiting), len(self._running), batch_size, batch_tokens,
              self.kv.num_used_blocks, self.kv.num_blocks)
@@ -612,8 +632,6 @@ class Replica:
         num_decodes = 0
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
-        tokens = self.metrics.tokens
-        hand_off = self.on_prefilled
         gaps: list[float] = []
         for request, num_new in entries:
             if is_decode(request):
@@ -625,24 +643,7 @@ class Replica:
                     self.kv.register(request, before // block_size, (before + num_new) // block_size)  # type: ignore[attr-defined]
             request.num_computed_tokens += num_new
             if request.num_computed_tokens == request.num_tokens:
-                done = record_sampled(request, 1)
-                if request.num_generated == 1:
-                    request.first_token_s = now
-                else:
-                    gap = now - request.last_token_s
-                    gaps.append(gap)
-                    if gap > request.max_tbt_s:
-                        request.max_tbt_s = gap
-                request.last_token_s = now
-                if tokens is not None:
-                    tokens.add(request.request_id, now)
-                if done:
-                    self.finish(request, now)
-                elif hand_off is not None:
-                    self._running.remove(request)
-                    request.state = RequestState.TRANSFERRING
-                    self.outstanding_tokens -= request.tokens_left
-                    hand_off(request)
+                self.token_sampled(request, now, gaps)
         if gaps:
             self.add_step_gaps(gaps)
         self.outstanding_tokens -= num_prefill_tokens + num_decodes
@@ -651,6 +652,28 @@ class Replica:
                 (self.replica_id, began_s, now, len(entries),
                  num_prefill_tokens + num_decodes, num_prefill_tokens, num_decodes)
             )
+
+    def token_sampled(self, request: Request, now: float, gaps: list[float]) -> None:
+        """`request` computed all its tokens in the iteration that ended `now`: it samples one (its
+        gap since the last goes to `gaps`), then finishes, leaves for a decode replica, or decodes."""
+        done = record_sampled(request, 1)
+        if request.num_generated == 1:
+            request.first_token_s = now
+        else:
+            gap = now - request.last_token_s
+            gaps.append(gap)
+            if gap > request.max_tbt_s:
+                request.max_tbt_s = gap
+        request.last_token_s = now
+        if self.metrics.tokens is not None:
+            self.metrics.tokens.add(request.request_id, now)
+        if done:
+            self.finish(request, now)
+        elif self.on_prefilled is not None:
+            self._running.remove(request)
+            request.state = RequestState.TRANSFERRING
+            self.outstanding_tokens -= request.tokens_left
+            self.on_prefilled(request)
 
     def finish(self, request: Request, now: float) -> None:
         self.outstanding_tokens -= request.tokens_left

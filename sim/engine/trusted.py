@@ -110,6 +110,39 @@ def known_next_batch(scheduler: SchedulerPolicy, replica: Replica) -> NextBatch 
     return next_batch
 
 
+PromptChunk = Callable[["list[tuple[Request, int]]", float], "int | None"]
+"""The tokens of each later chunk of the prompt that a batch of decodes ends with; None: unknown."""
+
+
+def known_prompt_chunk(scheduler: SchedulerPolicy, replica: Replica) -> PromptChunk | None:
+    """How the engine may know the chunks a trusted `scheduler` gives the prompt that ends a batch
+    of running decodes, at the steps after it (`sim.engine.prompt_chunks`); None for a scheduler
+    that is not trusted.
+
+    The batch's entries must be every running request in `order_running`'s order: then at each
+    later step, while nothing waits, no request finishes and the blocks fit (the caller checks
+    these), `known_next_batch` gives each decode one token and the prompt what the budget leaves,
+    budget minus the decodes, up to what it has left. The order stays the same meanwhile: vLLM's
+    is the running list's, Sarathi's the decodes' then the prompts', and neither changes before
+    the prompt is done or a request finishes. The function returns that chunk, or None when the
+    order differs or the decodes take the whole budget."""
+    if not is_trusted(scheduler):
+        return None
+    assert isinstance(scheduler, BudgetScheduler)  # both trusted schedulers are
+    side = EngineSide(replica)
+    order_running = scheduler.order_running
+    budget = scheduler.params.max_num_batched_tokens
+
+    def prompt_chunk(entries: list[tuple[Request, int]], now: float) -> int | None:
+        order = order_running(side, now)  # type: ignore[arg-type]
+        if len(order) != len(entries) or any(a is not b for a, (b, _) in zip(order, entries, strict=True)):
+            return None
+        chunk = budget - (len(entries) - 1)
+        return chunk if chunk > 0 else None
+
+    return prompt_chunk
+
+
 def decision_source(replica: Replica, scheduler: SchedulerPolicy, checker: DecisionChecker) -> Decide:
     """How `replica` gets its next decision at `now`: trusted, or through views and `checker`."""
     if not is_trusted(scheduler):

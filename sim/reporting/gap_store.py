@@ -57,6 +57,12 @@ class GapStore:
                 counts.append(1)
                 last = gap
 
+    def add_equal_steps(self, gaps: list[float], count: int) -> None:
+        """Steps whose `count` requests each saw the same gap, one step's gap after another: what
+        `add_step` stores for each of them."""
+        self._step_values.extend(gaps)
+        self._step_counts.extend([count] * len(gaps))
+
     def add(self, seconds: np.ndarray, weight: int) -> None:
         self._chunk_values.append(np.asarray(seconds, dtype=np.float64))
         self._chunk_weights.append(weight)

@@ -34,20 +34,31 @@ def assert_identical(a: EngineRun, b: EngineRun) -> None:
         for field in REQUEST_FIELDS:
             u, v = getattr(x, field), getattr(y, field)
             assert u == v or (isinstance(u, float) and math.isnan(u) and math.isnan(v)), (x, field, u, v)
-    for sides in zip(a.metrics.token_gaps(), b.metrics.token_gaps(), strict=True):
-        assert sides[0].tolist() == sides[1].tolist()
+    assert pooled_gaps(a) == pooled_gaps(b)
     pd.testing.assert_frame_equal(a.metrics.replica_series(), b.metrics.replica_series(), check_exact=True)
     pd.testing.assert_frame_equal(a.metrics.iterations(), b.metrics.iterations(), check_exact=True)
     assert a.end_s == b.end_s
     assert ([r.num_iterations for r in a.cluster.replicas] == [r.num_iterations for r in b.cluster.replicas])
 
 
+def pooled_gaps(run: EngineRun) -> list[float]:
+    """Every token gap, each as often as seen, in order of value: a step taken without a decision
+    pools its gaps when its tokens are applied, which with several replicas may come after the
+    steps of another replica (the same gaps, pooled in another order)."""
+    values, weights = run.metrics.token_gaps()
+    return sorted(value for value, weight in zip(values.tolist(), weights.tolist(), strict=True)
+                  for _ in range(int(weight)))
+
+
 def run_both(specs, **options) -> tuple[EngineRun, EngineRun]:
-    """The run with every decision asked, and with the known ones taken without the scheduler."""
+    """The run with every decision asked, and with the known ones taken without the scheduler
+    (a prompt's known chunks too: `sim.engine.prompt_chunks`)."""
     runs = []
     for known in (False, True):
-        with patch.object(replica_module, "known_next_batch", lambda scheduler, replica, known=known:
-                          trusted.known_next_batch(scheduler, replica) if known else None):
+        with (patch.object(replica_module, "known_next_batch", lambda scheduler, replica, known=known:
+                           trusted.known_next_batch(scheduler, replica) if known else None),
+              patch.object(replica_module, "known_prompt_chunk", lambda scheduler, replica, known=known:
+                           trusted.known_prompt_chunk(scheduler, replica) if known else None)):
             made = build_requests(specs) if len(specs[0]) == 5 else specs  # 3-tuples: the harness makes them
             runs.append(run_engine(made, record_iterations=True, **options))
     return runs[0], runs[1]
@@ -105,6 +116,18 @@ def test_a_step_whose_blocks_do_not_fit_is_decided():
     assert sum(r.num_preemptions for r in known.requests) > 0
 
 
+def _counting_later_chunks(original):
+    """`run_prompt_chunks`, counting on the replica the steps it takes after the first (which was
+    decided or known): none of them is decided."""
+
+    def run_prompt_chunks(replica, step):
+        done = yield from original(replica, step)
+        replica.test_chunk_steps = getattr(replica, "test_chunk_steps", 0) + max(done - 1, 0)
+        return done
+
+    return run_prompt_chunks
+
+
 def _asking_too(original):
     """`Replica._known_step`, after asking the scheduler on views: a known step must be its decision."""
 
@@ -143,11 +166,13 @@ def test_known_steps_are_the_scheduler_decisions_and_change_nothing(specs, sched
                                                                     cost_model):
     name, params = scheduler
     params = {**params, "max_num_seqs": max_seqs, "max_num_batched_tokens": max(max_tokens, max_seqs)}
-    with patch.object(replica_module.Replica, "_known_step", _asking_too(replica_module.Replica._known_step)):
+    with (patch.object(replica_module.Replica, "_known_step", _asking_too(replica_module.Replica._known_step)),
+          patch.object(replica_module, "run_prompt_chunks", _counting_later_chunks(replica_module.run_prompt_chunks))):
         asked, known = run_both(specs, cost_model=cost_model, scheduler_name=name, scheduler=params,
                                 swap_block_s=0.002, progress_observed=False, **options)
     assert_identical(asked, known)
-    known_steps = sum(getattr(r, "test_known_steps", 0) for r in known.cluster.replicas)
+    known_steps = sum(getattr(r, "test_known_steps", 0) + getattr(r, "test_chunk_steps", 0)
+                      for r in known.cluster.replicas)
     assert steps(asked) - steps(known) == known_steps
 
 
