@@ -63,7 +63,6 @@ class Cluster:
         self._on_done = on_done
         self._api = api
         self._closed_loop = closed_loop
-        self._num_sent = 0
         self._num_in_system = 0
         self._upcoming: list[float] = []
         """Times at which a request already on its way (sent, or in the API server) enters next."""
@@ -116,7 +115,6 @@ class Cluster:
         request = self._next
         assert request is not None  # callers check there is one
         self._next = next(self._requests, None)
-        self._num_sent += 1
         return request
 
     def _arrivals(self) -> Generator[simpy.Event, None, None]:
