@@ -23,7 +23,8 @@ import simpy
 
 from servesim.hwmodels import BatchShape
 from servesim.policies.views import blocks_for, is_decode
-from servesim.sim.engine.bookkeeping import allocate, record_sampled
+from servesim.sim.engine.bookkeeping import allocate
+from servesim.sim.engine.stretch import sample_decodes
 
 if TYPE_CHECKING:
     from servesim.sim.engine.replica import PreparedStep, Replica
@@ -148,27 +149,16 @@ def _record(replica: Replica, prompt: Request, num_decodes: int, num_new: int, b
 
 
 def _apply_decodes(replica: Replica, decodes: list[Request], ends: list[float]) -> list[float]:
-    """Each decode's tokens of the steps that ended at `ends`, as a decode stretch applies them;
-    a decode whose output is complete finishes. The token gaps go to the pool as stepping adds
-    them, a step's list at a time, but for the last step's, returned (the prompt's gap may follow)."""
+    """Each decode's tokens of the steps that ended at `ends`, as a decode stretch applies them
+    (`stretch.sample_decodes`); a decode whose output is complete finishes. The token gaps go to
+    the pool as stepping adds them, a step's list at a time, but for the last step's, returned
+    (the prompt's gap may follow)."""
     steps = len(ends)
     first_end = ends[0]
     last_end = ends[-1]
     inner = [end - before for before, end in zip(ends[:-1], ends[1:], strict=True)]
     inner_max = max(inner, default=0.0)
-    first_gaps = []
-    finished = []
-    for request in decodes:
-        gap = first_end - request.last_token_s
-        first_gaps.append(gap)
-        if gap > request.max_tbt_s:
-            request.max_tbt_s = gap
-        if inner_max > request.max_tbt_s:
-            request.max_tbt_s = inner_max
-        request.last_token_s = last_end
-        request.num_computed_tokens += steps
-        if record_sampled(request, steps):
-            finished.append(request)
+    first_gaps, finished = sample_decodes(decodes, steps, first_end, last_end, inner_max)
     metrics = replica.metrics
     if metrics.tokens is not None:
         metrics.tokens.add_stretch([request.request_id for request in decodes], np.array(ends))

@@ -245,22 +245,11 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
         inner_max = float(inner.max())
     else:
         inner, inner_max = None, 0.0
-    first_gaps = []
-    finished = []
+    first_gaps, finished = sample_decodes(running, steps, first_end, last_end, inner_max)
     kv = replica.kv
     block_size = kv.block_size
     grown = done + steps
     for request, context in zip(running, contexts, strict=True):
-        gap = first_end - request.last_token_s
-        first_gaps.append(gap)
-        if gap > request.max_tbt_s:
-            request.max_tbt_s = gap
-        if inner_max > request.max_tbt_s:
-            request.max_tbt_s = inner_max
-        request.last_token_s = last_end
-        request.num_computed_tokens += steps
-        if record_sampled(request, steps):
-            finished.append(request)
         need = blocks_for(context + grown, block_size) - request.num_blocks
         if need > 0:
             kv.allocate(request.request_id, need)
@@ -279,3 +268,24 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
         metrics.tokens.add_stretch([request.request_id for request in running], ends)
     for request in finished:
         replica.finish(request, last_end)
+
+
+def sample_decodes(requests: list[Request], steps: int, first_end: float, last_end: float, inner_max: float,
+                   ) -> tuple[list[float], list[Request]]:
+    """Each of `requests` decoded a token at the end of each of `steps` iterations, the first
+    ending at `first_end`, the last at `last_end`, `inner_max` the longest time between two of
+    them. Returns each one's gap to the first of these tokens, and those whose output is complete."""
+    first_gaps = []
+    finished = []
+    for request in requests:
+        gap = first_end - request.last_token_s
+        first_gaps.append(gap)
+        if gap > request.max_tbt_s:
+            request.max_tbt_s = gap
+        if inner_max > request.max_tbt_s:
+            request.max_tbt_s = inner_max
+        request.last_token_s = last_end
+        request.num_computed_tokens += steps
+        if record_sampled(request, steps):
+            finished.append(request)
+    return first_gaps, finished

@@ -87,24 +87,22 @@ def known_next_batch(scheduler: SchedulerPolicy, replica: Replica) -> NextBatch 
     prompt's later chunks beside the running decodes, and the decodes after it, need no decision.
     Nothing else is read: no padding, no wake-up. `tests/sim/test_known_decodes.py` asks the
     scheduler at every step taken this way in random runs and finds this batch."""
-    if not is_trusted(scheduler):
+    trusted = _running_order(scheduler, replica)
+    if trusted is None:
         return None
-    assert isinstance(scheduler, BudgetScheduler)  # both trusted schedulers are
-    side = EngineSide(replica)
-    order_running = scheduler.order_running
-    budget = scheduler.params.max_num_batched_tokens
+    order_running, budget = trusted
 
     def next_batch(now: float) -> list[tuple[Request, int]] | None:
         left = budget
         entries: list[tuple[Request, int]] = []
-        for request in order_running(side, now):  # type: ignore[arg-type]
+        for request in order_running(now):
             if left <= 0:
                 return None
             num_new = request.num_tokens - request.num_computed_tokens
             if num_new > left:
                 num_new = left
             left -= num_new
-            entries.append((request, num_new))  # type: ignore[arg-type]
+            entries.append((request, num_new))
         return entries
 
     return next_batch
@@ -126,21 +124,35 @@ def known_prompt_chunk(scheduler: SchedulerPolicy, replica: Replica) -> PromptCh
     is the running list's, Sarathi's the decodes' then the prompts', and neither changes before
     the prompt is done or a request finishes. The function returns that chunk, or None when the
     order differs or the decodes take the whole budget."""
-    if not is_trusted(scheduler):
+    trusted = _running_order(scheduler, replica)
+    if trusted is None:
         return None
-    assert isinstance(scheduler, BudgetScheduler)  # both trusted schedulers are
-    side = EngineSide(replica)
-    order_running = scheduler.order_running
-    budget = scheduler.params.max_num_batched_tokens
+    order_running, budget = trusted
 
     def prompt_chunk(entries: list[tuple[Request, int]], now: float) -> int | None:
-        order = order_running(side, now)  # type: ignore[arg-type]
+        order = order_running(now)
         if len(order) != len(entries) or any(a is not b for a, (b, _) in zip(order, entries, strict=True)):
             return None
         chunk = budget - (len(entries) - 1)
         return chunk if chunk > 0 else None
 
     return prompt_chunk
+
+
+def _running_order(scheduler: SchedulerPolicy, replica: Replica,
+                   ) -> tuple[Callable[[float], list[Request]], int] | None:
+    """A trusted scheduler's order of the running requests at a time, on the engine's own objects,
+    and its token budget; None for a scheduler that is not trusted."""
+    if not is_trusted(scheduler):
+        return None
+    assert isinstance(scheduler, BudgetScheduler)  # both trusted schedulers are
+    side = EngineSide(replica)
+    order_running = scheduler.order_running
+
+    def order(now: float) -> list[Request]:
+        return order_running(side, now)  # type: ignore[arg-type, return-value]
+
+    return order, scheduler.params.max_num_batched_tokens
 
 
 def decision_source(replica: Replica, scheduler: SchedulerPolicy, checker: DecisionChecker) -> Decide:
