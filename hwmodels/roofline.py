@@ -34,6 +34,7 @@ from servesim.hwmodels.model_spec import ModelSpec
 from servesim.hwmodels.moe_routing import ExpertRouting
 from servesim.hwmodels.operators import Operator, OperatorBuilder, OpKind
 from servesim.hwmodels.shapes import BatchShape, ParallelPlan
+from servesim.hwmodels.strided_table import StridedPriceTable
 
 # The calibrated curves price GPU kernels only (the measurements have no CPU time between
 # iterations); the engine's own time is a separate term, so none is assumed here by default.
@@ -94,6 +95,7 @@ class RooflineCostModel(CostModel):
         self._chunk_tile_bytes = decode_curve.tile_positions * work.decode_position_bytes
         self._latency_s = hardware.link_latency_us * 1e-6
         self._layers = model.num_layers
+        self._decode_table = StridedPriceTable(self._decode_positions_seconds)
         # Seconds of the token-count-only and entry-count-only operators, indexed by count.
         self._token_s: list[float] = []
         self._entry_s: list[float] = []
@@ -237,11 +239,10 @@ class RooflineCostModel(CostModel):
 
     def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
                                   ) -> np.ndarray:
-        """Vectorised: only decode attention changes over a stretch (the positions it reads grow by B a
-        step; whole numbers, so one `arange` gives them exactly)."""
-        first = context_sum + num_decodes
-        positions = np.arange(first, first + num_decodes * num_steps, num_decodes, dtype=np.float64)
-        return self._linear_seconds(num_decodes, num_decodes) + self._decode_positions_seconds(num_decodes, positions)
+        """Only decode attention changes over a stretch: the positions it reads grow by B a step,
+        so its prices are a strided slice of the table kept by position (`strided_table`)."""
+        return self._linear_seconds(num_decodes, num_decodes) + self._decode_table.strided(
+            num_decodes, context_sum + num_decodes, num_steps)
 
     def describe(self) -> dict[str, Any]:
         moe: dict[str, Any] = {}

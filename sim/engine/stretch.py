@@ -25,6 +25,7 @@ from simpy.events import URGENT
 
 from servesim.policies.views import blocks_for
 from servesim.sim.engine.bookkeeping import record_sampled
+from servesim.sim.engine.request import INFINITY
 
 if TYPE_CHECKING:
     from servesim.sim.engine.replica import Replica
@@ -109,7 +110,7 @@ def _run_unobserved(replica: Replica, requests: list[Request], contexts: tuple[i
         timeout_s = replica.next_timeout_s()
         count = min(limit - done, ahead)
         ends, times = _segment(replica, context_array, done, count, now)
-        steps = min(count, int(np.searchsorted(ends, timeout_s, side="left")) + 1)
+        steps = count if timeout_s == INFINITY else min(count, int(np.searchsorted(ends, timeout_s, side="left")) + 1)
         replica.stretch_interruptible = True
         cut = (yield env.timeout(float(ends[steps - 1]) - now)) is CUT
         if cut:
