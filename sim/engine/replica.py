@@ -40,7 +40,7 @@ from servesim.sim.engine.placement import Placement
 from servesim.sim.engine.prompt_chunks import run_prompt_chunks
 from servesim.sim.engine.request import INFINITY, Request, RequestState
 from servesim.sim.engine.stretch import cut_stretch, run_stretch
-from servesim.sim.engine.trusted import decision_source, known_next_batch, known_prompt_chunk
+from servesim.sim.engine.trusted import decision_source, known_decode_order, known_next_batch, known_prompt_chunk
 from servesim.sim.engine.views import KvView, ReplicaView
 from servesim.sim.reporting.metrics import MetricsRecorder
 
@@ -174,6 +174,7 @@ class Replica:
         self._host_view = KvView(self.host)
         self._decide = decision_source(self, scheduler, DecisionChecker(self, scheduler))
         self._next_batch = known_next_batch(scheduler, self) if self.fast_forward else None
+        self._decode_order = known_decode_order(scheduler, self) if self._next_batch is not None else None
         self.prompt_chunk = known_prompt_chunk(scheduler, self) if self.fast_forward else None
         self._idle_decisions = 0
         self.process = env.process(self._loop())
@@ -327,27 +328,29 @@ class Replica:
     def run_step(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
         """Run a prepared step, then each step after it whose decision is known (`_known_step`)."""
         while True:
-            yield from self._run_prepared(step)
+            all_decode = yield from self._run_prepared(step)
             if self._next_batch is None:
                 return
-            known = self._known_step()
+            known = self._known_step(all_decode)
             if known is None:
                 return
             step = known
 
-    def _run_prepared(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
-        """Run one prepared step: a fast-forwarded stretch if it may be one, else one iteration."""
+    def _run_prepared(self, step: PreparedStep) -> Generator[simpy.Event, None, bool]:
+        """Run one prepared step: a fast-forwarded stretch if it may be one, else one iteration.
+        Returns True when every running request is certain to decode next (after a stretch, or
+        a prompt's chunks run to its end); False when that is not known."""
         env = self.env
         if step.stretchable:
             steps = yield from run_stretch(self, [request for request, _ in step.entries], step.shape.context_lens)
             if steps:
                 self.num_iterations += steps
-                return
+                return True
         elif self.prompt_chunk is not None:
             steps = yield from run_prompt_chunks(self, step)
             if steps:
                 self.num_iterations += steps
-                return
+                return is_decode(step.entries[-1][0])
         began = env.now
         if step.host_copies is not None:
             yield from self.copy_host(step.host_copies)
@@ -356,7 +359,7 @@ class Replica:
             self._apply(step.entries, began)
             self.meter_experts(step.shape)
             self.num_iterations += 1
-            return
+            return False
         total_s = step.swap_s + self.cost_model.iteration_time(step.shape)
         if self.on_step is not None:
             self.on_step(step.entries, env.now, total_s)
@@ -369,20 +372,22 @@ class Replica:
             self._apply(step.entries, began)
             self.meter_experts(step.shape)
             self.num_iterations += 1
+        return False
 
     def copy_host(self, copies: SwapCopies) -> Generator[simpy.Event, None, None]:
         """A step's swap copies over the network's host ports (they precede its kernels)."""
         assert self.host_ports is not None  # a step has host copies only with host ports (`_take_swaps`)
         yield from self.host_ports.copy(copies)
 
-    def _known_step(self) -> PreparedStep | None:
+    def _known_step(self, all_decode: bool = False) -> PreparedStep | None:
         """The next step, prepared without asking the scheduler, when its decision is certain
         (`sim.engine.trusted.known_next_batch`): each running request computes what it has left,
         within the token budget, and gets its blocks. None: the loop must decide. Nothing may
         wait (arrivals staged during the step may: the decision would not see them either, and
         they are promoted as it would promote them), the router must not read progress (a stretch
         through a finish then ends as before) and no hook may act before a decision. Not a
-        decision: the engine's step count does not grow."""
+        decision: the engine's step count does not grow. When `all_decode` (every running
+        request decodes next), the batch is each with one token (`_known_decodes`)."""
         if (self.waiting or self._unseen or self.progress_observed
                 or self.on_decision is not None or self._pending_swap_in or self._pending_swap_out):
             return None
@@ -391,6 +396,8 @@ class Replica:
             self._drop_expired()  # nothing waits: only entries of requests scheduled since go
         if not self._running:
             return None
+        if all_decode:
+            return self._known_decodes(now)
         assert self._next_batch is not None  # only asked when the scheduler is trusted
         entries = self._next_batch(now)
         if entries is None:
@@ -416,6 +423,31 @@ class Replica:
         self._idle_decisions = 0
         self.sample(len(news), sum(news))
         return PreparedStep(entries, BatchShape(tuple(news), tuple(contexts), ()), 0.0, decodes_only and not promoted)
+
+    def _known_decodes(self, now: float) -> PreparedStep | None:
+        """`_known_step` when every running request decodes next: the batch is each in the
+        scheduler's order with one token (`sim.engine.trusted.known_decode_order`), a stretch
+        unless staged arrivals are promoted. One lean pass for the blocks, none asking what
+        each request computes."""
+        assert self._decode_order is not None  # only asked when the scheduler is trusted
+        order = self._decode_order(now)
+        if order is None:
+            return None
+        kv = self.kv
+        block_size = kv.block_size
+        needs = [new_blocks_needed(request, 1, block_size) for request in order]
+        if sum(needs) > kv.num_free_blocks:
+            return None  # the scheduler would preempt
+        promoted = self.promote_staged()
+        for request, need in zip(order, needs, strict=True):
+            if need:
+                allocate(request, need, kv, self.scheduler, now)
+        self._idle_decisions = 0
+        count = len(order)
+        self.sample(count, count)
+        contexts = tuple([request.num_computed_tokens for request in order])
+        return PreparedStep([(request, 1) for request in order], BatchShape((1,) * count, contexts, ()), 0.0,
+                            not promoted)
 
     def has_arrivals(self) -> bool:
         """Requests the scheduler has not seen wait: queued, not yet taken in, or staged."""

@@ -108,6 +108,27 @@ def known_next_batch(scheduler: SchedulerPolicy, replica: Replica) -> NextBatch 
     return next_batch
 
 
+DecodeOrder = Callable[[float], "list[Request] | None"]
+"""The running requests in a trusted scheduler's order at `now`, when each decodes one token; None: ask it."""
+
+
+def known_decode_order(scheduler: SchedulerPolicy, replica: Replica) -> DecodeOrder | None:
+    """`known_next_batch` for the case the caller knows: every running request decodes next.
+    Its batch is then each in `order_running`'s order with one token, when the budget covers
+    them all (else it returns None, as `known_next_batch` does); None for a scheduler that is
+    not trusted."""
+    trusted = _running_order(scheduler, replica)
+    if trusted is None:
+        return None
+    order_running, budget = trusted
+
+    def decode_order(now: float) -> list[Request] | None:
+        order = order_running(now)
+        return order if len(order) <= budget else None
+
+    return decode_order
+
+
 PromptChunk = Callable[["list[tuple[Request, int]]", float], "int | None"]
 """The tokens of each later chunk of the prompt that a batch of decodes ends with; None: unknown."""
 

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from servesim.hwmodels import ConstantCostModel
 from servesim.policies import create_policy
+from servesim.policies.views import is_decode
 from servesim.sim.engine import replica as replica_module
 from servesim.sim.engine import trusted
 from servesim.sim.engine.bookkeeping import checked_schedule
@@ -131,10 +132,14 @@ def _counting_later_chunks(original):
 def _asking_too(original):
     """`Replica._known_step`, after asking the scheduler on views: a known step must be its decision."""
 
-    def known_step(replica):
+    def known_step(replica, all_decode=False):
         scheduler = replica.scheduler
+        if all_decode:  # the caller's promise that `_known_decodes` rests on
+            assert all(is_decode(r) and r.num_tokens - r.num_computed_tokens == 1 for r in replica.running)
         decision = checked_schedule(scheduler, replica.view, DecisionChecker(replica, scheduler), replica.env.now)
-        step = original(replica)
+        step = original(replica, all_decode)
+        if step is not None and all_decode:
+            replica.test_decode_steps = getattr(replica, "test_decode_steps", 0) + 1
         if step is not None:
             assert [(id(r), n) for r, n in step.entries] == [(id(r), n) for r, n in decision.entries]
             assert (decision.preempted, decision.padding, decision.wake_at, decision.resume) == ([], [], None, None)
@@ -183,6 +188,7 @@ def test_the_property_run_takes_known_steps():
                                 scheduler={"max_num_seqs": 4}, async_scheduling=True)
     assert_identical(asked, known)
     assert sum(getattr(r, "test_known_steps", 0) for r in known.cluster.replicas) >= 3
+    assert sum(getattr(r, "test_decode_steps", 0) for r in known.cluster.replicas) >= 1
 
 
 def test_only_the_trusted_schedulers_know_their_next_batch():
