@@ -402,8 +402,7 @@ class Replica:
         entries = self._next_batch(now)
         if entries is None:
             return None
-        kv = self.kv
-        block_size = kv.block_size
+        block_size = self.kv.block_size
         needs = []
         news = []
         contexts = []
@@ -414,15 +413,7 @@ class Replica:
             contexts.append(request.num_computed_tokens)
             if decodes_only and not (num_new == 1 and is_decode(request)):
                 decodes_only = False
-        if sum(needs) > kv.num_free_blocks:
-            return None  # the scheduler would preempt
-        promoted = self.promote_staged()
-        for (request, _), need in zip(entries, needs, strict=True):
-            if need:
-                allocate(request, need, kv, self.scheduler, now)
-        self._idle_decisions = 0
-        self.sample(len(news), sum(news))
-        return PreparedStep(entries, BatchShape(tuple(news), tuple(contexts), ()), 0.0, decodes_only and not promoted)
+        return self._prepare_known(entries, needs, BatchShape(tuple(news), tuple(contexts), ()), decodes_only, now)
 
     def _known_decodes(self, now: float) -> PreparedStep | None:
         """`_known_step` when every running request decodes next: the batch is each in the
@@ -433,21 +424,27 @@ class Replica:
         order = self._decode_order(now)
         if order is None:
             return None
-        kv = self.kv
-        block_size = kv.block_size
+        block_size = self.kv.block_size
         needs = [new_blocks_needed(request, 1, block_size) for request in order]
+        contexts = tuple([request.num_computed_tokens for request in order])
+        return self._prepare_known([(request, 1) for request in order], needs,
+                                   BatchShape((1,) * len(order), contexts, ()), True, now)
+
+    def _prepare_known(self, entries: list[tuple[Request, int]], needs: list[int], shape: BatchShape,
+                       decodes_only: bool, now: float) -> PreparedStep | None:
+        """A known batch made ready to run, as a decision's would be: staged arrivals promoted,
+        each entry's `needs` blocks allocated, the step sampled; a stretch if it is `decodes_only`
+        and nothing was promoted. None when the blocks do not fit (the scheduler would preempt)."""
+        kv = self.kv
         if sum(needs) > kv.num_free_blocks:
-            return None  # the scheduler would preempt
+            return None
         promoted = self.promote_staged()
-        for request, need in zip(order, needs, strict=True):
+        for (request, _), need in zip(entries, needs, strict=True):
             if need:
                 allocate(request, need, kv, self.scheduler, now)
         self._idle_decisions = 0
-        count = len(order)
-        self.sample(count, count)
-        contexts = tuple([request.num_computed_tokens for request in order])
-        return PreparedStep([(request, 1) for request in order], BatchShape((1,) * count, contexts, ()), 0.0,
-                            not promoted)
+        self.sample(shape.num_entries, shape.num_tokens)
+        return PreparedStep(entries, shape, 0.0, decodes_only and not promoted)
 
     def has_arrivals(self) -> bool:
         """Requests the scheduler has not seen wait: queued, not yet taken in, or staged."""
