@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 GROWTH_ENTRIES = 4096
-"""Positions priced at least each time a window grows (so that it grows rarely)."""
+"""Positions priced at least each time a window grows (so that it grows rarely); a window grows by
+its own length when that is more."""
 MAX_ENTRIES = 1 << 22
 """Prices kept in all windows together: 32 MiB."""
 
@@ -52,22 +53,24 @@ class StridedPriceTable:
         return window.prices[offset:offset + batch_size * (count - 1) + 1:batch_size]
 
     def _widen(self, batch_size: int, window: _Window | None, first: int, last: int) -> _Window | None:
-        """The window of `batch_size` grown to cover `first` .. `last`; None if that would pass the limit."""
+        """The window of `batch_size` grown to cover `first` .. `last`, by its own length at least
+        (so that a window drifting with the contexts is copied a logarithmic number of times);
+        just to `first` .. `last` where that would pass the limit; None where even that would."""
         if window is None:
-            start, end, old = first, max(last + 1, first + GROWTH_ENTRIES), 0
+            old, old_start, old_end = 0, first, first
         else:
-            old = len(window.prices)
-            old_end = window.start + old
-            start = max(0, min(first, window.start - GROWTH_ENTRIES)) if first < window.start else window.start
-            end = max(last + 1, old_end + GROWTH_ENTRIES) if last >= old_end else old_end
+            old, old_start = len(window.prices), window.start
+            old_end = old_start + old
+        step = max(GROWTH_ENTRIES, old)
+        start = max(0, min(first, old_start - step)) if first < old_start else old_start
+        end = max(last + 1, old_end + step) if last >= old_end else old_end
         if self._entries + (end - start) - old > self._max_entries:
-            return None
-        if window is None:
-            prices = self._price(batch_size, np.arange(start, end, dtype=np.float64))
-        else:
-            below = self._price(batch_size, np.arange(start, window.start, dtype=np.float64))
-            above = self._price(batch_size, np.arange(window.start + old, end, dtype=np.float64))
-            prices = np.concatenate((below, window.prices, above))
+            start, end = min(first, old_start), max(last + 1, old_end)
+            if self._entries + (end - start) - old > self._max_entries:
+                return None
+        below = self._price(batch_size, np.arange(start, old_start, dtype=np.float64))
+        above = self._price(batch_size, np.arange(old_end, end, dtype=np.float64))
+        prices = np.concatenate((below, window.prices, above)) if window is not None else above
         self._entries += len(prices) - old
         widened = _Window(start, prices)
         self._windows[batch_size] = widened

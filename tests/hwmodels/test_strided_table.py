@@ -44,6 +44,20 @@ def test_windows_grow_both_ways_and_stop_at_the_limit() -> None:
     np.testing.assert_array_equal(table.strided(8, 60_000, 10), direct(8, 60_000, 10))
 
 
+def test_a_window_grows_by_its_length_or_just_enough_under_the_limit() -> None:
+    table = StridedPriceTable(COST._decode_positions_seconds, max_entries=15_000)
+    table.strided(8, 50_000, 10)
+    table.strided(8, 49_000, 10)  # [45904, 54096): 8,192 prices
+    table.strided(8, 60_000, 10)  # doubling would hold 16,384: only up to its last position, 60,072
+    window = table._windows[8]
+    assert (window.start, len(window.prices)) == (45_904, 60_073 - 45_904)
+    unlimited = StridedPriceTable(COST._decode_positions_seconds)
+    unlimited.strided(8, 50_000, 10)
+    unlimited.strided(8, 49_000, 10)
+    unlimited.strided(8, 60_000, 10)  # grows by its own length, 8,192
+    assert len(unlimited._windows[8].prices) == 16_384
+
+
 def test_a_later_stretch_over_the_same_positions_gets_the_same_prices() -> None:
     contexts = np.arange(1000, 1200, 10)
     cost = RooflineCostModel(load_model("llama-2-70b"), load_hardware("a100-80g"), ParallelPlan(tp=2))
