@@ -2,7 +2,7 @@
 
 Fixed 1024-token prompts and 256 output tokens, Poisson arrivals at 1 req/s, chunked prefill
 with a 512-token budget. Prints wall seconds (whole process and simulation alone, and its ratio
-to the previous release's figure in the README), CPU seconds, simulated requests and iterations
+to the previous figure in the README), CPU seconds, simulated requests and iterations
 per wall second, and peak resident memory.
 
     python benchmarks/bench_core.py [--requests N] [--no-fast-forward] [--cost-model roofline|table]
@@ -22,8 +22,9 @@ from measured_run import measure, print_figures  # noqa: E402
 
 from servesim.sim.experiment.loading import validate_config  # noqa: E402
 
-PREVIOUS_SIMULATION_S = 3.76
-"""The simulation's wall seconds in the README's "Benchmarks" table for the previous release (3.72 - 3.81 s)."""
+PREVIOUS_SIMULATION_S = 2.08
+"""The simulation's wall seconds in the README's "Benchmarks" table's "before" column (the sixth round's code
+at a quiet hour: 2.08 - 2.43 s)."""
 
 
 def benchmark_config(num_requests: int, fast_forward: bool, cost_model: str = "roofline") -> dict:
@@ -55,7 +56,7 @@ def main() -> None:
                              origin="bench_core")
     run = measure(config, START)
     as_before = args.requests == 10_000 and not args.no_fast_forward and args.cost_model == "roofline"
-    print_figures(run, f"{PREVIOUS_SIMULATION_S / run.sim_wall_s:.2f}x the speed of the previous release's "
+    print_figures(run, f"{PREVIOUS_SIMULATION_S / run.sim_wall_s:.2f}x the speed of the previous "
                        f"{PREVIOUS_SIMULATION_S} s" if as_before else "no previous figure for these options")
     summary = run.summary
     print(f"p50 TTFT / TBT / E2E    {summary['ttft_s']['p50']:.3f} / {summary['tbt_s']['p50']:.4f} / "
