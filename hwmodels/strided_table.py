@@ -50,7 +50,7 @@ class StridedPriceTable:
                 positions = np.arange(first, last + 1, batch_size, dtype=np.float64)
                 return self._price(batch_size, positions)
         offset = first - window.start
-        return window.prices[offset:offset + batch_size * (count - 1) + 1:batch_size]
+        return window.prices[offset:offset + last - first + 1:batch_size]
 
     def _widen(self, batch_size: int, window: _Window | None, first: int, last: int) -> _Window | None:
         """The window of `batch_size` grown to cover `first` .. `last`, by its own length at least
