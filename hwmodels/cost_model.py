@@ -6,6 +6,7 @@ the engine never knows which one it is talking to.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +75,8 @@ class CostModel(ABC):
         """Seconds for one iteration; implementations memoise this, the engine's hot path."""
         return self.breakdown(batch).seconds
 
-    def decode_stretch_times(self, context_lens: Any, num_steps: int, first_step: int = 0) -> np.ndarray:
+    def decode_stretch_times(self, context_lens: Sequence[int] | np.ndarray, num_steps: int, first_step: int = 0,
+                             ) -> np.ndarray:
         """Times of `num_steps` consecutive decode-only iterations of one fixed set of requests.
 
         Step k (from `first_step`) decodes every request with context `context_lens + k`. A stretch
@@ -83,23 +85,35 @@ class CostModel(ABC):
         the engine prices many short stretches); anything else, or a model without it, is priced
         step by step.
         """
-        contexts = np.asarray(context_lens, dtype=np.int64)
         if num_steps <= 0:
             return np.empty(0)
-        shortest = int(np.minimum.reduce(contexts)) + first_step if contexts.size else 0
-        if shortest > 0:
-            size = int(contexts.size)
-            context_sum = int(np.add.reduce(contexts)) + size * first_step
-            times = self.stretch_of_decodes_by_sum(size, context_sum, shortest, num_steps)
-            if times is not None:
-                return times
-        return self._step_by_step(contexts + first_step, num_steps)
+        size = len(context_lens)
+        if size:
+            if isinstance(context_lens, np.ndarray):
+                shortest, context_sum = int(np.minimum.reduce(context_lens)), int(np.add.reduce(context_lens))
+            else:  # the engine's tuple: summed in Python, cheaper than making it an array
+                shortest, context_sum = min(context_lens), sum(context_lens)
+            if shortest + first_step > 0:
+                times = self.stretch_of_decodes_by_sum(size, context_sum + size * first_step, shortest + first_step,
+                                                       num_steps)
+                if times is not None:
+                    return times
+        return self._step_by_step(np.asarray(context_lens, dtype=np.int64) + first_step, num_steps)
 
     def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
                                   ) -> np.ndarray | None:
         """`decode_stretch_times` of `num_decodes` decodes whose contexts sum to `context_sum` at the
         first step, the shortest being `shortest` >= 1; None where the model cannot price it so
         (then it is priced step by step). Must equal pricing step by step on any such contexts."""
+        return None
+
+    def decodes_and_chunk_by_sum(self, num_decodes: int, decode_context_sum: int, chunk_tokens: int,
+                                 chunk_context: int) -> float | None:
+        """`iteration_time` of `num_decodes` decodes whose contexts sum to `decode_context_sum`,
+        then one prefill chunk of `chunk_tokens` >= 2 tokens after `chunk_context` cached ones:
+        chunked prefill's usual step, priced at each step of a prompt's chunks
+        (`sim.engine.prompt_chunks`) without building its BatchShape. None where the model cannot
+        price it so (the engine then builds the shape). Must equal `iteration_time` of any such batch."""
         return None
 
     def _step_by_step(self, contexts: np.ndarray, num_steps: int) -> np.ndarray:
@@ -140,6 +154,10 @@ class ConstantCostModel(CostModel):
     def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
                                   ) -> np.ndarray:
         return np.full(num_steps, self.iteration_s + self.per_token_s * num_decodes)
+
+    def decodes_and_chunk_by_sum(self, num_decodes: int, decode_context_sum: int, chunk_tokens: int,
+                                 chunk_context: int) -> float:
+        return self.iteration_s + self.per_token_s * (num_decodes + chunk_tokens)
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "constant", "iteration_s": self.iteration_s, "per_token_s": self.per_token_s}

@@ -129,6 +129,11 @@ class DataParallelExpertCostModel(CostModel):
         local = self.local.stretch_of_decodes_by_sum(num_decodes, context_sum, shortest, num_steps)
         return None if local is None else local + self._delta(num_decodes)
 
+    def decodes_and_chunk_by_sum(self, num_decodes: int, decode_context_sum: int, chunk_tokens: int,
+                                 chunk_context: int) -> float | None:
+        local = self.local.decodes_and_chunk_by_sum(num_decodes, decode_context_sum, chunk_tokens, chunk_context)
+        return None if local is None else local + self._delta(num_decodes + chunk_tokens)
+
     def describe(self) -> dict[str, Any]:
         experts = self.experts.describe()
         return {**self.local.describe(), "expert_parallel_across_replicas": {

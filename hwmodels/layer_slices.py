@@ -55,6 +55,10 @@ class LayerSliceCostModel(CostModel):
                                   ) -> np.ndarray | None:
         return self.inner.stretch_of_decodes_by_sum(num_decodes, context_sum, shortest, num_steps)
 
+    def decodes_and_chunk_by_sum(self, num_decodes: int, decode_context_sum: int, chunk_tokens: int,
+                                 chunk_context: int) -> float | None:
+        return self.inner.decodes_and_chunk_by_sum(num_decodes, decode_context_sum, chunk_tokens, chunk_context)
+
     def describe(self) -> dict[str, Any]:
         return {**self.inner.describe(), "layered_prefill": "prompts priced through their layer group"}
 

@@ -182,20 +182,36 @@ class RooflineCostModel(CostModel):
                 and contexts.count(0) == (contexts[-1] == 0)):
             # Decodes and one chunk after them (chunked prefill's usual step): the loop's sums
             # without the loop.
-            num_decodes, decode_sum = num_entries - 1, sum(contexts) - contexts[-1]
-            prefill = self._chunk_seconds(new[-1], contexts[-1])
-        else:
-            num_decodes = decode_sum = 0
-            prefill = 0.0
-            for n, c in zip(new, contexts, strict=True):  # the decode/prefill split of BatchShape, inlined for speed
-                if n == 1 and c > 0:
-                    num_decodes += 1
-                    decode_sum += c
-                else:
-                    prefill += self._chunk_seconds(n, c)
+            return self._decodes_and_chunk(seconds, num_entries - 1, sum(contexts) - contexts[-1], new[-1],
+                                           contexts[-1])
+        num_decodes = decode_sum = 0
+        prefill = 0.0
+        for n, c in zip(new, contexts, strict=True):  # the decode/prefill split of BatchShape, inlined for speed
+            if n == 1 and c > 0:
+                num_decodes += 1
+                decode_sum += c
+            else:
+                prefill += self._chunk_seconds(n, c)
         seconds += self._layers * prefill
         if num_decodes:
             seconds += self._decode_seconds(num_decodes, decode_sum)
+        return float(seconds)
+
+    def decodes_and_chunk_by_sum(self, num_decodes: int, decode_context_sum: int, chunk_tokens: int,
+                                 chunk_context: int) -> float:
+        num_tokens, num_entries = num_decodes + chunk_tokens, num_decodes + 1
+        try:
+            seconds = self._token_s[num_tokens] + self._entry_s[num_entries]
+        except IndexError:
+            seconds = self._linear_seconds(num_tokens, num_entries)
+        return self._decodes_and_chunk(seconds, num_decodes, decode_context_sum, chunk_tokens, chunk_context)
+
+    def _decodes_and_chunk(self, linear_s: float, num_decodes: int, decode_context_sum: int, chunk_tokens: int,
+                           chunk_context: int) -> float:
+        """The step of decodes and one chunk after them, given the seconds of its linear operators."""
+        seconds = linear_s + self._layers * self._chunk_seconds(chunk_tokens, chunk_context)
+        if num_decodes:
+            seconds += self._decode_seconds(num_decodes, decode_context_sum)
         return float(seconds)
 
     def _chunk_seconds(self, num_new: int, context: int) -> float:

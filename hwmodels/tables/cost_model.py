@@ -205,6 +205,15 @@ class TableCostModel(CostModel):
             seconds += self._decode_seconds(num_decodes, decode_sum)
         return seconds
 
+    def decodes_and_chunk_by_sum(self, num_decodes: int, decode_context_sum: int, chunk_tokens: int,
+                                 chunk_context: int) -> float:
+        """`iteration_time`'s loop for decodes and a last chunk: the chunk's attention, then the decodes'."""
+        seconds = (self._linear_seconds(num_decodes + chunk_tokens, num_decodes + 1)
+                   + self._prefill_seconds(chunk_tokens, chunk_context))
+        if num_decodes:
+            seconds += self._decode_seconds(num_decodes, decode_context_sum)
+        return seconds
+
     def stretch_of_decodes_by_sum(self, num_decodes: int, context_sum: int, shortest: int, num_steps: int,
                                   ) -> np.ndarray:
         """Vectorised: only decode attention changes over a stretch (mean context grows by 1 a step)."""

@@ -116,6 +116,31 @@ def record_sampled(request: Request, count: int) -> bool:
     return request.num_generated >= request.output_tokens
 
 
+def record_decoded(requests: Sequence[Request], steps: int, first_end: float, last_end: float, inner_max: float,
+                   ) -> tuple[list[float], list[Request]]:
+    """Each of `requests` decoded a token at the end of each of `steps` iterations, the first
+    ending at `first_end`, the last at `last_end`, `inner_max` the longest time between two of
+    them: `record_sampled` for a batch of decodes (inlined: it is the fast-forward's inner loop),
+    with their token times. Returns each one's gap to the first of these tokens, and those whose
+    output is complete."""
+    first_gaps = []
+    finished = []
+    for request in requests:
+        gap = first_end - request.last_token_s
+        first_gaps.append(gap)
+        if gap > request.max_tbt_s:
+            request.max_tbt_s = gap
+        if inner_max > request.max_tbt_s:
+            request.max_tbt_s = inner_max
+        request.last_token_s = last_end
+        request.num_computed_tokens += steps
+        request.num_tokens += steps
+        request.num_generated += steps
+        if request.num_generated >= request.output_tokens:
+            finished.append(request)
+    return first_gaps, finished
+
+
 def retire(request: Request, running: list[Request], kv: BlockPool, recently_finished: deque[Request],
            now: float) -> None:
     """`request` generated its whole output: it leaves the batch, frees its blocks and is finished."""

@@ -127,6 +127,14 @@ class EngineOverheadCostModel(CostModel):
             times += self.per_eager_iteration_s
         return times
 
+    def decodes_and_chunk_by_sum(self, num_decodes: int, decode_context_sum: int, chunk_tokens: int,
+                                 chunk_context: int) -> float | None:
+        """`iteration_time` of a batch with a chunk: never a CUDA graph's, so eager."""
+        kernels = self.inner.decodes_and_chunk_by_sum(num_decodes, decode_context_sum, chunk_tokens, chunk_context)
+        if kernels is None:
+            return None
+        return kernels + self._cpu_s(num_decodes + 1) + self.per_eager_iteration_s
+
     def describe(self) -> dict[str, Any]:
         return {
             **self.inner.describe(),

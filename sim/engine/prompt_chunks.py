@@ -23,8 +23,7 @@ import simpy
 
 from servesim.hwmodels import BatchShape
 from servesim.policies.views import blocks_for, is_decode
-from servesim.sim.engine.bookkeeping import allocate
-from servesim.sim.engine.stretch import sample_decodes
+from servesim.sim.engine.bookkeeping import allocate, record_decoded
 
 if TYPE_CHECKING:
     from servesim.sim.engine.replica import PreparedStep, Replica
@@ -60,21 +59,24 @@ def run_prompt_chunks(replica: Replica, step: PreparedStep) -> Generator[simpy.E
     cost_model = replica.cost_model
     metrics = replica.metrics
     num_decodes = len(decodes)
-    ones = (1,) * num_decodes
-    shape = step.shape
+    decode_sum = sum(plan.contexts)
+    metered = replica.expert_meter is not None
+    shape: BatchShape | None = step.shape
+    seconds = cost_model.iteration_time(step.shape)
     num_new = step.entries[-1][1]
     began = env.now
     ends: list[float] = []
     done = 0
     while True:
-        yield env.timeout(cost_model.iteration_time(shape))
+        yield env.timeout(seconds)
         now = env.now
         ends.append(now)
         done += 1
         replica.outstanding_tokens -= num_decodes + num_new
         if metrics.record_iterations:
             _record(replica, prompt, num_decodes, num_new, began, now)
-        replica.meter_experts(shape)
+        if shape is not None:
+            replica.meter_experts(shape)
         if done == plan.num_steps or replica.has_arrivals():
             break
         left = prompt.num_tokens - prompt.num_computed_tokens - num_new
@@ -91,8 +93,15 @@ def run_prompt_chunks(replica: Replica, step: PreparedStep) -> Generator[simpy.E
             allocate(prompt, prompt_need, kv, replica.scheduler, now)
         num_new = next_new
         replica.sample(num_decodes + 1, num_decodes + num_new)
-        shape = BatchShape(ones + (num_new,), tuple([context + done for context in plan.contexts])
-                           + (prompt.num_computed_tokens,))
+        prompt_context = prompt.num_computed_tokens
+        priced = (cost_model.decodes_and_chunk_by_sum(num_decodes, decode_sum + done * num_decodes, num_new,
+                                                      prompt_context) if num_new > 1 else None)
+        if priced is None or metered:  # the expert meter reads the shape
+            shape = BatchShape((1,) * num_decodes + (num_new,),
+                               tuple([context + done for context in plan.contexts]) + (prompt_context,))
+            seconds = cost_model.iteration_time(shape) if priced is None else priced
+        else:
+            shape, seconds = None, priced
         began = now
     last_gaps = _apply_decodes(replica, decodes, ends)
     prompt.num_computed_tokens += num_new
@@ -113,6 +122,9 @@ def _plan(replica: Replica, step: PreparedStep) -> _Plan | None:
     left = prompt.num_tokens - prompt.num_computed_tokens - first_chunk
     if left <= 0 or is_decode(prompt) or (replica.kv.caches_prefixes and prompt.prefix_hashes):
         return None
+    last_decode, its_new = entries[-2]
+    if its_new != 1 or not is_decode(last_decode):
+        return None  # two prompts in the batch (arrivals queued): known without a pass over the decodes
     assert replica.prompt_chunk is not None  # a trusted scheduler's (`prompt_chunks_unobserved`)
     chunk = replica.prompt_chunk(entries, replica.env.now)
     if chunk is None:
@@ -150,7 +162,7 @@ def _record(replica: Replica, prompt: Request, num_decodes: int, num_new: int, b
 
 def _apply_decodes(replica: Replica, decodes: list[Request], ends: list[float]) -> list[float]:
     """Each decode's tokens of the steps that ended at `ends`, as a decode stretch applies them
-    (`stretch.sample_decodes`); a decode whose output is complete finishes. The token gaps go to
+    (`bookkeeping.record_decoded`); a decode whose output is complete finishes. The token gaps go to
     the pool as stepping adds them, a step's list at a time, but for the last step's, returned
     (the prompt's gap may follow)."""
     steps = len(ends)
@@ -158,7 +170,7 @@ def _apply_decodes(replica: Replica, decodes: list[Request], ends: list[float]) 
     last_end = ends[-1]
     inner = [end - before for before, end in zip(ends[:-1], ends[1:], strict=True)]
     inner_max = max(inner, default=0.0)
-    first_gaps, finished = sample_decodes(decodes, steps, first_end, last_end, inner_max)
+    first_gaps, finished = record_decoded(decodes, steps, first_end, last_end, inner_max)
     metrics = replica.metrics
     if metrics.tokens is not None:
         metrics.tokens.add_stretch([request.request_id for request in decodes], np.array(ends))

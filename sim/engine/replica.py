@@ -403,17 +403,19 @@ class Replica:
         if entries is None:
             return None
         block_size = self.kv.block_size
-        needs = []
+        grows = []
         news = []
         contexts = []
         decodes_only = True
         for request, num_new in entries:  # one pass: blocks, shape, and whether all decode
-            needs.append(new_blocks_needed(request, num_new, block_size))
+            need = new_blocks_needed(request, num_new, block_size)
+            if need:
+                grows.append((request, need))
             news.append(num_new)
             contexts.append(request.num_computed_tokens)
             if decodes_only and not (num_new == 1 and is_decode(request)):
                 decodes_only = False
-        return self._prepare_known(entries, needs, BatchShape(tuple(news), tuple(contexts), ()), decodes_only, now)
+        return self._prepare_known(entries, grows, BatchShape(tuple(news), tuple(contexts), ()), decodes_only, now)
 
     def _known_decodes(self, now: float) -> PreparedStep | None:
         """`_known_step` when every running request decodes next: the batch is each in the
@@ -425,23 +427,25 @@ class Replica:
         if order is None:
             return None
         block_size = self.kv.block_size
-        needs = [new_blocks_needed(request, 1, block_size) for request in order]
+        # A decode needs a block only once its blocks are full: the others are passed over without a call.
+        grows = [(request, new_blocks_needed(request, 1, block_size)) for request in order
+                 if request.num_computed_tokens >= request.num_blocks * block_size]
         contexts = tuple([request.num_computed_tokens for request in order])
-        return self._prepare_known([(request, 1) for request in order], needs,
+        return self._prepare_known([(request, 1) for request in order], grows,
                                    BatchShape((1,) * len(order), contexts, ()), True, now)
 
-    def _prepare_known(self, entries: list[tuple[Request, int]], needs: list[int], shape: BatchShape,
-                       decodes_only: bool, now: float) -> PreparedStep | None:
+    def _prepare_known(self, entries: list[tuple[Request, int]], grows: list[tuple[Request, int]],
+                       shape: BatchShape, decodes_only: bool, now: float) -> PreparedStep | None:
         """A known batch made ready to run, as a decision's would be: staged arrivals promoted,
-        each entry's `needs` blocks allocated, the step sampled; a stretch if it is `decodes_only`
-        and nothing was promoted. None when the blocks do not fit (the scheduler would preempt)."""
+        each of `grows` (an entry and the blocks it needs) given its blocks, the step sampled; a
+        stretch if it is `decodes_only` and nothing was promoted. None when the blocks do not fit
+        (the scheduler would preempt)."""
         kv = self.kv
-        if sum(needs) > kv.num_free_blocks:
+        if sum([need for _, need in grows]) > kv.num_free_blocks:
             return None
         promoted = self.promote_staged()
-        for (request, _), need in zip(entries, needs, strict=True):
-            if need:
-                allocate(request, need, kv, self.scheduler, now)
+        for request, need in grows:
+            allocate(request, need, kv, self.scheduler, now)
         self._idle_decisions = 0
         self.sample(shape.num_entries, shape.num_tokens)
         return PreparedStep(entries, shape, 0.0, decodes_only and not promoted)
@@ -609,9 +613,8 @@ class Replica:
                 if num_new > left:
                     num_new = left
                     entries[index] = (request, num_new)
-            need = new_blocks_needed(request, num_new, block_size)
-            if need:
-                allocate(request, need, kv, self.scheduler, self.env.now)
+            if request.num_computed_tokens + num_new > request.num_blocks * block_size:  # its blocks are full
+                allocate(request, new_blocks_needed(request, num_new, block_size), kv, self.scheduler, self.env.now)
         sliced = decision.layer_slices
         priced = [entry for entry in entries if entry[0].request_id not in sliced] if sliced else entries
         news = [num_new for _, num_new in priced]  # a layer slice is priced as such

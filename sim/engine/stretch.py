@@ -24,7 +24,7 @@ import simpy
 from simpy.events import URGENT
 
 from servesim.policies.views import blocks_for
-from servesim.sim.engine.bookkeeping import record_sampled
+from servesim.sim.engine.bookkeeping import record_decoded
 from servesim.sim.engine.request import INFINITY
 
 if TYPE_CHECKING:
@@ -63,7 +63,6 @@ def _run_observed(replica: Replica, requests: list[Request], contexts: tuple[int
     env = replica.env
     if min(replica.next_arrival_s(), replica.next_timeout_s()) <= env.now:
         return 0
-    context_array = np.asarray(contexts, dtype=np.int64)
     num_waiting = len(replica.waiting)
     done = 0
     ahead = FIRST_SEGMENT_STEPS
@@ -71,7 +70,7 @@ def _run_observed(replica: Replica, requests: list[Request], contexts: tuple[int
         now = env.now
         next_event = min(replica.next_arrival_s(), replica.next_timeout_s())
         count = min(limit - done, ahead)
-        ends, times = _segment(replica, context_array, done, count, now)
+        ends, times = _segment(replica, contexts, done, count, now)
         before = int(np.searchsorted(ends, next_event, side="left"))
         if before:
             yield env.timeout(float(ends[before - 1]) - now)
@@ -102,14 +101,13 @@ def _run_unobserved(replica: Replica, requests: list[Request], contexts: tuple[i
     """Segments that only an arrival at this replica cuts short (it wakes the wait), or a
     waiting request's timeout; arrivals elsewhere cost this replica nothing."""
     env = replica.env
-    context_array = np.asarray(contexts, dtype=np.int64)
     done = 0
     ahead = FIRST_UNOBSERVED_SEGMENT_STEPS
     while done < limit:
         now = env.now
         timeout_s = replica.next_timeout_s()
         count = min(limit - done, ahead)
-        ends, times = _segment(replica, context_array, done, count, now)
+        ends, times = _segment(replica, contexts, done, count, now)
         steps = count if timeout_s == INFINITY else min(count, int(np.searchsorted(ends, timeout_s, side="left")) + 1)
         replica.stretch_interruptible = True
         cut = (yield env.timeout(float(ends[steps - 1]) - now)) is CUT
@@ -157,10 +155,10 @@ def cut_stretch(replica: Replica) -> None:
     _Cut(replica.env, target)
 
 
-def _segment(replica: Replica, context_array: np.ndarray, done: int, count: int, now: float,
+def _segment(replica: Replica, contexts: tuple[int, ...], done: int, count: int, now: float,
              ) -> tuple[np.ndarray, np.ndarray]:
     """End times and durations of the stretch's iterations `done` to `done + count` from `now`."""
-    times = replica.cost_model.decode_stretch_times(context_array, count, done)
+    times = replica.cost_model.decode_stretch_times(contexts, count, done)
     ends = times.copy()
     ends[0] += now
     return ends.cumsum(out=ends), times  # summed in stepping's order, now + t0 + t1 ...: same rounding
@@ -190,11 +188,12 @@ def _one_more(replica: Replica, requests: list[Request], contexts: tuple[int, ..
 
 def _allocate_for(replica: Replica, requests: list[Request], contexts: tuple[int, ...], steps: int) -> None:
     """Grow each request's blocks to hold its context after `steps` iterations of the stretch."""
-    block_size = replica.kv.block_size
+    kv = replica.kv
+    block_size = kv.block_size
     for request, context in zip(requests, contexts, strict=True):
-        need = blocks_for(context + steps, block_size) - request.num_blocks
-        if need > 0:
-            replica.kv.allocate(request.request_id, need)
+        if context + steps > request.num_blocks * block_size:  # past its blocks: it needs more
+            need = blocks_for(context + steps, block_size) - request.num_blocks
+            kv.allocate(request.request_id, need)
             request.num_blocks += need
 
 
@@ -243,18 +242,11 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
     last_end = float(ends[-1])
     if steps > 1:
         inner = ends[1:] - ends[:-1]  # `np.diff`, without its argument handling
-        inner_max = float(inner.max())
+        inner_max = float(np.maximum.reduce(inner))  # `max()` without its Python-level wrapper
     else:
         inner, inner_max = None, 0.0
-    first_gaps, finished = sample_decodes(running, steps, first_end, last_end, inner_max)
-    kv = replica.kv
-    block_size = kv.block_size
-    grown = done + steps
-    for request, context in zip(running, contexts, strict=True):
-        need = blocks_for(context + grown, block_size) - request.num_blocks
-        if need > 0:
-            kv.allocate(request.request_id, need)
-            request.num_blocks += need
+    first_gaps, finished = record_decoded(running, steps, first_end, last_end, inner_max)
+    _allocate_for(replica, running, contexts, done + steps)
     if replica.expert_meter is not None:
         replica.expert_meter.add_decodes(len(running), steps)
     replica.outstanding_tokens -= steps * len(running)
@@ -269,24 +261,3 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
         metrics.tokens.add_stretch([request.request_id for request in running], ends)
     for request in finished:
         replica.finish(request, last_end)
-
-
-def sample_decodes(requests: list[Request], steps: int, first_end: float, last_end: float, inner_max: float,
-                   ) -> tuple[list[float], list[Request]]:
-    """Each of `requests` decoded a token at the end of each of `steps` iterations, the first
-    ending at `first_end`, the last at `last_end`, `inner_max` the longest time between two of
-    them. Returns each one's gap to the first of these tokens, and those whose output is complete."""
-    first_gaps = []
-    finished = []
-    for request in requests:
-        gap = first_end - request.last_token_s
-        first_gaps.append(gap)
-        if gap > request.max_tbt_s:
-            request.max_tbt_s = gap
-        if inner_max > request.max_tbt_s:
-            request.max_tbt_s = inner_max
-        request.last_token_s = last_end
-        request.num_computed_tokens += steps
-        if record_sampled(request, steps):
-            finished.append(request)
-    return first_gaps, finished

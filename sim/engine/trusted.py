@@ -15,6 +15,7 @@ their guard. A subclass, another queue order or preemption policy keeps the view
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from operator import is_, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from servesim.policies import SchedulerPolicy
@@ -152,7 +153,7 @@ def known_prompt_chunk(scheduler: SchedulerPolicy, replica: Replica) -> PromptCh
 
     def prompt_chunk(entries: list[tuple[Request, int]], now: float) -> int | None:
         order = order_running(now)
-        if len(order) != len(entries) or any(a is not b for a, (b, _) in zip(order, entries, strict=True)):
+        if len(order) != len(entries) or not all(map(is_, order, map(itemgetter(0), entries))):
             return None
         chunk = budget - (len(entries) - 1)
         return chunk if chunk > 0 else None
