@@ -119,7 +119,10 @@ class Replica:
         self.expert_meter = setup.expert_meter
         self._rank = setup.lockstep.join() if setup.lockstep is not None else 0
         self.fast_forward = setup.fast_forward and scheduler.stable_under_decode and setup.lockstep is None
-        self._fast_forward_needs_empty_queue = not scheduler.stable_while_waiting
+        # With prefix caching, what admitting a waiting request takes depends on the cache, whose
+        # unreferenced blocks the decodes evict as they take free blocks: a shorter hit reclaims
+        # fewer blocks, so the queue's head may fit a few steps later though it does not now.
+        self._fast_forward_needs_empty_queue = not scheduler.stable_while_waiting or setup.kv.caches_prefixes
         self.interruptible = (type(scheduler).interrupt is not SchedulerPolicy.interrupt
                               and setup.lockstep is None)
         self.async_scheduling = setup.async_scheduling and not self.interruptible

@@ -5,7 +5,7 @@ from contextlib import contextmanager
 from unittest.mock import patch
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from servesim.hwmodels import ConstantCostModel, CostModel
@@ -69,6 +69,18 @@ def test_static_batching_is_stepped():
     }),
     st.integers(1, 6), st.integers(1, 48), st.booleans(),
     st.builds(ConstantCostModel, st.floats(0.001, 0.1), st.floats(0, 0.002)),
+)
+# A request preempted for recompute leaves its blocks cached; as the decodes beside it evicted
+# them, readmitting it took fewer free blocks, so it fit a few steps after it had not: a stretch
+# with it waiting ran past that step.
+@example(
+    specs=[(0.0, 14, 25, 0, None), (0.0, 14, 25, 1, None), (0.0, 35, 11, None, None), (0.25, 1, 3, None, None),
+           (0.5, 1, 4, None, None), (1.25, 26, 18, 1, None), (1.75, 20, 18, None, None), (2.0, 16, 18, 1, None)],
+    scheduler="sjf",
+    options={"num_blocks": 35, "block_size": 2, "replicas": 1, "async_scheduling": False,
+             "progress_observed": False, "prefix_caching": True, "preemption_name": "swap", "host_blocks": 16,
+             "router": "round_robin"},
+    max_seqs=4, max_tokens=7, preemptive=False, cost_model=ConstantCostModel(0.05078125, 0.0),
 )
 def test_fast_forward_gives_the_same_results_as_stepping_for_every_scheduler(
         specs, scheduler, options, max_seqs, max_tokens, preemptive, cost_model):
