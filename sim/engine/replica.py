@@ -411,9 +411,8 @@ class Replica:
         contexts = []
         decodes_only = True
         for request, num_new in entries:  # one pass: blocks, shape, and whether all decode
-            need = new_blocks_needed(request, num_new, block_size)
-            if need:
-                grows.append((request, need))
+            if request.num_computed_tokens + num_new > request.num_blocks * block_size:  # its blocks are full
+                grows.append((request, new_blocks_needed(request, num_new, block_size)))
             news.append(num_new)
             contexts.append(request.num_computed_tokens)
             if decodes_only and not (num_new == 1 and is_decode(request)):
