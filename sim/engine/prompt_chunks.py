@@ -146,8 +146,10 @@ def _plan(replica: Replica, step: PreparedStep) -> _Plan | None:
         decodes.append(request)
         contexts.append(context)
         # Its step j computes token context + j + 1: a new block first at j = held * block_size - context.
-        for at in range(request.num_blocks * block_size - context, num_steps, block_size):
-            crossings.setdefault(at, []).append(request)
+        first_crossing = request.num_blocks * block_size - context
+        if first_crossing < num_steps:  # most decodes cross none in a prompt's few steps
+            for at in range(first_crossing, num_steps, block_size):
+                crossings.setdefault(at, []).append(request)
     return _Plan(decodes, contexts, prompt, chunk, num_steps, crossings)
 
 
