@@ -28,6 +28,8 @@ class BlockPool:
     """A fixed number of KV blocks of `block_size` tokens each, owned by requests."""
 
     caches_prefixes = False
+    num_evicted = 0
+    """Cached blocks taken for reuse so far: none without a prefix cache."""
 
     def __init__(self, num_blocks: int, block_size: int) -> None:
         if num_blocks < 0 or block_size < 1:
@@ -39,6 +41,11 @@ class BlockPool:
 
     @property
     def num_free_blocks(self) -> int:
+        return len(self._free)
+
+    @property
+    def num_blank_blocks(self) -> int:
+        """Free blocks that hold nothing findable: all of them without a prefix cache."""
         return len(self._free)
 
     @property

@@ -85,6 +85,8 @@ class PrefixCachingBlockPool(BlockPool):
         self._version = 0
         self._memo: tuple[int, object, int, PrefixHit] = (-1, None, -1, NO_HIT)
         self.num_hit_tokens = 0
+        self.num_evicted = 0
+        """Cached blocks taken for reuse so far (their content lost)."""
 
     @property
     def num_free_blocks(self) -> int:
@@ -186,6 +188,7 @@ class PrefixCachingBlockPool(BlockPool):
             self._hits.pop(block, None)
             self._depth.pop(block, None)
             taken.append(block)
+            self.num_evicted += 1
         for block in taken:
             self._refs[block] = 1
         self._owned.setdefault(owner, []).extend(taken)

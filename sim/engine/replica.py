@@ -65,6 +65,8 @@ class PreparedStep:
     """Every running request decodes and nothing else happens: it may be fast-forwarded."""
     host_copies: SwapCopies | None = None
     """Swap copies to run over the network's host ports before the batch (then `swap_s` is 0)."""
+    blank_only: bool = False
+    """Its stretch may take only blank blocks: evicting a cached one could let a waiting request in."""
 
 
 @dataclass(frozen=True)
@@ -119,10 +121,7 @@ class Replica:
         self.expert_meter = setup.expert_meter
         self._rank = setup.lockstep.join() if setup.lockstep is not None else 0
         self.fast_forward = setup.fast_forward and scheduler.stable_under_decode and setup.lockstep is None
-        # With prefix caching, what admitting a waiting request takes depends on the cache, whose
-        # unreferenced blocks the decodes evict as they take free blocks: a shorter hit reclaims
-        # fewer blocks, so the queue's head may fit a few steps later though it does not now.
-        self._fast_forward_needs_empty_queue = not scheduler.stable_while_waiting or setup.kv.caches_prefixes
+        self._fast_forward_needs_empty_queue = not scheduler.stable_while_waiting
         self.interruptible = (type(scheduler).interrupt is not SchedulerPolicy.interrupt
                               and setup.lockstep is None)
         self.async_scheduling = setup.async_scheduling and not self.interruptible
@@ -311,6 +310,7 @@ class Replica:
 
     def prepare_step(self, decision: CheckedDecision, promoted: bool) -> PreparedStep:
         """The checked decision made ready to run: admissions, KV blocks and the batch's shape."""
+        evicted = self.kv.num_evicted
         entries, news, contexts, admitted = self._admit_and_allocate(decision)
         slices = self._slices(decision)
         sliced = decision.layer_slices
@@ -323,10 +323,25 @@ class Replica:
         stretchable = (self.fast_forward and not admitted and not decision.preempted and not decision.padding
                        and not swap_s and host_copies is None and not promoted and not slices
                        and len(entries) == len(self._running)
-                       and not (self.waiting and self._fast_forward_needs_empty_queue)
                        and sum(news) == len(news)  # a decode computes one token: a prefill chunk ends it here
                        and all(is_decode(request) for request, _ in entries))
-        return PreparedStep(entries, BatchShape(news, contexts, slices), swap_s, stretchable, host_copies)
+        blank_only = False
+        if stretchable and self.waiting:
+            if self._fast_forward_needs_empty_queue:
+                stretchable = False
+            elif self._waiting_reuse_unreferenced():  # exact only while no cached block is evicted
+                stretchable = self.kv.num_evicted == evicted
+                blank_only = True
+        return PreparedStep(entries, BatchShape(news, contexts, slices), swap_s, stretchable, host_copies, blank_only)
+
+    def _waiting_reuse_unreferenced(self) -> bool:
+        """Whether a waiting request would reuse cached blocks that nobody references. Evicting one
+        of them shortens its hit, and a shorter hit reclaims fewer blocks, so admitting it may then
+        take fewer free blocks than the decision just made saw: it may fit a few decode steps later
+        though it did not now. Blank blocks are taken before cached ones, so a stretch is exact
+        while the decodes take only blank blocks, from the decision on (`PreparedStep.blank_only`)."""
+        kv = self.kv
+        return kv.caches_prefixes and any(kv.cached_prefix(request).num_reclaimed for request in self.waiting)
 
     def run_step(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
         """Run a prepared step, then each step after it whose decision is known (`_known_step`)."""
@@ -345,7 +360,8 @@ class Replica:
         a prompt's chunks run to its end); False when that is not known."""
         env = self.env
         if step.stretchable:
-            steps = yield from run_stretch(self, [request for request, _ in step.entries], step.shape.context_lens)
+            steps = yield from run_stretch(self, [request for request, _ in step.entries], step.shape.context_lens,
+                                           step.blank_only)
             if steps:
                 self.num_iterations += steps
                 return True

@@ -40,13 +40,15 @@ MAX_SEGMENT_STEPS = 1024
 """Most iterations costed ahead at once (a stretch ends at MAX_STRETCH_STEPS in any case)."""
 
 
-def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, ...],
+def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, ...], blank_only: bool = False,
                 ) -> Generator[simpy.Event, None, int]:
     """Simulate the stretch that starts now; returns its iterations (0: run a single iteration).
 
     `requests` are every running request in the order of the scheduler's batch, `contexts` their
-    computed tokens in the same order (a queue-ordered scheduler's batch is not in admission order)."""
-    limit = _steps_allowed(replica, requests, contexts)
+    computed tokens in the same order (a queue-ordered scheduler's batch is not in admission order).
+    With `blank_only`, the stretch ends before its decodes would take a cached block (a waiting
+    request's hit may shrink with it: `Replica._waiting_reuse_unreferenced`)."""
+    limit = _steps_allowed(replica, requests, contexts, blank_only)
     if limit <= 1:
         return 0
     if replica.progress_observed or replica.interruptible:
@@ -197,17 +199,18 @@ def _allocate_for(replica: Replica, requests: list[Request], contexts: tuple[int
             request.num_blocks += need
 
 
-def _steps_allowed(replica: Replica, requests: list[Request], contexts: tuple[int, ...]) -> int:
+def _steps_allowed(replica: Replica, requests: list[Request], contexts: tuple[int, ...], blank_only: bool) -> int:
     """Most iterations before anything in the batch itself changes: a request finishes (on the
-    last one) or the free blocks run out."""
-    remaining = min(r.output_tokens - r.num_generated for r in requests)
-    return _steps_memory_allows(replica, requests, contexts, min(remaining, MAX_STRETCH_STEPS))
+    last one) or the free blocks (the blank ones, with `blank_only`) run out."""
+    remaining = min([r.output_tokens - r.num_generated for r in requests])
+    kv = replica.kv
+    free = kv.num_blank_blocks if blank_only else kv.num_free_blocks
+    return _steps_memory_allows(kv.block_size, free, requests, contexts, min(remaining, MAX_STRETCH_STEPS))
 
 
-def _steps_memory_allows(replica: Replica, requests: list[Request], contexts: tuple[int, ...], upper: int) -> int:
-    """Largest k <= upper such that k decode steps fit in the free blocks (step 0 is allocated)."""
-    block_size = replica.kv.block_size
-    free = replica.kv.num_free_blocks
+def _steps_memory_allows(block_size: int, free: int, requests: list[Request], contexts: tuple[int, ...],
+                         upper: int) -> int:
+    """Largest k <= upper such that k decode steps fit in `free` blocks (step 0 is allocated)."""
     if len(requests) * blocks_for(upper, block_size) <= free:
         # Each holds at least the blocks of its context c, and blocks_for(c + k) - blocks_for(c)
         # <= blocks_for(k): the usual case, known without a pass over the batch.
