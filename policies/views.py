@@ -7,7 +7,7 @@ build plain dataclasses with the same attributes, so every policy is testable wi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from servesim.hwmodels import CostModel
 
@@ -173,6 +173,20 @@ def new_blocks_needed(request: RequestView, num_new_tokens: int, block_size: int
     if num_tokens <= held * block_size:
         return 0  # they fit in its blocks (a decode, except at a block boundary): no division
     return blocks_for(num_tokens, block_size) - held
+
+
+Viewed = TypeVar("Viewed", bound=RequestView)
+
+
+def blocks_short(requests: Sequence[Viewed], contexts: Sequence[int], num_new_tokens: int, block_size: int,
+                 ) -> list[tuple[Viewed, int]]:
+    """`new_blocks_needed` of `num_new_tokens` more tokens for each of `requests`, whose computed
+    tokens are `contexts` (in the same order): those that need blocks, each with how many. One
+    call for a batch of decodes instead of one a request (the engine's decode loops); the rule
+    is the one above, and a test holds the two together."""
+    return [(request, blocks_for(context + num_new_tokens, block_size) - request.num_blocks)
+            for request, context in zip(requests, contexts, strict=True)
+            if context + num_new_tokens > request.num_blocks * block_size]
 
 
 def computed_on_admission(request: RequestView, kv: KvView) -> int:

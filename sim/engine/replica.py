@@ -22,7 +22,7 @@ from servesim.hwmodels import BatchShape, CostModel, LayerSlice
 from servesim.hwmodels.expert_traffic import ExpertTrafficMeter
 from servesim.policies import PreemptionMode, SchedulerPolicy
 from servesim.policies.contract import contract_violation, policy_raised
-from servesim.policies.views import is_decode, new_blocks_needed
+from servesim.policies.views import blocks_short, is_decode, new_blocks_needed
 from servesim.sim.engine.bookkeeping import (
     admit,
     allocate,
@@ -427,8 +427,9 @@ class Replica:
         contexts = []
         decodes_only = True
         for request, num_new in entries:  # one pass: blocks, shape, and whether all decode
-            if request.num_computed_tokens + num_new > request.num_blocks * block_size:  # its blocks are full
-                grows.append((request, new_blocks_needed(request, num_new, block_size)))
+            need = new_blocks_needed(request, num_new, block_size)
+            if need:
+                grows.append((request, need))
             news.append(num_new)
             contexts.append(request.num_computed_tokens)
             if decodes_only and not (num_new == 1 and is_decode(request)):
@@ -444,11 +445,8 @@ class Replica:
         order = self._decode_order(now)
         if order is None:
             return None
-        block_size = self.kv.block_size
-        # A decode needs a block only once its blocks are full: the others are passed over without a call.
-        grows = [(request, new_blocks_needed(request, 1, block_size)) for request in order
-                 if request.num_computed_tokens >= request.num_blocks * block_size]
         contexts = tuple([request.num_computed_tokens for request in order])
+        grows = blocks_short(order, contexts, 1, self.kv.block_size)
         return self._prepare_known([(request, 1) for request in order], grows,
                                    BatchShape((1,) * len(order), contexts, ()), True, now)
 
@@ -631,8 +629,9 @@ class Replica:
                 if num_new > left:
                     num_new = left
                     entries[index] = (request, num_new)
-            if request.num_computed_tokens + num_new > request.num_blocks * block_size:  # its blocks are full
-                allocate(request, new_blocks_needed(request, num_new, block_size), kv, self.scheduler, self.env.now)
+            need = new_blocks_needed(request, num_new, block_size)
+            if need:
+                allocate(request, need, kv, self.scheduler, self.env.now)
         sliced = decision.layer_slices
         priced = [entry for entry in entries if entry[0].request_id not in sliced] if sliced else entries
         news = [num_new for _, num_new in priced]  # a layer slice is priced as such

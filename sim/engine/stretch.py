@@ -23,7 +23,7 @@ import numpy as np
 import simpy
 from simpy.events import URGENT
 
-from servesim.policies.views import blocks_for
+from servesim.policies.views import blocks_for, blocks_short
 from servesim.sim.engine.bookkeeping import record_decoded
 from servesim.sim.engine.request import INFINITY
 
@@ -191,12 +191,9 @@ def _one_more(replica: Replica, requests: list[Request], contexts: tuple[int, ..
 def _allocate_for(replica: Replica, requests: list[Request], contexts: tuple[int, ...], steps: int) -> None:
     """Grow each request's blocks to hold its context after `steps` iterations of the stretch."""
     kv = replica.kv
-    block_size = kv.block_size
-    for request, context in zip(requests, contexts, strict=True):
-        if context + steps > request.num_blocks * block_size:  # past its blocks: it needs more
-            need = blocks_for(context + steps, block_size) - request.num_blocks
-            kv.allocate(request.request_id, need)
-            request.num_blocks += need
+    for request, need in blocks_short(requests, contexts, steps, kv.block_size):
+        kv.allocate(request.request_id, need)
+        request.num_blocks += need
 
 
 def _steps_allowed(replica: Replica, requests: list[Request], contexts: tuple[int, ...], blank_only: bool) -> int:

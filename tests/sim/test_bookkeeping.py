@@ -10,12 +10,13 @@ from hypothesis import strategies as st
 
 from servesim.policies import PreemptionMode, create_policy
 from servesim.policies.contract import PolicyContractError
-from servesim.policies.views import new_blocks_needed
+from servesim.policies.views import blocks_short, new_blocks_needed
 from servesim.sim.engine.bookkeeping import (
     admit,
     allocate,
     arrival_rejection,
     preempt,
+    record_decoded,
     record_sampled,
     rejection_reason,
     retire,
@@ -123,6 +124,40 @@ def test_sampled_tokens_grow_the_tokens_to_compute_and_report_the_end():
     assert (request.num_generated, request.num_tokens) == (1, 9)
     assert record_sampled(request, 2)
     assert (request.num_generated, request.num_tokens) == (3, 11)
+
+
+@given(st.lists(st.tuples(st.integers(1, 300), st.integers(0, 3), st.integers(0, 20), st.integers(0, 5)),
+                min_size=1, max_size=12),
+       st.integers(1, 40), st.sampled_from([1, 2, 16]), st.floats(0.0, 5.0), st.floats(0.0, 0.5))
+def test_a_batch_of_decodes_follows_the_one_request_rules(states, steps, block_size, start, step_s):
+    """`record_decoded` and `blocks_short`, the batch forms the engine's decode loops use, give what
+    `record_sampled` and `new_blocks_needed` give request by request."""
+    def batch():
+        requests = []
+        for index, (computed, spare_blocks, generated, left) in enumerate(states):
+            request = Request(index, 0.0, computed, generated + left + 1)
+            request.num_computed_tokens = computed
+            request.num_blocks = -(-computed // block_size) + spare_blocks
+            request.num_generated = generated
+            request.last_token_s = start - 0.1 * index
+            requests.append(request)
+        return requests
+
+    decoded, one_by_one = batch(), batch()
+    contexts = [request.num_computed_tokens for request in decoded]
+    assert blocks_short(decoded, contexts, steps, block_size) == [
+        (request, new_blocks_needed(request, steps, block_size)) for request in decoded
+        if new_blocks_needed(request, steps, block_size)]
+    first_end, last_end = start + step_s, start + steps * step_s
+    gaps, finished = record_decoded(decoded, steps, first_end, last_end, step_s if steps > 1 else 0.0)
+    assert gaps == [first_end - request.last_token_s for request in one_by_one]
+    assert finished == [request for request in decoded if request.num_generated >= request.output_tokens]
+    for request, alone in zip(decoded, one_by_one, strict=True):
+        alone.num_computed_tokens += steps
+        done = record_sampled(alone, steps)
+        assert (request.num_computed_tokens, request.num_tokens, request.num_generated, request in finished) == (
+            alone.num_computed_tokens, alone.num_tokens, alone.num_generated, done)
+        assert request.last_token_s == last_end
 
 
 def test_a_finished_request_leaves_the_batch_and_frees_its_blocks():
