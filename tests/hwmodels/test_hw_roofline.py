@@ -193,3 +193,18 @@ def test_decodes_then_one_chunk_cost_what_the_chunk_anywhere_else_costs(decodes:
     last = BatchShape((1,) * len(decodes) + (num_new,), tuple(decodes) + (context,))
     first = BatchShape((num_new,) + (1,) * len(decodes), (context,) + tuple(decodes))
     assert cost.iteration_time(last) == cost.iteration_time(first)
+
+
+def test_chunk_prices_kept_for_reuse_are_the_fresh_ones_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A chunk priced again is read back (the same float), and the kept prices never pass the limit."""
+    from servesim.hwmodels import roofline
+
+    monkeypatch.setattr(roofline, "_CHUNK_MEMO_LIMIT", 8)
+    kept = RooflineCostModel(load_model("llama-2-70b"), load_hardware("a100-80g"), ParallelPlan(tp=2))
+    chunks = [(1 + (k * 37) % 500, (k * 211) % 3000) for k in range(40)]
+    batches = [BatchShape((1, 1, new), (700, 900, context)) for new, context in chunks * 3]
+    prices = [kept.iteration_time(batch) for batch in batches]
+    for batch, price in zip(batches, prices, strict=True):
+        fresh = RooflineCostModel(load_model("llama-2-70b"), load_hardware("a100-80g"), ParallelPlan(tp=2))
+        assert fresh.iteration_time(batch) == price
+    assert 0 < len(kept._chunk_memo) <= 8
