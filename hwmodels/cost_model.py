@@ -89,10 +89,8 @@ class CostModel(ABC):
             return np.empty(0)
         size = len(context_lens)
         if size:
-            if isinstance(context_lens, np.ndarray):
-                shortest, context_sum = int(np.minimum.reduce(context_lens)), int(np.add.reduce(context_lens))
-            else:  # the engine's tuple: summed in Python, cheaper than making it an array
-                shortest, context_sum = min(context_lens), sum(context_lens)
+            # Summed in Python: the engine passes a tuple, cheaper so than made into an array.
+            shortest, context_sum = int(min(context_lens)), int(sum(context_lens))
             if shortest + first_step > 0:
                 times = self.stretch_of_decodes_by_sum(size, context_sum + size * first_step, shortest + first_step,
                                                        num_steps)

@@ -177,10 +177,7 @@ class RooflineCostModel(CostModel):
     def iteration_time(self, batch: BatchShape) -> float:
         new, contexts = batch.new_tokens, batch.context_lens
         num_tokens, num_entries = sum(new), len(new)
-        try:
-            seconds = self._token_s[num_tokens] + self._entry_s[num_entries]
-        except IndexError:
-            seconds = self._linear_seconds(num_tokens, num_entries)
+        seconds = self._linear_seconds(num_tokens, num_entries)
         if num_entries and num_tokens == num_entries and 0 not in new and 0 not in contexts:
             return float(seconds + self._decode_seconds(num_entries, sum(contexts)))
         if (num_entries and new[-1] != 1 and new.count(1) == num_entries - 1
@@ -204,12 +201,8 @@ class RooflineCostModel(CostModel):
 
     def decodes_and_chunk_by_sum(self, num_decodes: int, decode_context_sum: int, chunk_tokens: int,
                                  chunk_context: int) -> float:
-        num_tokens, num_entries = num_decodes + chunk_tokens, num_decodes + 1
-        try:
-            seconds = self._token_s[num_tokens] + self._entry_s[num_entries]
-        except IndexError:
-            seconds = self._linear_seconds(num_tokens, num_entries)
-        return self._decodes_and_chunk(seconds, num_decodes, decode_context_sum, chunk_tokens, chunk_context)
+        return self._decodes_and_chunk(self._linear_seconds(num_decodes + chunk_tokens, num_decodes + 1), num_decodes,
+                                       decode_context_sum, chunk_tokens, chunk_context)
 
     def _decodes_and_chunk(self, linear_s: float, num_decodes: int, decode_context_sum: int, chunk_tokens: int,
                            chunk_context: int) -> float:
@@ -245,6 +238,10 @@ class RooflineCostModel(CostModel):
 
     def _linear_seconds(self, num_tokens: int, num_entries: int) -> float:
         """Seconds of everything but attention, growing the per-count tables as needed."""
+        try:  # the usual case: both counts in their tables
+            return self._token_s[num_tokens] + self._entry_s[num_entries]
+        except IndexError:
+            pass
         return (self._count_seconds(self._token_s, self._token_memo, num_tokens, self.ops.token_ops)
                 + self._count_seconds(self._entry_s, self._entry_memo, num_entries, self.ops.entry_ops))
 

@@ -398,7 +398,7 @@ class Replica:
         assert self.host_ports is not None  # a step has host copies only with host ports (`_take_swaps`)
         yield from self.host_ports.copy(copies)
 
-    def _known_step(self, all_decode: bool = False) -> PreparedStep | None:
+    def _known_step(self, all_decode: bool) -> PreparedStep | None:
         """The next step, prepared without asking the scheduler, when its decision is certain
         (`sim.engine.trusted.known_next_batch`): each running request computes what it has left,
         within the token budget, and gets its blocks. None: the loop must decide. Nothing may

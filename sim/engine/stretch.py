@@ -40,7 +40,7 @@ MAX_SEGMENT_STEPS = 1024
 """Most iterations costed ahead at once (a stretch ends at MAX_STRETCH_STEPS in any case)."""
 
 
-def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, ...], blank_only: bool = False,
+def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, ...], blank_only: bool,
                 ) -> Generator[simpy.Event, None, int]:
     """Simulate the stretch that starts now; returns its iterations (0: run a single iteration).
 
@@ -212,15 +212,9 @@ def _steps_memory_allows(block_size: int, free: int, requests: list[Request], co
         # Each holds at least the blocks of its context c, and blocks_for(c + k) - blocks_for(c)
         # <= blocks_for(k): the usual case, known without a pass over the batch.
         return upper
-    held = [r.num_blocks for r in requests]
 
     def extra_blocks(k: int) -> int:
-        total = 0
-        for c, h in zip(contexts, held, strict=True):
-            need = blocks_for(c + k, block_size) - h
-            if need > 0:
-                total += need
-        return total
+        return sum([need for _, need in blocks_short(requests, contexts, k, block_size)])
 
     low, high = 1, upper
     if high <= 1 or extra_blocks(high) <= free:
