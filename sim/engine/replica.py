@@ -28,6 +28,7 @@ from servesim.sim.engine.bookkeeping import (
     allocate,
     arrival_rejection,
     preempt,
+    record_decoded,
     record_sampled,
     retire,
 )
@@ -676,13 +677,13 @@ class Replica:
             self.expert_meter.add(shape)
 
     def _apply(self, entries: list[tuple[Request, int]], began_s: float) -> None:
+        """The iteration that began at `began_s` ended now: each entry computed its tokens."""
         now = self.env.now
         num_prefill_tokens = 0
-        num_decodes = 0
+        num_decodes, gaps = self._apply_leading_decodes(entries, now)
         caching = self.kv.caches_prefixes
         block_size = self.kv.block_size
-        gaps: list[float] = []
-        for request, num_new in entries:
+        for request, num_new in entries[num_decodes:] if num_decodes else entries:
             if is_decode(request):
                 num_decodes += 1
             else:
@@ -701,6 +702,25 @@ class Replica:
                 (self.replica_id, began_s, now, len(entries),
                  num_prefill_tokens + num_decodes, num_prefill_tokens, num_decodes)
             )
+
+    def _apply_leading_decodes(self, entries: list[tuple[Request, int]], now: float) -> tuple[int, list[float]]:
+        """The decodes that open the batch (usually all but its prompt chunks), applied at once as
+        a stretch applies its iterations (`record_decoded`, not `token_sampled` for each), then
+        those done finished in their order; returns how many and their token gaps. With per-token
+        times or a hand-off after prefill, none: each entry goes through `token_sampled`."""
+        if self.metrics.tokens is not None or self.on_prefilled is not None:
+            return 0, []
+        decodes = []
+        for request, num_new in entries:
+            if num_new != 1 or not is_decode(request):
+                break
+            decodes.append(request)
+        if not decodes:
+            return 0, []
+        gaps, finished = record_decoded(decodes, 1, now, now, 0.0)
+        for request in finished:
+            self.finish(request, now)
+        return len(decodes), gaps
 
     def token_sampled(self, request: Request, now: float, gaps: list[float]) -> None:
         """`request` computed all its tokens in the iteration that ended `now`: it samples one (its
