@@ -90,7 +90,8 @@ def _run_observed(replica: Replica, requests: list[Request], contexts: tuple[int
             break
         if replica.promote_staged():
             # Asynchronous scheduling planned this step before the arrival: it runs as planned.
-            done += yield from _one_more(replica, requests, contexts, done, _priced(times, before + 1))
+            done += yield from _one_more(replica, requests, contexts, done,
+                                         _price(replica, contexts, times, before + 1, done))
             break
         if len(replica.waiting) != num_waiting:
             break
@@ -119,14 +120,20 @@ def _run_unobserved(replica: Replica, requests: list[Request], contexts: tuple[i
             yield env.timeout(float(ends[steps - 1]) - env.now)
         replica.stretch_interruptible = False
         ends[steps - 1] = env.now  # equal up to float rounding of SimPy's clock
+        if cut and done + steps < limit and replica.next_timeout_s() > env.now and replica.promote_staged():
+            # Asynchronous scheduling planned the next step before the arrival: it runs as planned,
+            # applied with these (nobody reads this replica's progress while it runs).
+            yield env.timeout(_price(replica, contexts, times, steps, done + steps))
+            if steps < len(ends):
+                ends[steps] = env.now
+                ends = ends[:steps + 1]
+            else:
+                ends = np.append(ends, env.now)
+            _apply(replica, requests, contexts, done, now, ends, planned_last=True)
+            return done + steps + 1
         _apply(replica, requests, contexts, done, now, ends[:steps])
         done += steps
-        if done >= limit or replica.next_timeout_s() <= env.now:
-            break
-        if cut:
-            if replica.promote_staged():
-                # Asynchronous scheduling planned this step before the arrival: it runs as planned.
-                done += yield from _one_more(replica, requests, contexts, done, _priced(times, steps))
+        if cut or done >= limit or replica.next_timeout_s() <= env.now:
             break
         ahead = min(2 * ahead, MAX_SEGMENT_STEPS)
     return done
@@ -166,22 +173,23 @@ def _segment(replica: Replica, contexts: tuple[int, ...], done: int, count: int,
     return ends.cumsum(out=ends), times  # summed in stepping's order, now + t0 + t1 ...: same rounding
 
 
-def _priced(times: np.ndarray, index: int) -> float | None:
-    """The segment's price of its iteration `index`, if it went that far: the same number a new
-    call would give (each iteration is priced on its own contexts), without the call."""
-    return float(times[index]) if index < len(times) else None
+def _price(replica: Replica, contexts: tuple[int, ...], times: np.ndarray, index: int, iteration: int) -> float:
+    """The price of the stretch's iteration `iteration`, its segment's `index`: the segment's, if
+    it went that far (the same number a new call gives: each iteration is priced on its own
+    contexts), else priced now."""
+    if index < len(times):
+        return float(times[index])
+    return float(replica.cost_model.decode_stretch_times(contexts, 1, iteration)[0])
 
 
 def _one_more(replica: Replica, requests: list[Request], contexts: tuple[int, ...], done: int,
-              seconds: float | None) -> Generator[simpy.Event, None, int]:
-    """Run the stretch's next iteration alone (its time priced now unless given); returns 1.
+              seconds: float) -> Generator[simpy.Event, None, int]:
+    """Run the stretch's next iteration alone, `seconds` long; returns 1.
 
     Its blocks are allocated as it starts, as stepping would, so that whoever looks at this
     replica while it runs sees the same memory."""
     env = replica.env
     start = env.now
-    if seconds is None:
-        seconds = float(replica.cost_model.decode_stretch_times(contexts, 1, done)[0])
     _allocate_for(replica, requests, contexts, done + 1)
     yield env.timeout(seconds)
     _apply(replica, requests, contexts, done, start, np.array([env.now]))
@@ -229,8 +237,10 @@ def _steps_memory_allows(block_size: int, free: int, requests: list[Request], co
 
 
 def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], done: int, start: float,
-           ends: np.ndarray) -> None:
-    """Apply the stretch's iterations `done` to `done + len(ends)`, which ran from `start`."""
+           ends: np.ndarray, planned_last: bool = False) -> None:
+    """Apply the stretch's iterations `done` to `done + len(ends)`, which ran from `start`. With
+    `planned_last`, the last is the step that asynchronous scheduling planned before an arrival:
+    its gaps are pooled, and its experts metered, as a step's of its own (`_one_more`'s)."""
     steps = len(ends)
     first_end = float(ends[0])
     last_end = float(ends[-1])
@@ -242,12 +252,18 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
     first_gaps, finished = record_decoded(running, steps, first_end, last_end, inner_max)
     _allocate_for(replica, running, contexts, done + steps)
     if replica.expert_meter is not None:
-        replica.expert_meter.add_decodes(len(running), steps)
+        if planned_last:
+            replica.expert_meter.add_decodes(len(running), steps - 1)
+        replica.expert_meter.add_decodes(len(running), 1 if planned_last else steps)
     replica.outstanding_tokens -= steps * len(running)
     metrics = replica.metrics
     replica.add_step_gaps(first_gaps)
     if inner is not None:
-        metrics.add_gaps(inner, weight=len(running))
+        if planned_last:
+            metrics.add_gaps(inner[:-1], weight=len(running))
+            replica.add_step_gaps([float(inner[-1])] * len(running))
+        else:
+            metrics.add_gaps(inner, weight=len(running))
     if metrics.record_iterations:
         starts = np.concatenate(([start], ends[:-1]))
         metrics.add_iteration_stretch(replica.replica_id, starts, ends, len(running))

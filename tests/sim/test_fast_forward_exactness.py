@@ -4,6 +4,8 @@ timeouts and several replicas."""
 from contextlib import contextmanager
 from unittest.mock import patch
 
+import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -13,9 +15,12 @@ from servesim.hwmodels.layer_slices import LayerSliceCostModel
 from servesim.policies import create_policy, registry
 from servesim.policies.base import RouterPolicy
 from servesim.policies.registry import register
+from servesim.sim.engine import stretch as stretch_module
 from servesim.sim.engine.request import Request
 from tests.sim.engine_harness import run_engine
 from tests.sim.test_engine_properties import assert_same_results, build_requests, requests_with_prefixes
+
+stretch_apply = stretch_module._apply
 
 ROUTERS = ["round_robin", "least_outstanding", "least_outstanding_tokens", "least_kv", "power_of_two",
            "session_affinity", "prefix_affinity"]
@@ -159,6 +164,30 @@ def test_a_stretch_runs_on_through_arrivals_with_few_decisions(observed, async_s
     stepped, jumped = (sum(r.num_engine_steps for r in run.cluster.replicas) for run in runs)
     assert stepped >= 800
     assert jumped < 80
+
+
+def test_the_step_planned_before_an_arrival_is_applied_with_the_stretch_it_cut():
+    # With asynchronous scheduling, the step after the one an arrival falls into was planned
+    # before it: an unobserved stretch waits for that step's end too and applies both at once.
+    planned = []
+
+    def applying(*args, **kwargs):
+        planned.append(kwargs.get("planned_last", False))
+        return stretch_apply(*args, **kwargs)
+
+    runs = []
+    for fast_forward in (False, True):
+        with patch.object(stretch_module, "_apply", applying):
+            runs.append(run_engine(long_decodes_and_late_arrivals(), ConstantCostModel(0.01), replicas=2,
+                                   async_scheduling=True, progress_observed=False, fast_forward=fast_forward,
+                                   record_iterations=True, record_tokens=True))
+    assert_same_results(*runs)
+    assert planned.count(True) == 6  # one for each late arrival
+    stepped, jumped = (run.metrics.iterations().sort_values(["replica", "start_s"]).reset_index(drop=True)
+                       for run in runs)
+    pd.testing.assert_frame_equal(stepped, jumped, check_exact=False, rtol=1e-12)
+    tokens = [pd.read_parquet(run.metrics.tokens.close()).sort_values(["request_id", "token_index"]) for run in runs]
+    np.testing.assert_allclose(tokens[0]["time_s"], tokens[1]["time_s"], rtol=1e-12)
 
 
 def test_a_scheduler_that_may_interrupt_is_asked_at_every_arrival_as_when_stepping():
