@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import simpy
 
-from servesim.hwmodels import BatchShape
+from servesim.hwmodels import BatchShape, CostModel
 from servesim.policies.views import blocks_for, is_decode
 from servesim.sim.engine.bookkeeping import allocate, record_decoded
 
@@ -62,8 +62,9 @@ def run_prompt_chunks(replica: Replica, step: PreparedStep) -> Generator[simpy.E
     decode_sum = sum(plan.contexts)
     metered = replica.expert_meter is not None
     shape: BatchShape | None = step.shape
-    seconds = cost_model.iteration_time(step.shape)
     num_new = step.entries[-1][1]
+    priced = _priced_by_sums(cost_model, num_decodes, decode_sum, num_new, prompt.num_computed_tokens)
+    seconds = cost_model.iteration_time(step.shape) if priced is None else priced
     began = env.now
     ends: list[float] = []
     done = 0
@@ -94,8 +95,7 @@ def run_prompt_chunks(replica: Replica, step: PreparedStep) -> Generator[simpy.E
         num_new = next_new
         replica.sample(num_decodes + 1, num_decodes + num_new)
         prompt_context = prompt.num_computed_tokens
-        priced = (cost_model.decodes_and_chunk_by_sum(num_decodes, decode_sum + done * num_decodes, num_new,
-                                                      prompt_context) if num_new > 1 else None)
+        priced = _priced_by_sums(cost_model, num_decodes, decode_sum + done * num_decodes, num_new, prompt_context)
         if priced is None or metered:  # the expert meter reads the shape
             shape = BatchShape((1,) * num_decodes + (num_new,),
                                tuple([context + done for context in plan.contexts]) + (prompt_context,))
@@ -109,6 +109,16 @@ def run_prompt_chunks(replica: Replica, step: PreparedStep) -> Generator[simpy.E
         replica.token_sampled(prompt, env.now, last_gaps)
     replica.add_step_gaps(last_gaps)
     return done
+
+
+def _priced_by_sums(cost_model: CostModel, num_decodes: int, decode_sum: int, num_new: int, prompt_context: int,
+                    ) -> float | None:
+    """Seconds of a step of decodes and a chunk of `num_new` tokens, from their sums
+    (`CostModel.decodes_and_chunk_by_sum`); None: price its shape (a model that declines, or a
+    chunk of one token, which a shape counts as a decode)."""
+    if num_new <= 1:
+        return None
+    return cost_model.decodes_and_chunk_by_sum(num_decodes, decode_sum, num_new, prompt_context)
 
 
 def _plan(replica: Replica, step: PreparedStep) -> _Plan | None:
