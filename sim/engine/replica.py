@@ -706,9 +706,9 @@ class Replica:
     def _apply_leading_decodes(self, entries: list[tuple[Request, int]], now: float) -> tuple[int, list[float]]:
         """The decodes that open the batch (usually all but its prompt chunks), applied at once as
         a stretch applies its iterations (`record_decoded`, not `token_sampled` for each), then
-        those done finished in their order; returns how many and their token gaps. With per-token
-        times or a hand-off after prefill, none: each entry goes through `token_sampled`."""
-        if self.metrics.tokens is not None or self.on_prefilled is not None:
+        those done finished in their order; returns how many and their token gaps. With a hand-off
+        after prefill, none: each entry goes through `token_sampled`."""
+        if self.on_prefilled is not None:
             return 0, []
         decodes = []
         for request, num_new in entries:
@@ -718,6 +718,10 @@ class Replica:
         if not decodes:
             return 0, []
         gaps, finished = record_decoded(decodes, 1, now, now, 0.0)
+        tokens = self.metrics.tokens
+        if tokens is not None:
+            for request in decodes:
+                tokens.add(request.request_id, now)
         for request in finished:
             self.finish(request, now)
         return len(decodes), gaps

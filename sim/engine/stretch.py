@@ -251,10 +251,13 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
         inner, inner_max = None, 0.0
     first_gaps, finished = record_decoded(running, steps, first_end, last_end, inner_max)
     _allocate_for(replica, running, contexts, done + steps)
-    if replica.expert_meter is not None:
-        if planned_last:
-            replica.expert_meter.add_decodes(len(running), steps - 1)
-        replica.expert_meter.add_decodes(len(running), 1 if planned_last else steps)
+    meter = replica.expert_meter
+    if meter is not None:
+        if planned_last:  # the steps before it, then it
+            meter.add_decodes(len(running), steps - 1)
+            meter.add_decodes(len(running), 1)
+        else:
+            meter.add_decodes(len(running), steps)
     replica.outstanding_tokens -= steps * len(running)
     metrics = replica.metrics
     replica.add_step_gaps(first_gaps)
