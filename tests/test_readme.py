@@ -34,7 +34,7 @@ def test_the_two_setup_commands_are_there_and_ci_runs_the_test_one():
     assert install == "pip install -e '.[test,profile,lint]'"
     assert install.replace("pip install", "python -m pip install --quiet") in ci
     ci_steps = [line for line in ci.splitlines() if line and not line.startswith("#")]
-    assert ci_steps[-2:] == steps[-2:] == ["bash .ci/lint", "python -m pytest"]
+    assert ci_steps[-2:] == steps[-2:] == ["bash .ci/lint", "python -m pytest -n auto --dist loadgroup"]
 
 
 def test_summary_keys_and_request_columns_are_documented(tmp_path):

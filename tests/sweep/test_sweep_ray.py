@@ -1,12 +1,14 @@
 """The Ray backend runs a small sweep on a local Ray instance the test starts (Ray is in the `test` extra:
 if it is not importable this test fails, it does not skip)."""
 import pandas as pd
+import pytest
 import ray
 
 from servesim.sim.sweeps.run import run_sweep
 from tests.sweep.configs import tiny_config
 
 
+@pytest.mark.xdist_group("ray")  # one local Ray instance at a time under pytest-xdist
 def test_a_sweep_on_a_local_ray_instance_equals_the_local_one(tmp_path):
     config = tiny_config({"variants": {"vllm": {}, "sarathi": {"scheduler": {"name": "sarathi"}}}, "seeds": [0, 1]})
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
