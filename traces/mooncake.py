@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from servesim.traces.errors import TraceError
-from servesim.traces.readers import JsonRecords, jsonl_blocks, jsonl_records, read_jsonl, require_columns
-from servesim.traces.schema import numbers, validate_trace
+from servesim.traces.readers import JsonRecords, jsonl_blocks, jsonl_records, read_jsonl, request_timestamps
+from servesim.traces.schema import validate_trace
 
 MOONCAKE_NAMES = {
     "arrival_s": "timestamp",
@@ -59,16 +59,8 @@ def _check_block_tokens(path: Path, block_tokens: object) -> None:
 
 def _stamps_ms(records: JsonRecords) -> np.ndarray:
     """The `timestamp` field as float milliseconds; records without the published fields are an error."""
-    where = records.locator(MOONCAKE_NAMES)
-    require_columns(records.fields, ("timestamp", "input_length", "output_length"), where, "Mooncake trace")
-    return numbers(
-        records.column("timestamp"),
-        where,
-        "arrival_s",
-        integer=False,
-        minimum=None,
-        fix="Mooncake timestamps are milliseconds from the start of the trace.",
-    )
+    return request_timestamps(records, MOONCAKE_NAMES, "Mooncake trace",
+                              "Mooncake timestamps are milliseconds from the start of the trace.")
 
 
 def _canonical(records: JsonRecords, stamps_ms: np.ndarray, start_ms: float, block_tokens: int) -> pd.DataFrame:

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from servesim.traces.errors import Locator, TraceError
-from servesim.traces.readers import JsonRecords, jsonl_blocks, jsonl_records, line_spans, read_jsonl, require_columns
-from servesim.traces.schema import numbers, same_columns, validate_trace
+from servesim.traces.readers import JsonRecords, jsonl_blocks, jsonl_records, line_spans, read_jsonl, request_timestamps
+from servesim.traces.schema import same_columns, validate_trace
 
 RAGPULSE_NAMES = {
     "arrival_s": "timestamp",
@@ -98,16 +98,8 @@ def _read_at(file: BinaryIO, start: int, end: int) -> bytes:
 
 def _seconds(records: JsonRecords) -> np.ndarray:
     """The `timestamp` field as float seconds; records without the published fields are an error."""
-    where = records.locator(RAGPULSE_NAMES)
-    require_columns(records.fields, ("timestamp", "input_length", "output_length"), where, "RAGPulse trace")
-    return numbers(
-        records.column("timestamp"),
-        where,
-        "arrival_s",
-        integer=False,
-        minimum=None,
-        fix="RAGPulse timestamps are seconds from the start of the trace, e.g. \"82\".",
-    )
+    return request_timestamps(records, RAGPULSE_NAMES, "RAGPulse trace",
+                              "RAGPulse timestamps are seconds from the start of the trace, e.g. \"82\".")
 
 
 def _sorted_rows(records: JsonRecords, seconds: np.ndarray, start_s: float, components: tuple[str, ...]

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 
 from servesim.traces.errors import Locator, TraceError
+from servesim.traces.schema import numbers
 
 IS_WHITESPACE = np.zeros(256, dtype=bool)
 IS_WHITESPACE[list(b" \t\r\n\f\v")] = True
@@ -132,6 +133,14 @@ def require_columns(
             f"missing {where.noun}(s) {', '.join(missing)} (found {', '.join(map(str, present)) or 'none'})",
             fix or f"A {fmt} file has the {where.noun}s {', '.join(needed)}; check that the file and the format match.",
         )
+
+
+def request_timestamps(records: JsonRecords, names: dict[str, str], fmt: str, fix: str) -> np.ndarray:
+    """The `timestamp` field of a JSON Lines request trace (Mooncake's, RAGPulse's) as floats in the
+    file's own unit; records without `timestamp`, `input_length` and `output_length` are an error."""
+    where = records.locator(names)
+    require_columns(records.fields, ("timestamp", "input_length", "output_length"), where, fmt)
+    return numbers(records.column("timestamp"), where, "arrival_s", integer=False, minimum=None, fix=fix)
 
 
 @dataclass
