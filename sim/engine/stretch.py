@@ -264,7 +264,7 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
     if inner is not None:
         if planned_last:
             metrics.add_gaps(inner[:-1], weight=len(running))
-            replica.add_step_gaps([float(inner[-1])] * len(running))
+            metrics.gaps.add_equal_steps([float(inner[-1])], len(running))
         else:
             metrics.add_gaps(inner, weight=len(running))
     if metrics.record_iterations:
