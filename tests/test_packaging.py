@@ -63,6 +63,17 @@ def test_the_test_extra_has_no_torch_and_torch_is_always_pinned():
     assert all(str(r.specifier).startswith("==") for r in by_extra["lint"] if r.name in {"ruff", "mypy"})
 
 
+def test_every_package_folder_is_in_the_distribution():
+    """setuptools installs the packages pyproject.toml lists; a folder left out is missing from a regular
+    install, while the editable install's finder (which maps whole folders) hides that."""
+    text = (ROOT / "pyproject.toml").read_text()
+    listing = text.split("[tool.setuptools]", 1)[1].split("[tool.setuptools.package-dir]", 1)[0]
+    listed = set(re.findall(r'"(servesim\.[\w.]+)"', listing))
+    folders = {".".join(("servesim", *init.parent.relative_to(ROOT).parts))
+               for folder in PACKAGES for init in (ROOT / folder).rglob("__init__.py")}
+    assert folders == listed
+
+
 def test_python_310_is_supported():
     assert metadata("servesim")["Requires-Python"] == ">=3.10"
     assert "py310" in (ROOT / "pyproject.toml").read_text()
