@@ -139,7 +139,8 @@ def _tasks(spec: ModelSpec, tps: tuple[int, ...], grid: Grid, dtype: torch.dtype
 
 def _frame(rows: list[dict], dtype: str, time_s: float | None = None) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
-    defaults = {"num_tokens": 0, "context_len": 0, "num_bytes": 0, "num_devices": 1, "tp": 1, "dtype": dtype}
+    defaults: dict[str, int | str] = {"num_tokens": 0, "context_len": 0, "num_bytes": 0, "num_devices": 1, "tp": 1,
+                                      "dtype": dtype}
     for column, value in defaults.items():
         frame[column] = frame[column].fillna(value) if column in frame else value
     if time_s is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import simpy
 
@@ -117,7 +118,7 @@ class Cluster:
         self._next = next(self._requests, None)
         return request
 
-    def _arrivals(self) -> Generator[simpy.Event, None, None]:
+    def _arrivals(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
         while self._next is not None:
             request = self._next
@@ -126,7 +127,7 @@ class Cluster:
                 request.arrival_s = env.now  # the trace time up to float rounding of SimPy's clock
             self._sent(self._take())
 
-    def _first_sends(self, loop: ClosedLoop) -> Generator[simpy.Event, None, None]:
+    def _first_sends(self, loop: ClosedLoop) -> Generator[simpy.Event, Any, None]:
         """Every client sends its first request at time 0, once the replicas exist."""
         yield self.env.timeout(0)
         first = [self._take() for _ in range(loop.concurrency) if self._next is not None]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import simpy
 
@@ -134,14 +134,14 @@ class DataParallelGroup:
         self._active += 1
         return self.num_ranks - 1
 
-    def step(self, rank: int, plan: RankPlan) -> Generator[simpy.Event, None, None]:
+    def step(self, rank: int, plan: RankPlan) -> Generator[simpy.Event, Any, None]:
         """Hand in `rank`'s plan and wait for the end of the step that runs it."""
         self._plans[rank] = plan
         boundary = self._boundary
         self._start_if_ready()
         yield boundary
 
-    def rest(self, sleep: simpy.Event) -> Generator[simpy.Event, None, None]:
+    def rest(self, sleep: simpy.Event) -> Generator[simpy.Event, Any, None]:
         """A rank is idle until `sleep` fires; if a step is running then, it joins at that step's end."""
         self._active -= 1
         self._start_if_ready()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import Any
 
 import simpy
 
@@ -36,7 +37,7 @@ class HostPorts:
     devices: tuple[int, ...]
     block_bytes: int
 
-    def copy(self, copies: SwapCopies) -> Generator[simpy.Event, None, None]:
+    def copy(self, copies: SwapCopies) -> Generator[simpy.Event, Any, None]:
         """Swap in, then swap out (one CUDA stream), each device its shard over its own host port."""
         per_block = self.block_bytes * len(self.devices)
         if copies.blocks_in:

@@ -131,11 +131,11 @@ class IntraGpuReplica(Replica):
         left = sum(r.num_tokens - r.num_computed_tokens for r in self.waiting)
         return left + sum(r.num_tokens - r.num_computed_tokens for r in self._running if not is_decode(r))
 
-    def _loop(self) -> Generator[simpy.Event, None, None]:
+    def _loop(self) -> Generator[simpy.Event, Any, None]:
         """The replica's own process (started by the base class) is the prefill loop: arrivals wake it."""
         yield from self._run_loop(self.prefill)
 
-    def _run_loop(self, loop: PhaseLoop) -> Generator[simpy.Event, None, None]:
+    def _run_loop(self, loop: PhaseLoop) -> Generator[simpy.Event, Any, None]:
         env = self.env
         prefill = loop.phase is Phase.PREFILL
         while True:
@@ -169,7 +169,7 @@ class IntraGpuReplica(Replica):
             self.num_iterations += 1
             self._wake_other(loop)
 
-    def _sleep_until_woken(self, loop: PhaseLoop, wake_at: float | None) -> Generator[simpy.Event, None, None]:
+    def _sleep_until_woken(self, loop: PhaseLoop, wake_at: float | None) -> Generator[simpy.Event, Any, None]:
         """The prefill loop sleeps as the plain replica does (arrivals wake it); the decode loop
         until the prefill loop hands it a request."""
         if loop.phase is Phase.PREFILL:

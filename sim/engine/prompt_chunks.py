@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -46,7 +46,7 @@ class _Plan:
     """By step, the decodes that need a new block as it starts."""
 
 
-def run_prompt_chunks(replica: Replica, step: PreparedStep) -> Generator[simpy.Event, None, int]:
+def run_prompt_chunks(replica: Replica, step: PreparedStep) -> Generator[simpy.Event, Any, int]:
     """Run `step` and the known steps after it while they are decodes beside one prompt's
     chunks; returns the iterations run (0: not such a step, run it alone)."""
     plan = _plan(replica, step)

@@ -17,7 +17,7 @@ iteration at a time up to float rounding.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -41,7 +41,7 @@ MAX_SEGMENT_STEPS = 1024
 
 
 def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, ...], blank_only: bool,
-                ) -> Generator[simpy.Event, None, int]:
+                ) -> Generator[simpy.Event, Any, int]:
     """Simulate the stretch that starts now; returns its iterations (0: run a single iteration).
 
     `requests` are every running request in the order of the scheduler's batch, `contexts` their
@@ -57,7 +57,7 @@ def run_stretch(replica: Replica, requests: list[Request], contexts: tuple[int, 
 
 
 def _run_observed(replica: Replica, requests: list[Request], contexts: tuple[int, ...], limit: int,
-                  ) -> Generator[simpy.Event, None, int]:
+                  ) -> Generator[simpy.Event, Any, int]:
     """Segments up to each event in the cluster, applied before it, as stepping would show them.
 
     A scheduler that may interrupt an iteration on an arrival is asked about the iteration in
@@ -100,7 +100,7 @@ def _run_observed(replica: Replica, requests: list[Request], contexts: tuple[int
 
 
 def _run_unobserved(replica: Replica, requests: list[Request], contexts: tuple[int, ...], limit: int,
-                    ) -> Generator[simpy.Event, None, int]:
+                    ) -> Generator[simpy.Event, Any, int]:
     """Segments that only an arrival at this replica cuts short (it wakes the wait), or a
     waiting request's timeout; arrivals elsewhere cost this replica nothing."""
     env = replica.env
@@ -183,7 +183,7 @@ def _price(replica: Replica, contexts: tuple[int, ...], times: np.ndarray, index
 
 
 def _one_more(replica: Replica, requests: list[Request], contexts: tuple[int, ...], done: int,
-              seconds: float) -> Generator[simpy.Event, None, int]:
+              seconds: float) -> Generator[simpy.Event, Any, int]:
     """Run the stretch's next iteration alone, `seconds` long; returns 1.
 
     Its blocks are allocated as it starts, as stepping would, so that whoever looks at this

@@ -101,7 +101,7 @@ def typed_frame(columns: tuple[str, ...], dtypes: Mapping[str, str]) -> Callable
 def _typed_column(values: tuple, dtype: str) -> np.ndarray | pd.Series:
     if dtype in _NUMPY_DTYPES:
         return np.array(values, dtype=dtype)
-    return pd.Series(values, dtype=object).astype(dtype)
+    return pd.Series(values, dtype=object).astype(pd.api.types.pandas_dtype(dtype))
 
 
 def write_typed_tables(directory: Path, tables: Iterable[tuple[str, tuple[str, ...], list[tuple]]],
