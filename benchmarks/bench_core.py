@@ -22,9 +22,9 @@ from measured_run import measure, print_figures  # noqa: E402
 
 from servesim.sim.experiment.loading import validate_config  # noqa: E402
 
-PREVIOUS_SIMULATION_S = 2.96
-"""The simulation's wall seconds in the README's "Benchmarks" table's "before" column (the eighth round's code,
-the fastest of its runs at busy hours: 2.96 - 4.71 s)."""
+PREVIOUS_SIMULATION_S = 2.91
+"""The simulation's wall seconds in the README's "Benchmarks" table's "before" column (the interpreted build,
+the fastest of three runs beside the compiled one: 2.91 - 3.51 s)."""
 
 
 def benchmark_config(num_requests: int, fast_forward: bool, cost_model: str = "roofline") -> dict:

@@ -45,13 +45,17 @@ def _children_cpu_s() -> float:
 
 
 def print_figures(run: MeasuredRun, ratio: str) -> None:
-    """Requests, simulated time, iterations, wall (with `ratio` to a previous figure), CPU, rates, memory."""
+    """Requests, simulated time, iterations, the engine's build, wall (with `ratio` to a previous figure), CPU,
+    rates, memory."""
+    from servesim.sim.engine import engine_build
+
     summary = run.summary
     iterations = summary["engine"]["iterations"]
     print(f"requests finished       {summary['num_finished']:,} of {summary['num_requests']:,} "
           f"({summary['num_preemptions']:,} preemptions)")
     print(f"simulated time          {summary['sim_time_s']:,.1f} s")
     print(f"iterations              {iterations:,} in {summary['engine']['engine_steps']:,} engine steps")
+    print(f"engine build            {engine_build()} (setup.py)")
     print(f"wall, simulation        {run.sim_wall_s:.2f} s ({ratio})")
     print(f"wall, whole process     {run.total_wall_s:.2f} s (imports included)")
     if run.workers != 1:

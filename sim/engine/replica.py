@@ -14,9 +14,11 @@ import math
 from collections import deque
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import simpy
+from mypy_extensions import mypyc_attr
 
 from servesim.hwmodels import BatchShape, CostModel, LayerSlice
 from servesim.hwmodels.expert_traffic import ExpertTrafficMeter
@@ -92,6 +94,7 @@ class ReplicaSetup:
     """The devices' host ports on the run's network: swaps run over them instead (`sim.engine.host_swap`)."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # IntraGpuReplica
 class Replica:
     """A model instance on a group of devices, with its own queues, KV pool and scheduler."""
 
@@ -244,8 +247,9 @@ class Replica:
         if in_flight is None or self._interrupting:
             return False
         now = self.env.now
+        interrupt: Callable[..., object] = self.scheduler.interrupt  # its answer is checked below, not on return
         try:
-            answer = self.scheduler.interrupt(in_flight.view, arrival.view, self.view, now)
+            answer = interrupt(in_flight.view, arrival.view, self.view, now)
         except Exception as exc:
             raise policy_raised(self.scheduler, "scheduler.interrupt", now, exc) from exc
         if not isinstance(answer, bool):
@@ -253,7 +257,7 @@ class Replica:
                                  f"returned {answer!r}; it must return True or False")
         return answer
 
-    def _loop(self) -> Generator[simpy.Event, None, None]:
+    def _loop(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
         while True:
             if self.on_decision is not None:
@@ -344,7 +348,7 @@ class Replica:
         kv = self.kv
         return kv.caches_prefixes and any(kv.cached_prefix(request).num_reclaimed for request in self.waiting)
 
-    def run_step(self, step: PreparedStep) -> Generator[simpy.Event, None, None]:
+    def run_step(self, step: PreparedStep) -> Generator[simpy.Event, Any, None]:
         """Run a prepared step, then each step after it whose decision is known (`_known_step`)."""
         while True:
             all_decode = yield from self._run_prepared(step)
@@ -355,7 +359,7 @@ class Replica:
                 return
             step = known
 
-    def _run_prepared(self, step: PreparedStep) -> Generator[simpy.Event, None, bool]:
+    def _run_prepared(self, step: PreparedStep) -> Generator[simpy.Event, Any, bool]:
         """Run one prepared step: a fast-forwarded stretch if it may be one, else one iteration.
         Returns True when every running request is certain to decode next (after a stretch, or
         a prompt's chunks run to its end); False when that is not known."""
@@ -394,7 +398,7 @@ class Replica:
             self.num_iterations += 1
         return False
 
-    def copy_host(self, copies: SwapCopies) -> Generator[simpy.Event, None, None]:
+    def copy_host(self, copies: SwapCopies) -> Generator[simpy.Event, Any, None]:
         """A step's swap copies over the network's host ports (they precede its kernels)."""
         assert self.host_ports is not None  # a step has host copies only with host ports (`_take_swaps`)
         yield from self.host_ports.copy(copies)
@@ -515,7 +519,7 @@ class Replica:
                 "them with this KV pool (e.g. a reservation larger than the pool), or the policy has a bug",
             )
 
-    def _idle(self, wake_at: float | None) -> Generator[simpy.Event, None, None]:
+    def _idle(self, wake_at: float | None) -> Generator[simpy.Event, Any, None]:
         """Sleep until an arrival, `wake_at` or the next timeout; a lockstep rank then waits for the step boundary."""
         self._idle_since = self.env.now
         if self._lockstep is None:
@@ -551,7 +555,7 @@ class Replica:
 
         return boundaries
 
-    def _run(self, iteration: Iteration) -> Generator[simpy.Event, None, None]:
+    def _run(self, iteration: Iteration) -> Generator[simpy.Event, Any, None]:
         """Run `iteration` to its end, or to an operator boundary if an arrival interrupts it."""
         env = self.env
         self.in_flight = iteration
@@ -572,7 +576,7 @@ class Replica:
         self.meter_experts(iteration.shape)
         self.num_iterations += 1
 
-    def _resume(self, iteration: Iteration) -> Generator[simpy.Event, None, None]:
+    def _resume(self, iteration: Iteration) -> Generator[simpy.Event, Any, None]:
         self.suspended.remove(iteration)
         iteration.resume_at(self.env.now)
         self.sample(len(iteration.entries), iteration.shape.num_tokens)

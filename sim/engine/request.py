@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from servesim.policies.views import tokens_left
 from servesim.sim.engine.views import request_view
 
@@ -34,6 +36,7 @@ class RequestState(Enum):
 ENDED = (RequestState.FINISHED, RequestState.REJECTED, RequestState.DROPPED)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the profiler's EngineRequest
 @dataclass(slots=True, eq=False)
 class Request:
     """`num_tokens` (prompt + generated) is stored, not derived: the scheduler reads it every

@@ -17,6 +17,7 @@ from servesim.policies.base import RouterPolicy
 from servesim.policies.registry import register
 from servesim.sim.engine import stretch as stretch_module
 from servesim.sim.engine.request import Request
+from tests.builds import interpreted_only
 from tests.sim.engine_harness import run_engine
 from tests.sim.test_engine_properties import assert_same_results, build_requests, requests_with_prefixes
 
@@ -166,6 +167,7 @@ def test_a_stretch_runs_on_through_arrivals_with_few_decisions(observed, async_s
     assert jumped < 80
 
 
+@interpreted_only
 def test_the_step_planned_before_an_arrival_is_applied_with_the_stretch_it_cut():
     # With asynchronous scheduling, the step after the one an arrival falls into was planned
     # before it: an unobserved stretch waits for that step's end too and applies both at once.

@@ -22,8 +22,11 @@ from servesim.sim.engine import replica as replica_module
 from servesim.sim.engine import trusted
 from servesim.sim.engine.bookkeeping import checked_schedule
 from servesim.sim.engine.decision_check import DecisionChecker
+from tests.builds import interpreted_only
 from tests.sim.engine_harness import EngineRun, run_engine
 from tests.sim.test_engine_properties import build_requests, requests_with_prefixes
+
+pytestmark = interpreted_only  # `run_both` switches the known steps off by patching the replica's module
 
 REQUEST_FIELDS = ("state", "replica_id", "num_preemptions", "num_swaps", "num_cached_tokens", "num_generated",
                   "picked_up_s", "first_scheduled_s", "first_token_s", "finish_s", "last_token_s", "max_tbt_s")

@@ -11,7 +11,10 @@ import pytest
 from servesim.hwmodels import ConstantCostModel
 from servesim.sim.engine import prompt_chunks
 from servesim.sim.engine import replica as replica_module
+from tests.builds import interpreted_only
 from tests.sim.test_known_decodes import assert_identical, run_both, steps
+
+pytestmark = interpreted_only  # `run_both` switches the known steps off by patching the replica's module
 
 COST = ConstantCostModel(0.01, 0.001)
 BUDGET = {"max_num_batched_tokens": 12, "max_num_seqs": 4}

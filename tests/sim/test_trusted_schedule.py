@@ -20,6 +20,7 @@ from servesim.sim.engine import replica as replica_module
 from servesim.sim.engine import trusted
 from servesim.sim.engine.bookkeeping import checked_schedule
 from servesim.sim.engine.views import ReplicaView, RequestView
+from tests.builds import interpreted_only
 from tests.sim.engine_harness import run_engine
 from tests.sim.test_engine_properties import assert_same_results, build_requests
 from tests.sim.test_fast_forward_exactness import registered
@@ -110,6 +111,7 @@ crowded_requests = st.lists(
 ).map(lambda specs: sorted(specs, key=lambda s: s[0]))
 
 
+@interpreted_only
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     crowded_requests,
@@ -137,6 +139,7 @@ def test_trusted_decisions_are_the_checked_view_decisions(specs, scheduler, opti
     assert all(r.finish_s >= r.arrival_s for r in run.requests)
 
 
+@interpreted_only
 def test_a_run_through_views_gives_the_same_results():
     specs = [(0.05 * i, 20 + 7 * i % 50, 5 + 3 * i % 20) for i in range(40)]
     runs = []
