@@ -1,6 +1,6 @@
 """Which build of the engine the tests run against (setup.py): interpreted, or compiled with mypyc.
 
-CI runs the tests on both (`.ci/run`). A compiled module calls the functions of the others directly,
+CI runs the engine's tests on both (`.ci/run`). A compiled module calls the functions of the others directly,
 so a test that patches one to watch or steer the engine only works on the interpreted build."""
 import pytest
 

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from tests.builds import compiled_only
+from tests.test_packaging import PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("sim", "policies", "hwmodels", "traces", "profiler")
 
 pytestmark = compiled_only
 
@@ -103,4 +103,3 @@ def test_every_listed_module_is_compiled():
     for path in paths:
         module = importlib.import_module("servesim." + path.removesuffix(".py").replace("/", "."))
         assert module.__file__ is not None and not module.__file__.endswith(".py"), module.__file__
-
