@@ -49,7 +49,7 @@ MODELS = _models()
 
 
 @pytest.mark.filterwarnings("ignore::servesim.hwmodels.tables.TableRangeWarning")
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(st.sampled_from(sorted(MODELS)), st.lists(st.integers(1, 6000), max_size=80), st.integers(2, 4096),
        st.integers(0, 6000))
 def test_priced_from_sums_equals_pricing_the_shape(name: str, decode_contexts: list[int], chunk: int,

@@ -20,7 +20,7 @@ def hit_rate(cache, tokens):
     return 1.0 - cache.misses(tokens) / cache.routing.touched(tokens)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(st.floats(0.0, 0.95), st.floats(0.01, 0.05), st.integers(8, 120), st.sampled_from([1, 4, 16, 64]),
        st.floats(0.0, 1.5))
 def test_the_hit_rate_rises_with_routing_locality(locality, step, resident, tokens, skew):

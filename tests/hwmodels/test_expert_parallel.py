@@ -46,7 +46,7 @@ def test_splitting_the_experts_shortens_a_weight_bound_decode_step() -> None:
     assert model.iteration_time(batch) < local.iteration_time(batch)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25)
 @given(st.lists(st.integers(1, 4000), min_size=1, max_size=40), st.integers(1, 6))
 def test_a_decode_stretch_equals_pricing_step_by_step(contexts: list[int], steps: int) -> None:
     model, _, _ = composed()

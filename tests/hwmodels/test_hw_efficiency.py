@@ -38,7 +38,7 @@ def test_every_gpu_in_the_catalog_has_a_family_and_the_file_matches_the_script()
     assert {f: e["gpus"] for f, e in shipped["families"].items()} == {f: list(g) for f, g in fit.FAMILIES.items()}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(pick=st.integers(0, len(CURVES) - 1), small=sizes, factor=st.floats(1.0, 1e6))
 def test_achieved_rates_rise_with_size_and_times_are_monotone_and_subadditive(pick: int, small: float,
                                                                               factor: float) -> None:

@@ -27,7 +27,7 @@ def _linear_params(name: str, plan: ParallelPlan) -> int:
             + model.num_moe_layers * per_moe_layer)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(name=st.sampled_from(list_models()), tp=st.sampled_from([1, 2, 4, 8]))
 def test_weight_bytes_drop_by_the_linear_layers_share(name: str, tp: int) -> None:
     plan = ParallelPlan(tp=tp)

@@ -162,7 +162,7 @@ def test_decode_stretch_with_an_empty_context_is_priced_step_by_step() -> None:
 entries = st.lists(st.tuples(st.integers(1, 700), st.integers(0, 20000)), min_size=1, max_size=24)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(entries=entries, which=st.integers(0, len(SETUPS) - 1), pick=st.integers(0, 1000))
 def test_random_batches_are_positive_finite_consistent_and_monotone(entries: list, which: int, pick: int) -> None:
     cost = MODELS[SETUPS[which]]
@@ -182,7 +182,7 @@ def test_random_batches_are_positive_finite_consistent_and_monotone(entries: lis
     assert cost.iteration_time(extra) >= seconds * (1 - 1e-12)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(decodes=st.lists(st.integers(1, 20000), max_size=40),
        chunk=st.tuples(st.integers(0, 700), st.integers(0, 20000)), which=st.integers(0, len(SETUPS) - 1))
 def test_decodes_then_one_chunk_cost_what_the_chunk_anywhere_else_costs(decodes: list, chunk: tuple,

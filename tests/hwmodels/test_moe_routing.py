@@ -76,7 +76,7 @@ def test_placement_decides_the_busiest_rank():
     assert together.max_rank_pairs(100) == pytest.approx(80)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=50)
 @given(st.lists(st.floats(0.0, 1.0), min_size=8, max_size=64).filter(lambda w: sum(x > 1e-3 for x in w) >= 8),
        st.integers(1, 8))
 def test_a_token_picks_exactly_k_experts_each_at_most_once(weights, k):

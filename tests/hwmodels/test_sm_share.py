@@ -80,7 +80,7 @@ batches = st.lists(st.tuples(st.integers(1, 4096), st.integers(0, 8192)), min_si
     lambda entries: BatchShape(tuple(n for n, _ in entries), tuple(c for _, c in entries)))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(batches, st.floats(0.01, 1.0), st.floats(0.01, 1.0), st.floats(1.0, 3.0))
 def test_more_sms_never_slow_a_phase_and_contention_never_speeds_it(batch, a, b, factor):
     work = SHARES.work(batch)

@@ -22,7 +22,7 @@ STRETCHES = st.lists(st.tuples(st.integers(1, 64), st.integers(1, 200_000), st.i
                      min_size=1, max_size=12)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(STRETCHES, st.sampled_from([10_000, 1 << 22]))
 def test_prices_equal_pricing_each_stretch_afresh(stretches: list, max_entries: int) -> None:
     table = StridedPriceTable(COST._decode_positions_seconds, max_entries)

@@ -13,7 +13,7 @@ def linear_roofline(x):
 grids = st.lists(st.integers(1, 100_000), min_size=2, max_size=12, unique=True).map(sorted)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(grids, st.data())
 def test_curve_is_exact_at_grid_points_and_monotone_between(sizes, data):
     increments = data.draw(st.lists(st.floats(0, 1e-3), min_size=len(sizes), max_size=len(sizes)))

@@ -32,7 +32,7 @@ def test_use_all_gpus_keeps_only_candidates_on_the_whole_budget():
     assert ("unified", 1, 2, 2) in [(mode, pools[0].tp, pools[0].pp, pools[0].replicas) for mode, pools in found]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(gpus=st.integers(1, 12), tp=st.sets(st.sampled_from([1, 2, 4, 8]), min_size=1),
        pp=st.sets(st.sampled_from([1, 2, 3]), min_size=1), all_gpus=st.booleans())
 def test_every_shape_within_the_budget_is_a_candidate_exactly_once(gpus, tp, pp, all_gpus):

@@ -402,7 +402,7 @@ SCHEDULERS = [e for e in ENTRIES if e.kind == "scheduler"]
 
 
 @pytest.mark.parametrize("entry", SCHEDULERS, ids=[e.name for e in SCHEDULERS])
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(replica=replica_views())
 def test_schedulers_decide_validly_on_random_views(entry: PolicyEntry, replica: FakeReplica) -> None:
     assert check_schedule(build(entry), replica, NOW) == check_schedule(build(entry), replica, NOW)

@@ -33,7 +33,7 @@ def whole_table(config, tmp_path):
     return assign_classes(table, config.workload, random_stream(config.seed, 3))
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(chunk_rows=st.integers(1, 120), num_requests=st.one_of(st.none(), st.integers(1, 150)),
        start_s=st.sampled_from([0.0, 3.0]), end_s=st.sampled_from([None, 40.0]),
        rate_scale=st.sampled_from([1.0, 2.5]), classes=st.booleans(), format=st.sampled_from(["csv", "jsonl"]))

@@ -38,7 +38,7 @@ def test_one_client_sends_each_request_when_the_last_comes_back_plus_think_time(
     assert table["e2e_s"].tolist() == pytest.approx([0.4] * 12)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15)
 @given(st.integers(1, 10), st.floats(0.0, 0.5), st.sampled_from(["fixed", "exponential"]), st.integers(1, 30))
 def test_never_more_requests_in_flight_than_clients(concurrency: int, think_s: float, think: str, n: int) -> None:
     config = _config({"concurrency": concurrency, "think_time_s": think_s, "think_time": think}, num_requests=n)
@@ -113,7 +113,7 @@ def test_summary_has_steady_state_with_warmup_and_with_clients_only() -> None:
     assert run_experiment(validate_config(open_loop)).summary["steady_state"]["window_s"][0] == 1.0
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(st.integers(1, 40), st.integers(0, 300), st.integers(1, 64), st.integers(0, 2**32 - 1))
 def test_think_times_drawn_in_chunks_are_the_values_drawn_all_at_once(concurrency: int, n: int, chunk: int,
                                                                       seed: int) -> None:

@@ -153,7 +153,7 @@ def test_a_request_preempted_on_the_decode_replica_lets_the_received_ones_behind
     assert requests.loc[2, "finish_s"] < requests.loc[1, "finish_s"]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.lists(st.tuples(st.floats(0, 0.2), st.integers(100, 500), st.integers(2, 30)), min_size=2, max_size=6),
     transfer=st.sampled_from([{"name": "after_prefill"}, {"name": "layerwise", "layer_groups": 1}]),
@@ -168,7 +168,7 @@ def test_a_decode_replica_short_of_memory_serves_every_request(rows: list[tuple[
     assert (result.requests["state"] == "finished").all()
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.lists(st.tuples(st.floats(0, 0.5), st.integers(1, 700), st.integers(1, 30)), min_size=1, max_size=10),
     transfer=st.sampled_from([{"name": "after_prefill"}, {"name": "layerwise", "layer_groups": 1},
@@ -249,7 +249,7 @@ PREFILL_SCHEDULERS = [
 ]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.lists(st.tuples(st.floats(0, 0.3), st.integers(16, 700), st.integers(1, 40)), min_size=2, max_size=10),
     prefill_scheduler=st.sampled_from(PREFILL_SCHEDULERS),

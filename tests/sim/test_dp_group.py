@@ -134,7 +134,7 @@ engine_settings = st.fixed_dictionaries({
 })
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads, engine_settings, st.floats(0.001, 0.05), st.floats(0, 0.001), st.booleans())
 def test_lockstep_loses_no_request_conserves_blocks_and_aligns_every_step(specs, options, fixed_s, per_token_s,
                                                                           async_scheduling):

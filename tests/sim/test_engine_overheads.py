@@ -67,7 +67,7 @@ def test_only_steps_that_do_not_replay_a_full_cuda_graph_pay_the_eager_host_time
     assert without_graphs.iteration_time(BatchShape((1,), (10,))) == pytest.approx(0.015)  # every step eager
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=30)
 @given(st.lists(st.integers(1, 4000), min_size=1, max_size=40), st.integers(0, 50), st.integers(1, 20),
        st.sampled_from([0.0, 0.004]))
 def test_a_stretch_pays_the_eager_host_time_as_its_steps_do(contexts: list[int], first: int, steps: int,

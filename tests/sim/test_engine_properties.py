@@ -38,7 +38,7 @@ engine_settings = st.fixed_dictionaries(
 cost_models = st.builds(ConstantCostModel, st.floats(0.001, 0.1), st.floats(0, 0.001))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads, engine_settings, cost_models, st.booleans())
 def test_every_run_keeps_the_invariants(specs, options, cost_model, fast_forward):
     run = run_engine(specs, cost_model, fast_forward=fast_forward, record_iterations=True, **options)
@@ -98,7 +98,7 @@ Before the fix, a displacement loop showed up here about once in 5,000 examples 
 test caught it one time in four), and the regression in tests/policies pins the case it found."""
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, suppress_health_check=[HealthCheck.too_slow])
 @given(crowded_workloads, crowded_settings, st.booleans())
 def test_preemptive_ordered_schedulers_finish_within_bounded_decisions(specs, options, fast_forward):
     cost_model = ConstantCostModel(0.01)
@@ -117,7 +117,7 @@ def test_preemptive_ordered_schedulers_finish_within_bounded_decisions(specs, op
         run = run_engine(specs, cost_model, fast_forward=fast_forward, **options)
     assert all(r.state in (RequestState.FINISHED, RequestState.REJECTED) for r in run.requests)
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(workloads, engine_settings, cost_models)
 def test_fast_forward_gives_the_same_results_as_stepping(specs, options, cost_model):
     stepped = run_engine(specs, cost_model, fast_forward=False, **options)
@@ -173,7 +173,7 @@ def build_requests(specs):
     return requests
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(
     requests_with_prefixes,
     st.integers(2, 40),
@@ -209,7 +209,7 @@ def test_swap_caching_and_timeouts_keep_the_invariants(specs, num_blocks, block_
     assert (series["kv_used_blocks"] <= series["kv_total_blocks"]).all()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
 @given(
     requests_with_prefixes,
     st.integers(2, 40),

@@ -58,7 +58,7 @@ def test_static_batching_is_stepped():
     assert policy.stable_under_decode is False
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(
     requests_with_prefixes,
     st.sampled_from(FAST_FORWARDED),
@@ -125,7 +125,7 @@ def registered(kind, name, cls):
         yield
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(requests_with_prefixes, st.integers(1, 3), st.booleans(), st.booleans())
 def test_a_router_reading_progress_sees_what_stepping_shows(specs, replicas, async_scheduling, caching):
     logs = []

@@ -175,7 +175,7 @@ workloads = st.lists(st.tuples(st.floats(0, 1.0), st.integers(1, 300), st.intege
                      max_size=15).map(sorted)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads, st.sampled_from(["static", "proactive"]), st.integers(4, 60), st.sampled_from([1, 4, 16]),
        st.integers(8, 512), st.sampled_from(["recompute", "swap"]))
 def test_every_split_run_keeps_the_invariants(specs, split, num_blocks, block_size, budget, preemption):

@@ -22,7 +22,7 @@ def whole_sort(singles: list[tuple], stretches: list[pd.DataFrame]) -> pd.DataFr
     return frame.sort_values(["start_s", "replica"], kind="stable", ignore_index=True)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=EVENTS, run_rows=st.integers(1, 30), group_rows=st.integers(1, 40))
 def test_the_merged_runs_are_the_whole_sort(tmp_path, events, run_rows, group_rows):
     singles: list[tuple] = []

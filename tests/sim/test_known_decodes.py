@@ -153,7 +153,7 @@ def _asking_too(original):
     return known_step
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
 @given(
     requests_with_prefixes,
     st.sampled_from([("vllm", {}), ("vllm", {"reserve_full_isl": False}), ("vllm", {"preemptive": True}),

@@ -278,7 +278,7 @@ def test_a_variants_run_interrupted_keeps_the_old_results(tmp_path, capsys):
 
 # --- properties ----------------------------------------------------------------------------------
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(st.text(max_size=300))
 def test_an_accepted_name_is_exactly_one_new_directory(name):
     try:
@@ -293,7 +293,7 @@ def test_an_accepted_name_is_exactly_one_new_directory(name):
 paths = st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=3).map("/".join)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100)
 @given(st.sets(paths, max_size=6), st.sets(paths, max_size=6))
 def test_foreign_entries_are_exactly_what_the_manifest_does_not_cover(listed, extra):
     with tempfile.TemporaryDirectory() as scratch:

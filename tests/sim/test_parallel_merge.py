@@ -27,7 +27,7 @@ def write(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(st.lists(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 3)), max_size=40), min_size=1, max_size=4))
 def test_sorted_tables_merge_by_key_then_ties_then_table_order(tmp_path_factory: Any, tables: list) -> None:
     folder = tmp_path_factory.mktemp("merge")

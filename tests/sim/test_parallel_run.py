@@ -115,7 +115,7 @@ def test_two_workers_give_the_single_process_results(case: str, monkeypatch: pyt
     assert serial.summary["run"]["config_hash"] == parallel.summary["run"]["config_hash"]
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(replicas=st.integers(2, 5), workers=st.integers(2, 4), seed=st.integers(0, 2**16),
        rate=st.floats(5.0, 200.0), scheduler=st.sampled_from(["vllm", "sarathi", "sjf", "orca"]),
        caching=st.booleans(), blocks=st.sampled_from([None, 120]), constant=st.booleans(),

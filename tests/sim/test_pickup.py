@@ -50,7 +50,7 @@ def test_an_idle_lockstep_rank_takes_an_arrival_in_at_the_groups_step_boundary()
     assert late.picked_up_s == busy.first_token_s > 1.0  # the first lockstep step's end (plus the DP sync)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(
     gaps=st.lists(st.floats(0.0, 3.0, allow_nan=False), min_size=1, max_size=12),
     async_scheduling=st.booleans(),

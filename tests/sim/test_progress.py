@@ -128,7 +128,7 @@ def test_a_line_shows_the_share_rate_and_eta() -> None:
     assert stream.getvalue() == "progress: 37.5% sim 50.0/100.0 s, 250/1,000 requests done, 25 req/s, eta 17 s\n"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200)
 @given(interval_s=st.floats(0.5, 20.0), steps=st.lists(st.floats(0.0, 3.0), min_size=1, max_size=400))
 def test_piped_lines_never_come_closer_than_the_interval(interval_s: float, steps: list[float]) -> None:
     clock = FakeClock()

@@ -128,7 +128,7 @@ def test_the_same_config_and_seed_give_the_same_switches() -> None:
     assert first.summary["role_switching"] == second.summary["role_switching"]
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.lists(st.tuples(st.floats(0, 0.6), st.integers(1, 700), st.integers(1, 30)), min_size=1, max_size=30),
     prefill=st.integers(1, 3),

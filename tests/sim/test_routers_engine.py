@@ -31,7 +31,7 @@ class TokenAudit(RouterPolicy):
         return min(range(len(replicas)), key=lambda i: (replicas[i].outstanding_tokens, i))
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
 @given(requests_with_prefixes, st.integers(4, 60), st.sampled_from([1, 2, 4]), st.sampled_from(["vllm", "sarathi",
        "srpt", "flowprefill"]), st.sampled_from(["recompute", "swap"]), st.booleans(), st.booleans(), st.booleans())
 def test_the_replicas_count_of_tokens_left_is_exact_at_every_arrival_and_zero_at_the_end(

@@ -29,7 +29,7 @@ def _sample(pairs: list[tuple[float, int]]) -> ArraySample:
     return ArraySample(np.array(values), np.array(weights, dtype=float))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(samples, st.sampled_from([128, 200, 1 << 20]))
 def test_weighted_summary_figures_equal_numpy(pairs: list[tuple[float, int]], read_entries: int) -> None:
     sample = _sample(pairs)
@@ -40,7 +40,7 @@ def test_weighted_summary_figures_equal_numpy(pairs: list[tuple[float, int]], re
         assert sample_max(sample) == sample.values.max()
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(samples, st.sampled_from([128, 200, 1 << 20]))
 def test_expanded_figures_equal_numpy_on_the_repeated_array(pairs: list[tuple[float, int]], read_entries: int) -> None:
     sample = _sample(pairs)
@@ -51,7 +51,7 @@ def test_expanded_figures_equal_numpy_on_the_repeated_array(pairs: list[tuple[fl
     assert got == [float(x) for x in expected]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(st.integers(0, 5000), st.sampled_from([128, 136, 1000]), st.integers(0, 2**32 - 1))
 def test_pairwise_sum_mirrors_numpy_at_any_length(length: int, read_entries: int, seed: int) -> None:
     values = np.random.default_rng(seed).lognormal(0.0, 3.0, length)

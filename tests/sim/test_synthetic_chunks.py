@@ -106,7 +106,7 @@ def test_chunks_are_the_rows_of_one_draw(tmp_path, name, chunk_rows):
     assert [len(c) for c in chunks] == [min(chunk_rows, n - i) for i in range(0, n, chunk_rows)]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(name=st.sampled_from(sorted(CONFIGS)), n=st.integers(1, 400), chunk_rows=st.integers(1, 450),
        seed=st.integers(0, 2**31), rate_scale=st.sampled_from([1.0, 3.0]), classes=st.booleans())
 def test_the_chunk_size_never_changes_the_workload(tmp_path, name, n, chunk_rows, seed, rate_scale, classes):

@@ -96,7 +96,7 @@ def test_fast_forward_on_and_off_give_the_same_file() -> None:
     np.testing.assert_allclose(jumped["time_s"], stepped["time_s"], rtol=1e-9)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(requests_with_prefixes, st.sampled_from(FAST_FORWARDED), st.integers(4, 60), st.integers(1, 3),
        st.booleans(), st.sampled_from(["recompute", "swap"]), st.integers(1, 6), st.integers(1, 48))
 def test_every_token_is_recorded_the_same_with_and_without_fast_forward(

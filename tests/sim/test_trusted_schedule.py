@@ -112,7 +112,7 @@ crowded_requests = st.lists(
 
 
 @interpreted_only
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, suppress_health_check=[HealthCheck.too_slow])
 @given(
     crowded_requests,
     st.sampled_from([("vllm", {}), ("vllm", {"reserve_full_isl": False}), ("vllm", {"preemptive": True}),

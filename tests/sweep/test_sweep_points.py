@@ -86,7 +86,7 @@ def test_a_sweep_with_top_level_variants_is_refused():
         tiny_config({"seeds": [0]}, variants={"a": {}})
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40)
 @given(grid=st.lists(st.integers(1, 3), max_size=3), zipped=st.integers(0, 3), variants=st.integers(0, 3),
        seeds=st.integers(0, 3))
 def test_the_number_of_points_is_the_product_of_the_axis_sizes(grid, zipped, variants, seeds):

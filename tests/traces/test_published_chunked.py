@@ -50,7 +50,7 @@ def read_chunked(path: Path, format: str, chunk_rows: int, **options) -> tuple[p
     return pd.concat(tables, ignore_index=True), [len(t) for t in tables]
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.integers(1, 200), chunk_rows=st.integers(1, 250), seed=st.integers(0, 2**16),
        format=st.sampled_from(["azure", "mooncake", "ragpulse"]), ties=st.booleans())
 def test_chunked_reading_equals_whole_file_reading(tmp_path, rows, chunk_rows, seed, format, ties):

@@ -52,7 +52,7 @@ def read_chunked(path: Path, chunk_rows: int, **options) -> tuple[pd.DataFrame, 
     return pd.concat(tables, ignore_index=True), [len(t) for t in tables]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.integers(1, 300), chunk_rows=st.integers(1, 400), seed=st.integers(0, 2**16),
        optional=st.booleans(), epoch=st.booleans(), format=st.sampled_from(["csv", "jsonl", "parquet"]),
        blank_lines=st.booleans())

@@ -88,7 +88,7 @@ def test_validation_does_not_change_its_input():
     assert raw["prefix_hashes"].tolist() == [[1], [2], [3]] and raw["arrival_s"].dtype == np.int64
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15)
 @given(
     st.lists(
         st.tuples(

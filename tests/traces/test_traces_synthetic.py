@@ -80,7 +80,7 @@ def test_same_seed_same_arrivals_and_lengths():
     assert not np.array_equal(sample_lengths(spec, 100, rng(5), "w"), sample_lengths(spec, 100, rng(6), "w"))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     st.sampled_from(["poisson", "gamma", "constant"]),
     st.floats(0.01, 1000),
@@ -176,7 +176,7 @@ def test_spec_must_be_a_mapping():
         sample_lengths(["fixed", 3], 3, rng(), "w")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     st.sampled_from(["lognormal", "normal", "uniform"]),
     st.integers(1, 50),

@@ -107,7 +107,7 @@ transfer_sets = st.lists(st.tuples(
 ), min_size=1, max_size=10)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(transfer_sets)
 def test_bytes_are_conserved_and_no_link_exceeds_its_capacity_with_host_copies(transfers) -> None:
     env, network = host_network()

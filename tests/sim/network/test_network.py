@@ -102,7 +102,7 @@ transfer_sets = st.lists(st.tuples(
 ), min_size=1, max_size=10)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(transfer_sets)
 def test_bytes_are_conserved_and_no_link_exceeds_its_capacity(transfers) -> None:
     env, network = make_network(devices=8, per_node=4)
