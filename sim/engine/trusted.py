@@ -25,6 +25,7 @@ from servesim.policies.queues import FcfsQueuePolicy
 from servesim.policies.schedulers.budget import BudgetScheduler
 from servesim.policies.schedulers.sarathi import SarathiSchedulerPolicy
 from servesim.policies.schedulers.vllm import VllmSchedulerPolicy
+from servesim.policies.views import blocks_to_admit, computed_on_admission, new_blocks_needed
 from servesim.sim.engine.bookkeeping import checked_schedule
 from servesim.sim.engine.decision_check import CheckedDecision, DecisionChecker
 
@@ -177,15 +178,94 @@ def _running_order(scheduler: SchedulerPolicy, replica: Replica,
     return order, scheduler.params.max_num_batched_tokens
 
 
+KnownDecision = Callable[[float], "CheckedDecision | None"]
+"""A trusted scheduler's decision at `now`, made here; None: ask the scheduler."""
+
+
+def known_decision(scheduler: SchedulerPolicy, replica: Replica) -> KnownDecision | None:
+    """How the engine may make a trusted `scheduler`'s decision itself, when no request is
+    preempted; None for a scheduler whose decisions it does not know.
+
+    This is `BudgetScheduler.schedule` as `vllm` (neither `prefill_first` nor `preemptive`) and
+    `sarathi` run it, on the engine's objects, compiled with the engine: the running requests in
+    the scheduler's own `order_running`, each computing what it has left within the token budget,
+    then the waiting ones in queue order while the budgets, the sequence slots and the free blocks
+    last (vLLM's `reserve_full_isl` as its `fits_on_admission`; neither has a `may_admit`). The
+    one branch it does not take is a victim's: when a running request's blocks exceed what is
+    free, the function returns None and the scheduler decides, preemption policy and all.
+    `tests/sim/test_trusted_schedule.py` compares it with the view decision at every decision of
+    random runs."""
+    trusted = _running_order(scheduler, replica)
+    if trusted is None:
+        return None
+    assert isinstance(scheduler, BudgetScheduler)  # both trusted schedulers are
+    params = scheduler.params
+    if isinstance(scheduler, VllmSchedulerPolicy):
+        if scheduler.params.prefill_first or scheduler.params.preemptive:
+            return None
+        reserve_full_isl = scheduler.params.reserve_full_isl
+    else:
+        reserve_full_isl = False
+    order_running, max_tokens = trusted
+    max_seqs = params.max_num_seqs
+    chunked = params.chunked_prefill
+
+    def decide(now: float) -> CheckedDecision | None:
+        running = order_running(now)
+        kv = replica.kv
+        block_size = kv.block_size
+        free = kv.num_free_blocks
+        budget = max_tokens
+        entries: list[tuple[Request, int]] = []
+        for request in running:
+            if budget <= 0:
+                break
+            num_new = request.num_tokens - request.num_computed_tokens
+            if num_new > budget:
+                num_new = budget
+            need = new_blocks_needed(request, num_new, block_size)
+            if need > free:
+                return None  # a victim is chosen: the scheduler's preemption policy decides
+            free -= need
+            budget -= num_new
+            entries.append((request, num_new))
+        num_running = len(running)
+        for waiting in replica.waiting:
+            if budget <= 0 or num_running >= max_seqs:
+                break
+            computed = computed_on_admission(waiting, kv)
+            num_new = waiting.num_tokens - computed
+            if num_new > budget:
+                if not chunked:
+                    break
+                num_new = budget
+            need = blocks_to_admit(waiting, num_new, kv)
+            if need > free or (reserve_full_isl and blocks_to_admit(waiting, waiting.num_tokens - computed, kv) > free):
+                break
+            free -= need
+            budget -= num_new
+            num_running += 1
+            entries.append((waiting, num_new))
+        return CheckedDecision(entries, [], [], None, None)
+
+    return decide
+
+
 def decision_source(replica: Replica, scheduler: SchedulerPolicy, checker: DecisionChecker) -> Decide:
-    """How `replica` gets its next decision at `now`: trusted, or through views and `checker`."""
+    """How `replica` gets its next decision at `now`: made here (`known_decision`), trusted, or
+    through views and `checker`."""
     if not is_trusted(scheduler):
         view = replica.view
         return lambda now: checked_schedule(scheduler, view, checker, now)
     side = EngineSide(replica)
     schedule = scheduler.schedule
+    known = known_decision(scheduler, replica)
 
     def decide(now: float) -> CheckedDecision:
+        if known is not None:
+            decision_made = known(now)
+            if decision_made is not None:
+                return decision_made
         try:
             decision = schedule(side, now)  # type: ignore[arg-type]
         except Exception as exc:

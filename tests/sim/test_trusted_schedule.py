@@ -77,13 +77,43 @@ def test_a_plug_in_still_receives_read_only_views():
 
 
 def test_an_exception_in_a_trusted_scheduler_is_its_contract_error():
-    scheduler = _scheduler("vllm")
+    scheduler = _scheduler("vllm", {"prefill_first": True, "chunked_prefill": False})  # the engine asks it
     run = run_engine([(0.0, 8, 3)], ConstantCostModel(0.01))
     replica = run.cluster.replicas[0]
     scheduler.schedule = lambda replica, now: 1 / 0  # type: ignore[method-assign]
     decide = trusted.decision_source(replica, scheduler, replica_module.DecisionChecker(replica, scheduler))
     with pytest.raises(PolicyContractError, match=r"scheduler\.schedule.*ZeroDivisionError"):
         decide(2.5)
+
+
+@pytest.mark.parametrize(("name", "params", "known"), [
+    ("vllm", {}, True),
+    ("vllm", {"reserve_full_isl": False, "chunked_prefill": False}, True),
+    ("sarathi", {}, True),
+    ("vllm", {"prefill_first": True, "chunked_prefill": False}, False),
+    ("vllm", {"preemptive": True}, False),
+    ("vllm", {"queue": {"name": "priority"}}, False),
+])
+def test_the_engine_makes_the_plain_vllm_and_sarathi_decisions_itself(name, params, known):
+    run = run_engine([(0.0, 8, 3)], ConstantCostModel(0.01))
+    assert (trusted.known_decision(_scheduler(name, params), run.cluster.replicas[0]) is not None) == known
+
+
+def test_only_a_decision_that_preempts_is_left_to_the_scheduler():
+    """Long outputs from a small pool: the scheduler is asked only when a victim must be chosen."""
+    answers = []
+    original = VllmSchedulerPolicy.schedule
+
+    def schedule(self, replica, now):
+        decision = original(self, replica, now)
+        answers.append(bool(decision.preempted))
+        return decision
+
+    specs = [(0.01 * i, 6, 30) for i in range(8)]
+    with patch.object(VllmSchedulerPolicy, "schedule", schedule):
+        run = run_engine(specs, ConstantCostModel(0.01), num_blocks=24, block_size=4)
+    assert sum(r.num_preemptions for r in run.requests) > 0
+    assert answers and all(answers)
 
 
 def _both_ways(replica, scheduler, checker):
