@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple, cast
 
 import torch
@@ -43,13 +43,17 @@ from servesim.sim.engine.views import ReplicaView
 SPIN_S = 0.002  # the last moments before an arrival are busy-waited: sleep() overshoots
 
 
-@dataclass(slots=True, eq=False, repr=False)
 class EngineRequest(Request):
     """A simulator request plus what real serving adds: its token ids (the prompt, then each
     sampled token) and the wall time of each token."""
 
-    token_ids: list[int] = field(default_factory=list)
-    token_times_s: list[float] = field(default_factory=list)
+    __slots__ = ("token_ids", "token_times_s")
+
+    def __init__(self, request_id: int, arrival_s: float, prompt_tokens: int, output_tokens: int,
+                 token_ids: list[int] | None = None) -> None:
+        super().__init__(request_id, arrival_s, prompt_tokens, output_tokens)
+        self.token_ids: list[int] = [] if token_ids is None else token_ids
+        self.token_times_s: list[float] = []
 
 
 class Entry(NamedTuple):

@@ -15,7 +15,6 @@ prefill pool's hand-off and the other hooks are stepped as before.
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,20 +29,24 @@ if TYPE_CHECKING:
     from servesim.sim.engine.request import Request
 
 
-@dataclass(slots=True)
 class _Plan:
-    """What a run through a prompt's chunks knows before it starts."""
+    """What a run through a prompt's chunks knows before it starts (a plain class: mypyc compiles
+    its `__init__`, not a dataclass's)."""
 
-    decodes: list[Request]
-    contexts: list[int]
-    """Each decode's computed tokens as the first step starts."""
-    prompt: Request
-    chunk: int
-    """Tokens of each later chunk of the prompt (the last may be fewer: what it has left)."""
-    num_steps: int
-    """Steps until the prompt is done or a decode finishes, the first included."""
-    crossings: dict[int, list[Request]]
-    """By step, the decodes that need a new block as it starts."""
+    __slots__ = ("decodes", "contexts", "prompt", "chunk", "num_steps", "crossings")
+
+    def __init__(self, decodes: list[Request], contexts: list[int], prompt: Request, chunk: int, num_steps: int,
+                 crossings: dict[int, list[Request]]) -> None:
+        self.decodes = decodes
+        self.contexts = contexts
+        """Each decode's computed tokens as the first step starts."""
+        self.prompt = prompt
+        self.chunk = chunk
+        """Tokens of each later chunk of the prompt (the last may be fewer: what it has left)."""
+        self.num_steps = num_steps
+        """Steps until the prompt is done or a decode finishes, the first included."""
+        self.crossings = crossings
+        """By step, the decodes that need a new block as it starts."""
 
 
 def run_prompt_chunks(replica: Replica, step: PreparedStep) -> Generator[simpy.Event, Any, int]:

@@ -56,20 +56,24 @@ hundred thousand empty decisions in a row is a policy that loops without progres
 of wall time before the error)."""
 
 
-@dataclass(slots=True)
 class PreparedStep:
-    """A step decided and prepared (admitted, KV allocated), ready to run."""
+    """A step decided and prepared (admitted, KV allocated), ready to run. A plain class, not a
+    dataclass, so that mypyc compiles its `__init__` (one a step)."""
 
-    entries: list[tuple[Request, int]]
-    shape: BatchShape
-    swap_s: float
-    """Seconds of swapping in or out before the batch's kernels run."""
-    stretchable: bool
-    """Every running request decodes and nothing else happens: it may be fast-forwarded."""
-    host_copies: SwapCopies | None = None
-    """Swap copies to run over the network's host ports before the batch (then `swap_s` is 0)."""
-    blank_only: bool = False
-    """Its stretch may take only blank blocks: evicting a cached one could let a waiting request in."""
+    __slots__ = ("entries", "shape", "swap_s", "stretchable", "host_copies", "blank_only")
+
+    def __init__(self, entries: list[tuple[Request, int]], shape: BatchShape, swap_s: float, stretchable: bool,
+                 host_copies: SwapCopies | None = None, blank_only: bool = False) -> None:
+        self.entries = entries
+        self.shape = shape
+        self.swap_s = swap_s
+        """Seconds of swapping in or out before the batch's kernels run."""
+        self.stretchable = stretchable
+        """Every running request decodes and nothing else happens: it may be fast-forwarded."""
+        self.host_copies = host_copies
+        """Swap copies to run over the network's host ports before the batch (then `swap_s` is 0)."""
+        self.blank_only = blank_only
+        """Its stretch may take only blank blocks: evicting a cached one could let a waiting request in."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ are all "how many new tokens does this request compute in this iteration".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -37,49 +36,67 @@ ENDED = (RequestState.FINISHED, RequestState.REJECTED, RequestState.DROPPED)
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # the profiler's EngineRequest
-@dataclass(slots=True, eq=False)
 class Request:
     """`num_tokens` (prompt + generated) is stored, not derived: the scheduler reads it every
-    iteration for every running request."""
+    iteration for every running request. A plain class with its own `__init__`, not a dataclass:
+    mypyc compiles this one, while a dataclass's generated `__init__` stays interpreted (a run
+    makes one per request, and a worker process of a parallel run one per request of the run)."""
 
-    request_id: int
-    arrival_s: float
-    prompt_tokens: int
-    output_tokens: int
-    priority: int = 0
-    slo_class: str = "default"
-    session_id: str | None = None
-    prefix_hashes: tuple[int, ...] = ()
-    prefix_block_tokens: int = 0
-    ttft_deadline_s: float = INFINITY
-    timeout_at_s: float = INFINITY
+    __slots__ = (
+        "request_id", "arrival_s", "prompt_tokens", "output_tokens", "priority", "slo_class", "session_id",
+        "prefix_hashes", "prefix_block_tokens", "ttft_deadline_s", "timeout_at_s", "state", "num_tokens",
+        "replica_id", "num_computed_tokens", "num_generated", "num_blocks", "num_cached_tokens", "num_preemptions",
+        "num_swaps", "picked_up_s", "first_scheduled_s", "first_token_s", "last_token_s", "finish_s", "max_tbt_s",
+        "reject_reason", "prefix_keys", "view",
+    )
 
-    state: RequestState = RequestState.WAITING
-    num_tokens: int = 0
-    replica_id: int = -1
-    num_computed_tokens: int = 0
-    num_generated: int = 0
-    num_blocks: int = 0
-    num_cached_tokens: int = 0
-    num_preemptions: int = 0
-    num_swaps: int = 0
-    picked_up_s: float = math.nan
-    """When the engine took it in: its arrival at an idle engine, else the end of the step running
-    then (vLLM's busy loop reads its input queue between steps and stamps `queued_ts` there)."""
-    first_scheduled_s: float = math.nan
-    first_token_s: float = math.nan
-    last_token_s: float = math.nan
-    finish_s: float = math.nan
-    max_tbt_s: float = 0.0
-    reject_reason: str = ""
-    prefix_keys: list[int] | None = None
-    """The prefix cache's keys of its prompt blocks, computed on first use while it is served."""
-    view: Any = field(default=None, repr=False)
-    """Its read-only view: what policies receive (`sim.engine.views`)."""
-
-    def __post_init__(self) -> None:
-        self.num_tokens = self.prompt_tokens + self.num_generated
-        self.view = request_view(self)
+    def __init__(
+        self,
+        request_id: int,
+        arrival_s: float,
+        prompt_tokens: int,
+        output_tokens: int,
+        priority: int = 0,
+        slo_class: str = "default",
+        session_id: str | None = None,
+        prefix_hashes: tuple[int, ...] = (),
+        prefix_block_tokens: int = 0,
+        ttft_deadline_s: float = INFINITY,
+        timeout_at_s: float = INFINITY,
+    ) -> None:
+        self.request_id = request_id
+        self.arrival_s = arrival_s
+        self.prompt_tokens = prompt_tokens
+        self.output_tokens = output_tokens
+        self.priority = priority
+        self.slo_class = slo_class
+        self.session_id = session_id
+        self.prefix_hashes = prefix_hashes
+        self.prefix_block_tokens = prefix_block_tokens
+        self.ttft_deadline_s = ttft_deadline_s
+        self.timeout_at_s = timeout_at_s
+        self.state = RequestState.WAITING
+        self.num_tokens = prompt_tokens
+        self.replica_id = -1
+        self.num_computed_tokens = 0
+        self.num_generated = 0
+        self.num_blocks = 0
+        self.num_cached_tokens = 0
+        self.num_preemptions = 0
+        self.num_swaps = 0
+        self.picked_up_s = math.nan
+        """When the engine took it in: its arrival at an idle engine, else the end of the step running
+        then (vLLM's busy loop reads its input queue between steps and stamps `queued_ts` there)."""
+        self.first_scheduled_s = math.nan
+        self.first_token_s = math.nan
+        self.last_token_s = math.nan
+        self.finish_s = math.nan
+        self.max_tbt_s = 0.0
+        self.reject_reason = ""
+        self.prefix_keys: list[int] | None = None
+        """The prefix cache's keys of its prompt blocks, computed on first use while it is served."""
+        self.view: Any = request_view(self)
+        """Its read-only view: what policies receive (`sim.engine.views`)."""
 
     @property
     def is_swapped(self) -> bool:
