@@ -157,8 +157,11 @@ class Replica:
         self._pending_swap_out = 0
         self._timeouts: list[tuple[float, int, Request]] = []
         """(timeout, id, request) of queued requests that may give up, earliest first."""
+        self.gaps = metrics.gaps
+        """Where inter-token gaps go (a stretch's, shared by its batch, as arrays)."""
         self.add_step_gaps = metrics.gaps.add_step
         """Where a stepped iteration's inter-token gaps go."""
+        self._series_rows = metrics.replica_rows
         self.num_iterations = 0
         self.num_engine_steps = 0
         self.num_interrupts = 0
@@ -674,10 +677,11 @@ class Replica:
 
     def sample(self, batch_size: int, batch_tokens: int) -> None:
         """The replica's state as a step of `batch_size` entries and `batch_tokens` tokens starts."""
-        self.metrics.sample_replica(
+        self._series_rows.append(
             (self.env.now, self.replica_id, len(self.waiting), len(self._running), batch_size, batch_tokens,
              self.kv.num_used_blocks, self.kv.num_blocks)
         )
+        self.gaps.spill_if_full()  # once per engine step: bounds the step gaps the replica adds
 
     def meter_experts(self, shape: BatchShape) -> None:
         """Count a MoE model's expert weights read (and loaded) by an iteration just applied."""

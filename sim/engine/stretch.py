@@ -263,10 +263,11 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
     replica.add_step_gaps(first_gaps)
     if inner is not None:
         if planned_last:
-            metrics.add_gaps(inner[:-1], weight=len(running))
-            metrics.gaps.add_equal_steps([float(inner[-1])], len(running))
+            if steps > 2:
+                replica.gaps.add(inner[:-1], len(running))
+            replica.gaps.add_equal_steps([float(inner[-1])], len(running))
         else:
-            metrics.add_gaps(inner, weight=len(running))
+            replica.gaps.add(inner, len(running))
     if metrics.record_iterations:
         starts = np.concatenate(([start], ends[:-1]))
         metrics.add_iteration_stretch(replica.replica_id, starts, ends, len(running))

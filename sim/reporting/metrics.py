@@ -52,24 +52,17 @@ class MetricsRecorder:
             weakref.finalize(self, shutil.rmtree, directory, ignore_errors=True)
         self.directory = directory
         self.gaps = GapStore(directory)
-        self._replica_rows = ParquetSpill(directory / "replica_series.parquet",
-                                          typed_frame(REPLICA_SERIES_COLUMNS, SERIES_DTYPES))
+        self.replica_rows = ParquetSpill(directory / "replica_series.parquet",
+                                         typed_frame(REPLICA_SERIES_COLUMNS, SERIES_DTYPES))
+        """Rows of REPLICA_SERIES_COLUMNS, each the state of a replica from its `time_s` on: the
+        replicas append them (with `gaps.spill_if_full()` once an engine step, which bounds the step
+        gaps they add), straight into the compiled spill."""
         self._system_rows = ParquetSpill(directory / "system_series.parquet",
                                          typed_frame(SYSTEM_SERIES_COLUMNS, SERIES_DTYPES))
         self._iterations = IterationRecorder(directory / "iterations.parquet") if record_iterations else None
         self.tokens: TokenRecorder | None = None
         """Every token's time (`output.per_token`): set by whoever runs the engine, read where tokens are emitted."""
         self._finished = False
-
-    def add_gaps(self, seconds: np.ndarray, weight: int = 1) -> None:
-        """`seconds` each observed `weight` times (a stretch's gaps, shared by its whole batch)."""
-        if len(seconds):
-            self.gaps.add(seconds, weight)
-
-    def sample_replica(self, row: tuple) -> None:
-        """A row of REPLICA_SERIES_COLUMNS: the state of a replica from `time_s` on."""
-        self._replica_rows.append(row)
-        self.gaps.spill_if_full()  # once per engine step: bounds the step entries the replicas add
 
     def sample_system(self, time_s: float, num_in_system: int) -> None:
         self._system_rows.append((time_s, num_in_system))
@@ -78,14 +71,14 @@ class MetricsRecorder:
         """The run is over: every buffered row and gap to its file (idempotent)."""
         if not self._finished:
             self.gaps.finish()
-            self._replica_rows.close()
+            self.replica_rows.close()
             self._system_rows.close()
             self._finished = True
 
     @property
     def replica_series_path(self) -> Path:
         self.finish()
-        return self._replica_rows.path
+        return self.replica_rows.path
 
     @property
     def system_series_path(self) -> Path:
