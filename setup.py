@@ -26,6 +26,8 @@ COMPILED_MODULES = (
     "sim/engine/stretch.py",
     "sim/engine/trusted.py",
     "sim/reporting/gap_store.py",
+    "sim/reporting/request_records.py",
+    "sim/reporting/request_rows.py",
     "sim/reporting/spill.py",
     "policies/views.py",
 )

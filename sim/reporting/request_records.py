@@ -16,7 +16,8 @@ import numpy as np
 from servesim.sim.engine.request import Request, RequestState
 from servesim.sim.errors import EngineInvariantError
 from servesim.sim.experiment.classes import ServiceClass
-from servesim.sim.reporting.results import request_frame, request_row
+from servesim.sim.reporting.request_rows import request_row
+from servesim.sim.reporting.results import request_frame
 from servesim.sim.reporting.spill import ParquetSpill
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from servesim.sim.engine.request import Request, RequestState
+from servesim.sim.engine.request import Request
 from servesim.sim.experiment.classes import ServiceClass
 from servesim.sim.experiment.config import ExperimentConfig
 from servesim.sim.reporting.benchmark_serving import write_benchmark_serving
@@ -24,14 +24,10 @@ from servesim.sim.reporting.gap_store import GapStore
 from servesim.sim.reporting.json_output import json_text
 from servesim.sim.reporting.output_dir import ResultsClaim, claim_output
 from servesim.sim.reporting.output_target import resolve_target
+from servesim.sim.reporting.request_rows import REQUEST_COLUMNS, request_row
 from servesim.sim.reporting.spill import read_table, typed_frame
 from servesim.sim.reporting.summary import slo_met
 
-REQUEST_COLUMNS = (
-    "request_id", "replica", "state", "reject_reason", "arrival_s", "prompt_tokens", "output_tokens", "priority",
-    "slo_class", "picked_up_s", "first_scheduled_s", "first_token_s", "finish_s", "max_tbt_s", "num_preemptions",
-    "num_swaps", "cached_tokens",
-)
 _TEXT_COLUMNS = ("state", "reject_reason", "slo_class")
 _FLOAT_COLUMNS = ("arrival_s", "picked_up_s", "first_scheduled_s", "first_token_s", "finish_s", "max_tbt_s")
 REQUEST_DTYPES = {name: "str" if name in _TEXT_COLUMNS else "float64" if name in _FLOAT_COLUMNS else "int64"
@@ -94,19 +90,6 @@ class RunFiles:
     keep_alive: object = None
     tables: Mapping[str, Path] = field(default_factory=dict)
     """Further tables of this run by name, written as `<name>.parquet` (a disaggregated run's transfers)."""
-
-
-def request_row(request: Request, stream_out_s: float = 0.0) -> tuple:
-    """`request`'s row of REQUEST_COLUMNS; a finished one's token times `stream_out_s` later
-    (the client sees tokens after the API server streams them out)."""
-    shift = stream_out_s if request.state is RequestState.FINISHED else 0.0
-    return (
-        request.request_id, request.replica_id, request.state.value, request.reject_reason, request.arrival_s,
-        request.prompt_tokens, request.output_tokens, request.priority, request.slo_class,
-        request.picked_up_s, request.first_scheduled_s, request.first_token_s + shift, request.finish_s + shift,
-        request.max_tbt_s if request.output_tokens > 1 else np.nan, request.num_preemptions, request.num_swaps,
-        request.num_cached_tokens,
-    )
 
 
 def request_frame(rows: list[tuple], classes: Mapping[str, ServiceClass]) -> pd.DataFrame:
