@@ -11,6 +11,9 @@ views), they decide the same batch, and their decisions pass every rule of the c
 handed the engine's objects and their decisions are taken as they are: about a sixth of
 `bench_core`'s time. Nothing would stop one of them writing to what it reads, so that test is
 their guard. A subclass, another queue order or preemption policy keeps the views and the check.
+The engine goes one step further where it knows the answer: the next batch when nothing waits
+(`known_next_batch`), and any decision of plain `vllm` or `sarathi` that preempts nothing
+(`known_decision`), computed here, compiled with the engine, instead of in the policy's Python.
 """
 from __future__ import annotations
 
@@ -199,7 +202,6 @@ def known_decision(scheduler: SchedulerPolicy, replica: Replica) -> KnownDecisio
     if trusted is None:
         return None
     assert isinstance(scheduler, BudgetScheduler)  # both trusted schedulers are
-    params = scheduler.params
     if isinstance(scheduler, VllmSchedulerPolicy):
         if scheduler.params.prefill_first or scheduler.params.preemptive:
             return None
@@ -207,8 +209,8 @@ def known_decision(scheduler: SchedulerPolicy, replica: Replica) -> KnownDecisio
     else:
         reserve_full_isl = False
     order_running, max_tokens = trusted
-    max_seqs = params.max_num_seqs
-    chunked = params.chunked_prefill
+    max_seqs = scheduler.params.max_num_seqs
+    chunked = scheduler.params.chunked_prefill
 
     def decide(now: float) -> CheckedDecision | None:
         running = order_running(now)
