@@ -110,7 +110,7 @@ def run_prompt_chunks(replica: Replica, step: PreparedStep) -> Generator[simpy.E
     prompt.num_computed_tokens += num_new
     if prompt.num_computed_tokens == prompt.num_tokens:
         replica.token_sampled(prompt, env.now, last_gaps)
-    replica.add_step_gaps(last_gaps)
+    replica.gaps.add_step(last_gaps)
     return done
 
 
@@ -190,8 +190,8 @@ def _apply_decodes(replica: Replica, decodes: list[Request], ends: list[float]) 
     if metrics.tokens is not None:
         metrics.tokens.add_stretch([request.request_id for request in decodes], np.array(ends))
     if inner:
-        replica.add_step_gaps(first_gaps)
-        metrics.gaps.add_equal_steps(inner[:-1], len(decodes))
+        replica.gaps.add_step(first_gaps)
+        replica.gaps.add_equal_steps(inner[:-1], len(decodes))
     for request in finished:
         replica.finish(request, last_end)
     return [inner[-1]] * len(decodes) if inner else first_gaps

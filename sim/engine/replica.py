@@ -158,9 +158,7 @@ class Replica:
         self._timeouts: list[tuple[float, int, Request]] = []
         """(timeout, id, request) of queued requests that may give up, earliest first."""
         self.gaps = metrics.gaps
-        """Where inter-token gaps go (a stretch's, shared by its batch, as arrays)."""
-        self.add_step_gaps = metrics.gaps.add_step
-        """Where a stepped iteration's inter-token gaps go."""
+        """Where inter-token gaps go: a stepped iteration's (`add_step`), a stretch's as arrays shared by its batch."""
         self._series_rows = metrics.replica_rows
         self.num_iterations = 0
         self.num_engine_steps = 0
@@ -707,7 +705,7 @@ class Replica:
             if request.num_computed_tokens == request.num_tokens:
                 self.token_sampled(request, now, gaps)
         if gaps:
-            self.add_step_gaps(gaps)
+            self.gaps.add_step(gaps)
         self.outstanding_tokens -= num_prefill_tokens + num_decodes
         if self.metrics.record_iterations:
             self.metrics.add_iteration(

@@ -260,7 +260,7 @@ def _apply(replica: Replica, running: list[Request], contexts: tuple[int, ...], 
             meter.add_decodes(len(running), steps)
     replica.outstanding_tokens -= steps * len(running)
     metrics = replica.metrics
-    replica.add_step_gaps(first_gaps)
+    replica.gaps.add_step(first_gaps)
     if inner is not None:
         if planned_last:
             if steps > 2:
